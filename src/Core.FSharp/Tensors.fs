@@ -1,0 +1,51 @@
+/// Conversions between .NET arrays and float64 tensors, and torch process set-up.
+/// Every tensor the core works on is float64 on the CPU; a mask is a float64 tensor of the data's
+/// shape holding 1.0 where a value is missing and 0.0 where it is observed.
+module EMFlow.Tensors
+
+open System
+open TorchSharp
+
+type Tensor = torch.Tensor
+
+/// The element type used throughout: float64, so EM statistics accumulate without float32 drift.
+let dtype = torch.float64
+
+/// A (n, p) float64 tensor holding a copy of the array.
+let ofArray2D (a: float[,]) : Tensor =
+    let n, p = Array2D.length1 a, Array2D.length2 a
+    let flat = Array.zeroCreate<float> (n * p)
+    for i in 0 .. n - 1 do
+        for j in 0 .. p - 1 do
+            flat[i * p + j] <- a[i, j]
+    torch.tensor(flat, dtype = dtype).reshape(int64 n, int64 p)
+
+/// A (n) float64 tensor holding a copy of the array.
+let ofArray (a: float[]) : Tensor = torch.tensor(Array.copy a, dtype = dtype)
+
+/// Copies a 2-D tensor (any float dtype) into a new (n, p) array.
+let toArray2D (t: Tensor) : float[,] =
+    use c = t.detach().to_type(dtype).contiguous().cpu()
+    let n, p = int c.shape[0], int c.shape[1]
+    let flat = c.data<float>().ToArray()
+    Array2D.init n p (fun i j -> flat[i * p + j])
+
+/// Copies a tensor of any shape into a flat array, in row-major order.
+let toArray (t: Tensor) : float[] =
+    use c = t.detach().to_type(dtype).contiguous().cpu()
+    c.data<float>().ToArray()
+
+/// The scalar value of a one-element tensor.
+let scalar (t: Tensor) : float = t.detach().to_type(dtype).item<float>()
+
+/// A mask tensor (n, p), 1.0 where the array holds NaN.
+let nanMask (x: Tensor) : Tensor = x.isnan().to_type(dtype)
+
+/// Sets the number of intra-op threads torch uses. On small shared machines one thread avoids
+/// OpenMP spin contention, which otherwise slows torch by up to an order of magnitude.
+let setThreads (n: int) =
+    if n < 1 then invalidArg "threads" (sprintf "must be at least 1; got %d" n)
+    torch.set_num_threads n
+
+/// A torch generator seeded explicitly, so no library code touches the global seed.
+let generator (seed: int64) = new torch.Generator(uint64 seed)
