@@ -1,1 +1,141 @@
+/// Online EM for a full-covariance Gaussian (Cappé and Moulines, 2009): the M-step statistics of one batch
+/// (eq. 22), the stochastic-approximation update (eq. 7-8, or eq. 28 on sufficient statistics), the
+/// step-size schedule, the robust covariance (eq. 31) and the super-batch buffer.
 module EMFlow.OnlineEm
+
+open System
+open TorchSharp
+open EMFlow.Tensors
+
+/// Gaussian parameters: mean (p) and covariance (p, p).
+type Estimate = { Mu: Tensor; Sigma: Tensor }
+
+/// Step-size schedule ρ_t = C · t^(−γ).
+type StepSize =
+    { /// Scale C, in (0, 1).
+      C: float
+      /// Decay γ, in (0.5, 1]: the Robbins–Monro conditions need Σρ_t = ∞ and Σρ_t² &lt; ∞.
+      Gamma: float }
+
+/// The paper's schedule for every experiment: ρ_t = 0.99 · t^(−0.8).
+let paperStepSize = { C = 0.99; Gamma = 0.8 }
+
+/// Raises ArgumentOutOfRangeException unless 0 &lt; C &lt; 1 and 0.5 &lt; γ ≤ 1.
+let validateStepSize (s: StepSize) =
+    if not (s.C > 0.0 && s.C < 1.0) then
+        raise (ArgumentOutOfRangeException("stepSize.C", s.C, sprintf "The step-size scale C must be in (0, 1); got %g." s.C))
+    if not (s.Gamma > 0.5 && s.Gamma <= 1.0) then
+        raise (ArgumentOutOfRangeException("stepSize.Gamma", s.Gamma, sprintf "The step-size decay gamma must be in (0.5, 1]; got %g." s.Gamma))
+
+/// ρ_t for the t-th update (t ≥ 1). Always in (0, 1) for a valid schedule.
+let rho (s: StepSize) (t: int) : float =
+    if t < 1 then raise (ArgumentOutOfRangeException("t", t, sprintf "The update counter starts at 1; got %d." t))
+    s.C * Math.Pow(float t, -s.Gamma)
+
+/// The M-step on one batch (eq. 22): μ_local = mean of ẑ_i, Σ_local = mean of (ẑ_i − μ)(ẑ_i − μ)ᵀ + C̃_i.
+/// <param name="imputed">(B, p) latent rows with missing parts replaced by conditional means.</param>
+/// <param name="covarianceSum">(p, p) Σ_i C̃_i from <see cref="Gaussian.conditional"/>.</param>
+let localEstimate (imputed: Tensor) (covarianceSum: Tensor) : Estimate =
+    let b = float imputed.shape[0]
+    let mu = imputed.mean([| 0L |])
+    let d = imputed - mu
+    let sigma = (d.T.matmul(d) + covarianceSum) / b
+    { Mu = mu; Sigma = (sigma + sigma.T) * 0.5 }
+
+/// Sample mean and covariance (divisor n, the maximum-likelihood estimate) of complete rows (n, p).
+let sampleEstimate (rows: Tensor) : Estimate =
+    let p = rows.shape[1]
+    localEstimate rows (torch.zeros(p, p, dtype = dtype))
+
+/// The online update (eq. 7-8): θ ← ρ θ_local + (1 − ρ) θ.
+let update (rho: float) (current: Estimate) (local: Estimate) : Estimate =
+    { Mu = local.Mu * rho + current.Mu * (1.0 - rho)
+      Sigma = local.Sigma * rho + current.Sigma * (1.0 - rho) }
+
+/// Expected sufficient statistics of a Gaussian: s1 = E[z] (p), s2 = E[z zᵀ] (p, p).
+type Sufficient = { S1: Tensor; S2: Tensor }
+
+/// Local sufficient statistics of one batch: s1 = mean ẑ, s2 = mean (ẑ ẑᵀ + C̃).
+let localSufficient (imputed: Tensor) (covarianceSum: Tensor) : Sufficient =
+    let b = float imputed.shape[0]
+    { S1 = imputed.mean([| 0L |]); S2 = (imputed.T.matmul(imputed) + covarianceSum) / b }
+
+/// Sufficient statistics of an estimate: s1 = μ, s2 = Σ + μ μᵀ.
+let toSufficient (e: Estimate) : Sufficient =
+    { S1 = e.Mu; S2 = e.Sigma + e.Mu.outer(e.Mu) }
+
+/// The estimate of sufficient statistics: μ = s1, Σ = s2 − s1 s1ᵀ.
+let ofSufficient (s: Sufficient) : Estimate =
+    let sigma = s.S2 - s.S1.outer(s.S1)
+    { Mu = s.S1; Sigma = (sigma + sigma.T) * 0.5 }
+
+/// Cappé and Moulines' update on sufficient statistics (eq. 28): s ← ρ s_local + (1 − ρ) s.
+let updateSufficient (rho: float) (current: Sufficient) (local: Sufficient) : Sufficient =
+    { S1 = local.S1 * rho + current.S1 * (1.0 - rho)
+      S2 = local.S2 * rho + current.S2 * (1.0 - rho) }
+
+/// Robust covariance (eq. 31): Σ + β · Diag(Σ). Keeps conditionals well posed while Σ is still poor.
+/// Raises ArgumentOutOfRangeException for β &lt; 0.
+let robust (beta: float) (sigma: Tensor) : Tensor =
+    if not (beta >= 0.0) then raise (ArgumentOutOfRangeException("beta", beta, sprintf "beta must be non-negative; got %g." beta))
+    if beta = 0.0 then sigma else sigma + torch.diag(sigma.diagonal()) * beta
+
+/// The paper's robust-Σ schedule for UCI data under MAR: β = 1e-2 in iterations 1-2, 1e-3 in 3-4, 0 after.
+let paperBeta (iteration: int) : float =
+    if iteration <= 2 then 1e-2 elif iteration <= 4 then 1e-3 else 0.0
+
+/// Which form of the online update to apply.
+type UpdateForm =
+    /// Average μ and Σ directly (eq. 7-8), as the paper's experiments do.
+    | Moments
+    /// Average the sufficient statistics (eq. 28), Cappé and Moulines' general form.
+    | SufficientStatistics
+
+/// The latest batches' E-step results kept for the M-step when batches are small next to p (appendix D).
+/// Whole batches are dropped oldest first once more than Capacity rows are held.
+type SuperBatch =
+    { Capacity: int
+      Batches: (Tensor * Tensor) list }
+
+/// An empty buffer holding at most `capacity` rows (capacity ≤ 0 means: only the current batch).
+let emptySuperBatch (capacity: int) = { Capacity = capacity; Batches = [] }
+
+/// Adds a batch (imputed (B, p), covariance sum (p, p)) and returns the trimmed buffer and the pooled
+/// local estimate over everything it holds.
+let pushSuperBatch (buffer: SuperBatch) (imputed: Tensor) (covarianceSum: Tensor) : SuperBatch * Estimate =
+    let rec trim (kept: (Tensor * Tensor) list) rows acc =
+        match kept with
+        | [] -> List.rev acc
+        | (x, c) :: rest ->
+            let r = rows + int x.shape[0]
+            if r > buffer.Capacity && not acc.IsEmpty then List.rev acc else trim rest r ((x, c) :: acc)
+    let batches = trim ((imputed, covarianceSum) :: buffer.Batches) 0 []
+    let all = torch.cat(batches |> List.map fst |> List.toArray, 0L)
+    let cov = batches |> List.map snd |> List.reduce (+)
+    { buffer with Batches = batches }, localEstimate all cov
+
+/// State of online EM between batches.
+type State =
+    { Estimate: Estimate
+      /// Number of updates applied so far; the next uses ρ_(Step+1).
+      Step: int
+      Sufficient: Sufficient option
+      Buffer: SuperBatch }
+
+/// A state whose parameters start at `initial` (the paper: mean and covariance of the first latent batch).
+let init (form: UpdateForm) (superBatch: int) (initial: Estimate) : State =
+    { Estimate = initial
+      Step = 0
+      Sufficient = (match form with SufficientStatistics -> Some (toSufficient initial) | Moments -> None)
+      Buffer = emptySuperBatch superBatch }
+
+/// One online-EM update from a batch's E-step: pools the super-batch, steps the counter and averages.
+let step (schedule: StepSize) (state: State) (e: Gaussian.Conditional) : State =
+    let buffer, local = pushSuperBatch state.Buffer e.Imputed e.CovarianceSum
+    let t = state.Step + 1
+    let r = rho schedule t
+    match state.Sufficient with
+    | Some s ->
+        let s' = updateSufficient r s (toSufficient local)
+        { state with Estimate = ofSufficient s'; Step = t; Sufficient = Some s'; Buffer = buffer }
+    | None -> { state with Estimate = update r state.Estimate local; Step = t; Buffer = buffer }

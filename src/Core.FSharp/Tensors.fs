@@ -49,3 +49,7 @@ let setThreads (n: int) =
 
 /// A torch generator seeded explicitly, so no library code touches the global seed.
 let generator (seed: int64) = new torch.Generator(uint64 seed)
+
+/// A torch Scalar from a float; comparisons such as `gt` overload on Scalar and Tensor, which F# cannot
+/// choose between for a bare float.
+let sc (v: float) : Scalar = Scalar.op_Implicit v
