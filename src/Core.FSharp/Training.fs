@@ -1,0 +1,164 @@
+/// EMFlow's two phases (Algorithms 1 and 2 of the paper) as steps on one batch: the data density under the
+/// flow and the latent Gaussian (eq. 3), the two flow losses (eq. 11-15), one training-phase step on a batch
+/// (L1 step, latent E-step and online M-step, L2 step), and re-imputation of any rows.
+/// The caller owns the flow, the optimisers and the loop; these functions hold no state of their own.
+module EMFlow.Training
+
+open System
+open TorchSharp
+open EMFlow.Tensors
+open EMFlow.OnlineEm
+
+/// Settings of one training-phase step.
+type StepSettings =
+    { /// α of eq. 15: weight of the squared reconstruction error on observed entries.
+      Alpha: float
+      /// ρ_t = C t^(−γ) of the online M-step.
+      StepSize: StepSize
+      /// β of the robust covariance used in the E-step (eq. 31); 0 for none.
+      Beta: float
+      /// Largest gradient norm of a flow step; larger gradients are scaled down so that one bad batch
+      /// cannot throw the flow far away.
+      MaxGradNorm: float
+      /// Ridge added to Σ after each M-step, relative to its mean diagonal (keeps Σ invertible when n &lt; p).
+      Ridge: float }
+
+/// Losses of one training-phase step (means over the batch).
+type StepLosses =
+    { /// L1: −mean log p_X(x̂).
+      L1: float
+      /// L2: −mean [log p_X(x̃) − α · squared error on observed entries].
+      L2: float
+      /// Mean squared reconstruction error of observed entries, per row (the α term without α).
+      Reconstruction: float }
+
+/// log p_X(x) per row (B) under flow f and latent N(μ, Σ) (eq. 3): log N(f⁻¹(x)) + log|det ∂f⁻¹/∂x|.
+let logDensity (flow: Flow.FlowLayer) (e: Estimate) (x: Tensor) : Tensor =
+    let z, logDet = Flow.toLatent flow x
+    Gaussian.logDensity e.Mu e.Sigma z + logDet
+
+/// L1 (eq. 11): −mean log p_X(x̂) over the batch; differentiable in the flow's parameters.
+let l1Loss (flow: Flow.FlowLayer) (e: Estimate) (xHat: Tensor) : Tensor =
+    -(logDensity flow e xHat).mean()
+
+/// The latent E-step: z = f⁻¹(x̂) with the latent mask equal to the data mask (the paper's assumption 2),
+/// then the conditional mean and covariance under N(μ, Σ_E). No gradient is recorded.
+/// <param name="sigmaE">(p, p) covariance used for the conditionals (Σ, or the robust Σ of eq. 31).</param>
+let latentEStep (flow: Flow.FlowLayer) (mu: Tensor) (sigmaE: Tensor) (xHat: Tensor) (mask: Tensor) : Gaussian.Conditional =
+    use _ = torch.no_grad()
+    let z, logDet = Flow.toLatent flow xHat
+    logDet.Dispose()
+    Gaussian.conditional mu sigmaE z mask
+
+/// L2 (eq. 15): x̃ = f(ẑ); −mean [log p_X(x̃) − α Σ_j (1 − m_j)(x̃_j − x̂_j)²]. Since f⁻¹(x̃) = ẑ exactly,
+/// log p_X(x̃) = log N(ẑ) − log|det ∂f/∂z| needs no second pass through the flow.
+/// Returns the loss and the mean per-row reconstruction error.
+let l2Loss (flow: Flow.FlowLayer) (e: Estimate) (alpha: float) (xHat: Tensor) (mask: Tensor) (zHat: Tensor) : Tensor * Tensor =
+    let xTilde, logDet = Flow.toData flow zHat
+    let logP = Gaussian.logDensity e.Mu e.Sigma zHat - logDet
+    let recon = (((xTilde - xHat) * (1.0 - mask)).pow(sc 2.0)).sum(dim = 1L)
+    -(logP - recon * alpha).mean(), recon.mean()
+
+let private clipAndStep (settings: StepSettings) (flow: Flow.FlowLayer) (opt: torch.optim.Optimizer) (loss: Tensor) =
+    opt.zero_grad()
+    loss.backward()
+    let ps = Flow.parameters flow
+    if ps.Length > 0 then
+        let norm = torch.nn.utils.clip_grad_norm_(ps |> Seq.cast<Tensor>, settings.MaxGradNorm)
+        // A non-finite gradient would poison every parameter through Adam's moments: skip the step instead.
+        if Double.IsFinite norm then opt.step() |> ignore
+        else opt.zero_grad()
+
+/// Keeps an estimate's tensors alive beyond the current dispose scope.
+let private keep (e: Estimate) = { Mu = e.Mu.MoveToOuterDisposeScope(); Sigma = e.Sigma.MoveToOuterDisposeScope() }
+
+let private ridge (r: float) (sigma: Tensor) =
+    if r = 0.0 then sigma
+    else sigma + torch.eye(sigma.shape[0], dtype = dtype) * (r * max (scalar (sigma.diagonal().mean())) 1e-12)
+
+/// One training-phase step on a batch (Algorithm 1, lines 3-8): an L1 gradient step with `optL1`, the latent
+/// E-step and online M-step, and an L2 gradient step with `optL2`. Separate optimisers keep the large
+/// α-scaled reconstruction gradients of L2 out of L1's moment estimates.
+/// <param name="xHat">(B, p) current imputations (observed entries are data).</param>
+/// <param name="mask">(B, p) 1.0 where the entry is missing (imputed) in xHat.</param>
+/// <returns>The updated online-EM state (tensors outliving the call) and the step's losses.</returns>
+let trainStep (settings: StepSettings) (flow: Flow.FlowLayer) (optL1: torch.optim.Optimizer) (optL2: torch.optim.Optimizer)
+              (state: State) (xHat: Tensor) (mask: Tensor) : State * StepLosses =
+    use scope = torch.NewDisposeScope()
+    let l1 = l1Loss flow state.Estimate xHat
+    clipAndStep settings flow optL1 l1
+    let e = state.Estimate
+    let c = latentEStep flow e.Mu (robust settings.Beta e.Sigma) xHat mask
+    let next = step settings.StepSize state c
+    let estimate = { next.Estimate with Sigma = ridge settings.Ridge next.Estimate.Sigma }
+    let l2, recon = l2Loss flow estimate settings.Alpha xHat mask c.Imputed
+    clipAndStep settings flow optL2 l2
+    let kept = keep estimate
+    let buffer = { next.Buffer with Batches = next.Buffer.Batches |> List.map (fun (x, s) -> x.MoveToOuterDisposeScope(), s.MoveToOuterDisposeScope()) }
+    let suff = next.Sufficient |> Option.map (fun s -> { S1 = s.S1.MoveToOuterDisposeScope(); S2 = s.S2.MoveToOuterDisposeScope() })
+    { next with Estimate = kept; Buffer = buffer; Sufficient = suff },
+    { L1 = scalar l1; L2 = scalar l2; Reconstruction = scalar recon }
+
+/// Latent statistics that start the base distribution of an iteration: the sample mean and covariance
+/// of f⁻¹(x̂) over the rows given, plus a ridge.
+let initialEstimate (flow: Flow.FlowLayer) (ridgeFraction: float) (xHat: Tensor) : Estimate =
+    use scope = torch.NewDisposeScope()
+    use _ = torch.no_grad()
+    let z, _ = Flow.toLatent flow xHat
+    let e = sampleEstimate z
+    keep { e with Sigma = ridge ridgeFraction e.Sigma }
+
+// Rows per chunk when re-imputing: bounds memory for large tables without changing any result.
+let private chunk = 4096L
+
+/// Re-imputation (Algorithm 2): with every parameter fixed, z = f⁻¹(x̂), ẑ = latent conditional mean,
+/// x̃ = f(ẑ), and x̂ ← x̂ ⊙ (1 − m) + clamp(x̃) ⊙ m. Observed entries are copied through untouched.
+/// <param name="lower">(p) smallest value an imputation may take (for min-max scaled data, 0).</param>
+/// <param name="upper">(p) largest value an imputation may take (for min-max scaled data, 1).</param>
+/// <param name="xHat">(n, p) current imputations.</param>
+/// <param name="mask">(n, p) 1.0 where missing.</param>
+/// <returns>(n, p) new imputations.</returns>
+/// <remarks>Clamping to the training range keeps one poorly modelled region of the flow from sending an
+/// imputation far outside anything observed.</remarks>
+let reimpute (flow: Flow.FlowLayer) (e: Estimate) (lower: Tensor) (upper: Tensor) (xHat: Tensor) (mask: Tensor) : Tensor =
+    use _ = torch.no_grad()
+    let n = xHat.shape[0]
+    let parts =
+        [| let mutable s = 0L
+           while s < n do
+               let len = min chunk (n - s)
+               use scope = torch.NewDisposeScope()
+               let x = xHat.narrow(0L, s, len)
+               let m = mask.narrow(0L, s, len)
+               let z, _ = Flow.toLatent flow x
+               let zHat = Gaussian.conditionalMean e.Mu e.Sigma z m
+               let xTilde, _ = Flow.toData flow zHat
+               let bounded = torch.minimum(torch.maximum(xTilde, lower), upper)
+               yield torch.where(m.gt(sc 0.5), bounded, x).MoveToOuterDisposeScope()
+               s <- s + len |]
+    if parts.Length = 1 then parts[0] else torch.cat(parts, 0L)
+
+/// Mean log p_X(x̂) per row over all rows, in chunks and without gradients: the history's latent fit.
+let meanLogDensity (flow: Flow.FlowLayer) (e: Estimate) (xHat: Tensor) : float =
+    use _ = torch.no_grad()
+    let n = xHat.shape[0]
+    let mutable total = 0.0
+    let mutable s = 0L
+    while s < n do
+        let len = min chunk (n - s)
+        use scope = torch.NewDisposeScope()
+        total <- total + scalar ((logDensity flow e (xHat.narrow(0L, s, len))).sum())
+        s <- s + len
+    total / float n
+
+/// Draws of the missing entries (Multiple imputation): latent missing parts drawn from N(ẑ_m, C) of each
+/// row, pushed through the flow; observed entries untouched. Not in the paper; what users of mice and
+/// Amelia expect.
+let sampleImputation (gen: torch.Generator) (flow: Flow.FlowLayer) (e: Estimate) (lower: Tensor) (upper: Tensor) (xHat: Tensor) (mask: Tensor) : Tensor =
+    use _ = torch.no_grad()
+    use scope = torch.NewDisposeScope()
+    let z, _ = Flow.toLatent flow xHat
+    let draw = Gaussian.sampleConditional gen e.Mu e.Sigma z mask
+    let xTilde, _ = Flow.toData flow draw
+    let bounded = torch.minimum(torch.maximum(xTilde, lower), upper)
+    torch.where(mask.gt(sc 0.5), bounded, xHat).MoveToOuterDisposeScope()

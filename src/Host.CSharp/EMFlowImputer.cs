@@ -1,0 +1,342 @@
+using System.Diagnostics;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace EMFlow;
+
+/// <summary>One iteration of an EMFlow fit, as recorded in <see cref="EMFlowImputer.History"/>.</summary>
+/// <param name="Iteration">Iteration number, from 1.</param>
+/// <param name="MeanL1">Mean L1 loss (−log p_X(x̂)) over the iteration's last epoch.</param>
+/// <param name="MeanL2">Mean L2 loss over the iteration's last epoch.</param>
+/// <param name="LatentLogLikelihood">Mean log p_X(x̂) per row after re-imputation, on the [0, 1] scale.</param>
+/// <param name="ValidationRmse">RMSE on the held-out observed entries after re-imputation ([0, 1] scale); NaN without a hold-out.</param>
+/// <param name="Seconds">Wall-clock seconds the iteration took.</param>
+/// <param name="Diverged">True when the iteration was abandoned because the model diverged (non-finite loss or covariance).</param>
+public sealed record IterationRecord(int Iteration, double MeanL1, double MeanL2, double LatentLogLikelihood, double ValidationRmse, double Seconds, bool Diverged);
+
+/// <summary>One epoch of an EMFlow fit, as recorded in <see cref="EMFlowImputer.EpochHistory"/>.</summary>
+/// <param name="Iteration">Iteration number, from 1.</param>
+/// <param name="Epoch">Epoch within the iteration, from 1.</param>
+/// <param name="MeanL1">Mean L1 loss over the epoch's batches.</param>
+/// <param name="MeanL2">Mean L2 loss over the epoch's batches.</param>
+/// <param name="MeanReconstruction">Mean squared reconstruction error of observed entries per row.</param>
+public sealed record EpochRecord(int Iteration, int Epoch, double MeanL1, double MeanL2, double MeanReconstruction);
+
+/// <summary>
+/// EMFlow imputation (Ma and Ghosh, ICLR 2022 submission): online EM on a full-covariance Gaussian in the latent
+/// space of a RealNVP normalizing flow, alternating flow training with EM updates, then re-imputing.
+/// </summary>
+/// <remarks>
+/// <para>Fit runs: validation, min-max scaling, hold-out of a few observed entries for model selection, the initial
+/// imputation (Gaussian EM by default), then <see cref="EMFlowOptions.Iterations"/> iterations of a training phase
+/// (per batch: L1 flow step, latent E-step, online M-step, L2 flow step) and a re-imputation phase. Each iteration
+/// starts a fresh flow at the identity (appendix D). The iteration with the lowest hold-out error is kept; iteration 0
+/// is the initial imputation itself, so a flow that does not help is not used.</para>
+/// <para>Transform re-imputes new rows only: the Gaussian-EM imputation of the fit, then the re-imputation phase
+/// of each kept iteration in turn, exactly as the training rows went through them.</para>
+/// </remarks>
+/// <example>
+/// <code>
+/// using var imputer = new EMFlowImputer(new EMFlowOptions { Seed = 42 });
+/// double[,] completed = imputer.FitTransform(table);   // NaN marks missing values
+/// </code>
+/// </example>
+public sealed class EMFlowImputer : Imputer
+{
+    private readonly List<(Flow.Flow Flow, OnlineEm.Estimate Estimate)> _stages = new();
+    private OnlineEm.Estimate? _gaussian;
+    private readonly List<IterationRecord> _history = new();
+    private readonly List<EpochRecord> _epochs = new();
+
+    /// <summary>An imputer with the given settings (checked at Fit).</summary>
+    public EMFlowImputer(EMFlowOptions? options = null) => Options = options ?? new EMFlowOptions();
+
+    /// <summary>The settings.</summary>
+    public EMFlowOptions Options { get; }
+
+    /// <summary>Iterations completed by the last Fit.</summary>
+    public int IterationsRun => _history.Count;
+
+    /// <summary>The iteration whose model is used (0: the initial imputation was best on the hold-out).</summary>
+    public int SelectedIteration => _stages.Count;
+
+    /// <summary>Hold-out RMSE of the initial imputation (iteration 0), [0, 1] scale; NaN without a hold-out.</summary>
+    public double InitialValidationRmse { get; private set; } = double.NaN;
+
+    /// <summary>One record per iteration run.</summary>
+    public IReadOnlyList<IterationRecord> History => _history;
+
+    /// <summary>One record per epoch run.</summary>
+    public IReadOnlyList<EpochRecord> EpochHistory => _epochs;
+
+    /// <summary>Latent mean μ (p) of the selected model (the Gaussian-EM mean when iteration 0 was selected).</summary>
+    public double[] Mu => Tensors.toArray(FinalEstimate.Mu);
+
+    /// <summary>Latent covariance Σ (p, p) of the selected model.</summary>
+    public double[,] Sigma => Tensors.toArray2D(FinalEstimate.Sigma);
+
+    private OnlineEm.Estimate FinalEstimate =>
+        _stages.Count > 0 ? _stages[^1].Estimate : _gaussian ?? throw new InvalidOperationException("EMFlowImputer is not fitted yet; call Fit first.");
+
+    /// <inheritdoc />
+    protected override void ValidateSettings(int rows, int columns)
+    {
+        Options.Validate(rows, columns);
+        if (rows < 2) throw new ArgumentException($"EMFlow needs at least 2 rows to fit; got {rows}.", "data");
+    }
+
+    private protected override void FitScaled(Tensor x, Tensor mask, IProgress<TrainingProgress>? progress, CancellationToken ct)
+    {
+        var o = Options;
+        int previousThreads = get_num_threads();
+        if (o.TorchThreads is int threads) set_num_threads(threads);
+        try
+        {
+            Clear();
+            Run(x, mask, progress, ct);
+        }
+        catch
+        {
+            Clear();
+            throw;
+        }
+        finally
+        {
+            if (o.TorchThreads is not null) set_num_threads(previousThreads);
+        }
+    }
+
+    private void Run(Tensor x, Tensor mask, IProgress<TrainingProgress>? progress, CancellationToken ct)
+    {
+        var o = Options;
+        var clock = Stopwatch.StartNew();
+        long n = x.shape[0], p = x.shape[1];
+        int batch = (int)Math.Min(o.BatchSize, n);
+        using var gen = Tensors.generator(o.Seed);
+        var (trainMask, hidden) = Selection.holdOut(o.Seed + 1, o.ValidationFraction, mask);
+
+        progress?.Report(new TrainingProgress("initial imputation", 0, o.Iterations, 0, o.EpochsPerIteration, double.NaN, double.NaN, clock.Elapsed));
+        var gaussFit = GaussianEm.fitBatch(GaussianEm.defaults, x, trainMask);
+        _gaussian = GaussianEmImputer.Keep(gaussFit.Estimate);
+        var xHat = o.InitialImputation switch
+        {
+            InitialImputation.GaussianEm => GaussianEm.impute(_gaussian, x, trainMask),
+            InitialImputation.RandomDraw => Missingness.impute(Missingness.InitialImputation.RandomDraw, o.Seed + 2, x, trainMask),
+            InitialImputation.Mean => Missingness.impute(Missingness.InitialImputation.Mean, o.Seed + 2, x, trainMask),
+            InitialImputation.Median => Missingness.impute(Missingness.InitialImputation.Median, o.Seed + 2, x, trainMask),
+            _ => Missingness.impute(Missingness.InitialImputation.Zero, o.Seed + 2, x, trainMask),
+        };
+        var lower = zeros(p, dtype: float64);
+        var upper = ones(p, dtype: float64);
+        double bestScore = InitialValidationRmse = Selection.score(x, xHat, hidden);
+        int best = 0;
+        var stages = new List<(Flow.Flow, OnlineEm.Estimate)>();
+        var stepSize = new OnlineEm.StepSize(o.StepSizeC, o.StepSizeGamma);
+        var form = o.SufficientStatisticsUpdate ? OnlineEm.UpdateForm.SufficientStatistics : OnlineEm.UpdateForm.Moments;
+
+        for (int it = 1; it <= o.Iterations; it++)
+        {
+            var started = clock.Elapsed;
+            var flow = Flow.create(new Flow.FlowConfig((int)p, o.CouplingLayers, o.HiddenWidth, o.HiddenDepth, o.Seed + 1000L * it));
+            var parameters = Flow.parameters(flow);
+            // Two optimisers: L2's α-scaled reconstruction gradients must not distort L1's moment estimates.
+            using var optL1 = optim.Adam(parameters, o.LearningRate);
+            using var optL2 = optim.Adam(parameters, o.LearningRate);
+            var settings = new Training.StepSettings(o.Alpha, stepSize, o.BetaAt(it), o.MaxGradNorm, GaussianEm.defaults.Ridge);
+            var state = OnlineEm.init(form, o.SuperBatchSize, Training.initialEstimate(flow, GaussianEm.defaults.Ridge, xHat));
+            double l1 = double.NaN, l2 = double.NaN;
+            bool diverged = false;
+            try
+            {
+                for (int epoch = 1; epoch <= o.EpochsPerIteration; epoch++)
+                {
+                    using var order = randperm(n, generator: gen);
+                    double sum1 = 0, sum2 = 0, sumR = 0;
+                    int batches = 0;
+                    for (long s = 0; s + 1 < n; s += batch)
+                    {
+                        ct.ThrowIfCancellationRequested();
+                        long len = Math.Min(batch, n - s);
+                        // A lone last row would give a degenerate M-step; it is picked up in the next epoch's order.
+                        if (len < 2) break;
+                        using var rows = order.narrow(0, s, len);
+                        using var xb = xHat.index_select(0, rows);
+                        using var mb = trainMask.index_select(0, rows);
+                        var (next, losses) = Training.trainStep(settings, flow, optL1, optL2, state, xb, mb).ToValueTuple();
+                        Release(state, next);
+                        state = next;
+                        if (!double.IsFinite(losses.L1) || !double.IsFinite(losses.L2))
+                            throw new InvalidOperationException($"Non-finite loss (L1 = {losses.L1}, L2 = {losses.L2}).");
+                        sum1 += losses.L1; sum2 += losses.L2; sumR += losses.Reconstruction; batches++;
+                    }
+                    l1 = sum1 / batches; l2 = sum2 / batches;
+                    _epochs.Add(new EpochRecord(it, epoch, l1, l2, sumR / batches));
+                    progress?.Report(new TrainingProgress("training", it, o.Iterations, epoch, o.EpochsPerIteration, l1, l2, clock.Elapsed));
+                }
+                progress?.Report(new TrainingProgress("re-imputation", it, o.Iterations, o.EpochsPerIteration, o.EpochsPerIteration, l1, l2, clock.Elapsed));
+                var reimputed = Training.reimpute(flow, state.Estimate, lower, upper, xHat, trainMask);
+                if (!reimputed.isfinite().all().item<bool>())
+                    throw new InvalidOperationException("Re-imputation produced non-finite values.");
+                xHat = reimputed;
+            }
+            catch (InvalidOperationException)
+            {
+                // Divergence (a non-finite loss, or a covariance that stays indefinite): keep what was fitted so far.
+                diverged = true;
+            }
+            if (diverged)
+            {
+                _history.Add(new IterationRecord(it, l1, l2, double.NaN, double.NaN, (clock.Elapsed - started).TotalSeconds, true));
+                flow.Dispose();
+                break;
+            }
+            var kept = GaussianEmImputer.Keep(state.Estimate);
+            Release(state, null);
+            stages.Add((flow, kept));
+            double score = Selection.score(x, xHat, hidden);
+            double ll = Training.meanLogDensity(flow, kept, xHat);
+            _history.Add(new IterationRecord(it, l1, l2, ll, score, (clock.Elapsed - started).TotalSeconds, false));
+            // Without a hold-out every completed iteration is kept, as in the paper.
+            if (double.IsNaN(score) || score < bestScore)
+            {
+                bestScore = double.IsNaN(score) ? bestScore : score;
+                best = it;
+            }
+        }
+        for (int i = 0; i < stages.Count; i++)
+        {
+            if (i < best) _stages.Add(stages[i]);
+            else Dispose(stages[i]);
+        }
+    }
+
+    private protected override Tensor TransformScaled(Tensor x, Tensor mask)
+    {
+        var xHat = GaussianEm.impute(_gaussian!, x, mask);
+        using var lower = zeros(x.shape[1], dtype: float64);
+        using var upper = ones(x.shape[1], dtype: float64);
+        foreach (var (flow, estimate) in _stages)
+            xHat = Training.reimpute(flow, estimate, lower, upper, xHat, mask);
+        return xHat;
+    }
+
+    /// <summary>
+    /// Multiple imputation: <paramref name="count"/> completed tables whose missing cells are draws, not means.
+    /// Each draw takes the latent missing parts from their conditional Gaussian N(ẑ_m, C) and pushes them
+    /// through the flow. Not part of the paper; what users of mice and Amelia expect.
+    /// </summary>
+    /// <param name="data">(m, p) rows with NaN (or <paramref name="missing"/>) marking missing values.</param>
+    /// <param name="count">Number of completed tables, at least 1.</param>
+    /// <param name="seed">Seed of the draws; same seed, same tables.</param>
+    /// <param name="missing">Optional (m, p) mask, true where missing.</param>
+    /// <returns><paramref name="count"/> tables (m, p), observed cells copied from <paramref name="data"/>.</returns>
+    public IReadOnlyList<double[,]> SampleImputations(double[,] data, int count, long seed = 0, bool[,]? missing = null)
+    {
+        if (count < 1) throw new ArgumentOutOfRangeException(nameof(count), count, $"count must be at least 1; got {count}.");
+        var scaler = RequireScaler();
+        var c = CheckRows(nameof(data), scaler.Features, data, missing);
+        using var scope = NewDisposeScope();
+        var x = Scaled(scaler, c);
+        var result = new List<double[,]>(count);
+        using var gen = Tensors.generator(seed);
+        using var lower = zeros(x.shape[1], dtype: float64);
+        using var upper = ones(x.shape[1], dtype: float64);
+        using var identity = Flow.identity((int)x.shape[1]);
+        for (int k = 0; k < count; k++)
+        {
+            var xHat = GaussianEm.impute(_gaussian!, x, c.Mask);
+            for (int s = 0; s + 1 < _stages.Count; s++)
+                xHat = Training.reimpute(_stages[s].Flow, _stages[s].Estimate, lower, upper, xHat, c.Mask);
+            var (flow, estimate) = _stages.Count > 0 ? _stages[^1] : (identity, _gaussian!);
+            var draw = Training.sampleImputation(gen, flow, estimate, lower, upper, xHat, c.Mask);
+            result.Add(WriteBack(data, c, Scaler.inverseTransform(scaler, draw)));
+        }
+        return result;
+    }
+
+    /// <summary>
+    /// log-density of each row under the fitted model, on the original scale: log p_X of the row with its missing
+    /// cells imputed (for complete rows, the exact flow density, eq. 3), minus Σ_j log(range_j) of the scaling.
+    /// </summary>
+    /// <param name="data">(m, p) rows.</param>
+    /// <returns>(m) log-densities.</returns>
+    public double[] LogLikelihood(double[,] data)
+    {
+        var scaler = RequireScaler();
+        var c = CheckRows(nameof(data), scaler.Features, data, null);
+        using var scope = NewDisposeScope();
+        var imputed = TransformScaled(Scaled(scaler, c), c.Mask);
+        using var identity = Flow.identity((int)imputed.shape[1]);
+        var (flow, estimate) = _stages.Count > 0 ? _stages[^1] : (identity, _gaussian!);
+        using var noGrad = no_grad();
+        var logp = Training.logDensity(flow, estimate, imputed);
+        double logRange = scaler.Range.Sum(Math.Log);
+        return Tensors.toArray(logp - logRange);
+    }
+
+    /// <summary>Writes the fitted model (options, scaler, Gaussian-EM fit, every kept iteration's flow and latent Gaussian) to one file.</summary>
+    /// <param name="path">File to create or overwrite.</param>
+    /// <exception cref="InvalidOperationException">Before Fit.</exception>
+    public void Save(string path)
+    {
+        var scaler = RequireScaler();
+        ModelFile.Save(path, Options, scaler, _gaussian!, _stages, _history, _epochs, InitialValidationRmse);
+    }
+
+    /// <summary>Reads a model written by <see cref="Save"/>; the loaded model transforms exactly as the saved one did.</summary>
+    /// <param name="path">A file written by <see cref="Save"/>.</param>
+    /// <exception cref="InvalidDataException">The file is not an EMFlow model.</exception>
+    public static EMFlowImputer Load(string path)
+    {
+        var m = ModelFile.Load(path);
+        var imputer = new EMFlowImputer(m.Options);
+        imputer.SetScaler(m.Scaler);
+        imputer._gaussian = m.Gaussian;
+        imputer._stages.AddRange(m.Stages);
+        imputer._history.AddRange(m.History);
+        imputer._epochs.AddRange(m.Epochs);
+        imputer.InitialValidationRmse = m.InitialValidationRmse;
+        return imputer;
+    }
+
+    /// <summary>Disposes the tensors of <paramref name="old"/> that <paramref name="next"/> does not hold, so that memory stays flat over long training.</summary>
+    private static void Release(OnlineEm.State old, OnlineEm.State? next)
+    {
+        var keep = new HashSet<IntPtr>();
+        if (next is not null) foreach (var t in Tensors(next)) keep.Add(t.Handle);
+        foreach (var t in Tensors(old))
+            if (!keep.Contains(t.Handle)) t.Dispose();
+    }
+
+    private static IEnumerable<Tensor> Tensors(OnlineEm.State s)
+    {
+        yield return s.Estimate.Mu;
+        yield return s.Estimate.Sigma;
+        if (s.Sufficient is { } suff) { yield return suff.Value.S1; yield return suff.Value.S2; }
+        foreach (var (a, b) in s.Buffer.Batches.Select(t => t.ToValueTuple())) { yield return a; yield return b; }
+    }
+
+    private static void Dispose((Flow.Flow Flow, OnlineEm.Estimate Estimate) stage)
+    {
+        stage.Flow.Dispose();
+        stage.Estimate.Mu.Dispose();
+        stage.Estimate.Sigma.Dispose();
+    }
+
+    private void Clear()
+    {
+        foreach (var s in _stages) Dispose(s);
+        _stages.Clear();
+        _history.Clear();
+        _epochs.Clear();
+        _gaussian = null;
+        InitialValidationRmse = double.NaN;
+    }
+
+    /// <inheritdoc />
+    protected override void Dispose(bool disposing)
+    {
+        Clear();
+        base.Dispose(disposing);
+    }
+}

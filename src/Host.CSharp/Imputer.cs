@@ -1,0 +1,138 @@
+using Microsoft.FSharp.Core;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace EMFlow;
+
+/// <summary>
+/// An imputer in the scikit-learn mould: settings are stored at construction and checked at
+/// <see cref="Fit(double[,], bool[,], IProgress{TrainingProgress}, CancellationToken)"/>; fitted state is read-only; <see cref="Transform(double[,], bool[,])"/>
+/// before Fit throws <see cref="InvalidOperationException"/>. Missing values are NaN, or are marked in an explicit
+/// mask of the table's shape (true = missing).
+/// </summary>
+/// <remarks>
+/// The pipeline is the same for every imputer: validation, min-max scaling fitted on observed values, the
+/// imputer's own work on the [0, 1] scale, inverse scaling, and finally the observed cells of the input
+/// copied into the result, so they come back bit for bit whatever the method does.
+/// <para>Input rules: observed values must be finite (±∞ throws <see cref="ArgumentException"/>); a column with no
+/// observed value throws at Fit (nothing can be learned about it; drop it); rows with every value missing are
+/// imputed from the fitted distribution; constant columns are kept (they impute to their constant); n &lt; p is
+/// accepted (covariances carry a small ridge).</para>
+/// </remarks>
+public abstract class Imputer : IDisposable
+{
+    private Scaler.MinMax? _scaler;
+    private bool _disposed;
+
+    /// <summary>True once <c>Fit</c> has completed.</summary>
+    public bool IsFitted => _scaler is not null;
+
+    /// <summary>Number of features p seen at Fit.</summary>
+    /// <exception cref="InvalidOperationException">Before Fit.</exception>
+    public int FeatureCount => RequireScaler().Features;
+
+    /// <summary>Fits the imputer to a table (n, p) with NaN (or <paramref name="missing"/>) marking missing values.</summary>
+    /// <param name="data">(n, p) values; NaN is missing unless <paramref name="missing"/> is given.</param>
+    /// <param name="missing">Optional (n, p) mask, true where the value is missing.</param>
+    /// <param name="progress">Optional progress sink for long fits.</param>
+    /// <param name="cancellationToken">Stops the fit between batches with <see cref="OperationCanceledException"/>; the imputer then stays unfitted.</param>
+    /// <exception cref="ArgumentException">Bad input (see the class remarks) or invalid settings.</exception>
+    public void Fit(double[,] data, bool[,]? missing = null, IProgress<TrainingProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var c = Validation.check(nameof(data), data, ToOption(missing));
+        ValidateSettings(c.Rows, c.Columns);
+        using var scope = NewDisposeScope();
+        var scaler = Scaler.fit(c.Values, c.Mask);
+        var x = Scaled(scaler, c);
+        FitScaled(x, c.Mask, progress, cancellationToken);
+        _scaler = scaler;
+    }
+
+    /// <summary>Imputes the missing values of rows (m, p), using the fitted model only (nothing is refitted).</summary>
+    /// <param name="data">(m, p) values with NaN (or <paramref name="missing"/>) marking missing values; p must match Fit.</param>
+    /// <param name="missing">Optional (m, p) mask, true where the value is missing.</param>
+    /// <returns>A new (m, p) table: observed cells copied from <paramref name="data"/>, missing cells imputed.</returns>
+    /// <exception cref="InvalidOperationException">Before Fit.</exception>
+    /// <exception cref="ArgumentException">A different number of columns, or an infinite observed value.</exception>
+    public double[,] Transform(double[,] data, bool[,]? missing = null)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var scaler = RequireScaler();
+        var c = Validation.checkForTransform(nameof(data), scaler.Features, data, ToOption(missing));
+        using var scope = NewDisposeScope();
+        var imputed = TransformScaled(Scaled(scaler, c), c.Mask);
+        return WriteBack(data, c, Scaler.inverseTransform(scaler, imputed));
+    }
+
+    /// <summary>Fits on <paramref name="data"/> and returns its completed table; see <see cref="Fit"/> and <see cref="Transform"/>.</summary>
+    public double[,] FitTransform(double[,] data, bool[,]? missing = null, IProgress<TrainingProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        Fit(data, missing, progress, cancellationToken);
+        return Transform(data, missing);
+    }
+
+    /// <summary>Checks settings against the data's shape before any work; throws <see cref="ArgumentException"/> naming the setting.</summary>
+    protected virtual void ValidateSettings(int rows, int columns) { }
+
+    /// <summary>Fits on min-max scaled data.</summary>
+    /// <param name="x">(n, p) float64, observed values on [0, 1], missing entries 0.</param>
+    /// <param name="mask">(n, p) 1.0 where missing.</param>
+    private protected abstract void FitScaled(Tensor x, Tensor mask, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken);
+
+    /// <summary>Imputes scaled rows; returns (m, p) with missing entries filled (observed ones are overwritten later anyway).</summary>
+    private protected abstract Tensor TransformScaled(Tensor x, Tensor mask);
+
+    /// <summary>The fitted scaler, for subclasses that persist or sample.</summary>
+    private protected Scaler.MinMax RequireScaler() =>
+        _scaler ?? throw new InvalidOperationException($"{GetType().Name} is not fitted yet; call Fit first.");
+
+    /// <summary>Restores a fitted scaler (used by Load).</summary>
+    private protected void SetScaler(Scaler.MinMax scaler) => _scaler = scaler;
+
+    private protected static Tensor Scaled(Scaler.MinMax scaler, Validation.Checked c) =>
+        Scaler.transform(scaler, c.Values) * (1.0 - c.Mask);
+
+    private protected static Validation.Checked CheckRows(string name, int features, double[,] data, bool[,]? missing) =>
+        Validation.checkForTransform(name, features, data, ToOption(missing));
+
+    /// <summary>The observed cells of the caller's table, the imputed ones from the model.</summary>
+    private protected static double[,] WriteBack(double[,] data, Validation.Checked c, Tensor imputedOriginalScale)
+    {
+        var values = Tensors.toArray2D(imputedOriginalScale);
+        var mask = Tensors.toArray2D(c.Mask);
+        var result = (double[,])data.Clone();
+        for (int i = 0; i < c.Rows; i++)
+            for (int j = 0; j < c.Columns; j++)
+                if (mask[i, j] > 0.5) result[i, j] = values[i, j];
+        return result;
+    }
+
+    private static FSharpOption<bool[,]> ToOption(bool[,]? missing) =>
+        missing is null ? FSharpOption<bool[,]>.None : FSharpOption<bool[,]>.Some(missing);
+
+    /// <summary>Releases the model's tensors.</summary>
+    protected virtual void Dispose(bool disposing) => _disposed = true;
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        Dispose(true);
+        GC.SuppressFinalize(this);
+    }
+}
+
+/// <summary>Progress of a long fit, reported once per epoch (and once at the start of each phase).</summary>
+/// <param name="Phase">What is running: "initial imputation", "training", "re-imputation".</param>
+/// <param name="Iteration">Current iteration, from 1 (0 during the initial imputation).</param>
+/// <param name="Iterations">Iterations planned.</param>
+/// <param name="Epoch">Epoch within the iteration, from 1 (0 outside training).</param>
+/// <param name="Epochs">Epochs per iteration.</param>
+/// <param name="L1">Mean L1 loss of the epoch (NaN outside training).</param>
+/// <param name="L2">Mean L2 loss of the epoch (NaN outside training).</param>
+/// <param name="Elapsed">Time since Fit started.</param>
+public sealed record TrainingProgress(string Phase, int Iteration, int Iterations, int Epoch, int Epochs, double L1, double L2, TimeSpan Elapsed)
+{
+    /// <summary>Fraction of the planned work done, in [0, 1].</summary>
+    public double Fraction => Iterations * Epochs == 0 ? 0 : Math.Clamp(((Iteration - 1) * (double)Epochs + Epoch) / (Iterations * (double)Epochs), 0, 1);
+}

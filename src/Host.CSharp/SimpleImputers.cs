@@ -1,0 +1,124 @@
+using static TorchSharp.torch;
+
+namespace EMFlow;
+
+/// <summary>Which per-feature statistic <see cref="MeanImputer"/> fills with.</summary>
+public enum SimpleStrategy
+{
+    /// <summary>Mean of the observed values.</summary>
+    Mean,
+    /// <summary>Median of the observed values.</summary>
+    Median,
+}
+
+/// <summary>
+/// Fills each missing value with its feature's mean (or median) over the observed values seen at Fit.
+/// The floor every other imputer is compared with.
+/// </summary>
+public sealed class MeanImputer : Imputer
+{
+    private Tensor? _fill;
+
+    /// <summary>A mean (default) or median imputer.</summary>
+    public MeanImputer(SimpleStrategy strategy = SimpleStrategy.Mean) => Strategy = strategy;
+
+    /// <summary>The statistic used.</summary>
+    public SimpleStrategy Strategy { get; }
+
+    /// <summary>The fill value of each feature on the original scale, (p).</summary>
+    public double[] FillValues => Tensors.toArray(Scaler.inverseTransform(RequireScaler(), _fill!.unsqueeze(0)));
+
+    private protected override void FitScaled(Tensor x, Tensor mask, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
+    {
+        // A probe row with every entry missing receives exactly the per-feature fill value.
+        var p = x.shape[1];
+        var xs = cat(new[] { x, zeros(1, p, dtype: float64) }, 0);
+        var ms = cat(new[] { mask, ones(1, p, dtype: float64) }, 0);
+        var filled = Strategy == SimpleStrategy.Mean ? Missingness.meanImpute(xs, ms) : Missingness.medianImpute(xs, ms);
+        _fill?.Dispose();
+        _fill = filled[x.shape[0]].clone().DetachFromDisposeScope();
+    }
+
+    private protected override Tensor TransformScaled(Tensor x, Tensor mask) =>
+        where(mask.gt(0.5), _fill!.expand(x.shape), x);
+
+    /// <inheritdoc />
+    protected override void Dispose(bool disposing)
+    {
+        _fill?.Dispose();
+        base.Dispose(disposing);
+    }
+}
+
+/// <summary>Settings of <see cref="GaussianEmImputer"/>.</summary>
+public sealed record GaussianEmOptions
+{
+    /// <summary>Most EM sweeps over the data. Default 500.</summary>
+    public int MaxIterations { get; init; } = 500;
+    /// <summary>Stop when the mean observed-data log-likelihood per row rises by less than this. Default 1e-7.</summary>
+    public double Tolerance { get; init; } = 1e-7;
+    /// <summary>Ridge added to Σ's diagonal after each M-step, relative to its mean diagonal. Default 1e-6.</summary>
+    public double Ridge { get; init; } = 1e-6;
+}
+
+/// <summary>
+/// Gaussian-EM imputation: fits a full-covariance Gaussian to the incomplete data by EM and imputes each
+/// missing value by its conditional mean given the row's observed values. EMFlow with the identity flow.
+/// </summary>
+public sealed class GaussianEmImputer : Imputer
+{
+    private OnlineEm.Estimate? _estimate;
+
+    /// <summary>An imputer with the given settings (checked at Fit).</summary>
+    public GaussianEmImputer(GaussianEmOptions? options = null) => Options = options ?? new GaussianEmOptions();
+
+    /// <summary>The settings.</summary>
+    public GaussianEmOptions Options { get; }
+
+    /// <summary>EM sweeps run by the last Fit.</summary>
+    public int IterationsRun { get; private set; }
+
+    /// <summary>Whether the last Fit met the tolerance before <see cref="GaussianEmOptions.MaxIterations"/>; non-convergence is reported, not thrown.</summary>
+    public bool Converged { get; private set; }
+
+    /// <summary>Mean observed-data log-likelihood per row after each sweep (on the [0, 1] scale).</summary>
+    public IReadOnlyList<double> LogLikelihoodHistory { get; private set; } = Array.Empty<double>();
+
+    /// <summary>Fitted mean (p) on the [0, 1] scale.</summary>
+    public double[] Mu => Tensors.toArray(Fitted.Mu);
+
+    /// <summary>Fitted covariance (p, p) on the [0, 1] scale.</summary>
+    public double[,] Sigma => Tensors.toArray2D(Fitted.Sigma);
+
+    private OnlineEm.Estimate Fitted => _estimate ?? throw new InvalidOperationException("GaussianEmImputer is not fitted yet; call Fit first.");
+
+    /// <inheritdoc />
+    protected override void ValidateSettings(int rows, int columns)
+    {
+        if (Options.MaxIterations < 1) throw new ArgumentOutOfRangeException(nameof(Options.MaxIterations), Options.MaxIterations, "MaxIterations must be at least 1.");
+        if (!(Options.Tolerance >= 0)) throw new ArgumentOutOfRangeException(nameof(Options.Tolerance), Options.Tolerance, "Tolerance must be non-negative.");
+        if (!(Options.Ridge >= 0)) throw new ArgumentOutOfRangeException(nameof(Options.Ridge), Options.Ridge, "Ridge must be non-negative.");
+    }
+
+    private protected override void FitScaled(Tensor x, Tensor mask, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
+    {
+        var fit = GaussianEm.fitBatch(new GaussianEm.Settings(Options.MaxIterations, Options.Tolerance, Options.Ridge), x, mask);
+        _estimate = Keep(fit.Estimate);
+        IterationsRun = fit.Iterations;
+        Converged = fit.Converged;
+        LogLikelihoodHistory = fit.LogLikelihood.ToArray();
+    }
+
+    private protected override Tensor TransformScaled(Tensor x, Tensor mask) => GaussianEm.impute(Fitted, x, mask);
+
+    internal static OnlineEm.Estimate Keep(OnlineEm.Estimate e) =>
+        new(e.Mu.detach().clone().DetachFromDisposeScope(), e.Sigma.detach().clone().DetachFromDisposeScope());
+
+    /// <inheritdoc />
+    protected override void Dispose(bool disposing)
+    {
+        _estimate?.Mu.Dispose();
+        _estimate?.Sigma.Dispose();
+        base.Dispose(disposing);
+    }
+}
