@@ -119,7 +119,8 @@ let marProbabilities (x: Tensor) : Tensor =
     use sd = centred.square().mean([| 0L |], keepdim = true).sqrt()
     // A constant column has sd 0; dividing by 1 instead leaves its centred values, all 0.
     use zeroSd = sd.eq(torch.tensor(0.0, dtype = dtype))
-    use safeSd = torch.where(zeroSd, torch.ones_like(sd), sd)
+    use ones = torch.ones_like(sd)
+    use safeSd = torch.where(zeroSd, ones, sd)
     use z = centred.div(safeSd)
     use score = z.sum(1L, keepdim = true)
     use prob = score.sigmoid()
@@ -209,7 +210,8 @@ let meanImpute (x: Tensor) (mask: Tensor) : Tensor =
     use missing = missingOf mask
     let counts = requireObservedPerColumn missing
     use xd = x.to_type(dtype)
-    use zeroed = torch.where(missing, torch.zeros_like(xd), xd)
+    use zeros = torch.zeros_like(xd)
+    use zeroed = torch.where(missing, zeros, xd)
     use sums = zeroed.sum(0L)
     use n = ofArray counts
     use means = sums.div(n)
@@ -351,7 +353,8 @@ let nearestNeighbourImpute (width: int, height: int) (x: Tensor) (mask: Tensor) 
     let isMissing = (toArray mask) |> Array.map (fun m -> m > 0.5)
     for i in 0 .. n - 1 do
         fillImage width height values isMissing (i * p)
-    use fill = (ofArray values).reshape(int64 n, int64 p)
+    use flat = ofArray values
+    use fill = flat.reshape(int64 n, int64 p)
     merge x missing fill
 
 /// The initial imputation that starts the inference loop (section 3.4).
