@@ -1,1 +1,271 @@
 module EMFlow.Tests.MissingnessTests
+
+open System
+open Expecto
+open TorchSharp
+open EMFlow
+open EMFlow.Missingness
+open EMFlow.Tensors
+open EMFlow.Tests.TestUtil
+
+/// Allowed gap between a realised missing rate and its expectation: about five standard deviations
+/// of a rate estimated from the ~10 000 Bernoulli draws the tests use (sd at most 0.5 / sqrt 9000).
+let rateTol = 0.025
+
+let private config = { FsCheckConfig.defaultConfig with maxTest = 25 }
+
+let private bits (t: Tensor) = toArray t |> Array.map BitConverter.DoubleToInt64Bits
+
+let private missingRate (mask: Tensor) = scalar (mask.mean())
+
+/// Correlated Gaussian data (n, p) from a seed.
+let private gaussianData (seed: int64) (n: int) (p: int) =
+    use gen = generator seed
+    let sigma = randomCovariance gen p
+    let mu = torch.randn([| int64 p |], dtype = dtype, generator = gen)
+    sampleGaussian gen mu sigma n
+
+/// Data (n, p) with an MCAR mask whose first row is observed (so every column has an observed
+/// value) and NaN written into the missing entries, as real data would arrive.
+let private incompleteCase (seed: int64) (n: int) (p: int) (rate: float) =
+    let x = gaussianData seed n p
+    let mask = mcar (seed + 1L) rate (n, p)
+    mask[0] <- torch.zeros([| int64 p |], dtype = dtype)
+    let xNaN = torch.where(mask.gt(torch.tensor(0.5, dtype = dtype)), torch.tensor(Double.NaN, dtype = dtype), x)
+    xNaN, mask
+
+/// Euclidean nearest observed pixel, ties to the smallest index, by brute force over all pixels.
+let private bruteForceNearest (width: int) (image: float[]) (missing: bool[]) =
+    let observed = [| for q in 0 .. image.Length - 1 do if not missing[q] then yield q |]
+    image
+    |> Array.mapi (fun q v ->
+        if not missing[q] then v
+        elif observed.Length = 0 then 0.0
+        else
+            let d2 o =
+                let dr, dc = o / width - q / width, o % width - q % width
+                dr * dr + dc * dc
+            // minBy keeps the first minimum, and observed is in increasing index order.
+            image[observed |> Array.minBy d2])
+
+let private allKinds = [ Mean; Median; RandomDraw; Zero; NearestNeighbour(4, 3) ]
+
+let maskTests =
+    testList "masks" [
+        testCase "MCAR realised rate is close to the requested rate" <| fun () ->
+            let m = mcar 11L 0.2 (200, 50)
+            Expect.floatClose { absolute = rateTol; relative = 0.0 } (missingRate m) 0.2 "rate 0.2"
+            let values = toArray m |> Array.distinct |> Array.sort
+            Expect.equal values [| 0.0; 1.0 |] "mask holds only 0 and 1"
+
+        testCase "MCAR rate 0 masks nothing" <| fun () ->
+            Expect.equal (missingRate (mcar 3L 0.0 (20, 5))) 0.0 "no entry missing"
+
+        testCase "MCAR: same seed same mask, different seed different mask" <| fun () ->
+            Expect.equal (bits (mcar 5L 0.3 (40, 6))) (bits (mcar 5L 0.3 (40, 6))) "same seed"
+            Expect.notEqual (bits (mcar 5L 0.3 (40, 6))) (bits (mcar 6L 0.3 (40, 6))) "different seed"
+
+        testCase "mcarLike takes the shape of the data" <| fun () ->
+            let m = mcarLike 1L 0.5 (torch.zeros([| 7L; 3L |], dtype = dtype))
+            Expect.equal m.shape [| 7L; 3L |] "shape"
+
+        testCase "marObservedFeatures is floor(0.7 p)" <| fun () ->
+            Expect.equal (List.map marObservedFeatures [ 1; 2; 3; 9; 10; 13; 60 ]) [ 0; 1; 2; 6; 7; 9; 42 ] "floor(0.7 p)"
+
+        testCase "MAR never masks the first floor(0.7 p) features" <| fun () ->
+            let x = gaussianData 21L 3000 10
+            let m = mar 22L x
+            let leading = m.narrow(1L, 0L, 7L)
+            Expect.equal (scalar (leading.sum())) 0.0 "first 7 of 10 features always observed"
+            let trailing = m.narrow(1L, 7L, 3L)
+            Expect.isGreaterThan (scalar (trailing.sum())) 0.0 "the rest do go missing"
+
+        testCase "MAR realised rate matches the mean sigmoid probability" <| fun () ->
+            // 3000 rows × 3 trailing features = 9000 draws.
+            let x = gaussianData 31L 3000 10
+            let m = mar 32L x
+            let realised = scalar (m.narrow(1L, 7L, 3L).mean())
+            let expected = marExpectedRate x
+            Expect.floatClose { absolute = rateTol; relative = 0.0 } realised expected
+                (sprintf "realised %.4f vs expected %.4f" realised expected)
+            // Standardised drivers centre the sigmoid's argument at 0, so the rate is near one half.
+            Expect.isTrue (expected > 0.3 && expected < 0.7) (sprintf "expected rate %.3f near 0.5" expected)
+
+        testCase "MAR probabilities on a hand example" <| fun () ->
+            // p = 3, so k = 2 drivers. Column 0 = [0, 2] has mean 1 and population sd 1: z = [-1, 1].
+            // Column 1 = [1, 5] has mean 3 and sd 2: z = [-1, 1]. Row sums -2 and 2.
+            let x = ofArray2D (array2D [ [ 0.0; 1.0; 9.0 ]; [ 2.0; 5.0; -9.0 ] ])
+            let prob = toArray2D (marProbabilities x)
+            let sigmoid v = 1.0 / (1.0 + exp (-v))
+            Expect.equal [ prob[0, 0]; prob[0, 1]; prob[1, 0]; prob[1, 1] ] [ 0.0; 0.0; 0.0; 0.0 ] "drivers never missing"
+            Expect.floatClose Accuracy.veryHigh prob[0, 2] (sigmoid -2.0) "row 0"
+            Expect.floatClose Accuracy.veryHigh prob[1, 2] (sigmoid 2.0) "row 1"
+            Expect.floatClose Accuracy.veryHigh (marExpectedRate x) 0.5 "mean of sigmoid(-2) and sigmoid(2)"
+
+        testCase "MAR: a constant driver contributes 0" <| fun () ->
+            // p = 2: the only driver is constant, so every probability is sigmoid(0) = 0.5.
+            let x = ofArray2D (array2D [ [ 4.0; 1.0 ]; [ 4.0; 2.0 ]; [ 4.0; 3.0 ] ])
+            let prob = toArray (marProbabilities x)
+            Expect.equal prob [| 0.0; 0.5; 0.0; 0.5; 0.0; 0.5 |] "probabilities"
+
+        testCase "MAR: same seed same mask, different seed different mask" <| fun () ->
+            let x = gaussianData 41L 200 6
+            Expect.equal (bits (mar 1L x)) (bits (mar 1L x)) "same seed"
+            Expect.notEqual (bits (mar 1L x)) (bits (mar 2L x)) "different seed"
+
+        testCase "MNAR thresholds interpolate between order statistics" <| fun () ->
+            let x = ofArray2D (array2D [ [ 5.0 ]; [ 1.0 ]; [ 4.0 ]; [ 2.0 ]; [ 3.0 ] ])
+            Expect.equal (mnarThresholds 0.5 x) [| 3.0 |] "median"
+            Expect.floatClose Accuracy.veryHigh (mnarThresholds 0.9 x).[0] 4.6 "0.9 quantile"
+
+        testPropertyWithConfig config "MNAR only masks values above their feature's quantile" <| fun (seed: int) ->
+            let x = gaussianData (int64 seed) 60 4
+            let m = toArray2D (mnar (int64 seed) 0.7 0.8 x)
+            let thr = mnarThresholds 0.7 x
+            let a = toArray2D x
+            for i in 0 .. 59 do
+                for j in 0 .. 3 do
+                    if m[i, j] = 1.0 then
+                        Expect.isGreaterThan a[i, j] thr[j] (sprintf "masked (%d, %d) is above the threshold" i j)
+
+        testCase "MNAR with prob 1 masks exactly the values above the quantile" <| fun () ->
+            let x = gaussianData 51L 50 3
+            let m = mnar 52L 0.6 1.0 x
+            let thr = ofArray (mnarThresholds 0.6 x)
+            let above = x.gt(thr).to_type(dtype)
+            Expect.equal (bits m) (bits above) "mask = above threshold"
+            Expect.equal (bits (mnar 52L 0.6 0.5 x)) (bits (mnar 52L 0.6 0.5 x)) "same seed same mask"
+
+        testList "bad input" [
+            testCase "MCAR rate 1, negative or NaN" <| fun () ->
+                for rate in [ 1.0; -0.1; nan ] do
+                    let ex = Expect.throwsC (fun () -> mcar 1L rate (3, 3) |> ignore) id
+                    Expect.isTrue (ex :? ArgumentOutOfRangeException) (sprintf "rate %g: ArgumentOutOfRangeException" rate)
+                    Expect.equal (ex :?> ArgumentOutOfRangeException).ParamName "rate" "names rate"
+                    Expect.stringContains ex.Message (sprintf "%g" rate) "states the value"
+            testCase "MCAR negative size" <| fun () ->
+                Expect.throwsT<ArgumentOutOfRangeException> (fun () -> mcar 1L 0.1 (-1, 3) |> ignore) "n < 0"
+            testCase "MAR with one feature" <| fun () ->
+                let x = torch.zeros([| 5L; 1L |], dtype = dtype)
+                Expect.throwsT<ArgumentException> (fun () -> mar 1L x |> ignore) "p = 1"
+            testCase "MAR with NaN" <| fun () ->
+                let x = ofArray2D (array2D [ [ 1.0; nan ]; [ 2.0; 3.0 ] ])
+                Expect.throwsT<ArgumentException> (fun () -> mar 1L x |> ignore) "NaN"
+            testCase "MNAR quantile or prob outside [0, 1]" <| fun () ->
+                let x = torch.zeros([| 4L; 2L |], dtype = dtype)
+                Expect.throwsT<ArgumentOutOfRangeException> (fun () -> mnar 1L 1.5 0.5 x |> ignore) "quantile"
+                Expect.throwsT<ArgumentOutOfRangeException> (fun () -> mnar 1L 0.5 -0.5 x |> ignore) "prob"
+        ]
+    ]
+
+let imputationTests =
+    testList "initial imputation" [
+        testList "contract" [
+            for kind in allKinds ->
+                testCase (sprintf "%A keeps observed entries bit-for-bit and leaves no NaN" kind) <| fun () ->
+                    let x, mask = incompleteCase 61L 30 12 0.3
+                    let xBefore = bits x
+                    let filled = impute kind 62L x mask
+                    Expect.equal filled.shape x.shape "shape kept"
+                    Expect.isFalse (filled.isnan().any().item<bool>()) "no NaN left"
+                    let f, orig, m = bits filled, bits x, toArray mask
+                    for q in 0 .. m.Length - 1 do
+                        if m[q] = 0.0 then Expect.equal f[q] orig[q] (sprintf "observed entry %d unchanged" q)
+                    Expect.equal (bits x) xBefore "input not modified"
+                    Expect.equal (bits (impute kind 62L x mask)) f "deterministic for a seed"
+        ]
+
+        testCase "mean and median on a hand example" <| fun () ->
+            let x = ofArray2D (array2D [ [ 1.0; nan ]; [ 2.0; 10.0 ]; [ nan; 11.0 ]; [ 6.0; 30.0 ]; [ nan; 40.0 ] ])
+            let mask = nanMask x
+            let mean = toArray2D (meanImpute x mask)
+            Expect.equal [ mean[2, 0]; mean[4, 0]; mean[0, 1] ] [ 3.0; 3.0; 22.75 ] "means of {1,2,6} and {10,11,30,40}"
+            let median = toArray2D (medianImpute x mask)
+            Expect.equal [ median[2, 0]; median[4, 0]; median[0, 1] ] [ 2.0; 2.0; 20.5 ] "medians, even count averaged"
+
+        testCase "zero imputation fills 0 and accepts an all-missing column" <| fun () ->
+            let x = ofArray2D (array2D [ [ 1.0; nan ]; [ nan; nan ] ])
+            Expect.equal (toArray (zeroImpute x (nanMask x))) [| 1.0; 0.0; 0.0; 0.0 |] "zeros"
+
+        testCase "random draws come from the observed values of the same feature" <| fun () ->
+            let x, mask = incompleteCase 71L 40 5 0.5
+            let filled = toArray2D (randomDrawImpute 72L x mask)
+            let a, m = toArray2D x, toArray2D mask
+            for j in 0 .. 4 do
+                let observed = set [ for i in 0 .. 39 do if m[i, j] = 0.0 then yield a[i, j] ]
+                for i in 0 .. 39 do
+                    if m[i, j] = 1.0 then
+                        Expect.isTrue (observed.Contains filled[i, j]) (sprintf "(%d, %d) drawn from column %d" i j j)
+            Expect.notEqual (bits (randomDrawImpute 73L x mask)) (bits (randomDrawImpute 72L x mask)) "seed matters"
+
+        testCase "nearest neighbour on a 3x3 image" <| fun () ->
+            // Observed: pixel 0 (row 0, col 0) = 1, pixel 5 (row 1, col 2) = 5, pixel 7 (row 2, col 1) = 7.
+            // Pixels 4 and 8 are equally near 5 and 7; the smaller index, 5, wins.
+            // The second image has no observed pixel and is filled with 0.
+            let x = ofArray2D (array2D [ [ 1.0; nan; nan; nan; nan; 5.0; nan; 7.0; nan ]
+                                         [ nan; nan; nan; nan; nan; nan; nan; nan; nan ] ])
+            let filled = toArray2D (nearestNeighbourImpute (3, 3) x (nanMask x))
+            Expect.equal [ for q in 0 .. 8 -> filled[0, q] ] [ 1.0; 1.0; 5.0; 1.0; 5.0; 5.0; 7.0; 7.0; 5.0 ] "image 1"
+            Expect.equal [ for q in 0 .. 8 -> filled[1, q] ] (List.replicate 9 0.0) "image 2"
+
+        testCase "nearest neighbour reads images row-major with the given width" <| fun () ->
+            // Width 4, height 2: observed (0, 0) = 1 and (1, 3) = 9.
+            let x = ofArray2D (array2D [ [ 1.0; nan; nan; nan; nan; nan; nan; 9.0 ] ])
+            let filled = toArray (nearestNeighbourImpute (4, 2) x (nanMask x))
+            Expect.equal filled [| 1.0; 1.0; 9.0; 9.0; 1.0; 1.0; 9.0; 9.0 |] "4 x 2"
+
+        testPropertyWithConfig config "nearest neighbour matches a brute-force search" <| fun (seed: int) ->
+            let width, height = 7, 5
+            use gen = generator (int64 seed)
+            let rate = (torch.rand([| 1L |], dtype = dtype, generator = gen) |> scalar) * 0.95
+            let x = torch.rand([| 3L; int64 (width * height) |], dtype = dtype, generator = gen)
+            let mask = torch.rand([| 3L; int64 (width * height) |], dtype = dtype, generator = gen)
+                           .lt(torch.tensor(rate, dtype = dtype)).to_type(dtype)
+            let filled = toArray2D (nearestNeighbourImpute (width, height) x mask)
+            let a, m = toArray2D x, toArray2D mask
+            for i in 0 .. 2 do
+                let image = [| for q in 0 .. width * height - 1 -> a[i, q] |]
+                let missing = [| for q in 0 .. width * height - 1 -> m[i, q] = 1.0 |]
+                let expected = bruteForceNearest width image missing
+                Expect.equal [| for q in 0 .. width * height - 1 -> filled[i, q] |] expected (sprintf "image %d" i)
+
+        testCase "impute dispatches to each imputation" <| fun () ->
+            let x, mask = incompleteCase 81L 12 12 0.3
+            Expect.equal (bits (impute Mean 0L x mask)) (bits (meanImpute x mask)) "Mean"
+            Expect.equal (bits (impute Median 0L x mask)) (bits (medianImpute x mask)) "Median"
+            Expect.equal (bits (impute RandomDraw 5L x mask)) (bits (randomDrawImpute 5L x mask)) "RandomDraw"
+            Expect.equal (bits (impute Zero 0L x mask)) (bits (zeroImpute x mask)) "Zero"
+            Expect.equal (bits (impute (NearestNeighbour(3, 4)) 0L x mask)) (bits (nearestNeighbourImpute (3, 4) x mask)) "NearestNeighbour"
+
+        testList "bad input" [
+            for kind in [ Mean; Median; RandomDraw ] ->
+                testCase (sprintf "%A: a column with no observed value names the column" kind) <| fun () ->
+                    let x = ofArray2D (array2D [ [ 1.0; nan; 2.0 ]; [ 2.0; nan; 3.0 ] ])
+                    let ex = Expect.throwsC (fun () -> impute kind 1L x (nanMask x) |> ignore) id
+                    Expect.isTrue (ex :? ArgumentException) "ArgumentException"
+                    Expect.stringContains ex.Message "column 1" "names the column"
+            for kind in allKinds do
+                yield testCase (sprintf "%A: mask of another shape" kind) <| fun () ->
+                    let x = torch.zeros([| 3L; 12L |], dtype = dtype)
+                    let mask = torch.zeros([| 2L; 12L |], dtype = dtype)
+                    Expect.throwsT<ArgumentException> (fun () -> impute kind 1L x mask |> ignore) "shape"
+                yield testCase (sprintf "%A: mask not 0/1" kind) <| fun () ->
+                    let x = torch.zeros([| 2L; 12L |], dtype = dtype)
+                    let mask = torch.ones([| 2L; 12L |], dtype = dtype).mul(torch.tensor(0.5, dtype = dtype))
+                    Expect.throwsT<ArgumentException> (fun () -> impute kind 1L x mask |> ignore) "mask 0.5"
+                yield testCase (sprintf "%A: NaN at an observed entry" kind) <| fun () ->
+                    let x = torch.zeros([| 2L; 12L |], dtype = dtype)
+                    x[0, 0] <- torch.tensor(Double.NaN, dtype = dtype)
+                    let mask = torch.zeros([| 2L; 12L |], dtype = dtype)
+                    Expect.throwsT<ArgumentException> (fun () -> impute kind 1L x mask |> ignore) "observed NaN"
+            yield testCase "nearest neighbour: width × height must be p" <| fun () ->
+                let x = torch.zeros([| 2L; 9L |], dtype = dtype)
+                Expect.throwsT<ArgumentException> (fun () -> nearestNeighbourImpute (2, 4) x (nanMask x) |> ignore) "2 × 4 ≠ 9"
+            yield testCase "nearest neighbour: width below 1" <| fun () ->
+                let x = torch.zeros([| 2L; 9L |], dtype = dtype)
+                Expect.throwsT<ArgumentOutOfRangeException> (fun () -> nearestNeighbourImpute (0, 9) x (nanMask x) |> ignore) "width 0"
+        ]
+    ]
+
+[<Tests>]
+let tests = testList "Missingness" [ maskTests; imputationTests ]
