@@ -64,7 +64,7 @@ let private clipAndStep (settings: StepSettings) (flow: Flow.FlowLayer) (opt: to
     loss.backward()
     let ps = Flow.parameters flow
     if ps.Length > 0 then
-        let norm = torch.nn.utils.clip_grad_norm_(ps |> Seq.cast<Tensor>, settings.MaxGradNorm)
+        let norm = torch.nn.utils.clip_grad_norm_(ps, settings.MaxGradNorm)
         // A non-finite gradient would poison every parameter through Adam's moments: skip the step instead.
         if Double.IsFinite norm then opt.step() |> ignore
         else opt.zero_grad()

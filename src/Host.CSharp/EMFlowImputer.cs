@@ -303,12 +303,12 @@ public sealed class EMFlowImputer : Imputer
     private static void Release(OnlineEm.State old, OnlineEm.State? next)
     {
         var keep = new HashSet<IntPtr>();
-        if (next is not null) foreach (var t in Tensors(next)) keep.Add(t.Handle);
-        foreach (var t in Tensors(old))
+        if (next is not null) foreach (var t in StateTensors(next)) keep.Add(t.Handle);
+        foreach (var t in StateTensors(old))
             if (!keep.Contains(t.Handle)) t.Dispose();
     }
 
-    private static IEnumerable<Tensor> Tensors(OnlineEm.State s)
+    private static IEnumerable<Tensor> StateTensors(OnlineEm.State s)
     {
         yield return s.Estimate.Mu;
         yield return s.Estimate.Sigma;

@@ -1,0 +1,43 @@
+/// Seeded synthetic tables made in code, for tests, the demo and the notebooks: no file to ship or fetch.
+module EMFlow.Synthetic
+
+open System
+open TorchSharp
+open EMFlow.Tensors
+
+/// Column names of <see cref="nonlinear"/>.
+let nonlinearColumns = [| "x1"; "x2"; "sin_x1"; "x1_squared"; "x1_times_x2"; "exp_x2"; "x1_plus_x2" |]
+
+/// A non-Gaussian table (n, 7): two correlated Gaussian drivers x1, x2 and five features that are noisy
+/// functions of them (sin 2x1, x1², x1·x2, exp(x2/2), and a linear mix), so that much of the dependence is
+/// nonlinear and invisible to a Gaussian model. Noise standard deviation `noise` (0.1 is a good default).
+/// Raises ArgumentOutOfRangeException for n &lt; 1 or negative noise.
+let nonlinear (seed: int64) (n: int) (noise: float) : Tensor =
+    if n < 1 then raise (ArgumentOutOfRangeException("n", n, sprintf "must be at least 1; got %d" n))
+    if not (noise >= 0.0) then raise (ArgumentOutOfRangeException("noise", noise, sprintf "must be non-negative; got %g" noise))
+    use gen = generator seed
+    use scope = torch.NewDisposeScope()
+    let e = torch.randn([| int64 n; 7L |], dtype = dtype, generator = gen)
+    let col (k: int64) = e.select(1L, k)
+    let x1 = col 0L
+    let x2 = x1 * 0.5 + col 1L * Math.Sqrt 0.75
+    let eps k = col k * noise
+    let cols =
+        [| x1; x2
+           (x1 * 2.0).sin() + eps 2L
+           x1 * x1 + eps 3L
+           x1 * x2 + eps 4L
+           (x2 * 0.5).exp() + eps 5L
+           x1 - x2 * 0.7 + eps 6L |]
+    torch.stack(cols, 1L).MoveToOuterDisposeScope()
+
+/// n draws (n, p) of a Gaussian with mean 0 and a random, well-conditioned covariance drawn from `seed`.
+let gaussian (seed: int64) (n: int) (p: int) : Tensor =
+    if n < 1 then raise (ArgumentOutOfRangeException("n", n, sprintf "must be at least 1; got %d" n))
+    if p < 1 then raise (ArgumentOutOfRangeException("p", p, sprintf "must be at least 1; got %d" p))
+    use gen = generator seed
+    use scope = torch.NewDisposeScope()
+    let a = torch.randn([| int64 p; int64 p |], dtype = dtype, generator = gen)
+    let sigma = a.matmul(a.T) / float p + torch.eye(int64 p, dtype = dtype) * 0.5
+    let l = torch.linalg.cholesky(sigma)
+    torch.randn([| int64 n; int64 p |], dtype = dtype, generator = gen).matmul(l.T).MoveToOuterDisposeScope()

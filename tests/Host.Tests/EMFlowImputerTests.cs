@@ -1,0 +1,167 @@
+namespace EMFlow.Tests;
+
+public class EMFlowImputerTests
+{
+    [Theory]
+    [InlineData(nameof(EMFlowOptions.Iterations))]
+    [InlineData(nameof(EMFlowOptions.BatchSize))]
+    [InlineData(nameof(EMFlowOptions.LearningRate))]
+    [InlineData(nameof(EMFlowOptions.StepSizeC))]
+    [InlineData(nameof(EMFlowOptions.StepSizeGamma))]
+    [InlineData(nameof(EMFlowOptions.ValidationFraction))]
+    public void Invalid_settings_throw_at_Fit_naming_the_setting(string setting)
+    {
+        var bad = setting switch
+        {
+            nameof(EMFlowOptions.Iterations) => TestData.QuickEMFlow() with { Iterations = 0 },
+            nameof(EMFlowOptions.BatchSize) => TestData.QuickEMFlow() with { BatchSize = 1 },
+            nameof(EMFlowOptions.LearningRate) => TestData.QuickEMFlow() with { LearningRate = -1 },
+            nameof(EMFlowOptions.StepSizeC) => TestData.QuickEMFlow() with { StepSizeC = 1.5 },
+            nameof(EMFlowOptions.StepSizeGamma) => TestData.QuickEMFlow() with { StepSizeGamma = 0.5 },
+            _ => TestData.QuickEMFlow() with { ValidationFraction = 0.9 },
+        };
+        using var imputer = new EMFlowImputer(bad);
+        var (_, data) = TestData.Table(40);
+        var ex = Assert.Throws<ArgumentOutOfRangeException>(() => imputer.Fit(data));
+        Assert.Equal(setting, ex.ParamName);
+        Assert.False(imputer.IsFitted);
+    }
+
+    [Fact]
+    public void Save_and_Load_round_trip_transforms_identically()
+    {
+        var (_, data) = TestData.Table(150);
+        using var imputer = new EMFlowImputer(TestData.QuickEMFlow() with { ValidationFraction = 0 });
+        imputer.Fit(data);
+        var path = Path.Combine(Path.GetTempPath(), $"emflow-{Guid.NewGuid():N}.model");
+        try
+        {
+            imputer.Save(path);
+            using var loaded = EMFlowImputer.Load(path);
+            Assert.Equal(imputer.SelectedIteration, loaded.SelectedIteration);
+            Assert.Equal(imputer.Transform(data), loaded.Transform(data));
+            Assert.Equal(imputer.History, loaded.History);
+        }
+        finally { File.Delete(path); }
+    }
+
+    [Fact]
+    public void Load_rejects_a_file_that_is_not_a_model()
+    {
+        var path = Path.GetTempFileName();
+        try
+        {
+            File.WriteAllText(path, "x,y\n1,2\n");
+            Assert.Throws<InvalidDataException>(() => EMFlowImputer.Load(path));
+        }
+        finally { File.Delete(path); }
+    }
+
+    [Fact]
+    public void Progress_is_reported_per_epoch_and_history_is_kept()
+    {
+        var (_, data) = TestData.Table(100);
+        var reports = new List<TrainingProgress>();
+        using var imputer = new EMFlowImputer(TestData.QuickEMFlow());
+        imputer.Fit(data, progress: new SynchronousProgress<TrainingProgress>(reports.Add));
+        Assert.Equal(2 * 2, reports.Count(r => r.Phase == "training"));
+        Assert.Equal(2, imputer.IterationsRun);
+        Assert.Equal(4, imputer.EpochHistory.Count);
+        Assert.All(imputer.History, h => Assert.True(double.IsFinite(h.MeanL1)));
+        Assert.InRange(imputer.SelectedIteration, 0, 2);
+    }
+
+    [Fact]
+    public void Cancellation_stops_Fit_and_leaves_the_imputer_unfitted()
+    {
+        var (_, data) = TestData.Table(200);
+        using var cts = new CancellationTokenSource();
+        using var imputer = new EMFlowImputer(TestData.QuickEMFlow() with { EpochsPerIteration = 50 });
+        var progress = new SynchronousProgress<TrainingProgress>(p => { if (p.Phase == "training") cts.Cancel(); });
+        Assert.ThrowsAny<OperationCanceledException>(() => imputer.Fit(data, progress: progress, cancellationToken: cts.Token));
+        Assert.False(imputer.IsFitted);
+    }
+
+    [Fact]
+    public void SampleImputations_draws_differ_keep_observed_cells_and_repeat_with_the_seed()
+    {
+        var (_, data) = TestData.Table(120);
+        using var imputer = new EMFlowImputer(TestData.QuickEMFlow());
+        imputer.Fit(data);
+        var draws = imputer.SampleImputations(data, 3, seed: 5);
+        var again = imputer.SampleImputations(data, 3, seed: 5);
+        Assert.Equal(3, draws.Count);
+        Assert.Equal(draws[0], again[0]);
+        Assert.NotEqual(draws[0], draws[1]);
+        for (int i = 0; i < 120; i++)
+            for (int j = 0; j < 4; j++)
+                if (!double.IsNaN(data[i, j])) Assert.Equal(data[i, j], draws[1][i, j]);
+        Assert.Throws<ArgumentOutOfRangeException>(() => imputer.SampleImputations(data, 0));
+    }
+
+    [Fact]
+    public void LogLikelihood_is_finite_per_row()
+    {
+        var (complete, data) = TestData.Table(100);
+        using var imputer = new EMFlowImputer(TestData.QuickEMFlow());
+        imputer.Fit(data);
+        var ll = imputer.LogLikelihood(complete);
+        Assert.Equal(100, ll.Length);
+        Assert.All(ll, v => Assert.True(double.IsFinite(v)));
+    }
+
+    [Fact]
+    public void Fewer_rows_than_the_batch_size_and_a_single_feature_work()
+    {
+        var (_, data) = TestData.Table(30);
+        using var small = new EMFlowImputer(TestData.QuickEMFlow() with { BatchSize = 256 });
+        Assert.False(ContainsNaN(small.FitTransform(data)));
+
+        var one = new double[40, 1];
+        for (int i = 0; i < 40; i++) one[i, 0] = i % 5 == 0 ? double.NaN : Math.Sin(i);
+        using var single = new EMFlowImputer(TestData.QuickEMFlow());
+        Assert.False(ContainsNaN(single.FitTransform(one)));
+    }
+
+    [Fact]
+    public void A_single_row_is_rejected_at_Fit()
+    {
+        using var imputer = new EMFlowImputer(TestData.QuickEMFlow());
+        var ex = Assert.Throws<ArgumentException>(() => imputer.Fit(new double[,] { { 1, 2 } }));
+        Assert.Equal("data", ex.ParamName);
+    }
+
+    [Fact]
+    public void Live_tensors_stay_flat_over_longer_training()
+    {
+        var (_, data) = TestData.Table(300);
+        long Run(int epochs)
+        {
+            using (var imputer = new EMFlowImputer(TestData.QuickEMFlow() with { EpochsPerIteration = epochs, BatchSize = 16 }))
+                imputer.Fit(data);
+            return TorchSharp.torch.Tensor.TotalCount;
+        }
+        long afterShort = Run(1);
+        long afterLong = Run(6);
+        // Six times the batches (about 1800 more training steps) must not leave tensors behind.
+        Assert.InRange(afterLong - afterShort, -50, 50);
+    }
+
+    [Fact]
+    public void Members_used_before_Fit_throw_InvalidOperationException()
+    {
+        using var imputer = new EMFlowImputer();
+        Assert.Throws<InvalidOperationException>(() => imputer.Mu);
+        Assert.Throws<InvalidOperationException>(() => imputer.Save("x.model"));
+        Assert.Throws<InvalidOperationException>(() => imputer.SampleImputations(new double[,] { { 1 } }, 1));
+        Assert.Throws<InvalidOperationException>(() => imputer.LogLikelihood(new double[,] { { 1 } }));
+    }
+
+    private static bool ContainsNaN(double[,] a) => a.Cast<double>().Any(double.IsNaN);
+
+    /// <summary>IProgress that reports on the calling thread, so tests see reports in order.</summary>
+    private sealed class SynchronousProgress<T>(Action<T> report) : IProgress<T>
+    {
+        public void Report(T value) => report(value);
+    }
+}
