@@ -74,6 +74,9 @@ type FlowLayer(name: string, features: int) =
 
 /// A fully connected network (in) -> (out) with tanh hidden layers and a zero-initialised output layer.
 /// With no input features it is a learned constant: a bias (out) repeated for every row.
+/// Weights are plain parameters rather than torch.nn.Linear modules because Linear's constructor draws
+/// its initial weights from torch's global generator, a side effect on global state that seeding by
+/// generator is meant to avoid.
 type internal Mlp(name: string, inFeatures: int, outFeatures: int, hidden: int, depth: int) as this =
     inherit torch.nn.Module(name)
 
