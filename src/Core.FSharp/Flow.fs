@@ -74,6 +74,9 @@ type FlowLayer(name: string, features: int) =
 
 /// A fully connected network (in) -> (out) with tanh hidden layers and a zero-initialised output layer.
 /// With no input features it is a learned constant: a bias (out) repeated for every row.
+/// Weights are plain parameters rather than torch.nn.Linear modules because Linear's constructor draws
+/// its initial weights from torch's global generator, a side effect on global state that seeding by
+/// generator is meant to avoid.
 type internal Mlp(name: string, inFeatures: int, outFeatures: int, hidden: int, depth: int) as this =
     inherit torch.nn.Module(name)
 
@@ -119,8 +122,10 @@ type internal Mlp(name: string, inFeatures: int, outFeatures: int, hidden: int, 
         for i in 0 .. last do
             if i < last then
                 let bound = 1.0 / sqrt (float dims[i])
-                torch.nn.init.uniform_(weights[i], -bound, bound, gen) |> ignore
-                torch.nn.init.uniform_(biases[i], -bound, bound, gen) |> ignore
+                // Tensor.uniform_, not torch.nn.init.uniform_: in TorchSharp 0.107 the latter ignores its
+                // generator argument and draws from the global one, which breaks same seed, same parameters.
+                weights[i].uniform_(-bound, bound, gen) |> ignore
+                biases[i].uniform_(-bound, bound, gen) |> ignore
             else
                 torch.nn.init.zeros_(weights[i]) |> ignore
                 torch.nn.init.zeros_(biases[i]) |> ignore
@@ -138,6 +143,12 @@ type internal Mlp(name: string, inFeatures: int, outFeatures: int, hidden: int, 
 /// is a learned elementwise affine map.
 /// Dinh, Sohl-Dickstein, Bengio (2017), "Density estimation using Real NVP", ICLR.
 /// </remarks>
+/// <param name="features">p, the number of features of every row; at least 1.</param>
+/// <param name="kept">Mask (p): true for the features in A, kept unchanged; at least one must be false.</param>
+/// <param name="hidden">Width of the hidden layers of s and t; at least 1.</param>
+/// <param name="depth">Number of hidden layers of s and t; 0 makes them affine in z_A.</param>
+/// <param name="seed">Seed of the hidden-layer initialisation.</param>
+/// <example><c>use layer = new AffineCoupling(5, alternatingMask 5 0, 128, 2, 1L)</c></example>
 type AffineCoupling(features: int, kept: bool[], hidden: int, depth: int, seed: int64) as this =
     inherit FlowLayer("AffineCoupling", features)
 
@@ -167,12 +178,25 @@ type AffineCoupling(features: int, kept: bool[], hidden: int, depth: int, seed: 
     let tNet = new Mlp("t", keptIdx.Length, transIdx.Length, hidden, depth)
     let scale = new Parameter(torch.ones([| int64 transIdx.Length |], dtype = dtype), true)
 
+    let resetParameters (gen: torch.Generator) =
+        sNet.Reset gen
+        tNet.Reset gen
+        use _ = torch.no_grad()
+        torch.nn.init.ones_(scale) |> ignore
+
     do
         this.register_module("s", sNet)
         this.register_module("t", tNet)
         this.register_parameter("scale", scale)
+        // Non-persistent buffers: disposed with the module, but derived from the mask, so kept out of the
+        // saved state. Overriding Dispose instead is unsafe: a constructor that throws leaves a finaliser
+        // that would run the override on a half-built F# object.
+        this.register_buffer("keptIndex", keptT, false)
+        this.register_buffer("transformedIndex", transT, false)
+        this.register_buffer("unpermute", unpermute, false)
+        // Not this.Reset: F# forbids calling the type's own members before construction completes.
         use gen = generator seed
-        this.Reset gen
+        resetParameters gen
 
     let scaleShift (a: Tensor) =
         use raw = sNet.Apply a
@@ -218,18 +242,8 @@ type AffineCoupling(features: int, kept: bool[], hidden: int, depth: int, seed: 
         assemble a z, negS.sum(1L)
 
     /// <inheritdoc />
-    override _.Reset(gen: torch.Generator) =
-        sNet.Reset gen
-        tNet.Reset gen
-        use _ = torch.no_grad()
-        torch.nn.init.ones_(scale) |> ignore
+    override _.Reset(gen: torch.Generator) = resetParameters gen
 
-    override _.Dispose(disposing: bool) =
-        if disposing then
-            keptT.Dispose()
-            transT.Dispose()
-            unpermute.Dispose()
-        base.Dispose(disposing)
 
 /// The kept-feature mask of coupling layer <c>k</c> of a p-feature flow.
 /// <remarks>
@@ -253,6 +267,7 @@ let alternatingMask (features: int) (k: int) : bool[] =
 /// which EMFlow reduces to Gaussian EM. All parameters are float64 and drawn from a generator seeded by
 /// <c>config.Seed</c>, never from torch's global generator; a fresh flow is the exact identity.
 /// </remarks>
+/// <param name="config">Architecture and seed; checked here.</param>
 type Flow(config: FlowConfig) as this =
     inherit FlowLayer("Flow", config.Features)
 
@@ -270,7 +285,7 @@ type Flow(config: FlowConfig) as this =
     do
         layers |> Array.iteri (fun k l -> this.register_module(sprintf "coupling%d" k, l))
         use gen = generator config.Seed
-        this.Reset gen
+        for l in layers do l.Reset gen
 
     let run (order: AffineCoupling seq) (step: AffineCoupling -> Tensor -> Tensor * Tensor) (input: Tensor) =
         let mutable cur = input.alias()
@@ -382,7 +397,8 @@ let loadState (flow: FlowLayer) (values: IReadOnlyDictionary<string, Tensor>) : 
             invalidArg "values" (sprintf "Parameter '%s': expected shape %A, got %A" name p.shape v.shape)
         | true, v ->
             use _ = torch.no_grad()
-            p.copy_(v.to_type(dtype)) |> ignore
+            use converted = v.to_type(dtype)
+            p.copy_(converted) |> ignore
 
 /// Writes every parameter to a stream in TorchSharp's module format; the stream is left open.
 /// <param name="flow">Any flow layer.</param>
