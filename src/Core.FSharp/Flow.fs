@@ -191,6 +191,8 @@ type AffineCoupling(features: int, kept: bool[], hidden: int, depth: int, seed: 
         // Non-persistent buffers: disposed with the module, but derived from the mask, so kept out of the
         // saved state. Overriding Dispose instead is unsafe: a constructor that throws leaves a finaliser
         // that would run the override on a half-built F# object.
+        // Index tensors belong to the layer, not to a dispose scope open while the layer is built.
+        for t in [ keptT; transT; unpermute ] do t.DetachFromDisposeScope() |> ignore
         this.register_buffer("keptIndex", keptT, false)
         this.register_buffer("transformedIndex", transT, false)
         this.register_buffer("unpermute", unpermute, false)
@@ -331,11 +333,17 @@ let defaultConfig (features: int) (seed: int64) : FlowConfig =
 /// <param name="config">Architecture and seed; checked here.</param>
 /// <returns>A flow the caller owns and disposes.</returns>
 /// <example><c>use flow = Flow.create (Flow.defaultConfig 5 42L)</c></example>
-let create (config: FlowConfig) : Flow = new Flow(config)
+let create (config: FlowConfig) : Flow =
+    let flow = new Flow(config)
+    // A flow lives as long as its owner, not as long as whatever dispose scope happens to be open when it is
+    // built (a fit, say), so its tensors are taken out of that scope.
+    for struct (_, b) in flow.named_buffers() do b.DetachFromDisposeScope() |> ignore
+    for p in flow.parameters() do p.DetachFromDisposeScope() |> ignore
+    flow
 
 /// The identity flow on p features: no layers, no parameters, <c>toData z = (z, 0)</c>.
 /// <param name="features">p, at least 1.</param>
-let identity (features: int) : Flow = new Flow({ defaultConfig features 0L with Layers = 0 })
+let identity (features: int) : Flow = create { defaultConfig features 0L with Layers = 0 }
 
 /// Maps latent rows to data rows, <c>x = f(z)</c>.
 /// <param name="flow">Any flow layer.</param>

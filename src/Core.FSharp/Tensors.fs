@@ -53,3 +53,12 @@ let generator (seed: int64) = new torch.Generator(uint64 seed)
 /// A torch Scalar from a float; comparisons such as `gt` overload on Scalar and Tensor, which F# cannot
 /// choose between for a bare float.
 let sc (v: float) : Scalar = Scalar.op_Implicit v
+
+/// A seed for the `stream`-th independent random choice derived from one user seed (SplitMix64 mixing).
+/// Deriving seeds as seed + k would make streams collide with a user's own seed + k, e.g. a mask drawn
+/// with seed 2 and a hold-out drawn with 1 + 1 would use identical uniforms.
+let deriveSeed (seed: int64) (stream: int) : int64 =
+    let mutable z = uint64 seed + 0x9E3779B97F4A7C15UL * uint64 (stream + 1)
+    z <- (z ^^^ (z >>> 30)) * 0xBF58476D1CE4E5B9UL
+    z <- (z ^^^ (z >>> 27)) * 0x94D049BB133111EBUL
+    int64 ((z ^^^ (z >>> 31)) >>> 1)

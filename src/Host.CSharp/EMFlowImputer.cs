@@ -112,8 +112,8 @@ public sealed class EMFlowImputer : Imputer
         var clock = Stopwatch.StartNew();
         long n = x.shape[0], p = x.shape[1];
         int batch = (int)Math.Min(o.BatchSize, n);
-        using var gen = Tensors.generator(o.Seed);
-        var (trainMask, hidden) = Selection.holdOut(o.Seed + 1, o.ValidationFraction, mask);
+        using var gen = Tensors.generator(Tensors.deriveSeed(o.Seed, 0));
+        var (trainMask, hidden) = Selection.holdOut(Tensors.deriveSeed(o.Seed, 1), o.ValidationFraction, mask);
 
         progress?.Report(new TrainingProgress("initial imputation", 0, o.Iterations, 0, o.EpochsPerIteration, double.NaN, double.NaN, clock.Elapsed));
         var gaussFit = GaussianEm.fitBatch(GaussianEm.defaults, x, trainMask);
@@ -121,10 +121,10 @@ public sealed class EMFlowImputer : Imputer
         var xHat = o.InitialImputation switch
         {
             InitialImputation.GaussianEm => GaussianEm.impute(_gaussian, x, trainMask),
-            InitialImputation.RandomDraw => Missingness.impute(Missingness.InitialImputation.RandomDraw, o.Seed + 2, x, trainMask),
-            InitialImputation.Mean => Missingness.impute(Missingness.InitialImputation.Mean, o.Seed + 2, x, trainMask),
-            InitialImputation.Median => Missingness.impute(Missingness.InitialImputation.Median, o.Seed + 2, x, trainMask),
-            _ => Missingness.impute(Missingness.InitialImputation.Zero, o.Seed + 2, x, trainMask),
+            InitialImputation.RandomDraw => Missingness.impute(Missingness.InitialImputation.RandomDraw, Tensors.deriveSeed(o.Seed, 2), x, trainMask),
+            InitialImputation.Mean => Missingness.impute(Missingness.InitialImputation.Mean, Tensors.deriveSeed(o.Seed, 2), x, trainMask),
+            InitialImputation.Median => Missingness.impute(Missingness.InitialImputation.Median, Tensors.deriveSeed(o.Seed, 2), x, trainMask),
+            _ => Missingness.impute(Missingness.InitialImputation.Zero, Tensors.deriveSeed(o.Seed, 2), x, trainMask),
         };
         var lower = zeros(p, dtype: float64);
         var upper = ones(p, dtype: float64);
@@ -137,7 +137,7 @@ public sealed class EMFlowImputer : Imputer
         for (int it = 1; it <= o.Iterations; it++)
         {
             var started = clock.Elapsed;
-            var flow = Flow.create(new Flow.FlowConfig((int)p, o.CouplingLayers, o.HiddenWidth, o.HiddenDepth, o.Seed + 1000L * it));
+            var flow = Flow.create(new Flow.FlowConfig((int)p, o.CouplingLayers, o.HiddenWidth, o.HiddenDepth, Tensors.deriveSeed(o.Seed, 100 + it)));
             var parameters = Flow.parameters(flow);
             // Two optimisers: L2's α-scaled reconstruction gradients must not distort L1's moment estimates.
             using var optL1 = optim.Adam(parameters, o.LearningRate);
