@@ -15,22 +15,28 @@ type StepSize =
     { /// Scale C, in (0, 1).
       C: float
       /// Decay γ, in (0.5, 1]: the Robbins–Monro conditions need Σρ_t = ∞ and Σρ_t² &lt; ∞.
-      Gamma: float }
+      Gamma: float
+      /// Smallest step size, in [0, 1): ρ_t = max(C t^(−γ), Floor). 0 is the pure Robbins–Monro schedule.
+      /// In EMFlow the latent vectors move as the flow trains, so the target the estimate averages over moves
+      /// too; a floor keeps μ and Σ tracking it instead of freezing on early, stale batches.
+      Floor: float }
 
-/// The paper's schedule for every experiment: ρ_t = 0.99 · t^(−0.8).
-let paperStepSize = { C = 0.99; Gamma = 0.8 }
+/// The paper's schedule for every experiment: ρ_t = 0.99 · t^(−0.8), no floor.
+let paperStepSize = { C = 0.99; Gamma = 0.8; Floor = 0.0 }
 
-/// Raises ArgumentOutOfRangeException unless 0 &lt; C &lt; 1 and 0.5 &lt; γ ≤ 1.
+/// Raises ArgumentOutOfRangeException unless 0 &lt; C &lt; 1, 0.5 &lt; γ ≤ 1 and 0 ≤ Floor &lt; 1.
 let validateStepSize (s: StepSize) =
     if not (s.C > 0.0 && s.C < 1.0) then
         raise (ArgumentOutOfRangeException("stepSize.C", s.C, sprintf "The step-size scale C must be in (0, 1); got %g." s.C))
     if not (s.Gamma > 0.5 && s.Gamma <= 1.0) then
         raise (ArgumentOutOfRangeException("stepSize.Gamma", s.Gamma, sprintf "The step-size decay gamma must be in (0.5, 1]; got %g." s.Gamma))
+    if not (s.Floor >= 0.0 && s.Floor < 1.0) then
+        raise (ArgumentOutOfRangeException("stepSize.Floor", s.Floor, sprintf "The step-size floor must be in [0, 1); got %g." s.Floor))
 
 /// ρ_t for the t-th update (t ≥ 1). Always in (0, 1) for a valid schedule.
 let rho (s: StepSize) (t: int) : float =
     if t < 1 then raise (ArgumentOutOfRangeException("t", t, sprintf "The update counter starts at 1; got %d." t))
-    s.C * Math.Pow(float t, -s.Gamma)
+    max (s.C * Math.Pow(float t, -s.Gamma)) s.Floor
 
 /// The M-step on one batch (eq. 22): μ_local = mean of ẑ_i, Σ_local = mean of (ẑ_i − μ)(ẑ_i − μ)ᵀ + C̃_i.
 /// <param name="imputed">(B, p) latent rows with missing parts replaced by conditional means.</param>

@@ -6,11 +6,12 @@ open TorchSharp
 open EMFlow.Tensors
 
 /// Column names of <see cref="nonlinear"/>.
-let nonlinearColumns = [| "x1"; "x2"; "sin_x1"; "x1_squared"; "x1_times_x2"; "exp_x2"; "x1_plus_x2" |]
+let nonlinearColumns = [| "x1"; "x2"; "exp_x1"; "x2_cubed"; "tanh_2x1"; "softplus_sum"; "log_ratio" |]
 
 /// A non-Gaussian table (n, 7): two correlated Gaussian drivers x1, x2 and five features that are noisy
-/// functions of them (sin 2x1, x1², x1·x2, exp(x2/2), and a linear mix), so that much of the dependence is
-/// nonlinear and invisible to a Gaussian model. Noise standard deviation `noise` (0.1 is a good default).
+/// monotone nonlinear functions of them (exp x1, x2³, tanh 2x1, softplus(x1 + x2), and a log-ratio), so
+/// marginals are skewed or bounded and dependence is nonlinear: a Gaussian model sees only its linear part.
+/// Noise standard deviation `noise` (0.1 is a good default).
 /// Raises ArgumentOutOfRangeException for n &lt; 1 or negative noise.
 let nonlinear (seed: int64) (n: int) (noise: float) : Tensor =
     if n < 1 then raise (ArgumentOutOfRangeException("n", n, sprintf "must be at least 1; got %d" n))
@@ -20,15 +21,15 @@ let nonlinear (seed: int64) (n: int) (noise: float) : Tensor =
     let e = torch.randn([| int64 n; 7L |], dtype = dtype, generator = gen)
     let col (k: int64) = e.select(1L, k)
     let x1 = col 0L
-    let x2 = x1 * 0.5 + col 1L * Math.Sqrt 0.75
+    let x2 = x1 * 0.6 + col 1L * 0.8
     let eps k = col k * noise
     let cols =
         [| x1; x2
-           (x1 * 2.0).sin() + eps 2L
-           x1 * x1 + eps 3L
-           x1 * x2 + eps 4L
-           (x2 * 0.5).exp() + eps 5L
-           x1 - x2 * 0.7 + eps 6L |]
+           x1.exp() + eps 2L
+           x2.pow(sc 3.0) + eps 3L
+           (x1 * 2.0).tanh() + eps 4L
+           torch.nn.functional.softplus(x1 + x2) + eps 5L
+           (x1.exp() / (x2.exp() + 1.0)).log1p() + eps 6L |]
     torch.stack(cols, 1L).MoveToOuterDisposeScope()
 
 /// n draws (n, p) of a Gaussian with mean 0 and a random, well-conditioned covariance drawn from `seed`.

@@ -9,6 +9,16 @@ open TorchSharp
 open EMFlow.Tensors
 open EMFlow.OnlineEm
 
+/// What the second flow step of a training-phase step optimises.
+type SecondStep =
+    /// L2 as in eq. 15: −log p_X(x̃) + α · reconstruction error of observed entries.
+    | Paper
+    /// α · reconstruction error only. With ẑ held fixed, the −log p_X(x̃) part of L2 can be lowered by
+    /// contracting the flow around x̃, which sharpens the density without fitting the data better.
+    | ReconstructionOnly
+    /// No second step: only L1 trains the flow.
+    | Skip
+
 /// Settings of one training-phase step.
 type StepSettings =
     { /// α of eq. 15: weight of the squared reconstruction error on observed entries.
@@ -21,7 +31,9 @@ type StepSettings =
       /// cannot throw the flow far away.
       MaxGradNorm: float
       /// Ridge added to Σ after each M-step, relative to its mean diagonal (keeps Σ invertible when n &lt; p).
-      Ridge: float }
+      Ridge: float
+      /// The second flow step (L2) variant.
+      Second: SecondStep }
 
 /// Losses of one training-phase step (means over the batch).
 type StepLosses =
@@ -59,6 +71,12 @@ let l2Loss (flow: Flow.FlowLayer) (e: Estimate) (alpha: float) (xHat: Tensor) (m
     let recon = (((xTilde - xHat) * (1.0 - mask)).pow(sc 2.0)).sum(dim = 1L)
     -(logP - recon * alpha).mean(), recon.mean()
 
+/// The reconstruction part of L2 alone: α · mean squared error of f(ẑ) on observed entries.
+let reconstructionLoss (flow: Flow.FlowLayer) (alpha: float) (xHat: Tensor) (mask: Tensor) (zHat: Tensor) : Tensor * Tensor =
+    let xTilde, _ = Flow.toData flow zHat
+    let recon = (((xTilde - xHat) * (1.0 - mask)).pow(sc 2.0)).sum(dim = 1L)
+    recon.mean() * alpha, recon.mean()
+
 let private clipAndStep (settings: StepSettings) (flow: Flow.FlowLayer) (opt: torch.optim.Optimizer) (loss: Tensor) =
     opt.zero_grad()
     loss.backward()
@@ -91,8 +109,12 @@ let trainStep (settings: StepSettings) (flow: Flow.FlowLayer) (optL1: torch.opti
     let c = latentEStep flow e.Mu (robust settings.Beta e.Sigma) xHat mask
     let next = step settings.StepSize state c
     let estimate = { next.Estimate with Sigma = ridge settings.Ridge next.Estimate.Sigma }
-    let l2, recon = l2Loss flow estimate settings.Alpha xHat mask c.Imputed
-    clipAndStep settings flow optL2 l2
+    let l2, recon =
+        match settings.Second with
+        | Paper -> l2Loss flow estimate settings.Alpha xHat mask c.Imputed
+        | ReconstructionOnly -> reconstructionLoss flow settings.Alpha xHat mask c.Imputed
+        | Skip -> torch.tensor(nan, dtype = dtype), torch.tensor(nan, dtype = dtype)
+    if settings.Second <> Skip then clipAndStep settings flow optL2 l2
     let kept = keep estimate
     let buffer = { next.Buffer with Batches = next.Buffer.Batches |> List.map (fun (x, s) -> x.MoveToOuterDisposeScope(), s.MoveToOuterDisposeScope()) }
     let suff = next.Sufficient |> Option.map (fun s -> { S1 = s.S1.MoveToOuterDisposeScope(); S2 = s.S2.MoveToOuterDisposeScope() })
@@ -107,6 +129,17 @@ let initialEstimate (flow: Flow.FlowLayer) (ridgeFraction: float) (xHat: Tensor)
     let z, _ = Flow.toLatent flow xHat
     let e = sampleEstimate z
     keep { e with Sigma = ridge ridgeFraction e.Sigma }
+
+/// The latent Gaussian refitted by batch EM over all rows once the flow is trained: z = f⁻¹(x̂) with the
+/// data's mask, EM to convergence. Online EM tracked μ and Σ while the flow moved under it; with the flow now
+/// fixed, the exact maximum-likelihood latent Gaussian is cheap to compute for a table that fits in memory.
+let refitLatent (flow: Flow.FlowLayer) (xHat: Tensor) (mask: Tensor) : Estimate =
+    use scope = torch.NewDisposeScope()
+    let z =
+        use _ = torch.no_grad()
+        fst (Flow.toLatent flow xHat)
+    let fit = GaussianEm.fitBatch { GaussianEm.defaults with MaxIterations = 200 } z mask
+    keep fit.Estimate
 
 // Rows per chunk when re-imputing: bounds memory for large tables without changing any result.
 let private chunk = 4096L

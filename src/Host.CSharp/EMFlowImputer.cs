@@ -131,7 +131,7 @@ public sealed class EMFlowImputer : Imputer
         double bestScore = InitialValidationRmse = Selection.score(x, xHat, hidden);
         int best = 0;
         var stages = new List<(Flow.Flow, OnlineEm.Estimate)>();
-        var stepSize = new OnlineEm.StepSize(o.StepSizeC, o.StepSizeGamma);
+        var stepSize = new OnlineEm.StepSize(o.StepSizeC, o.StepSizeGamma, o.StepSizeFloor);
         var form = o.SufficientStatisticsUpdate ? OnlineEm.UpdateForm.SufficientStatistics : OnlineEm.UpdateForm.Moments;
 
         for (int it = 1; it <= o.Iterations; it++)
@@ -142,7 +142,12 @@ public sealed class EMFlowImputer : Imputer
             // Two optimisers: L2's α-scaled reconstruction gradients must not distort L1's moment estimates.
             using var optL1 = optim.Adam(parameters, o.LearningRate);
             using var optL2 = optim.Adam(parameters, o.LearningRate);
-            var settings = new Training.StepSettings(o.Alpha, stepSize, o.BetaAt(it), o.MaxGradNorm, GaussianEm.defaults.Ridge);
+            var settings = new Training.StepSettings(o.Alpha, stepSize, o.BetaAt(it), o.MaxGradNorm, GaussianEm.defaults.Ridge, o.SecondStep switch
+            {
+                SecondFlowStep.Paper => Training.SecondStep.Paper,
+                SecondFlowStep.ReconstructionOnly => Training.SecondStep.ReconstructionOnly,
+                _ => Training.SecondStep.Skip,
+            });
             var state = OnlineEm.init(form, o.SuperBatchSize, Training.initialEstimate(flow, GaussianEm.defaults.Ridge, xHat));
             double l1 = double.NaN, l2 = double.NaN;
             bool diverged = false;
@@ -150,6 +155,16 @@ public sealed class EMFlowImputer : Imputer
             {
                 for (int epoch = 1; epoch <= o.EpochsPerIteration; epoch++)
                 {
+                    if (o.RefitLatentGaussian && epoch > 1)
+                    {
+                        // Re-anchor the online estimate to the exact latent MLE under the current flow; the step
+                        // counter keeps running so later online updates stay small.
+                        var refit = Training.initialEstimate(flow, GaussianEm.defaults.Ridge, xHat);
+                        var anchored = OnlineEm.init(form, o.SuperBatchSize, refit);
+                        anchored = new OnlineEm.State(anchored.Estimate, state.Step, anchored.Sufficient, anchored.Buffer);
+                        Release(state, anchored);
+                        state = anchored;
+                    }
                     using var order = randperm(n, generator: gen);
                     double sum1 = 0, sum2 = 0, sumR = 0;
                     int batches = 0;
@@ -165,7 +180,7 @@ public sealed class EMFlowImputer : Imputer
                         var (next, losses) = Training.trainStep(settings, flow, optL1, optL2, state, xb, mb).ToValueTuple();
                         Release(state, next);
                         state = next;
-                        if (!double.IsFinite(losses.L1) || !double.IsFinite(losses.L2))
+                        if (!double.IsFinite(losses.L1) || (o.SecondStep != SecondFlowStep.Skip && !double.IsFinite(losses.L2)))
                             throw new InvalidOperationException($"Non-finite loss (L1 = {losses.L1}, L2 = {losses.L2}).");
                         sum1 += losses.L1; sum2 += losses.L2; sumR += losses.Reconstruction; batches++;
                     }
@@ -174,6 +189,12 @@ public sealed class EMFlowImputer : Imputer
                     progress?.Report(new TrainingProgress("training", it, o.Iterations, epoch, o.EpochsPerIteration, l1, l2, clock.Elapsed));
                 }
                 progress?.Report(new TrainingProgress("re-imputation", it, o.Iterations, o.EpochsPerIteration, o.EpochsPerIteration, l1, l2, clock.Elapsed));
+                if (o.RefitLatentGaussian)
+                {
+                    var refit = Training.refitLatent(flow, xHat, trainMask);
+                    Release(state, null);
+                    state = OnlineEm.init(form, 0, refit);
+                }
                 var reimputed = Training.reimpute(flow, state.Estimate, lower, upper, xHat, trainMask);
                 if (!reimputed.isfinite().all().item<bool>())
                     throw new InvalidOperationException("Re-imputation produced non-finite values.");

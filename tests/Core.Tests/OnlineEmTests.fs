@@ -47,11 +47,17 @@ let tests =
             Expect.isTrue (r1 > 0.0 && r1 < 1.0 && r2 < r1) "0 < rho_(t+1) < rho_t < 1"
 
         test "invalid step-size schedules are rejected, naming the parameter" {
-            for bad in [ { C = 0.0; Gamma = 0.8 }; { C = 1.0; Gamma = 0.8 }; { C = 0.5; Gamma = 0.5 }; { C = 0.5; Gamma = 1.2 } ] do
+            for bad in [ { C = 0.0; Gamma = 0.8; Floor = 0.0 }; { C = 1.0; Gamma = 0.8; Floor = 0.0 }; { C = 0.5; Gamma = 0.5; Floor = 0.0 }; { C = 0.5; Gamma = 1.2; Floor = 0.0 }; { C = 0.5; Gamma = 0.8; Floor = 1.0 } ] do
                 let ex = Expect.throwsC (fun () -> validateStepSize bad) id
                 Expect.isTrue (ex :? ArgumentOutOfRangeException) "type"
                 Expect.stringStarts (ex :?> ArgumentException).ParamName "stepSize." "names the parameter"
             Expect.throwsT<ArgumentOutOfRangeException> (fun () -> rho paperStepSize 0 |> ignore) "t = 0"
+        }
+
+        test "a floor bounds the step size from below" {
+            let s = { paperStepSize with Floor = 0.05 }
+            Expect.equal (rho s 1) 0.99 "C at t = 1"
+            Expect.equal (rho s 100000) 0.05 "the floor late on"
         }
 
         test "the online update is the convex combination of eq. 7-8" {
