@@ -55,14 +55,14 @@ let check (paramName: string) (data: float[,]) (missing: bool[,] option) : Check
 /// Raises ArgumentException unless a table to transform has the `expected` number of columns.
 let checkColumns (paramName: string) (expected: int) (c: Checked) =
     if c.Columns <> expected then
-        invalidArg paramName (sprintf "Expected %d features (the number seen at Fit), got %d." expected c.Columns)
+        invalidArg paramName (sprintf "Expected %d features, got %d (the model was fitted on %d)." expected c.Columns expected)
 
 /// Like <see cref="check"/> for rows to transform with an already fitted model: columns with no observed
 /// value are allowed here (their entries are imputed from the model), but the column count must match.
 let checkForTransform (paramName: string) (expected: int) (data: float[,]) (missing: bool[,] option) : Checked =
     if isNull data then raise (ArgumentNullException paramName)
     let p = Array2D.length2 data
-    if p <> expected then invalidArg paramName (sprintf "Expected %d features (the number seen at Fit), got %d." expected p)
+    if p <> expected then invalidArg paramName (sprintf "Expected %d features, got %d (the model was fitted on %d)." expected p expected)
     let n = Array2D.length1 data
     // A column may be entirely missing in a handful of new rows; check it with one fake observed row removed.
     let padded = Array2D.init (n + 1) p (fun i j -> if i < n then data[i, j] else 0.0)

@@ -350,6 +350,8 @@ public sealed class EMFlowImputer : Imputer
         _stages.Clear();
         _history.Clear();
         _epochs.Clear();
+        _gaussian?.Mu.Dispose();
+        _gaussian?.Sigma.Dispose();
         _gaussian = null;
         InitialValidationRmse = double.NaN;
     }
