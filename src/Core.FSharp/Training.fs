@@ -78,10 +78,11 @@ let reconstructionLoss (flow: Flow.FlowLayer) (alpha: float) (xHat: Tensor) (mas
     recon.mean() * alpha, recon.mean()
 
 let private clipAndStep (settings: StepSettings) (flow: Flow.FlowLayer) (opt: torch.optim.Optimizer) (loss: Tensor) =
-    opt.zero_grad()
-    loss.backward()
     let ps = Flow.parameters flow
+    // The identity flow has nothing to train (and no graph to differentiate).
     if ps.Length > 0 then
+        opt.zero_grad()
+        loss.backward()
         let norm = torch.nn.utils.clip_grad_norm_(ps, settings.MaxGradNorm)
         // A non-finite gradient would poison every parameter through Adam's moments: skip the step instead.
         if Double.IsFinite norm then opt.step() |> ignore

@@ -126,8 +126,7 @@ public sealed class EMFlowImputer : Imputer
             InitialImputation.Median => Missingness.impute(Missingness.InitialImputation.Median, Tensors.deriveSeed(o.Seed, 2), x, trainMask),
             _ => Missingness.impute(Missingness.InitialImputation.Zero, Tensors.deriveSeed(o.Seed, 2), x, trainMask),
         };
-        var lower = zeros(p, dtype: float64);
-        var upper = ones(p, dtype: float64);
+        var (lower, upper) = Bounds(p);
         double bestScore = InitialValidationRmse = Selection.score(x, xHat, hidden);
         int best = 0;
         var stages = new List<(Flow.Flow, OnlineEm.Estimate)>();
@@ -234,8 +233,7 @@ public sealed class EMFlowImputer : Imputer
     private protected override Tensor TransformScaled(Tensor x, Tensor mask)
     {
         var xHat = GaussianEm.impute(_gaussian!, x, mask);
-        using var lower = zeros(x.shape[1], dtype: float64);
-        using var upper = ones(x.shape[1], dtype: float64);
+        var (lower, upper) = Bounds(x.shape[1]);
         foreach (var (flow, estimate) in _stages)
             xHat = Training.reimpute(flow, estimate, lower, upper, xHat, mask);
         return xHat;
@@ -260,8 +258,7 @@ public sealed class EMFlowImputer : Imputer
         var x = Scaled(scaler, c);
         var result = new List<double[,]>(count);
         using var gen = Tensors.generator(seed);
-        using var lower = zeros(x.shape[1], dtype: float64);
-        using var upper = ones(x.shape[1], dtype: float64);
+        var (lower, upper) = Bounds(x.shape[1]);
         using var identity = Flow.identity((int)x.shape[1]);
         for (int k = 0; k < count; k++)
         {
@@ -319,6 +316,11 @@ public sealed class EMFlowImputer : Imputer
         imputer.InitialValidationRmse = m.InitialValidationRmse;
         return imputer;
     }
+
+    /// <summary>Bounds (p) of re-imputed values on the [0, 1] scale: the observed range, or none.</summary>
+    private (Tensor Lower, Tensor Upper) Bounds(long p) => Options.ClampToObservedRange
+        ? (zeros(p, dtype: float64), ones(p, dtype: float64))
+        : (full(p, double.NegativeInfinity, dtype: float64), full(p, double.PositiveInfinity, dtype: float64));
 
     /// <summary>Disposes the tensors of <paramref name="old"/> that <paramref name="next"/> does not hold, so that memory stays flat over long training.</summary>
     private static void Release(OnlineEm.State old, OnlineEm.State? next)

@@ -86,6 +86,8 @@ public sealed record EMFlowOptions
     /// last iteration, as the paper does. Default 0.05. Never uses anything but the training data.
     /// </summary>
     public double ValidationFraction { get; init; } = 0.05;
+    /// <summary>Clamp every re-imputed value to the range of its feature's observed values at Fit, so that a region the flow models poorly cannot send an imputation far outside anything seen. Default true; false leaves the conditional means as they are.</summary>
+    public bool ClampToObservedRange { get; init; } = true;
     /// <summary>Seed of every random choice (batches, flow initialisation, held-out entries). Same seed, same result.</summary>
     public long Seed { get; init; }
     /// <summary>Torch intra-op threads during Fit; null leaves torch's setting alone. On small shared machines 1 avoids OpenMP spin contention.</summary>

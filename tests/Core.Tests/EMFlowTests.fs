@@ -1,1 +1,113 @@
 module EMFlow.Tests.EMFlowTests
+
+open System
+open Expecto
+open TorchSharp
+open EMFlow
+open EMFlow.Tensors
+open EMFlow.OnlineEm
+open EMFlow.Tests.TestUtil
+
+let private maxAbs (a: Tensor) (b: Tensor) = scalar ((a - b).abs().max())
+
+let private problem seed n p rate =
+    let gen = generator seed
+    let sigma = randomCovariance gen p
+    let mu = torch.randn(int64 p, dtype = dtype, generator = gen)
+    let x = sampleGaussian gen mu sigma n
+    let mask = torch.rand([| int64 n; int64 p |], dtype = dtype, generator = gen).lt(sc rate).to_type(dtype)
+    { Mu = mu; Sigma = sigma }, x, mask
+
+let private settings : Training.StepSettings =
+    { Alpha = 1e3; StepSize = paperStepSize; Beta = 0.0; MaxGradNorm = 10.0; Ridge = 0.0; Second = Training.Paper }
+
+let private wide p = torch.full(int64 p, sc -1e9, dtype = dtype), torch.full(int64 p, sc 1e9, dtype = dtype)
+
+[<Tests>]
+let tests =
+    testSequenced <| testList "EMFlow phases" [
+        test "with the identity flow the data density is the latent Gaussian density" {
+            let e, x, _ = problem 1L 20 4 0.0
+            use flow = Flow.identity 4
+            Expect.isLessThan (maxAbs (Training.logDensity flow e x) (Gaussian.logDensity e.Mu e.Sigma x)) 1e-12 "eq. 3 with f = id"
+        }
+
+        test "with the identity flow re-imputation is the Gaussian conditional mean" {
+            let e, x, mask = problem 2L 50 5 0.3
+            use flow = Flow.identity 5
+            let lo, hi = wide 5
+            let got = Training.reimpute flow e lo hi x mask
+            Expect.isLessThan (maxAbs got (GaussianEm.impute e x mask)) 1e-12 "Algorithm 2 with f = id"
+        }
+
+        test "with the identity flow the training phase reduces to online Gaussian EM" {
+            let e0, x, mask = problem 3L 256 4 0.25
+            use flow = Flow.identity 4
+            use opt1 = torch.optim.SGD([| new Flow.Parameter(torch.zeros(1L)) |], 0.1)
+            use opt2 = torch.optim.SGD([| new Flow.Parameter(torch.zeros(1L)) |], 0.1)
+            let mutable viaFlow = init Moments 0 e0
+            let mutable direct = init Moments 0 e0
+            for b in 0 .. 7 do
+                let xb, mb = x.narrow(0L, int64 (b * 32), 32L), mask.narrow(0L, int64 (b * 32), 32L)
+                let next, _ = Training.trainStep settings flow opt1 opt2 viaFlow xb mb
+                viaFlow <- next
+                direct <- step paperStepSize direct (Gaussian.conditional direct.Estimate.Mu direct.Estimate.Sigma xb mb)
+            Expect.isLessThan (maxAbs viaFlow.Estimate.Mu direct.Estimate.Mu) 1e-12 "mu"
+            Expect.isLessThan (maxAbs viaFlow.Estimate.Sigma direct.Estimate.Sigma) 1e-12 "Sigma"
+            Expect.equal viaFlow.Step 8 "eight updates"
+        }
+
+        test "re-imputation never touches observed entries and stays within bounds" {
+            let e, x, mask = problem 4L 64 6 0.3
+            use flow = Flow.create { Flow.defaultConfig 6 5L with Hidden = 16 }
+            // Move the flow away from the identity so the test means something.
+            use _ = torch.no_grad()
+            for p in Flow.parameters flow do p.add_(torch.randn_like(p) * 0.1) |> ignore
+            let lo, hi = torch.full(6L, sc -0.5, dtype = dtype), torch.full(6L, sc 0.5, dtype = dtype)
+            let got = Training.reimpute flow e lo hi x mask
+            let obs = mask.lt(sc 0.5)
+            Expect.isTrue (got.masked_select(obs).eq(x.masked_select(obs)).all().item<bool>()) "observed bit for bit"
+            let imputed = got.masked_select(obs.logical_not())
+            Expect.isTrue (imputed.ge(sc -0.5).all().item<bool>() && imputed.le(sc 0.5).all().item<bool>()) "clamped"
+        }
+
+        test "a training step lowers L1 on a non-Gaussian batch and keeps Sigma positive definite" {
+            let x0 = Synthetic.nonlinear 6L 256 0.1
+            let x = Scaler.transform (Scaler.fit x0 (torch.zeros_like(x0))) x0
+            let mask = Missingness.mcarLike 7L 0.2 x
+            let xHat = GaussianEm.impute (GaussianEm.fitBatch GaussianEm.defaults x mask).Estimate x mask
+            use flow = Flow.create { Flow.defaultConfig 7 8L with Hidden = 32 }
+            use opt1 = torch.optim.Adam(Flow.parameters flow, 1e-3)
+            use opt2 = torch.optim.Adam(Flow.parameters flow, 1e-3)
+            let mutable state = init Moments 0 (Training.initialEstimate flow 1e-6 xHat)
+            let first = ref nan
+            let mutable last = nan
+            for k in 1 .. 60 do
+                let next, losses = Training.trainStep { settings with Second = Training.Skip } flow opt1 opt2 state xHat mask
+                state <- next
+                if k = 1 then first.Value <- losses.L1
+                last <- losses.L1
+            Expect.isLessThan last first.Value "L1 decreases"
+            Expect.isGreaterThan (scalar (torch.linalg.eigvalsh(state.Estimate.Sigma).min())) 0.0 "Sigma positive definite"
+        }
+
+        test "multiple imputation draws differ, keep observed entries, and repeat with the seed" {
+            let e, x, mask = problem 9L 30 4 0.4
+            use flow = Flow.identity 4
+            let lo, hi = wide 4
+            let draw seed = Training.sampleImputation (generator seed) flow e lo hi x mask
+            let a, b, a2 = draw 1L, draw 2L, draw 1L
+            Expect.isTrue (a.eq(a2).all().item<bool>()) "same seed"
+            Expect.isGreaterThan (maxAbs a b) 1e-6 "different seeds differ"
+            let obs = mask.lt(sc 0.5)
+            Expect.isTrue (a.masked_select(obs).eq(x.masked_select(obs)).all().item<bool>()) "observed kept"
+        }
+
+        test "the latent refit equals batch EM on the latent vectors" {
+            let e, x, mask = problem 10L 200 4 0.2
+            use flow = Flow.identity 4
+            let refit = Training.refitLatent flow x mask
+            let direct = GaussianEm.fitBatch { GaussianEm.defaults with MaxIterations = 200 } x mask
+            Expect.isLessThan (maxAbs refit.Sigma direct.Estimate.Sigma) 1e-12 "same EM"
+        }
+    ]

@@ -1,0 +1,42 @@
+module EMFlow.Tests.SelectionTests
+
+open System
+open Expecto
+open TorchSharp
+open EMFlow
+open EMFlow.Tensors
+
+[<Tests>]
+let tests =
+    testList "Selection" [
+        test "hold-out hides only observed entries, about the requested share, and repeats with the seed" {
+            let mask = Missingness.mcar 1L 0.2 (2000, 5)
+            let trainMask, hidden = Selection.holdOut 2L 0.1 mask
+            Expect.equal (scalar ((hidden * mask).sum())) 0.0 "never a missing entry"
+            Expect.isLessThan (scalar ((trainMask - (mask + hidden)).abs().max())) 1e-15 "training mask adds the hidden entries"
+            let share = scalar (hidden.sum()) / scalar ((1.0 - mask).sum())
+            Expect.floatClose { absolute = 0.01; relative = 0.0 } share 0.1 "about 10% of observed entries"
+            let _, again = Selection.holdOut 2L 0.1 mask
+            Expect.isTrue (hidden.eq(again).all().item<bool>()) "same seed"
+        }
+        test "hold-out never empties a column" {
+            let mask = torch.ones(50L, 3L, dtype = dtype)
+            mask[7, 1] <- torch.tensor(0.0, dtype = dtype)
+            let trainMask, _ = Selection.holdOut 3L 0.99 mask
+            Expect.equal (scalar ((1.0 - trainMask).sum(dim = 0L)[1])) 1.0 "the only observed entry stays"
+        }
+        test "a hold-out seed equal to the mask's seed still hides entries" {
+            // Streams derived with deriveSeed never replay a user's own seed.
+            let mask = Missingness.mcar 5L 0.2 (1000, 4)
+            let _, hidden = Selection.holdOut (deriveSeed 5L 1) 0.05 mask
+            Expect.isGreaterThan (scalar (hidden.sum())) 100.0 "entries hidden"
+        }
+        test "score is the RMSE over hidden entries, NaN with none" {
+            let truth = torch.zeros(2L, 2L, dtype = dtype)
+            let imputed = torch.tensor([| 3.0; 9.0; 4.0; 9.0 |], dtype = dtype).reshape(2L, 2L)
+            let hidden = torch.tensor([| 1.0; 0.0; 1.0; 0.0 |], dtype = dtype).reshape(2L, 2L)
+            Expect.floatClose Accuracy.high (Selection.score truth imputed hidden) (sqrt 12.5) "sqrt((9 + 16) / 2)"
+            Expect.isTrue (Double.IsNaN (Selection.score truth imputed (torch.zeros_like(hidden)))) "NaN"
+            Expect.throwsT<ArgumentOutOfRangeException> (fun () -> Selection.holdOut 1L 1.0 hidden |> ignore) "fraction 1"
+        }
+    ]
