@@ -69,7 +69,6 @@ let logLikelihood (e: Estimate) (x: Tensor) (mask: Tensor) : float =
 /// Raises ArgumentException for a column with no observed value or mismatched shapes.
 let fitBatch (settings: Settings) (x: Tensor) (mask: Tensor) : Fit =
     validate x mask settings
-    let n = float x.shape[0]
     let rec loop (e: Estimate) it (history: float list) =
         let next =
             use scope = torch.NewDisposeScope()
@@ -86,7 +85,6 @@ let fitBatch (settings: Settings) (x: Tensor) (mask: Tensor) : Fit =
         elif it >= settings.MaxIterations then
             { Estimate = next; Iterations = it; Converged = false; LogLikelihood = List.rev history }
         else loop next (it + 1) history
-    ignore n
     loop (initialEstimate x mask) 1 []
 
 /// Online EM: `epochs` passes over shuffled mini-batches of `batchSize` rows, one update each (eq. 7-8 or 28).

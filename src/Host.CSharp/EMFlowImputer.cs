@@ -228,6 +228,15 @@ public sealed class EMFlowImputer : Imputer
             if (i < best) _stages.Add(stages[i]);
             else Dispose(stages[i]);
         }
+        if (o.ValidationFraction > 0)
+        {
+            // New rows start from the Gaussian-EM imputation; now that selection is done, fit it on every
+            // observed entry, the held-out ones included.
+            var full = GaussianEm.fitBatch(GaussianEm.defaults, x, mask);
+            _gaussian.Mu.Dispose();
+            _gaussian.Sigma.Dispose();
+            _gaussian = GaussianEmImputer.Keep(full.Estimate);
+        }
     }
 
     private protected override Tensor TransformScaled(Tensor x, Tensor mask)

@@ -8,14 +8,8 @@ open EMFlow.Tensors
 open EMFlow.OnlineEm
 open EMFlow.Tests.TestUtil
 
-let private maxAbs (a: Tensor) (b: Tensor) = scalar ((a - b).abs().max())
-
 let private problem seed n p rate =
-    let gen = generator seed
-    let sigma = randomCovariance gen p
-    let mu = torch.randn(int64 p, dtype = dtype, generator = gen)
-    let x = sampleGaussian gen mu sigma n
-    let mask = torch.rand([| int64 n; int64 p |], dtype = dtype, generator = gen).lt(sc rate).to_type(dtype)
+    let mu, sigma, x, mask = gaussianProblem seed n p rate
     { Mu = mu; Sigma = sigma }, x, mask
 
 let private settings : Training.StepSettings =

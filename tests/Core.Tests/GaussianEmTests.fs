@@ -7,8 +7,6 @@ open EMFlow
 open EMFlow.Tensors
 open EMFlow.Tests.TestUtil
 
-let private maxAbs (a: Tensor) (b: Tensor) = scalar ((a - b).abs().max())
-
 /// p = 8, n = 5000, 20% MCAR from a known Gaussian.
 let private problem () =
     let gen = generator 11L

@@ -47,14 +47,10 @@ let private perRowReference (mu: Tensor) (sigma: Tensor) (z: Tensor) (mask: Tens
                 covs[i] <- full
     out, covs
 
-let private maxAbs (a: Tensor) (b: Tensor) = scalar ((a - b).abs().max())
-
 let private setup seed n p rate =
-    let gen = generator seed
-    let sigma = randomCovariance gen p
-    let mu = torch.randn(int64 p, dtype = dtype, generator = gen)
-    let z = sampleGaussian gen mu sigma n
-    let mask = randomMask gen n p rate
+    let mu, sigma, z, _ = gaussianProblem seed n p rate
+    // Same draws, plus one fully missing and one fully observed row.
+    let mask = randomMask (generator (seed + 1000L)) n p rate
     mu, sigma, z, mask
 
 [<Tests>]

@@ -8,8 +8,6 @@ open EMFlow.Tensors
 open EMFlow.OnlineEm
 open EMFlow.Tests.TestUtil
 
-let private maxAbs (a: Tensor) (b: Tensor) = scalar ((a - b).abs().max())
-
 [<Tests>]
 let tests =
     testList "OnlineEm" [

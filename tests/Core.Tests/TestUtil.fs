@@ -19,3 +19,15 @@ let sampleGaussian (gen: torch.Generator) (mu: Tensor) (sigma: Tensor) (n: int) 
     let l = torch.linalg.cholesky(sigma)
     let e = torch.randn([| int64 n; p |], dtype = dtype, generator = gen)
     e.matmul(l.T) + mu
+
+/// Largest absolute entry-wise difference of two tensors.
+let maxAbs (a: Tensor) (b: Tensor) = scalar ((a - b).abs().max())
+
+/// A Gaussian problem from one seed: mean (p), covariance (p, p), n draws (n, p) and an MCAR mask (n, p).
+let gaussianProblem (seed: int64) (n: int) (p: int) (rate: float) =
+    let gen = generator seed
+    let sigma = randomCovariance gen p
+    let mu = torch.randn(int64 p, dtype = dtype, generator = gen)
+    let x = sampleGaussian gen mu sigma n
+    let mask = torch.rand([| int64 n; int64 p |], dtype = dtype, generator = gen).lt(sc rate).to_type(dtype)
+    mu, sigma, x, mask
