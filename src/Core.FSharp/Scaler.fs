@@ -75,14 +75,16 @@ let transform (s: MinMax) (x: Tensor) : Tensor =
     use shifted = xd.sub(lo)
     shifted.div(range)
 
-/// Maps scaled values (n, p) back to the original units: x · range + min, elementwise;
+/// Maps scaled values (n, p) back to the original units: x · (max − min) + min, elementwise, so a constant
+/// feature maps back to its constant whatever its scaled value;
 /// inverseTransform s (transform s x) equals x up to rounding.
 /// <exception cref="System.ArgumentException">x is not 2-D or its feature count differs from the scaler's.</exception>
 let inverseTransform (s: MinMax) (x: Tensor) : Tensor =
     checkMatrix "x" x
     checkFeatures s x
     use lo = ofArray s.Min
-    use range = ofArray s.Range
+    // A constant feature takes only its one value: whatever an imputer put on the scaled axis maps back to it.
+    use range = ofArray (Array.map2 (fun (lo: float) hi -> if hi - lo = 0.0 then 0.0 else hi - lo) s.Min s.Max)
     use xd = x.to_type(dtype)
     use stretched = xd.mul(range)
     stretched.add(lo)
@@ -108,5 +110,4 @@ let inverseTransformRow (s: MinMax) (row: float[]) : float[] =
     if isNull (box row) then nullArg "row"
     if row.Length <> s.Features then
         invalidArg "row" (sprintf "Expected %d features, got %d" s.Features row.Length)
-    let range = s.Range
-    Array.init row.Length (fun j -> row[j] * range[j] + s.Min[j])
+    Array.init row.Length (fun j -> if s.Max[j] - s.Min[j] = 0.0 then s.Min[j] else row[j] * (s.Max[j] - s.Min[j]) + s.Min[j])

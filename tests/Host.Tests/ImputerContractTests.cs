@@ -3,7 +3,7 @@ namespace EMFlow.Tests;
 /// <summary>What every imputer promises, checked for each one the way a C# application would call it.</summary>
 public class ImputerContractTests
 {
-    public static TheoryData<string> Imputers => new() { "mean", "median", "gaussian-em", "emflow" };
+    public static TheoryData<string> Imputers => new() { "mean", "median", "gaussian-em", "emflow", "gain", "miwae" };
 
     private static Imputer Create(string name) => name switch
     {
@@ -11,6 +11,8 @@ public class ImputerContractTests
         "median" => new MeanImputer(SimpleStrategy.Median),
         "gaussian-em" => new GaussianEmImputer(),
         "emflow" => new EMFlowImputer(TestData.QuickEMFlow()),
+        "gain" => new GainImputer(new GainOptions { Iterations = 50, Seed = 3, TorchThreads = 1 }),
+        "miwae" => new MiwaeImputer(new MiwaeOptions { Epochs = 2, Hidden = 16, ImputeSamples = 20, Seed = 3, TorchThreads = 1 }),
         _ => throw new ArgumentException(name),
     };
 

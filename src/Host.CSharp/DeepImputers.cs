@@ -1,0 +1,248 @@
+using System.Diagnostics;
+using static TorchSharp.torch;
+
+namespace EMFlow;
+
+/// <summary>Settings of <see cref="GainImputer"/>; defaults are the GAIN paper's.</summary>
+public sealed record GainOptions
+{
+    /// <summary>Probability that the hint reveals an entry's status to the discriminator. Default 0.9.</summary>
+    public double HintRate { get; init; } = 0.9;
+    /// <summary>Weight α of the reconstruction error of observed entries. Default 100.</summary>
+    public double Alpha { get; init; } = 100;
+    /// <summary>Rows per mini-batch (capped at n). Default 128.</summary>
+    public int BatchSize { get; init; } = 128;
+    /// <summary>Training iterations. Default 10000.</summary>
+    public int Iterations { get; init; } = 10000;
+    /// <summary>Adam learning rate. Default 1e-3.</summary>
+    public double LearningRate { get; init; } = 1e-3;
+    /// <summary>Seed of every random choice.</summary>
+    public long Seed { get; init; }
+    /// <summary>Torch intra-op threads during Fit; null leaves the setting alone.</summary>
+    public int? TorchThreads { get; init; }
+}
+
+/// <summary>
+/// GAIN imputation (Yoon, Jordon and van der Schaar, ICML 2018): a generator fills missing entries while a
+/// discriminator, given a hint of the mask, tries to tell them from observed ones.
+/// </summary>
+public sealed class GainImputer : Imputer
+{
+    private Gain.Model? _model;
+
+    /// <summary>An imputer with the given settings (checked at Fit).</summary>
+    public GainImputer(GainOptions? options = null) => Options = options ?? new GainOptions();
+
+    /// <summary>The settings.</summary>
+    public GainOptions Options { get; }
+
+    private Gain.Settings Settings => new(Options.HintRate, Options.Alpha, Options.BatchSize, Options.Iterations, Options.LearningRate);
+
+    /// <inheritdoc />
+    protected override void ValidateSettings(int rows, int columns)
+    {
+        Gain.validate(Settings);
+        if (Options.TorchThreads is < 1) throw new ArgumentOutOfRangeException(nameof(Options.TorchThreads), Options.TorchThreads, "TorchThreads must be at least 1 when given.");
+    }
+
+    private protected override void FitScaled(Tensor x, Tensor mask, IProgress<TrainingProgress>? progress, CancellationToken ct)
+    {
+        using var threads = new TorchThreads(Options.TorchThreads);
+        var clock = Stopwatch.StartNew();
+        (_model as IDisposable)?.Dispose();
+        var model = new Gain.Model((int)x.shape[1], Options.Seed);
+        try
+        {
+            using var gen = Tensors.generator(Tensors.deriveSeed(Options.Seed, 2));
+            using var optD = optim.Adam(model.DiscriminatorParameters, Options.LearningRate);
+            using var optG = optim.Adam(model.GeneratorParameters, Options.LearningRate);
+            long n = x.shape[0], batch = Math.Min(Options.BatchSize, n);
+            int every = Math.Max(1, Options.Iterations / 100);
+            for (int it = 1; it <= Options.Iterations; it++)
+            {
+                ct.ThrowIfCancellationRequested();
+                using var scope = NewDisposeScope();
+                var rows = randperm(n, generator: gen).narrow(0, 0, batch);
+                var (d, g, _) = Gain.trainStep(Settings, model, optD, optG, gen, x.index_select(0, rows), mask.index_select(0, rows)).ToValueTuple();
+                if (it % every == 0 || it == Options.Iterations)
+                    progress?.Report(new TrainingProgress("training", 1, 1, it, Options.Iterations, d, g, clock.Elapsed));
+            }
+            _model = model;
+        }
+        catch
+        {
+            (model as IDisposable).Dispose();
+            _model = null;
+            throw;
+        }
+    }
+
+    private protected override Tensor TransformScaled(Tensor x, Tensor mask)
+    {
+        using var gen = Tensors.generator(Tensors.deriveSeed(Options.Seed, 3));
+        return Gain.impute(_model!, gen, x, mask);
+    }
+
+    /// <inheritdoc />
+    protected override void Dispose(bool disposing)
+    {
+        (_model as IDisposable)?.Dispose();
+        base.Dispose(disposing);
+    }
+}
+
+/// <summary>Settings of <see cref="MiwaeImputer"/>.</summary>
+public sealed record MiwaeOptions
+{
+    /// <summary>Latent dimension. Default 10 (capped at p).</summary>
+    public int Latent { get; init; } = 10;
+    /// <summary>Hidden width of encoder and decoder. Default 128.</summary>
+    public int Hidden { get; init; } = 128;
+    /// <summary>Importance samples per row in the training bound. Default 20.</summary>
+    public int Samples { get; init; } = 20;
+    /// <summary>Importance samples per row when imputing. Default 200.</summary>
+    public int ImputeSamples { get; init; } = 200;
+    /// <summary>Rows per mini-batch (capped at n). Default 64.</summary>
+    public int BatchSize { get; init; } = 64;
+    /// <summary>Passes over the data. Default 200.</summary>
+    public int Epochs { get; init; } = 200;
+    /// <summary>Adam learning rate. Default 1e-3.</summary>
+    public double LearningRate { get; init; } = 1e-3;
+    /// <summary>Seed of every random choice.</summary>
+    public long Seed { get; init; }
+    /// <summary>Torch intra-op threads during Fit; null leaves the setting alone.</summary>
+    public int? TorchThreads { get; init; }
+}
+
+/// <summary>
+/// MIWAE imputation (Mattei and Frellsen, ICML 2019): a deep latent variable model trained on the
+/// importance-weighted bound of the observed data; imputes by self-normalised importance sampling and draws
+/// multiple imputations by importance resampling.
+/// </summary>
+public sealed class MiwaeImputer : Imputer
+{
+    private Miwae.Model? _model;
+
+    /// <summary>An imputer with the given settings (checked at Fit).</summary>
+    public MiwaeImputer(MiwaeOptions? options = null) => Options = options ?? new MiwaeOptions();
+
+    /// <summary>The settings.</summary>
+    public MiwaeOptions Options { get; }
+
+    /// <summary>Mean importance-weighted bound per row after each epoch (on the [0, 1] scale).</summary>
+    public IReadOnlyList<double> BoundHistory { get; private set; } = Array.Empty<double>();
+
+    private Miwae.Settings SettingsFor(int p) =>
+        new(Math.Min(Options.Latent, p), Options.Hidden, Options.Samples, Options.ImputeSamples, Options.BatchSize, Options.Epochs, Options.LearningRate);
+
+    /// <inheritdoc />
+    protected override void ValidateSettings(int rows, int columns)
+    {
+        Miwae.validate(new Miwae.Settings(Options.Latent, Options.Hidden, Options.Samples, Options.ImputeSamples, Options.BatchSize, Options.Epochs, Options.LearningRate));
+        if (Options.TorchThreads is < 1) throw new ArgumentOutOfRangeException(nameof(Options.TorchThreads), Options.TorchThreads, "TorchThreads must be at least 1 when given.");
+    }
+
+    private protected override void FitScaled(Tensor x, Tensor mask, IProgress<TrainingProgress>? progress, CancellationToken ct)
+    {
+        using var threads = new TorchThreads(Options.TorchThreads);
+        var clock = Stopwatch.StartNew();
+        (_model as IDisposable)?.Dispose();
+        var model = new Miwae.Model((int)x.shape[1], SettingsFor((int)x.shape[1]), Options.Seed);
+        var history = new List<double>();
+        try
+        {
+            using var gen = Tensors.generator(Tensors.deriveSeed(Options.Seed, 2));
+            using var opt = optim.Adam(model.Parameters, Options.LearningRate);
+            long n = x.shape[0], batch = Math.Min(Options.BatchSize, n);
+            for (int epoch = 1; epoch <= Options.Epochs; epoch++)
+            {
+                using var order = randperm(n, generator: gen);
+                double sum = 0; int count = 0;
+                for (long s = 0; s < n; s += batch)
+                {
+                    ct.ThrowIfCancellationRequested();
+                    using var scope = NewDisposeScope();
+                    var rows = order.narrow(0, s, Math.Min(batch, n - s));
+                    sum += Miwae.trainStep(model, opt, gen, x.index_select(0, rows), mask.index_select(0, rows));
+                    count++;
+                }
+                history.Add(sum / count);
+                progress?.Report(new TrainingProgress("training", 1, 1, epoch, Options.Epochs, -sum / count, double.NaN, clock.Elapsed));
+            }
+            _model = model;
+            BoundHistory = history;
+        }
+        catch
+        {
+            (model as IDisposable).Dispose();
+            _model = null;
+            throw;
+        }
+    }
+
+    private protected override Tensor TransformScaled(Tensor x, Tensor mask)
+    {
+        using var gen = Tensors.generator(Tensors.deriveSeed(Options.Seed, 3));
+        return Chunked(x, mask, (xb, mb) => Miwae.impute(_model!, gen, xb, mb));
+    }
+
+    /// <summary>Multiple imputation: <paramref name="count"/> completed tables drawn by importance resampling.</summary>
+    /// <param name="data">(m, p) rows with NaN marking missing values.</param>
+    /// <param name="count">Number of tables, at least 1.</param>
+    /// <param name="seed">Seed of the draws.</param>
+    public IReadOnlyList<double[,]> SampleImputations(double[,] data, int count, long seed = 0)
+    {
+        if (count < 1) throw new ArgumentOutOfRangeException(nameof(count), count, $"count must be at least 1; got {count}.");
+        var scaler = RequireScaler();
+        var c = CheckRows(nameof(data), scaler.Features, data, null);
+        using var scope = NewDisposeScope();
+        var x = Scaled(scaler, c);
+        using var gen = Tensors.generator(seed);
+        var result = new List<double[,]>();
+        for (int k = 0; k < count; k++)
+        {
+            var draw = Chunked(x, c.Mask, (xb, mb) => Miwae.sample(_model!, gen, xb, mb));
+            result.Add(WriteBack(data, c, Scaler.inverseTransform(scaler, draw)));
+        }
+        return result;
+    }
+
+    // K importance samples per row make (K, B, p) temporaries: rows go through in chunks.
+    private static Tensor Chunked(Tensor x, Tensor mask, Func<Tensor, Tensor, Tensor> f)
+    {
+        const long chunk = 256;
+        var parts = new List<Tensor>();
+        for (long s = 0; s < x.shape[0]; s += chunk)
+        {
+            long len = Math.Min(chunk, x.shape[0] - s);
+            parts.Add(f(x.narrow(0, s, len), mask.narrow(0, s, len)));
+        }
+        return parts.Count == 1 ? parts[0] : cat(parts, 0);
+    }
+
+    /// <inheritdoc />
+    protected override void Dispose(bool disposing)
+    {
+        (_model as IDisposable)?.Dispose();
+        base.Dispose(disposing);
+    }
+}
+
+/// <summary>Sets torch's intra-op thread count for a scope and restores it after.</summary>
+internal readonly struct TorchThreads : IDisposable
+{
+    private readonly int _previous;
+    private readonly bool _changed;
+
+    public TorchThreads(int? threads)
+    {
+        _previous = get_num_threads();
+        _changed = threads is not null;
+        if (threads is int t) set_num_threads(t);
+    }
+
+    public void Dispose()
+    {
+        if (_changed) set_num_threads(_previous);
+    }
+}
