@@ -3,7 +3,7 @@ namespace EMFlow.Tests;
 /// <summary>What every imputer promises, checked for each one the way a C# application would call it.</summary>
 public class ImputerContractTests
 {
-    public static TheoryData<string> Imputers => new() { "mean", "median", "gaussian-em", "emflow", "gain", "miwae" };
+    public static TheoryData<string> Imputers => new() { "mean", "median", "gaussian-em", "emflow", "gain", "miwae", "mcflow" };
 
     private static Imputer Create(string name) => name switch
     {
@@ -12,6 +12,7 @@ public class ImputerContractTests
         "gaussian-em" => new GaussianEmImputer(),
         "emflow" => new EMFlowImputer(TestData.QuickEMFlow()),
         "gain" => new GainImputer(new GainOptions { Iterations = 50, Seed = 3, TorchThreads = 1 }),
+        "mcflow" => new McFlowImputer(new McFlowOptions { Epochs = 2, HiddenWidth = 16, CouplingLayers = 2, BatchSize = 64, Seed = 3, TorchThreads = 1 }),
         "miwae" => new MiwaeImputer(new MiwaeOptions { Epochs = 2, Hidden = 16, ImputeSamples = 20, Seed = 3, TorchThreads = 1 }),
         _ => throw new ArgumentException(name),
     };
