@@ -56,7 +56,7 @@ public sealed class KnnImputer : Imputer
         _observed = observed.clone().DetachFromDisposeScope();
         _sqObs = (xo * xo).DetachFromDisposeScope();
         // Validation has already rejected columns without an observed value, so the count is at least 1.
-        _colMean = (xo.sum(0) / observed.sum(0)).DetachFromDisposeScope();
+        _colMean = (xo.sum(0L) / observed.sum(0L)).DetachFromDisposeScope();
     }
 
     private protected override Tensor TransformScaled(Tensor x, Tensor mask)
@@ -64,8 +64,8 @@ public sealed class KnnImputer : Imputer
         var train = _x ?? throw new InvalidOperationException("KnnImputer is not fitted yet; call Fit first.");
         long m = x.shape[0], p = x.shape[1], n = train.shape[0];
         var result = x.clone();
-        var donorCounts = _observed!.sum(0).to_type(int64).data<long>().ToArray();
-        var missingPerColumn = mask.sum(0).data<double>().ToArray();
+        var donorCounts = _observed!.sum(0L).to_type(int64).data<long>().ToArray();
+        var missingPerColumn = mask.sum(0L).data<double>().ToArray();
         long chunk = Math.Max(1, DistanceBudget / Math.Max(1, n));
         for (long start = 0; start < m; start += chunk)
         {
