@@ -132,10 +132,11 @@ internal static class TablesBench
     {
         var dir = a.Get("dir") ?? Path.Combine(RepoRoot(), "bench", "results");
         bool quick = a.Flag("quick");
+        // estep.jsonl and fit.jsonl live in the same folder; only protocol records carry a dataset and a method.
         var records = Directory.GetFiles(dir, "*.jsonl").OrderBy(f => f)
             .SelectMany(File.ReadAllLines).Where(l => l.Length > 0)
-            .Select(l => JsonSerializer.Deserialize<TableRecord>(l)!)
-            .Where(r => r.quick == quick).ToList();
+            .Select(l => JsonSerializer.Deserialize<TableRecord>(l))
+            .Where(r => r is { dataset: not null, method: not null } && r.quick == quick).Select(r => r!).ToList();
         Console.WriteLine(Markdown(records));
     }
 
