@@ -1,0 +1,79 @@
+using System.Globalization;
+
+namespace EMFlow.Evaluation;
+
+/// <summary>
+/// Reads the plain numeric CSV files the protocol works with: a header row, comma separator, numbers in invariant
+/// culture, an empty cell meaning a missing value. Also the 0/1 mask files and one-id-per-line fold files used to
+/// share identical masks and folds with other tools.
+/// </summary>
+public static class CsvTable
+{
+    /// <summary>Reads a numeric table with a header row.</summary>
+    /// <param name="path">The CSV file.</param>
+    /// <returns>Column names (p) and values (n, p), NaN for empty cells (also "NA" and "NaN").</returns>
+    /// <exception cref="FormatException">A row with another number of cells, or a cell that is not a number (the message names line and column).</exception>
+    public static (string[] Columns, double[,] Values) Read(string path)
+    {
+        var lines = File.ReadAllLines(path).Where(l => l.Length > 0).ToArray();
+        if (lines.Length == 0) throw new FormatException($"{path}: the file is empty; expected a header row.");
+        var header = lines[0].Split(',').Select(h => h.Trim()).ToArray();
+        var values = new double[lines.Length - 1, header.Length];
+        for (int i = 1; i < lines.Length; i++)
+        {
+            var cells = lines[i].Split(',');
+            if (cells.Length != header.Length)
+                throw new FormatException($"{path}, line {i + 1}: expected {header.Length} cells, got {cells.Length}.");
+            for (int j = 0; j < cells.Length; j++)
+            {
+                var c = cells[j].Trim();
+                if (c.Length == 0 || c == "NA" || c == "NaN") values[i - 1, j] = double.NaN;
+                else if (double.TryParse(c, NumberStyles.Float, CultureInfo.InvariantCulture, out var v)) values[i - 1, j] = v;
+                else throw new FormatException($"{path}, line {i + 1}, column '{header[j]}': '{c}' is not a number.");
+            }
+        }
+        return (header, values);
+    }
+
+    /// <summary>Reads a 0/1 mask with a header row (1 = missing, the entry to hide).</summary>
+    /// <param name="path">The CSV file, (n, p) cells after the header.</param>
+    /// <returns>(n, p) true where the file holds 1.</returns>
+    /// <exception cref="FormatException">A cell other than 0 or 1, or a ragged row.</exception>
+    public static bool[,] ReadMask(string path)
+    {
+        var (columns, v) = Read(path);
+        var mask = new bool[v.GetLength(0), v.GetLength(1)];
+        for (int i = 0; i < v.GetLength(0); i++)
+            for (int j = 0; j < v.GetLength(1); j++)
+                mask[i, j] = v[i, j] switch
+                {
+                    0.0 => false,
+                    1.0 => true,
+                    _ => throw new FormatException($"{path}, line {i + 2}, column '{columns[j]}': a mask cell must be 0 or 1; got {v[i, j]}."),
+                };
+        return mask;
+    }
+
+    /// <summary>Reads one integer fold id per line; a first line that is not an integer is taken as a header.</summary>
+    /// <param name="path">The file.</param>
+    /// <returns>(n) fold ids in file order.</returns>
+    /// <exception cref="FormatException">A later line that is not an integer.</exception>
+    public static int[] ReadFolds(string path)
+    {
+        var lines = File.ReadAllLines(path).Select(l => l.Trim()).Where(l => l.Length > 0).ToList();
+        if (lines.Count > 0 && !int.TryParse(lines[0], NumberStyles.Integer, CultureInfo.InvariantCulture, out _)) lines.RemoveAt(0);
+        return lines.Select((l, i) => int.TryParse(l, NumberStyles.Integer, CultureInfo.InvariantCulture, out var f)
+            ? f
+            : throw new FormatException($"{path}: '{l}' is not an integer fold id (data line {i + 1}).")).ToArray();
+    }
+
+    /// <summary>Writes a 0/1 mask with a header row c0, c1, …, the format <see cref="ReadMask"/> reads.</summary>
+    public static void WriteMask(string path, bool[,] mask)
+    {
+        ArgumentNullException.ThrowIfNull(mask);
+        using var w = new StreamWriter(path);
+        w.WriteLine(string.Join(",", Enumerable.Range(0, mask.GetLength(1)).Select(j => $"c{j}")));
+        for (int i = 0; i < mask.GetLength(0); i++)
+            w.WriteLine(string.Join(",", Enumerable.Range(0, mask.GetLength(1)).Select(j => mask[i, j] ? "1" : "0")));
+    }
+}

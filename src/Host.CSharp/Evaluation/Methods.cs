@@ -1,0 +1,71 @@
+namespace EMFlow.Evaluation;
+
+/// <summary>
+/// One imputation method as the protocol sees it: fitted once per fold on the training rows, then asked to
+/// complete the test rows. <see cref="Imputer"/>s take part through <see cref="Method.Of"/>; anything else (another
+/// library, a test double) implements this interface.
+/// </summary>
+public interface IImputationMethod : IDisposable
+{
+    /// <summary>Fits on the training rows (n, p), NaN marking every entry the method may not see.</summary>
+    void Fit(double[,] train);
+
+    /// <summary>Returns the rows (m, p) with every NaN replaced; observed entries are expected unchanged.</summary>
+    double[,] Transform(double[,] rows);
+}
+
+/// <summary>A named way to create a fresh <see cref="IImputationMethod"/> for each fold.</summary>
+/// <param name="Name">Label used in results ("mean", "knn", "emflow", ...).</param>
+/// <param name="Create">Makes a new, unfitted method; called once per fold.</param>
+public sealed record Method(string Name, Func<IImputationMethod> Create)
+{
+    /// <summary>A method backed by an <see cref="Imputer"/> created fresh for each fold.</summary>
+    public static Method Of(string name, Func<Imputer> create)
+    {
+        ArgumentNullException.ThrowIfNull(create);
+        return new Method(name, () => new ImputerMethod(create()));
+    }
+
+    /// <summary>The protocol's standard methods by name: "mean", "median", "knn" (k = 5), "gaussian-em",
+    /// "emflow" (<see cref="EMFlowOptions"/> defaults), "emflow-paper" (<see cref="EMFlowOptions.Paper"/>).</summary>
+    /// <param name="name">One of the names above.</param>
+    /// <param name="seed">Seed given to EMFlow.</param>
+    /// <param name="adjust">Optional change to both EMFlow option sets (e.g. fewer epochs for a quick run, one torch thread).</param>
+    /// <exception cref="ArgumentException">An unknown name.</exception>
+    public static Method Standard(string name, long seed = 0, Func<EMFlowOptions, EMFlowOptions>? adjust = null)
+    {
+        adjust ??= o => o;
+        return name switch
+        {
+            "mean" => Of(name, () => new MeanImputer()),
+            "median" => Of(name, () => new MeanImputer(SimpleStrategy.Median)),
+            "knn" => Of(name, () => new KnnImputer(5)),
+            "gaussian-em" => Of(name, () => new GaussianEmImputer()),
+            "emflow" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed }))),
+            "emflow-paper" => Of(name, () => new EMFlowImputer(adjust(EMFlowOptions.Paper with { Seed = seed }))),
+            _ => throw new ArgumentException($"Unknown method '{name}'; expected one of {string.Join(", ", StandardNames)}.", nameof(name)),
+        };
+    }
+
+    /// <summary>Names accepted by <see cref="Standard"/>, in the order the tables list them.</summary>
+    public static IReadOnlyList<string> StandardNames { get; } = new[] { "mean", "median", "knn", "gaussian-em", "emflow", "emflow-paper" };
+}
+
+/// <summary>Adapts an <see cref="Imputer"/> to <see cref="IImputationMethod"/>.</summary>
+public sealed class ImputerMethod : IImputationMethod
+{
+    /// <summary>Wraps <paramref name="imputer"/>; disposing the adapter disposes it.</summary>
+    public ImputerMethod(Imputer imputer) => Imputer = imputer ?? throw new ArgumentNullException(nameof(imputer));
+
+    /// <summary>The wrapped imputer (for its fitted state after Fit, e.g. EMFlow's history).</summary>
+    public Imputer Imputer { get; }
+
+    /// <inheritdoc />
+    public void Fit(double[,] train) => Imputer.Fit(train);
+
+    /// <inheritdoc />
+    public double[,] Transform(double[,] rows) => Imputer.Transform(rows);
+
+    /// <inheritdoc />
+    public void Dispose() => Imputer.Dispose();
+}
