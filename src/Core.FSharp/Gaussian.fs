@@ -13,7 +13,10 @@ type Conditional =
       Imputed: Tensor
       /// (p, p): Σ_i C̃_i, the conditional covariances of the batch's rows, each placed in its own
       /// (missing, missing) block of a p × p zero matrix and summed (the extra term of eq. 22).
-      CovarianceSum: Tensor }
+      CovarianceSum: Tensor
+      /// (B): log N(z_o; μ_o, Σ_oo) of each row's observed entries under the parameters given, the
+      /// observed-data log-likelihood EM climbs (0 for a fully missing row).
+      LogLikelihood: Tensor }
 
 let private jitters = [| 0.0; 1e-10; 1e-8; 1e-6; 1e-4 |]
 
@@ -102,7 +105,9 @@ let private missingBlockForm (mu: Tensor) (lambda: Tensor) (z: Tensor) (mask: Te
             let flatB = (offsets + idx.unsqueeze(2) * p + idx.unsqueeze(1)).flatten()
             Some (torch.zeros(b * p * p, dtype = dtype).index_add(0L, flatB, c.flatten(), sc 1.0).reshape(b, p, p))
         else None
-    imputed, rows, covSum
+    // log det C = −log det Λ_mm; padding sits on the diagonal as 1 and adds nothing.
+    let logDetC = l.diagonal(dim1 = -2L, dim2 = -1L).log().sum(dim = 1L) * -2.0
+    imputed, rows, covSum, logDetC
 
 /// Observed-block form for rows whose observed block is the smaller:
 /// ẑ_m = μ_m + Σ_mo Σ_oo⁻¹ (z_o − μ_o), C = Σ_mm − Σ_mo Σ_oo⁻¹ Σ_om. Fully missing rows land here
@@ -129,7 +134,10 @@ let private observedBlockForm (mu: Tensor) (sigma: Tensor) (z: Tensor) (mask: Te
             let mm = mask.unsqueeze(2) * mask.unsqueeze(1)
             Some (sigma.unsqueeze(0) * mm - v.transpose(1L, 2L).bmm(v))
         else None
-    imputed, rows, covSum
+    // det Σ = det Σ_oo · det C (Schur complement), so log det C = log det Σ − log det Σ_oo.
+    let logDetSigma = (cholesky sigma).diagonal().log().sum() * 2.0
+    let logDetC = logDetSigma - l.diagonal(dim1 = -2L, dim2 = -1L).log().sum(dim = 1L) * 2.0
+    imputed, rows, covSum, logDetC
 
 /// Runs the cheaper form for each row: the precision form factorises and inverts a block of the size of the
 /// row's missing set, about (4/3) m³ operations for m missing entries; the covariance form factorises the
@@ -147,6 +155,7 @@ let private conditionalCore (mu: Tensor) (sigma: Tensor) (z: Tensor) (mask: Tens
     let imputed = z.clone()
     let covSum = torch.zeros(p, p, dtype = dtype)
     let rows = if perRow then Some (torch.zeros(n, p, p, dtype = dtype)) else None
+    let logDetC = torch.zeros(n, dtype = dtype)
     let lambda = lazy (precision sigma)
     for group, form in [ useMissingBlock, true; useMissingBlock.logical_not(), false ] do
         let members = group.nonzero().squeeze(1)
@@ -161,16 +170,17 @@ let private conditionalCore (mu: Tensor) (sigma: Tensor) (z: Tensor) (mask: Tens
                 let part = members.narrow(0L, start, len)
                 let zc = z.index_select(0L, part)
                 let mc = mask.index_select(0L, part)
-                let imp, r, cs =
+                let imp, r, cs, ld =
                     if form then missingBlockForm mu lambda.Value zc mc perRow
                     else observedBlockForm mu sigma zc mc perRow
                 imputed.index_copy_(0L, part, imp) |> ignore
+                logDetC.index_copy_(0L, part, ld) |> ignore
                 covSum.add_(cs) |> ignore
                 match rows, r with
                 | Some all, Some rr -> all.index_copy_(0L, part, rr) |> ignore
                 | _ -> ()
                 start <- start + len
-    imputed, rows, (covSum + covSum.T) * 0.5
+    imputed, rows, (covSum + covSum.T) * 0.5, logDetC
 
 /// Batched E-step (eq. 6, 18-19): each row's missing entries replaced by their conditional mean under
 /// N(μ, Σ), and the sum of the rows' conditional covariances.
@@ -184,13 +194,20 @@ let private conditionalCore (mu: Tensor) (sigma: Tensor) (z: Tensor) (mask: Tens
 let conditional (mu: Tensor) (sigma: Tensor) (z: Tensor) (mask: Tensor) : Conditional =
     use scope = torch.NewDisposeScope()
     let zz = torch.where(mask.gt(sc (0.5)), torch.zeros_like(z), z)
-    let imputed, _, covSum = conditionalCore mu sigma zz mask false
-    { Imputed = imputed.MoveToOuterDisposeScope(); CovarianceSum = covSum.MoveToOuterDisposeScope() }
+    let imputed, _, covSum, logDetC = conditionalCore mu sigma zz mask false
+    // p(x_o) = p(x) / p(x_m | x_o) for any completion; at x_m = ẑ_m the denominator is N(ẑ_m; ẑ_m, C), whose log is
+    // −(m log 2π + log det C) / 2, so the observed-data likelihood comes from one full-Σ density per row.
+    let m = mask.sum(dim = 1L)
+    let logLik = logDensity mu sigma imputed + (m * Math.Log(2.0 * Math.PI) + logDetC) * 0.5
+    { Imputed = imputed.MoveToOuterDisposeScope()
+      CovarianceSum = covSum.MoveToOuterDisposeScope()
+      LogLikelihood = logLik.MoveToOuterDisposeScope() }
 
 /// The conditional mean only: (B, p) rows with missing entries imputed. See <see cref="conditional"/>.
 let conditionalMean (mu: Tensor) (sigma: Tensor) (z: Tensor) (mask: Tensor) : Tensor =
     let c = conditional mu sigma z mask
     c.CovarianceSum.Dispose()
+    c.LogLikelihood.Dispose()
     c.Imputed
 
 /// Per-row conditional covariances (B, p, p): C of each row in its (missing, missing) block, zero elsewhere.
@@ -198,7 +215,7 @@ let conditionalMean (mu: Tensor) (sigma: Tensor) (z: Tensor) (mask: Tensor) : Te
 let conditionalCovariances (mu: Tensor) (sigma: Tensor) (mask: Tensor) : Tensor =
     use scope = torch.NewDisposeScope()
     let z = mu.unsqueeze(0).expand(mask.shape[0], mu.shape[0]).contiguous()
-    let _, rows, _ = conditionalCore mu sigma z mask true
+    let _, rows, _, _ = conditionalCore mu sigma z mask true
     rows.Value.MoveToOuterDisposeScope()
 
 /// Draws from each row's conditional distribution N(ẑ_m, C): observed entries kept, (B, p).

@@ -63,29 +63,36 @@ let initialEstimate (x: Tensor) (mask: Tensor) : Estimate =
 /// Mean per-row observed-data log-likelihood.
 let logLikelihood (e: Estimate) (x: Tensor) (mask: Tensor) : float =
     use _ = torch.NewDisposeScope()
-    scalar ((Gaussian.marginalLogDensity e.Mu e.Sigma x mask).mean())
+    scalar ((Gaussian.conditional e.Mu e.Sigma x mask).LogLikelihood.mean())
 
 /// Batch EM to convergence on (n, p) data with a (n, p) mask (1 = missing).
 /// Raises ArgumentException for a column with no observed value or mismatched shapes.
 let fitBatch (settings: Settings) (x: Tensor) (mask: Tensor) : Fit =
     validate x mask settings
-    let rec loop (e: Estimate) it (history: float list) =
-        let next =
-            use scope = torch.NewDisposeScope()
-            let c = Gaussian.conditional e.Mu e.Sigma x mask
-            let local = localEstimate c.Imputed c.CovarianceSum
-            { Mu = local.Mu.MoveToOuterDisposeScope(); Sigma = (ridge settings.Ridge local.Sigma).MoveToOuterDisposeScope() }
-        let ll = logLikelihood next x mask
-        let history = ll :: history
-        let improvement = match history with _ :: prev :: _ -> ll - prev | _ -> infinity
+    // Each E-step yields the log-likelihood of the parameters it used, so convergence is judged one sweep
+    // behind at no extra cost; the estimate returned is the one whose likelihood was measured last.
+    use outer = torch.NewDisposeScope()
+    let mutable e = initialEstimate x mask
+    let history = ResizeArray<float>()
+    let mutable finished = false
+    let mutable converged = false
+    while not finished do
+        use scope = torch.NewDisposeScope()
+        let c = Gaussian.conditional e.Mu e.Sigma x mask
+        let ll = scalar (c.LogLikelihood.mean())
         if Double.IsNaN ll then
             raise (InvalidOperationException "The observed-data log-likelihood became NaN; the data may hold extreme values.")
-        if abs improvement < settings.Tolerance then
-            { Estimate = next; Iterations = it; Converged = true; LogLikelihood = List.rev history }
-        elif it >= settings.MaxIterations then
-            { Estimate = next; Iterations = it; Converged = false; LogLikelihood = List.rev history }
-        else loop next (it + 1) history
-    loop (initialEstimate x mask) 1 []
+        converged <- history.Count > 0 && abs (ll - history[history.Count - 1]) < settings.Tolerance
+        history.Add ll
+        if converged || history.Count > settings.MaxIterations then finished <- true
+        else
+            let local = localEstimate c.Imputed c.CovarianceSum
+            let next = { Mu = local.Mu.MoveToOuterDisposeScope(); Sigma = (ridge settings.Ridge local.Sigma).MoveToOuterDisposeScope() }
+            e.Mu.Dispose()
+            e.Sigma.Dispose()
+            e <- next
+    { Estimate = { Mu = e.Mu.MoveToOuterDisposeScope(); Sigma = e.Sigma.MoveToOuterDisposeScope() }
+      Iterations = history.Count - 1; Converged = converged; LogLikelihood = List.ofSeq history }
 
 /// Online EM: `epochs` passes over shuffled mini-batches of `batchSize` rows, one update each (eq. 7-8 or 28).
 /// The first batch's sample statistics (after a mean fill) start the estimate, as in the paper.

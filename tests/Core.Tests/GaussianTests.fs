@@ -130,6 +130,14 @@ let tests =
                 Expect.floatClose Accuracy.high got[i] expected (sprintf "row %d" i)
         }
 
+        test "the E-step's log-likelihood is the marginal density of each row's observed entries" {
+            for rate in [ 0.2; 0.8 ] do
+                let mu, sigma, z, mask = setup 12L 40 6 rate
+                let c = Gaussian.conditional mu sigma z mask
+                let expected = Gaussian.marginalLogDensity mu sigma z mask
+                Expect.isLessThan (maxAbs c.LogLikelihood expected) 1e-9 (sprintf "rate %g" rate)
+        }
+
         test "cholesky adds jitter to a singular covariance" {
             let v = torch.tensor([| 1.0; 2.0; 3.0 |], dtype = dtype)
             let singular = v.outer(v)

@@ -91,7 +91,7 @@ let tests =
             let gen = generator 2L
             let x = torch.randn([| 8L; 3L |], dtype = dtype, generator = gen)
             let s0 = init Moments 0 (sampleEstimate x)
-            let c : Gaussian.Conditional = { Imputed = x + 1.0; CovarianceSum = torch.zeros(3L, 3L, dtype = dtype) }
+            let c : Gaussian.Conditional = { Imputed = x + 1.0; CovarianceSum = torch.zeros(3L, 3L, dtype = dtype); LogLikelihood = torch.zeros(8L, dtype = dtype) }
             let s1 = step paperStepSize s0 c
             let expectedMu = (x.mean([| 0L |]) + 1.0) * 0.99 + x.mean([| 0L |]) * 0.01
             Expect.isLessThan (maxAbs s1.Estimate.Mu expectedMu) 1e-12 "rho_1 = 0.99"
