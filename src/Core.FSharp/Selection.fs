@@ -6,16 +6,23 @@ open System
 open TorchSharp
 open EMFlow.Tensors
 
-/// Hides about `fraction` of the observed entries of (n, p) `mask`, chosen with `seed`, never the last
-/// observed entry of a column (so every column stays learnable).
+/// Hides round(fraction · count) of the observed entries of (n, p) `mask`, a uniformly random subset drawn with
+/// `seed`, never the last observed entry of a column (so every column stays learnable).
 /// Returns (training mask (n, p) with the hidden entries marked missing, hidden entries (n, p) as 1.0).
 /// Raises ArgumentOutOfRangeException unless 0 ≤ fraction &lt; 1.
+/// <remarks>The subset is a permutation of the observed entries' positions, not a threshold on fresh uniforms:
+/// a mask drawn as "uniform &lt; rate" with the same seed would otherwise leave no observed entry below the
+/// hold-out threshold.</remarks>
 let holdOut (seed: int64) (fraction: float) (mask: Tensor) : Tensor * Tensor =
     if not (fraction >= 0.0 && fraction < 1.0) then
         raise (ArgumentOutOfRangeException("fraction", fraction, sprintf "must be in [0, 1); got %g" fraction))
     use gen = generator seed
     let observed = 1.0 - mask
-    let draw = torch.rand(mask.shape, dtype = dtype, generator = gen).lt(sc fraction).to_type(dtype) * observed
+    let positions = observed.flatten().nonzero().squeeze(1L)
+    let count = positions.shape[0]
+    let k = int64 (Math.Round(fraction * float count))
+    let chosen = positions.index_select(0L, torch.randperm(count, generator = gen).narrow(0L, 0L, k))
+    let draw = torch.zeros(mask.numel(), dtype = dtype).index_fill(0L, chosen, sc 1.0).reshape(mask.shape)
     // Give back one hidden entry per column that would otherwise lose every observed value.
     let left = (observed - draw).sum(dim = 0L)
     let emptied = left.eq(sc 0.0).to_type(dtype)
