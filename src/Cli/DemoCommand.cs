@@ -85,7 +85,7 @@ internal static class DemoCommand
 
         if (!quiet)
         {
-            var table = new Table().AddColumn("Method").AddColumn(new TableColumn("RMSE").RightAligned()).AddColumn(new TableColumn("Seconds").RightAligned());
+            var table = new Spectre.Console.Table().AddColumn("Method").AddColumn(new TableColumn("RMSE").RightAligned()).AddColumn(new TableColumn("Seconds").RightAligned());
             foreach (var s in scores)
                 table.AddRow(s.Method, s.Rmse.ToString("F4", System.Globalization.CultureInfo.InvariantCulture), s.Seconds.ToString("F1", System.Globalization.CultureInfo.InvariantCulture));
             console.Write(table);
