@@ -47,7 +47,7 @@ internal static class HtmlReport
           .Append("body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1200px}")
           .Append("h1{font-size:1.5em}h2{font-size:1.15em;margin-top:28px}")
           .Append("table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 10px;text-align:right}th:first-child,td:first-child{text-align:left}")
-          .Append(".grid{display:flex;flex-wrap:wrap;gap:8px}.small{width:380px;height:280px}.wide{width:100%;height:380px}.square{width:560px;height:500px}")
+          .Append(".grid{display:flex;flex-wrap:wrap;gap:8px}.small{width:370px;height:280px}.wide{width:100%;height:380px}.square{width:560px;height:500px}")
           .Append("</style>\n<script>").Append(PlotlyJs()).Append("</script>\n</head>\n<body>\n<h1>")
           .Append(WebUtility.HtmlEncode(data.Title)).Append("</h1>\n");
         foreach (var note in data.Notes) sb.Append("<p>").Append(WebUtility.HtmlEncode(note)).Append("</p>\n");
@@ -68,7 +68,8 @@ internal static class HtmlReport
                 var div = $"fig{id++}";
                 sb.Append($"<div id=\"{div}\" class=\"{section.Css}\"></div>\n<script>Plotly.newPlot(\"{div}\", ")
                   .Append(JsonSerializer.Serialize(fig.Data)).Append(", ").Append(JsonSerializer.Serialize(fig.Layout))
-                  .Append(", {\"responsive\": true, \"displaylogo\": false});</script>\n");
+                  .Append(section.Css == "small" ? ", {\"displayModeBar\": false}" : ", {\"responsive\": true, \"displaylogo\": false}")
+                  .Append(");</script>\n");
             }
             sb.Append("</div>\n");
         }
