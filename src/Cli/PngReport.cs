@@ -42,8 +42,10 @@ internal static class PngReport
         // A new Multiplot holds one empty plot: replace it instead of adding beside it.
         m.Reset(PerFeature(d));
         m.AddPlot(Losses(d));
-        if (d.Iterations.Count > 0) m.AddPlot(Iterations(d));
-        var hist = Enumerable.Range(0, d.Features.Count).Select(j => Histogram(d, j)).Where(h => h is not null).Take(d.Iterations.Count > 0 ? 2 : 3).ToList();
+        // Without a finite hold-out score the panel would show only the log-likelihood: a third distribution says more.
+        bool scored = d.Iterations.Any(h => double.IsFinite(h.ValidationRmse));
+        if (scored) m.AddPlot(Iterations(d));
+        var hist = Enumerable.Range(0, d.Features.Count).Select(j => Histogram(d, j)).Where(h => h is not null).Take(scored ? 2 : 3).ToList();
         foreach (var h in hist) m.AddPlot(h!);
         m.AddPlot(Correlation(d));
         m.Layout = new ScottPlot.MultiplotLayouts.Grid(2, 3);
