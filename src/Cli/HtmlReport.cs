@@ -1,0 +1,178 @@
+using System.Globalization;
+using System.Net;
+using System.Reflection;
+using System.Text;
+using System.Text.Json;
+
+namespace EMFlow.Cli;
+
+/// <summary>
+/// A one-file HTML report that opens offline: plotly.js is inlined from the copy Plotly.NET ships inside its
+/// assembly, and each figure is a plotly.js figure (data and layout) written as JSON.
+/// </summary>
+internal static class HtmlReport
+{
+    private static readonly string[] Palette = { "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b" };
+
+    /// <summary>Writes the report to a temporary file beside <paramref name="path"/>, then moves it into place.</summary>
+    public static void Write(string path, ReportData data)
+    {
+        var html = Render(data);
+        var full = Path.GetFullPath(path);
+        var dir = Path.GetDirectoryName(full)!;
+        if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"report folder not found: {dir}");
+        var tmp = full + ".tmp";
+        File.WriteAllText(tmp, html, new UTF8Encoding(false));
+        File.Move(tmp, full, overwrite: true);
+    }
+
+    /// <summary>The plotly.js bundle embedded in Plotly.NET, so the page needs no network.</summary>
+    internal static string PlotlyJs()
+    {
+        var assembly = typeof(Plotly.NET.GenericChart).Assembly;
+        var name = assembly.GetManifestResourceNames().FirstOrDefault(n => n.EndsWith(".min.js", StringComparison.Ordinal))
+            ?? throw new InvalidOperationException("Plotly.NET carries no plotly.js bundle.");
+        using var stream = assembly.GetManifestResourceStream(name)!;
+        using var reader = new StreamReader(stream);
+        // A literal "</script" inside the bundle would end the inline script early.
+        return reader.ReadToEnd().Replace("</script", "<\\/script", StringComparison.OrdinalIgnoreCase);
+    }
+
+    public static string Render(ReportData data)
+    {
+        var figures = Figures(data);
+        var sb = new StringBuilder();
+        sb.Append("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>")
+          .Append(WebUtility.HtmlEncode(data.Title)).Append("</title>\n<style>")
+          .Append("body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1200px}")
+          .Append("h1{font-size:1.5em}h2{font-size:1.15em;margin-top:28px}")
+          .Append("table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 10px;text-align:right}th:first-child,td:first-child{text-align:left}")
+          .Append(".grid{display:flex;flex-wrap:wrap;gap:8px}.small{width:370px;height:280px}.wide{width:100%;height:380px}.square{width:560px;height:500px}")
+          .Append("</style>\n<script>").Append(PlotlyJs()).Append("</script>\n</head>\n<body>\n<h1>")
+          .Append(WebUtility.HtmlEncode(data.Title)).Append("</h1>\n");
+        foreach (var note in data.Notes) sb.Append("<p>").Append(WebUtility.HtmlEncode(note)).Append("</p>\n");
+        if (data.Scores.Count > 0)
+        {
+            sb.Append("<table><tr><th>Method</th><th>RMSE (hidden cells, [0, 1] scale)</th><th>Seconds</th></tr>\n");
+            foreach (var s in data.Scores)
+                sb.Append("<tr><td>").Append(WebUtility.HtmlEncode(s.Method)).Append("</td><td>").Append(F(s.Rmse, "F4"))
+                  .Append("</td><td>").Append(F(s.Seconds, "F1")).Append("</td></tr>\n");
+            sb.Append("</table>\n");
+        }
+        int id = 0;
+        foreach (var section in figures)
+        {
+            sb.Append("<h2>").Append(WebUtility.HtmlEncode(section.Heading)).Append("</h2>\n<div class=\"grid\">\n");
+            foreach (var fig in section.Figures)
+            {
+                var div = $"fig{id++}";
+                sb.Append($"<div id=\"{div}\" class=\"{section.Css}\"></div>\n<script>Plotly.newPlot(\"{div}\", ")
+                  .Append(JsonSerializer.Serialize(fig.Data)).Append(", ").Append(JsonSerializer.Serialize(fig.Layout))
+                  .Append(section.Css == "small" ? ", {\"displayModeBar\": false}" : ", {\"responsive\": true, \"displaylogo\": false}")
+                  .Append(");</script>\n");
+            }
+            sb.Append("</div>\n");
+        }
+        sb.Append("</body>\n</html>\n");
+        return sb.ToString();
+    }
+
+    private sealed record Figure(object[] Data, object Layout);
+    private sealed record Section(string Heading, string Css, List<Figure> Figures);
+
+    private static List<Section> Figures(ReportData d)
+    {
+        var sections = new List<Section>();
+        if (d.Epochs.Count > 0)
+        {
+            var traces = d.Epochs.GroupBy(e => e.Iteration).Select((g, k) => (object)new
+            {
+                type = "scatter", mode = "lines+markers", name = $"iteration {g.Key}",
+                x = g.Select(e => (double)e.Epoch).ToArray(), y = Finite(g.Select(e => e.MeanL1)),
+                line = new { color = Palette[k % Palette.Length] },
+            }).ToArray();
+            sections.Add(new("Training loss per epoch", "wide", new()
+            {
+                new(traces, Layout("L1 = mean −log p_X(x̂) over the epoch's batches", "epoch", "L1 loss")),
+            }));
+        }
+        if (d.Iterations.Count > 0)
+        {
+            var its = new[] { 0.0 }.Concat(d.Iterations.Select(h => (double)h.Iteration)).ToArray();
+            var rmse = Finite(new[] { d.InitialValidationRmse }.Concat(d.Iterations.Select(h => h.ValidationRmse)));
+            var ll = Finite(d.Iterations.Select(h => h.LatentLogLikelihood));
+            var data = new object[]
+            {
+                new { type = "scatter", mode = "lines+markers", name = "hold-out RMSE", x = its, y = rmse, line = new { color = Palette[0] } },
+                new { type = "scatter", mode = "lines+markers", name = "log-likelihood", x = its.Skip(1).ToArray(), y = ll, yaxis = "y2", line = new { color = Palette[1] } },
+            };
+            var layout = new
+            {
+                title = new { text = $"Per iteration (0 = Gaussian-EM start; kept: iteration {d.SelectedIteration})" },
+                xaxis = new { title = new { text = "iteration" }, dtick = 1 },
+                yaxis = new { title = new { text = "hold-out RMSE, [0, 1] scale" } },
+                yaxis2 = new { title = new { text = "mean log p_X(x̂)" }, overlaying = "y", side = "right" },
+                legend = new { orientation = "h", y = -0.2 },
+                margin = new { t = 50, r = 70 },
+            };
+            sections.Add(new("Hold-out error and latent log-likelihood per iteration", "wide", new() { new(data, layout) }));
+        }
+        if (d.Scores.Count > 0)
+        {
+            var bars = d.Scores.Select((s, k) => (object)new
+            {
+                type = "bar", name = s.Method, x = d.Features.ToArray(), y = Finite(s.PerFeature), marker = new { color = Palette[k % Palette.Length] },
+            }).ToArray();
+            sections.Add(new("RMSE per feature (hidden cells, [0, 1] scale)", "wide", new()
+            {
+                new(bars, new { barmode = "group", yaxis = new { title = new { text = "RMSE" } }, margin = new { t = 30 } }),
+            }));
+        }
+        var hist = new List<Figure>();
+        for (int j = 0; j < d.Features.Count; j++)
+        {
+            var (observed, imputed) = d.Split(j);
+            if (imputed.Length == 0) continue;
+            var data = new object[]
+            {
+                new { type = "histogram", name = "observed", x = observed, histnorm = "probability density", opacity = 0.6, marker = new { color = Palette[0] }, nbinsx = 40 },
+                new { type = "histogram", name = $"imputed ({d.ImputedBy})", x = Finite(imputed), histnorm = "probability density", opacity = 0.6, marker = new { color = Palette[1] }, nbinsx = 40 },
+            };
+            hist.Add(new(data, new
+            {
+                title = new { text = $"{d.Features[j]} ({imputed.Length} imputed)" },
+                barmode = "overlay", showlegend = j == 0, margin = new { t = 40, l = 40, r = 10, b = 30 },
+                legend = new { x = 0.55, y = 1 },
+            }));
+        }
+        if (hist.Count > 0) sections.Add(new("Observed and imputed values per feature", "small", hist));
+        if (d.LatentCorrelation() is { } r)
+        {
+            int p = r.GetLength(0);
+            var z = Enumerable.Range(0, p).Select(i => Enumerable.Range(0, p).Select(j => Math.Round(r[i, j], 3)).ToArray()).ToArray();
+            var names = d.Features.Count == p ? d.Features.ToArray() : Enumerable.Range(1, p).Select(i => $"z{i}").ToArray();
+            var data = new object[]
+            {
+                new { type = "heatmap", z, x = names, y = names, zmin = -1, zmax = 1, colorscale = "RdBu", reversescale = true, texttemplate = "%{z:.2f}" },
+            };
+            sections.Add(new("Latent correlation matrix (learned Σ as correlations)", "square", new()
+            {
+                new(data, new { yaxis = new { autorange = "reversed" }, margin = new { t = 20, l = 100, b = 100 } }),
+            }));
+        }
+        return sections;
+    }
+
+    private static object Layout(string title, string x, string y) => new
+    {
+        title = new { text = title },
+        xaxis = new { title = new { text = x } },
+        yaxis = new { title = new { text = y } },
+        margin = new { t = 50 },
+    };
+
+    /// <summary>JSON has no NaN; plotly.js draws null as a gap.</summary>
+    private static double?[] Finite(IEnumerable<double> values) => values.Select(v => double.IsFinite(v) ? v : (double?)null).ToArray();
+
+    private static string F(double v, string format) => double.IsFinite(v) ? v.ToString(format, CultureInfo.InvariantCulture) : "–";
+}
