@@ -60,6 +60,6 @@ run_tests() {
 case "${1:-}" in
   build) setup ;;
   test) setup; run_tests ;;
-  demo) setup; shift; dotnet "src/Cli/bin/$CONFIG/net10.0/emflow.dll" demo "$@" ;;
+  demo) setup; shift; dotnet "src/Cli/bin/$CONFIG/net10.0/EMFlow.Cli.dll" demo "$@" ;;
   *) echo "usage: ./build.sh demo|test|build" >&2; exit 2 ;;
 esac
