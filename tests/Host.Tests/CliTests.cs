@@ -185,4 +185,24 @@ public sealed class CliTests : IDisposable
         Assert.Equal(0, code);
         Assert.Contains("emflow impute", output);
     }
+
+    [Fact]
+    public void Evaluate_prints_RMSE_per_method_and_rejects_an_unknown_mechanism()
+    {
+        var rng = new Random(5);
+        var lines = new List<string> { "a,b,c" };
+        for (int i = 0; i < 80; i++)
+        {
+            double a = rng.NextDouble();
+            lines.Add(string.Join(",", new[] { a, 2 * a + 0.1 * rng.NextDouble(), rng.NextDouble() }.Select(v => v.ToString(System.Globalization.CultureInfo.InvariantCulture))));
+        }
+        var input = PathOf("complete.csv");
+        File.WriteAllLines(input, lines);
+        var (code, stdout, err) = Run("evaluate", input, "--folds", "2", "--methods", "mean,gaussian-em", "--quiet");
+        Assert.True(code == App.Success, err);
+        Assert.Contains("gaussian-em", stdout);
+        Assert.Contains("±", stdout);
+        Assert.Equal(App.BadInput, Run("evaluate", input, "--mechanism", "sometimes").Code);
+        Assert.Equal(App.BadInput, Run("evaluate", input, "--methods", "magic").Code);
+    }
 }
