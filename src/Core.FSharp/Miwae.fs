@@ -67,7 +67,7 @@ let private normalLogPdf (x: Tensor) (mean: Tensor) (logScale: Tensor) =
     let d = (x - mean) / logScale.exp()
     (d * d + log2Pi) * -0.5 - logScale
 
-/// Log importance weights (K, B) of K latent samples per row, and the decoder means (K, B, p).
+/// Log importance weights (K, B) of K latent samples per row, and the decoder means and log-scales (K, B, p).
 let private weights (model: Model) (gen: torch.Generator) (k: int) (x: Tensor) (mask: Tensor) =
     let observed = 1.0 - mask
     let xz = x * observed
@@ -78,11 +78,11 @@ let private weights (model: Model) (gen: torch.Generator) (k: int) (x: Tensor) (
     let logPx = (normalLogPdf xz pMean pLogScale * observed).sum(dim = 2L)
     let logPz = (normalLogPdf z (torch.zeros_like(z)) (torch.zeros_like(z))).sum(dim = 2L)
     let logQz = (normalLogPdf z qMean qLogScale).sum(dim = 2L)
-    logPx + logPz - logQz, pMean
+    logPx + logPz - logQz, pMean, pLogScale
 
 /// The importance-weighted bound per row, averaged over the batch: mean_i log (1/K Σ_k w_ik). Differentiable.
 let bound (model: Model) (gen: torch.Generator) (x: Tensor) (mask: Tensor) : Tensor =
-    let logW, _ = weights model gen model.Settings.Samples x mask
+    let logW, _, _ = weights model gen model.Settings.Samples x mask
     (torch.logsumexp(logW, 0) - Math.Log(float model.Settings.Samples)).mean()
 
 /// One Adam step on a batch (x (B, p), mask (B, p) 1.0 = missing) maximising the bound; returns the bound.
@@ -98,7 +98,7 @@ let trainStep (model: Model) (opt: torch.optim.Optimizer) (gen: torch.Generator)
 let impute (model: Model) (gen: torch.Generator) (x: Tensor) (mask: Tensor) : Tensor =
     use _ = torch.no_grad()
     use scope = torch.NewDisposeScope()
-    let logW, pMean = weights model gen model.Settings.ImputeSamples x mask
+    let logW, pMean, _ = weights model gen model.Settings.ImputeSamples x mask
     let w = torch.softmax(logW, 0).unsqueeze(2)
     let mean = (w * pMean).sum(dim = 0L)
     (x * (1.0 - mask) + mean * mask).MoveToOuterDisposeScope()
@@ -108,17 +108,10 @@ let impute (model: Model) (gen: torch.Generator) (x: Tensor) (mask: Tensor) : Te
 let sample (model: Model) (gen: torch.Generator) (x: Tensor) (mask: Tensor) : Tensor =
     use _ = torch.no_grad()
     use scope = torch.NewDisposeScope()
-    let k = model.Settings.ImputeSamples
-    let observed = 1.0 - mask
-    let xz = x * observed
-    let qMean, qLogScale = model.Encode xz
-    let eps = torch.randn([| int64 k; x.shape[0]; qMean.shape[1] |], dtype = dtype, generator = gen)
-    let z = qMean + qLogScale.exp() * eps
-    let pMean, pLogScale = model.Decode z
-    let logW = (normalLogPdf xz pMean pLogScale * observed).sum(dim = 2L) + (normalLogPdf z (torch.zeros_like(z)) (torch.zeros_like(z))).sum(dim = 2L) - (normalLogPdf z qMean qLogScale).sum(dim = 2L)
+    let logW, pMean, pLogScale = weights model gen model.Settings.ImputeSamples x mask
     let pick = torch.multinomial(torch.softmax(logW, 0).T, 1L, generator = gen).squeeze(1)
     let index = pick.reshape(1L, x.shape[0], 1L).expand(1L, x.shape[0], x.shape[1])
     let chosenMean = pMean.gather(0L, index).squeeze(0L)
     let chosenScale = pLogScale.gather(0L, index).squeeze(0L).exp()
     let draw = chosenMean + chosenScale * torch.randn(x.shape, dtype = dtype, generator = gen)
-    (xz + draw * mask).MoveToOuterDisposeScope()
+    (x * (1.0 - mask) + draw * mask).MoveToOuterDisposeScope()
