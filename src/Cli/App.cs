@@ -41,7 +41,8 @@ public static class App
           --quiet                 no progress bar and no summary
 
         evaluate: the paper's protocol on a complete table (min-max scaled; the test fold is only re-imputed; RMSE over
-        hidden cells, mean ± std over folds). Methods: mean, median, knn, gaussian-em, emflow, emflow-paper. --mask takes a
+        hidden cells, mean ± std over folds). Methods: mean, median, knn, gaussian-em, emflow, emflow-paper, and the
+        paper's competitors gain, miwae, mcflow. --mask takes a
         0/1 CSV with header (1 = missing) and --fold-ids one fold id per row, to compare with other tools on identical splits.
 
         Exit codes: 0 success, 1 unexpected failure, 2 bad arguments or input.

@@ -34,8 +34,8 @@ internal static class EvaluateCommand
             _ => throw new UsageException($"--mechanism must be mcar, mar or mnar; got '{mechanismName}'"),
         };
         foreach (var m in methodNames)
-            if (!Method.StandardNames.Contains(m))
-                throw new UsageException($"unknown method '{m}'; the methods are {string.Join(", ", Method.StandardNames)}");
+            if (!Method.StandardNames.Contains(m) && !Method.CompetitorNames.Contains(m))
+                throw new UsageException($"unknown method '{m}'; the methods are {string.Join(", ", Method.StandardNames.Concat(Method.CompetitorNames))}");
 
         var (columns, values) = CsvTable.Read(a.Positional[0]);
         if (dropTarget && columns.Length > 0 && columns[^1] == "target")

@@ -43,12 +43,20 @@ public sealed record Method(string Name, Func<IImputationMethod> Create)
             "gaussian-em" => Of(name, () => new GaussianEmImputer()),
             "emflow" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed }))),
             "emflow-paper" => Of(name, () => new EMFlowImputer(adjust(EMFlowOptions.Paper with { Seed = seed }))),
-            _ => throw new ArgumentException($"Unknown method '{name}'; expected one of {string.Join(", ", StandardNames)}.", nameof(name)),
+            // The competitors run their own papers' settings; only the thread count follows the EMFlow adjustment.
+            "gain" => Of(name, () => new GainImputer(new GainOptions { Seed = seed, TorchThreads = adjust(new EMFlowOptions()).TorchThreads })),
+            "miwae" => Of(name, () => new MiwaeImputer(new MiwaeOptions { Seed = seed, TorchThreads = adjust(new EMFlowOptions()).TorchThreads })),
+            "mcflow" => Of(name, () => new McFlowImputer(new McFlowOptions { Seed = seed, TorchThreads = adjust(new EMFlowOptions()).TorchThreads })),
+            _ => throw new ArgumentException($"Unknown method '{name}'; expected one of {string.Join(", ", StandardNames.Concat(CompetitorNames))}.", nameof(name)),
         };
     }
 
     /// <summary>Names accepted by <see cref="Standard"/>, in the order the tables list them.</summary>
     public static IReadOnlyList<string> StandardNames { get; } = new[] { "mean", "median", "knn", "gaussian-em", "emflow", "emflow-paper" };
+
+    /// <summary>The paper's deep competitors, also accepted by <see cref="Standard"/> but run only when named (they
+    /// train for minutes per fold): "gain", "miwae", "mcflow".</summary>
+    public static IReadOnlyList<string> CompetitorNames { get; } = new[] { "gain", "miwae", "mcflow" };
 }
 
 /// <summary>Adapts an <see cref="Imputer"/> to <see cref="IImputationMethod"/>.</summary>
