@@ -158,9 +158,12 @@ let private conditionalCore (mu: Tensor) (sigma: Tensor) (z: Tensor) (mask: Tens
     let logDetC = torch.zeros(n, dtype = dtype)
     let lambda = lazy (precision sigma)
     for group, form in [ useMissingBlock, true; useMissingBlock.logical_not(), false ] do
-        let members = group.nonzero().squeeze(1)
-        let count = members.shape[0]
+        let unsorted = group.nonzero().squeeze(1)
+        let count = unsorted.shape[0]
         if count > 0L then
+            // Rows sorted by block size, so that each chunk pads only to the largest block among rows of similar size.
+            let blockSizes = (if form then missing else observed).index_select(0L, unsorted)
+            let members = unsorted.index_select(0L, blockSizes.argsort())
             let gm = mask.index_select(0L, members)
             let k = max 1L (int64 (scalar ((if form then gm else 1.0 - gm).sum(dim = 1L).max())))
             let step = chunkRows k p count
