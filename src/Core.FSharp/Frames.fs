@@ -1,6 +1,7 @@
-/// Deedle interop: numeric data frames in and out of the (n, p) arrays the imputers take, with missing
-/// values (Deedle's missing, or NaN) mapped to NaN and back.
-module EMFlow.Frame
+/// Deedle interop: numeric data frames in and out of the (n, p) arrays the imputers take, with missing values
+/// (Deedle's missing, or NaN) mapped to NaN and back. Named apart from Deedle's own Frame module so that both
+/// namespaces can be opened together.
+module EMFlow.Frames
 
 open System
 open Deedle
