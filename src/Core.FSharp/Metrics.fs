@@ -6,10 +6,7 @@ module EMFlow.Metrics
 open TorchSharp
 open EMFlow.Tensors
 
-let private checkMatrix (name: string) (x: Tensor) =
-    if isNull (box x) then nullArg name
-    if x.dim() <> 2L then
-        invalidArg name (sprintf "must be a 2-D tensor (n, p); got %d dimensions" (x.dim()))
+let private checkMatrix = requireMatrix
 
 let private checkShapes (truth: Tensor) (imputed: Tensor) (mask: Tensor) =
     checkMatrix "truth" truth

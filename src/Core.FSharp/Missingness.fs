@@ -10,10 +10,7 @@ open EMFlow.Tensors
 // ---------------------------------------------------------------------------------------------
 // Checks shared by the public entry points.
 
-let private checkMatrix (name: string) (x: Tensor) =
-    if isNull (box x) then nullArg name
-    if x.dim() <> 2L then
-        invalidArg name (sprintf "must be a 2-D tensor (n, p); got %d dimensions" (x.dim()))
+let private checkMatrix = requireMatrix
 
 let private checkSameShape (x: Tensor) (mask: Tensor) =
     checkMatrix "x" x

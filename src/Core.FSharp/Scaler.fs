@@ -23,10 +23,7 @@ type MinMax =
     member s.Range =
         Array.map2 (fun (lo: float) hi -> if hi - lo = 0.0 then 1.0 else hi - lo) s.Min s.Max
 
-let private checkMatrix (name: string) (x: Tensor) =
-    if isNull (box x) then nullArg name
-    if x.dim() <> 2L then
-        invalidArg name (sprintf "must be a 2-D tensor (n, p); got %d dimensions" (x.dim()))
+let private checkMatrix = requireMatrix
 
 let private checkFeatures (s: MinMax) (x: Tensor) =
     if int x.shape[1] <> s.Features then

@@ -11,6 +11,13 @@ type Tensor = torch.Tensor
 /// The element type used throughout: float64, so EM statistics accumulate without float32 drift.
 let dtype = torch.float64
 
+/// Raises ArgumentNullException for null, ArgumentException unless `x` is a 2-D tensor (n, p); `name` is the
+/// parameter the caller reports.
+let requireMatrix (name: string) (x: Tensor) =
+    if isNull (box x) then nullArg name
+    if x.dim() <> 2L then
+        invalidArg name (sprintf "must be a 2-D tensor (n, p); got %d dimensions" (x.dim()))
+
 /// A (n, p) float64 tensor holding a copy of the array.
 let ofArray2D (a: float[,]) : Tensor =
     let n, p = Array2D.length1 a, Array2D.length2 a
