@@ -43,7 +43,8 @@ let private validate (x: Tensor) (mask: Tensor) (s: Settings) =
     if empty.shape[0] > 0L then
         invalidArg "x" (sprintf "Column %d has no observed value; drop it before fitting." (empty[0, 0].item<int64>()))
 
-let private ridge (r: float) (sigma: Tensor) =
+/// Σ + r · mean(diag Σ) · I, (p, p): keeps Σ invertible when n &lt; p or columns are collinear; r = 0 returns Σ.
+let ridge (r: float) (sigma: Tensor) =
     if r = 0.0 then sigma
     else
         let p = sigma.shape[0]

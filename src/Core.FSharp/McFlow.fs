@@ -87,5 +87,4 @@ let reimpute (model: Model) (lower: Tensor) (upper: Tensor) (xHat: Tensor) (mask
     use scope = torch.NewDisposeScope()
     let z, _ = Flow.toLatent model.Flow xHat
     let xTilde, _ = Flow.toData model.Flow (model.Embed z)
-    let bounded = torch.minimum(torch.maximum(xTilde, lower), upper)
-    torch.where(mask.gt(sc 0.5), bounded, xHat).MoveToOuterDisposeScope()
+    (Training.fillMissing lower upper xTilde xHat mask).MoveToOuterDisposeScope()

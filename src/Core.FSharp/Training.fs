@@ -91,10 +91,6 @@ let private clipAndStep (settings: StepSettings) (flow: Flow.FlowLayer) (opt: to
 /// Keeps an estimate's tensors alive beyond the current dispose scope.
 let private keep (e: Estimate) = { Mu = e.Mu.MoveToOuterDisposeScope(); Sigma = e.Sigma.MoveToOuterDisposeScope() }
 
-let private ridge (r: float) (sigma: Tensor) =
-    if r = 0.0 then sigma
-    else sigma + torch.eye(sigma.shape[0], dtype = dtype) * (r * max (scalar (sigma.diagonal().mean())) 1e-12)
-
 /// One training-phase step on a batch (Algorithm 1, lines 3-8): an L1 gradient step with `optL1`, the latent
 /// E-step and online M-step, and an L2 gradient step with `optL2`. Separate optimisers keep the large
 /// α-scaled reconstruction gradients of L2 out of L1's moment estimates.
@@ -109,7 +105,7 @@ let trainStep (settings: StepSettings) (flow: Flow.FlowLayer) (optL1: torch.opti
     let e = state.Estimate
     let c = latentEStep flow e.Mu (robust settings.Beta e.Sigma) xHat mask
     let next = step settings.StepSize state c
-    let estimate = { next.Estimate with Sigma = ridge settings.Ridge next.Estimate.Sigma }
+    let estimate = { next.Estimate with Sigma = GaussianEm.ridge settings.Ridge next.Estimate.Sigma }
     let l2, recon =
         match settings.Second with
         | Paper -> l2Loss flow estimate settings.Alpha xHat mask c.Imputed
@@ -129,7 +125,7 @@ let initialEstimate (flow: Flow.FlowLayer) (ridgeFraction: float) (xHat: Tensor)
     use _ = torch.no_grad()
     let z, _ = Flow.toLatent flow xHat
     let e = sampleEstimate z
-    keep { e with Sigma = ridge ridgeFraction e.Sigma }
+    keep { e with Sigma = GaussianEm.ridge ridgeFraction e.Sigma }
 
 /// The latent Gaussian refitted by batch EM over all rows once the flow is trained: z = f⁻¹(x̂) with the
 /// data's mask, EM to convergence. Online EM tracked μ and Σ while the flow moved under it; with the flow now
@@ -141,6 +137,11 @@ let refitLatent (flow: Flow.FlowLayer) (xHat: Tensor) (mask: Tensor) : Estimate 
         fst (Flow.toLatent flow xHat)
     let fit = GaussianEm.fitBatch { GaussianEm.defaults with MaxIterations = 200 } z mask
     keep fit.Estimate
+
+/// x̂ with its missing entries (mask 1.0) replaced by x̃ clamped to [lower, upper] and its observed entries kept:
+/// the last step of every re-imputation.
+let fillMissing (lower: Tensor) (upper: Tensor) (xTilde: Tensor) (xHat: Tensor) (mask: Tensor) : Tensor =
+    torch.where(mask.gt(sc 0.5), torch.minimum(torch.maximum(xTilde, lower), upper), xHat)
 
 // Rows per chunk when re-imputing: bounds memory for large tables without changing any result.
 let private chunk = 4096L
@@ -167,8 +168,7 @@ let reimpute (flow: Flow.FlowLayer) (e: Estimate) (lower: Tensor) (upper: Tensor
                let z, _ = Flow.toLatent flow x
                let zHat = Gaussian.conditionalMean e.Mu e.Sigma z m
                let xTilde, _ = Flow.toData flow zHat
-               let bounded = torch.minimum(torch.maximum(xTilde, lower), upper)
-               yield torch.where(m.gt(sc 0.5), bounded, x).MoveToOuterDisposeScope()
+               yield (fillMissing lower upper xTilde x m).MoveToOuterDisposeScope()
                s <- s + len |]
     if parts.Length = 1 then parts[0] else torch.cat(parts, 0L)
 
@@ -194,5 +194,4 @@ let sampleImputation (gen: torch.Generator) (flow: Flow.FlowLayer) (e: Estimate)
     let z, _ = Flow.toLatent flow xHat
     let draw = Gaussian.sampleConditional gen e.Mu e.Sigma z mask
     let xTilde, _ = Flow.toData flow draw
-    let bounded = torch.minimum(torch.maximum(xTilde, lower), upper)
-    torch.where(mask.gt(sc 0.5), bounded, xHat).MoveToOuterDisposeScope()
+    (fillMissing lower upper xTilde xHat mask).MoveToOuterDisposeScope()
