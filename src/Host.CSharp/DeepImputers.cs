@@ -228,25 +228,6 @@ public sealed class MiwaeImputer : Imputer
     }
 }
 
-/// <summary>Sets torch's intra-op thread count for a scope and restores it after.</summary>
-internal readonly struct TorchThreads : IDisposable
-{
-    private readonly int _previous;
-    private readonly bool _changed;
-
-    public TorchThreads(int? threads)
-    {
-        _previous = get_num_threads();
-        _changed = threads is not null;
-        if (threads is int t) set_num_threads(t);
-    }
-
-    public void Dispose()
-    {
-        if (_changed) set_num_threads(_previous);
-    }
-}
-
 /// <summary>Settings of <see cref="McFlowImputer"/>.</summary>
 public sealed record McFlowOptions
 {
@@ -309,7 +290,7 @@ public sealed class McFlowImputer : Imputer
             using var optFlow = optim.Adam(Flow.parameters(model.Flow), Options.LearningRate);
             using var optNet = optim.Adam(model.NetParameters, Options.LearningRate);
             long n = x.shape[0], batch = Math.Min(Options.BatchSize, n);
-            var fill = MeanFill(x, mask);
+            var fill = FillValues(x, mask, SimpleStrategy.Mean);
             var xHat = where(mask.gt(0.5), fill.expand(x.shape), x);
             using var lower = zeros(x.shape[1], dtype: float64);
             using var upper = ones(x.shape[1], dtype: float64);
@@ -353,14 +334,6 @@ public sealed class McFlowImputer : Imputer
         for (int k = 0; k < Options.TransformPasses; k++)
             xHat = McFlow.reimpute(_model!, lower, upper, xHat, mask);
         return xHat;
-    }
-
-    // The per-feature mean of the observed values: a probe row with every entry missing receives it.
-    private static Tensor MeanFill(Tensor x, Tensor mask)
-    {
-        var p = x.shape[1];
-        var filled = Missingness.meanImpute(cat(new[] { x, zeros(1, p, dtype: float64) }, 0), cat(new[] { mask, ones(1, p, dtype: float64) }, 0));
-        return filled[x.shape[0]];
     }
 
     private void Release()

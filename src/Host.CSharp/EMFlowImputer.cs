@@ -87,9 +87,7 @@ public sealed class EMFlowImputer : Imputer
 
     private protected override void FitScaled(Tensor x, Tensor mask, IProgress<TrainingProgress>? progress, CancellationToken ct)
     {
-        var o = Options;
-        int previousThreads = get_num_threads();
-        if (o.TorchThreads is int threads) set_num_threads(threads);
+        using var threads = new TorchThreads(Options.TorchThreads);
         try
         {
             Clear();
@@ -99,10 +97,6 @@ public sealed class EMFlowImputer : Imputer
         {
             Clear();
             throw;
-        }
-        finally
-        {
-            if (o.TorchThreads is not null) set_num_threads(previousThreads);
         }
     }
 

@@ -90,6 +90,17 @@ public abstract class Imputer : IDisposable
     /// <summary>Restores a fitted scaler (used by Load).</summary>
     private protected void SetScaler(Scaler.MinMax scaler) => _scaler = scaler;
 
+    /// <summary>Each feature's mean or median over its observed values, (p), as the shared initial imputations compute it.</summary>
+    private protected static Tensor FillValues(Tensor x, Tensor mask, SimpleStrategy strategy)
+    {
+        // A probe row with every entry missing receives exactly the per-feature fill value.
+        var p = x.shape[1];
+        var xs = cat(new[] { x, zeros(1, p, dtype: float64) }, 0);
+        var ms = cat(new[] { mask, ones(1, p, dtype: float64) }, 0);
+        var filled = strategy == SimpleStrategy.Mean ? Missingness.meanImpute(xs, ms) : Missingness.medianImpute(xs, ms);
+        return filled[x.shape[0]];
+    }
+
     private protected static Tensor Scaled(Scaler.MinMax scaler, Validation.Checked c) =>
         Scaler.transform(scaler, c.Values) * (1.0 - c.Mask);
 
@@ -135,4 +146,23 @@ public sealed record TrainingProgress(string Phase, int Iteration, int Iteration
 {
     /// <summary>Fraction of the planned work done, in [0, 1].</summary>
     public double Fraction => Iterations * Epochs == 0 ? 0 : Math.Clamp(((Iteration - 1) * (double)Epochs + Epoch) / (Iterations * (double)Epochs), 0, 1);
+}
+
+/// <summary>Sets torch's intra-op thread count for a scope and restores it after.</summary>
+internal readonly struct TorchThreads : IDisposable
+{
+    private readonly int _previous;
+    private readonly bool _changed;
+
+    public TorchThreads(int? threads)
+    {
+        _previous = get_num_threads();
+        _changed = threads is not null;
+        if (threads is int t) set_num_threads(t);
+    }
+
+    public void Dispose()
+    {
+        if (_changed) set_num_threads(_previous);
+    }
 }

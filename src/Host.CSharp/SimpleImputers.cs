@@ -30,13 +30,8 @@ public sealed class MeanImputer : Imputer
 
     private protected override void FitScaled(Tensor x, Tensor mask, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
     {
-        // A probe row with every entry missing receives exactly the per-feature fill value.
-        var p = x.shape[1];
-        var xs = cat(new[] { x, zeros(1, p, dtype: float64) }, 0);
-        var ms = cat(new[] { mask, ones(1, p, dtype: float64) }, 0);
-        var filled = Strategy == SimpleStrategy.Mean ? Missingness.meanImpute(xs, ms) : Missingness.medianImpute(xs, ms);
         _fill?.Dispose();
-        _fill = filled[x.shape[0]].clone().DetachFromDisposeScope();
+        _fill = FillValues(x, mask, Strategy).clone().DetachFromDisposeScope();
     }
 
     private protected override Tensor TransformScaled(Tensor x, Tensor mask) =>

@@ -8,7 +8,7 @@ public class PackageTests
     [Fact]
     public void A_fresh_console_app_imputes_a_table_through_the_packages_from_a_local_folder()
     {
-        var root = RepositoryRoot();
+        var root = NotebookRunner.RepositoryRoot();
         var work = Directory.CreateTempSubdirectory("emflow-package-");
         try
         {
@@ -87,11 +87,4 @@ public class PackageTests
         Environment.GetEnvironmentVariable("NUGET_PACKAGES") is { Length: > 0 } p
             ? p
             : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".nuget", "packages");
-
-    private static string RepositoryRoot()
-    {
-        var dir = new DirectoryInfo(AppContext.BaseDirectory);
-        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "EMFlow.sln"))) dir = dir.Parent;
-        return dir?.FullName ?? throw new InvalidOperationException("EMFlow.sln not found above the test assembly.");
-    }
 }
