@@ -11,6 +11,11 @@ internal sealed class Args
                   --repeats N (5)  --batch B (256)  --out FILE.jsonl
           fit     one EMFlow fit on a 20000 x 16 synthetic table, 20% MCAR, next to Gaussian EM; throughput at p = 16 and 90
                   --rows N (20000)  --rows90 N (5000)  --out FILE.jsonl
+          converge  time to converge (Figure 2): test RMSE of one fold against training seconds, EMFlow per iteration,
+                  the competitors per budget of epochs/iterations; JSON lines, a Markdown summary, docs/convergence-<data>.png
+                  --datasets a,b (concrete)  --fold F (0)  --iterations K (6)  --methods emflow,emflow-paper,mcflow,gain,miwae
+                  --data-dir DIR  --seed S  --quick  --out FILE.jsonl  --plots DIR  --markdown FILE.md
+          converge-report  the Markdown summary of bench/results/converge.jsonl (--in FILE, --plot to redraw the PNGs)
           report  Markdown tables from every bench/results/*.jsonl (--quick for the quick ones)
           tables  the evaluation protocol on the benchmark tables, every method, MCAR 0.2 and MAR
                   --data-dir DIR (../shared/data from the repository root)  --datasets a,b  --mechanisms mcar,mar,mnar

@@ -85,7 +85,7 @@ public abstract class Imputer : IDisposable
 
     /// <summary>The fitted scaler, for subclasses that persist or sample.</summary>
     private protected Scaler.MinMax RequireScaler() =>
-        _scaler ?? throw new InvalidOperationException($"{GetType().Name} is not fitted yet; call Fit first.");
+        _disposed ? throw new ObjectDisposedException(GetType().Name) : _scaler ?? throw new InvalidOperationException($"{GetType().Name} is not fitted yet; call Fit first.");
 
     /// <summary>Restores a fitted scaler (used by Load).</summary>
     private protected void SetScaler(Scaler.MinMax scaler) => _scaler = scaler;
