@@ -101,7 +101,7 @@ internal static class TablesBench
                     },
                     Mask = job.Mask,
                     FoldIds = job.FoldIds,
-                    OnlyFolds = quick ? new[] { 0 } : null,
+                    OnlyFolds = quick ? new[] { 0 } : a.List("only-folds")?.Select(int.Parse).ToArray(),
                     Log = new Progress<string>(s => Console.Error.WriteLine($"  {job.Name} {mech}: {s}")),
                 };
                 Console.Error.WriteLine($"{job.Name} ({job.Data.GetLength(0)} x {job.Data.GetLength(1)}), {mech}, {string.Join(", ", methods)}");
