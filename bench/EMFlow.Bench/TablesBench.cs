@@ -9,7 +9,27 @@ internal sealed record TableRecord(
     string dataset, int rows, int columns, string mechanism, string method, int folds_run, int folds, long seed, bool quick,
     double rmse_mean, double rmse_std, double[] rmse_folds, double seconds_per_fold, double fit_seconds_mean, double transform_seconds_mean,
     double peak_working_set_mb, double hidden_rate, double trailing_hidden_rate, double unknown_rate, int[] dropped_columns, string[] dropped_column_names,
-    int dropped_rows, bool target_kept, string machine, string date);
+    int dropped_rows, bool target_kept, string machine, string date, string[]? fold_notes = null);
+
+/// <summary>Passes Fit and Transform through and tells, after each Fit, what an EMFlow method chose on that fold.</summary>
+internal sealed class Observed(IImputationMethod inner, Action<string> sink) : IImputationMethod
+{
+    public void Fit(double[,] train)
+    {
+        inner.Fit(train);
+        var note = inner switch
+        {
+            TunedEMFlowMethod t => $"{t.Tuning!.BestLabel}; iteration {t.Imputer!.SelectedIteration} of {t.Imputer.IterationsRun}",
+            ImputerMethod { Imputer: EMFlowImputer e } => $"iteration {e.SelectedIteration} of {e.IterationsRun}",
+            _ => null,
+        };
+        if (note is not null) sink(note);
+    }
+
+    public double[,] Transform(double[,] rows) => inner.Transform(rows);
+
+    public void Dispose() => inner.Dispose();
+}
 
 /// <summary>
 /// The paper's protocol (<see cref="Protocol"/>) over the benchmark tables of ../shared/data, every method on the same
@@ -56,7 +76,9 @@ internal static class TablesBench
         Func<EMFlowOptions, EMFlowOptions> adjust = quick
             ? o => o with { Iterations = 1, EpochsPerIteration = 2, TorchThreads = 1 }
             : o => o with { TorchThreads = 1 };
-        var methodList = methods.Select(m => Method.Standard(m, seed, adjust)).ToArray();
+        var notes = new Dictionary<string, List<string>>();
+        var methodList = methods.Select(m => Method.Standard(m, seed, adjust))
+            .Select(m => new Method(m.Name, () => new Observed(m.Create(), s => notes[m.Name].Add(s)))).ToArray();
 
         var jobs = new List<(string Name, double[,] Data, string[] Columns, bool KeepTarget, bool[,]? Mask, int[]? FoldIds)>();
         if (a.Get("table") is { } tablePath)
@@ -104,6 +126,7 @@ internal static class TablesBench
                     OnlyFolds = quick ? new[] { 0 } : a.List("only-folds")?.Select(int.Parse).ToArray(),
                     Log = new Progress<string>(s => Console.Error.WriteLine($"  {job.Name} {mech}: {s}")),
                 };
+                foreach (var m in methods) notes[m] = new List<string>();
                 Console.Error.WriteLine($"{job.Name} ({job.Data.GetLength(0)} x {job.Data.GetLength(1)}), {mech}, {string.Join(", ", methods)}");
                 var result = Protocol.Run(job.Data, methodList, options);
                 var file = Path.Combine(resultsDir, $"{job.Name}-{result.Mechanism}{(quick ? "-quick" : "")}.jsonl");
@@ -117,7 +140,8 @@ internal static class TablesBench
                         m.MeanRmse, m.StdRmse, m.Folds.Select(f => f.Rmse).ToArray(), m.SecondsPerFold,
                         m.Folds.Average(f => f.FitSeconds), m.Folds.Average(f => f.TransformSeconds), m.PeakWorkingSetBytes / 1048576.0,
                         t.HiddenRate, t.TrailingHiddenRate, t.UnknownRate, t.DroppedColumns, t.DroppedColumns.Select(j => job.Columns[j]).ToArray(),
-                        t.DroppedRows, job.KeepTarget, Report.Machine, DateTime.UtcNow.ToString("yyyy-MM-dd"));
+                        t.DroppedRows, job.KeepTarget, Report.Machine, DateTime.UtcNow.ToString("yyyy-MM-dd"),
+                        notes[m.Method].Count > 0 ? notes[m.Method].ToArray() : null);
                     records.Add(rec);
                     Report.AppendJson(outPath, rec);
                 }
@@ -189,11 +213,14 @@ internal static class TablesBench
         var notes = records.Where(r => r.dropped_columns.Length > 0 || r.dropped_rows > 0 || r.unknown_rate > 0)
             .GroupBy(r => r.dataset).Select(g => g.First())
             .Select(r => $"- {r.dataset}: dropped columns [{string.Join(", ", r.dropped_column_names)}] (more than 50% unknown), {r.dropped_rows} rows with no known cell; {r.unknown_rate:P1} of the kept cells are really missing, stay missing for every method and are never scored.");
+        var choices = records.Where(r => r.fold_notes is { Length: > 0 })
+            .Select(r => $"- {r.dataset} {r.mechanism} {r.method}: " + string.Join(" | ", r.fold_notes!)).ToList();
         return "RMSE over hidden entries on [0, 1], mean ± std over folds (bold: best of our methods)\n\n"
             + Report.Table(header, rmseRows) + "\n"
             + "Seconds per fold (fit + impute) and peak working set while the method ran\n\n"
             + Report.Table(new[] { "data", "mechanism" }.Concat(methods).ToArray(), timeRows)
-            + (notes.Any() ? "\n" + string.Join("\n", notes) + "\n" : "");
+            + (notes.Any() ? "\n" + string.Join("\n", notes) + "\n" : "")
+            + (choices.Count > 0 ? "\nWhat EMFlow chose on each fold (settings for emflow-tuned; the iteration kept by the hold-out, 0 = the Gaussian-EM start):\n\n" + string.Join("\n", choices) + "\n" : "");
     }
 
     private static string Cell(TableRecord r, bool best)
