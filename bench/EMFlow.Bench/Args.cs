@@ -15,8 +15,10 @@ internal sealed class Args
                   the competitors per budget of epochs/iterations; JSON lines, a Markdown summary, docs/convergence-<data>.png
                   --datasets a,b (concrete)  --fold F (0)  --iterations K (6)  --methods emflow,emflow-paper,mcflow,gain,miwae
                   --data-dir DIR  --seed S  --quick  --out FILE.jsonl  --plots DIR  --markdown FILE.md
-          converge-report  the Markdown summary of bench/results/converge.jsonl (--in FILE, --plot to redraw the PNGs)
-          report  Markdown tables from every bench/results/*.jsonl (--quick for the quick ones)
+          converge-report  the Markdown summary of bench/results/converge.jsonl (--in FILE, --plot to redraw the PNGs,
+                  --readme bench/README.md to rewrite its converge section)
+          report  Markdown tables from every bench/results/*.jsonl (--quick for the quick ones; --readme bench/README.md
+                  rewrites the file's tables section, or tables-quick with --quick)
           tables  the evaluation protocol on the benchmark tables, every method, MCAR 0.2 and MAR
                   --data-dir DIR (../shared/data from the repository root)  --datasets a,b  --mechanisms mcar,mar,mnar
                   --methods m1,m2  --folds K (5)  --only-folds 0,1 (a part of the K folds)  --seed S (0)  --quick  --out FILE.jsonl  --markdown FILE.md

@@ -138,7 +138,9 @@ internal static class ConvergeBench
     {
         var path = a.Get("in") ?? Path.Combine(TablesBench.RepoRoot(), "bench", "results", "converge.jsonl");
         var records = File.ReadAllLines(path).Where(l => l.Length > 0).Select(l => JsonSerializer.Deserialize<ConvergeRecord>(l)!).ToList();
-        Console.WriteLine(Markdown(records));
+        var md = Markdown(records);
+        Console.WriteLine(md);
+        if (a.Get("readme") is { } readme) TablesBench.ReplaceSection(readme, "converge", md);
         if (a.Flag("plot"))
             foreach (var g in records.GroupBy(r => (r.dataset, r.fold, r.quick)))
                 Plot(a.Get("plots") ?? Path.Combine(TablesBench.RepoRoot(), "docs"), g.Key.dataset, g.Key.fold, g.Key.quick, g.ToList());
