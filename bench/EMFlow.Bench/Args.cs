@@ -20,7 +20,8 @@ internal sealed class Args
           report  Markdown tables from every bench/results/*.jsonl (--quick for the quick ones; --readme bench/README.md
                   rewrites the file's tables section, or tables-quick with --quick)
           tables  the evaluation protocol on the benchmark tables, every method, MCAR 0.2 and MAR
-                  --data-dir DIR (../shared/data from the repository root)  --datasets a,b  --mechanisms mcar,mar,mnar
+                  --data-dir DIR (../shared/data from the repository root)  --datasets a,b  --mechanisms mcar,mar,mar-paper,mnar (mar-paper: MAR at the
+                  paper's Table 4 rate of the dataset)
                   --methods m1,m2  --folds K (5)  --only-folds 0,1 (a part of the K folds)  --seed S (0)  --quick  --out FILE.jsonl  --markdown FILE.md
                   --table FILE.csv [--mask FILE.csv] [--fold-ids FILE] [--drop-target]: one table of your own, with
                   an explicit 0/1 mask (header, 1 = missing) and one fold id per row

@@ -54,6 +54,12 @@ internal static class TablesBench
         [("wine_quality", "mcar0.2")] = ".076 ± .001", [("wine_quality", "mar")] = ".102 ± .002",
     };
 
+    /// <summary>The paper's MAR missing rates over the last 30% of features (its Table 4), the target of "mar-paper".</summary>
+    private static readonly Dictionary<string, double> PaperMarRate = new()
+    {
+        ["air_quality"] = 0.62, ["letter"] = 0.57, ["concrete"] = 0.50, ["review"] = 0.49, ["wine_quality"] = 0.26,
+    };
+
     /// <summary>The paper's figures for its competitors: MCFlow and GAIN from Table 1, MIWAE from Table 6 (no spread given).</summary>
     private static readonly Dictionary<(string, string), string> PaperCompetitors = new()
     {
@@ -129,9 +135,11 @@ internal static class TablesBench
                     {
                         "mcar" => Mechanism.Mcar(0.2),
                         "mar" => Mechanism.Mar(),
+                        "mar-paper" => PaperMarRate.TryGetValue(job.Name, out var r) ? Mechanism.Mar(r)
+                            : throw new ArgumentException($"the paper reports no MAR rate for '{job.Name}'; mar-paper runs on {string.Join(", ", PaperMarRate.Keys)}"),
                         "mnar" => Mechanism.Mnar(),
                         "mask-file" => Mechanism.Mcar(0.2),
-                        _ => throw new ArgumentException($"unknown mechanism '{mech}'; expected mcar, mar or mnar"),
+                        _ => throw new ArgumentException($"unknown mechanism '{mech}'; expected mcar, mar, mar-paper or mnar"),
                     },
                     Mask = job.Mask,
                     FoldIds = job.FoldIds,
@@ -213,7 +221,7 @@ internal static class TablesBench
             var cells = new List<string>
             {
                 $"{first.dataset} ({first.rows} x {first.columns})", first.mechanism,
-                first.mechanism == "mar" ? $"{first.hidden_rate:F3} (last 30%: {first.trailing_hidden_rate:F3})" : $"{first.hidden_rate:F3}",
+                first.mechanism.StartsWith("mar") ? $"{first.hidden_rate:F3} (last 30%: {first.trailing_hidden_rate:F3})" : $"{first.hidden_rate:F3}",
                 $"{first.folds_run}/{first.folds}",
             };
             var best = g.Where(r => !double.IsNaN(r.rmse_mean)).Select(r => r.rmse_mean).DefaultIfEmpty(double.NaN).Min();
@@ -222,8 +230,10 @@ internal static class TablesBench
                 var r = g.FirstOrDefault(x => x.method == m);
                 cells.Add(r is null ? "—" : Cell(r, r.rmse_mean == best));
             }
-            cells.Add(Paper.TryGetValue((first.dataset, first.mechanism), out var p) ? p : "—");
-            cells.Add(PaperCompetitors.TryGetValue((first.dataset, first.mechanism), out var pc) ? pc : "—");
+            // The paper's MAR figures stand beside both our MAR settings; the hidden-rate column says which is closer to its rates.
+            var paperKey = (first.dataset, first.mechanism.StartsWith("mar") ? "mar" : first.mechanism);
+            cells.Add(Paper.TryGetValue(paperKey, out var p) ? p : "—");
+            cells.Add(PaperCompetitors.TryGetValue(paperKey, out var pc) ? pc : "—");
             cells.Add(first.mechanism == "mcar0.2" && Measured.TryGetValue(first.dataset, out var me) ? me : "—");
             return (IReadOnlyList<string>)cells;
         });
