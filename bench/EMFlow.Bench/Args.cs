@@ -13,7 +13,7 @@ internal sealed class Args
                   --rows N (20000)  --rows90 N (5000)  --out FILE.jsonl
           converge  time to converge (Figure 2): test RMSE of one fold against training seconds, EMFlow per iteration,
                   the competitors per budget of epochs/iterations; JSON lines, a Markdown summary, docs/convergence-<data>.png
-                  --datasets a,b (concrete)  --fold F (0)  --iterations K (6)  --methods emflow,emflow-paper,mcflow,gain,miwae
+                  --datasets a,b (concrete)  --mechanism mcar|mar (mcar)  --fold F (0)  --iterations K (6)  --methods emflow,emflow-paper,mcflow,gain,miwae
                   --data-dir DIR  --seed S  --quick  --out FILE.jsonl  --plots DIR  --markdown FILE.md
           converge-report  the Markdown summary of bench/results/converge.jsonl (--in FILE, --plot to redraw the PNGs,
                   --readme bench/README.md to rewrite its converge section)

@@ -45,7 +45,17 @@ internal static class ConvergeBench
             if (!File.Exists(path)) throw new ArgumentException($"{path} not found; point --data-dir at a folder holding {name}/{name}.csv");
             var (cols, values) = CsvTable.Read(path);
             if (!keep && cols[^1] == "target") values = DropLast(values);
-            var options = new ProtocolOptions { Seed = seed, Mechanism = Mechanism.Mcar(0.2) };
+            var mechanism = a.Get("mechanism") ?? "mcar";
+            var options = new ProtocolOptions
+            {
+                Seed = seed,
+                Mechanism = mechanism switch
+                {
+                    "mcar" => Mechanism.Mcar(0.2),
+                    "mar" => Mechanism.Mar(),
+                    _ => throw new ArgumentException($"unknown mechanism '{mechanism}'; expected mcar or mar"),
+                },
+            };
             var table = Protocol.Prepare(values, options);
             // The protocol's own fold assignment (Protocol.Run without a folds file).
             var folds = Protocol.AssignFolds(table.KeptRows.Length, options.Folds, Tensors.deriveSeed(seed, 1));
@@ -64,7 +74,7 @@ internal static class ConvergeBench
             }
             ConvergeRecord Point(string method, string budget, double seconds, double rmse, bool selected)
             {
-                var rec = new ConvergeRecord(name, table.Values.GetLength(0), table.Values.GetLength(1), "mcar0.2", fold, method, budget,
+                var rec = new ConvergeRecord(name, table.Values.GetLength(0), table.Values.GetLength(1), options.Mechanism.ToString(), fold, method, budget,
                     seconds, rmse, selected, quick, seed, Report.Machine, DateTime.UtcNow.ToString("yyyy-MM-dd"));
                 Console.Error.WriteLine($"  {name} {method} {budget}: {seconds:F1} s, RMSE {rmse:F4}");
                 Report.AppendJson(outPath, rec);
@@ -104,7 +114,7 @@ internal static class ConvergeBench
                         break;
                 }
             }
-            Plot(plotDir, name, fold, quick, records.Where(r => r.dataset == name).ToList());
+            Plot(plotDir, name, fold, quick, records.Where(r => r.dataset == name && r.mechanism == options.Mechanism.ToString()).ToList());
         }
         var md = Markdown(records);
         Console.WriteLine(md);
@@ -142,14 +152,14 @@ internal static class ConvergeBench
         Console.WriteLine(md);
         if (a.Get("readme") is { } readme) TablesBench.ReplaceSection(readme, "converge", md);
         if (a.Flag("plot"))
-            foreach (var g in records.GroupBy(r => (r.dataset, r.fold, r.quick)))
+            foreach (var g in records.GroupBy(r => (r.dataset, r.mechanism, r.fold, r.quick)))
                 Plot(a.Get("plots") ?? Path.Combine(TablesBench.RepoRoot(), "docs"), g.Key.dataset, g.Key.fold, g.Key.quick, g.ToList());
     }
 
     /// <summary>Per method: the final RMSE, the best one, and the training seconds to come within 1% of the final RMSE.</summary>
     public static string Markdown(IReadOnlyList<ConvergeRecord> records)
     {
-        var rows = records.GroupBy(r => (r.dataset, r.fold, r.method)).Select(g =>
+        var rows = records.GroupBy(r => (r.dataset, r.mechanism, r.fold, r.method)).Select(g =>
         {
             var pts = g.OrderBy(r => r.train_seconds).ToList();
             var last = pts[^1];
@@ -157,13 +167,13 @@ internal static class ConvergeBench
             var best = pts.MinBy(r => r.rmse)!;
             return (IReadOnlyList<string>)new[]
             {
-                $"{g.Key.dataset} ({last.rows} x {last.columns}), fold {g.Key.fold}", g.Key.method, $"{pts.Count}",
+                $"{g.Key.dataset} ({last.rows} x {last.columns}), {g.Key.mechanism}, fold {g.Key.fold}", g.Key.method, $"{pts.Count}",
                 string.Join(" → ", pts.Select(r => $"{r.rmse:F3}")),
                 $"{last.rmse:F4} ({last.budget}, {last.train_seconds:F1} s)", $"{best.rmse:F4} ({best.budget})",
                 $"{reached.train_seconds:F1} s ({reached.budget})",
             };
         });
-        return "Test RMSE (MCAR 0.2, one fold) against training time; reached = first budget within 1% of the method's final RMSE\n\n"
+        return "Test RMSE (one fold) against training time; reached = first budget within 1% of the method's final RMSE\n\n"
             + Report.Table(new[] { "data", "method", "points", "RMSE by budget", "final", "best", "time to within 1% of final" }, rows);
     }
 
@@ -183,11 +193,12 @@ internal static class ConvergeBench
             s.MarkerSize = 6;
         }
         var first = records[0];
-        plot.Title($"{dataset} ({first.rows} x {first.columns}), MCAR 0.2, fold {fold}: test RMSE against training time");
+        plot.Title($"{dataset} ({first.rows} x {first.columns}), {first.mechanism}, fold {fold}: test RMSE against training time");
         plot.XLabel("training seconds (one torch thread)");
         plot.YLabel("RMSE on hidden test entries, [0, 1] scale");
         plot.ShowLegend();
-        var path = Path.Combine(folder, $"convergence-{dataset}{(quick ? "-quick" : "")}.png");
+        var tag = first.mechanism == "mcar0.2" ? "" : "-" + first.mechanism;
+        var path = Path.Combine(folder, $"convergence-{dataset}{tag}{(quick ? "-quick" : "")}.png");
         plot.SavePng(path, 900, 500);
         Console.Error.WriteLine($"wrote {path}");
     }
