@@ -255,7 +255,11 @@ internal static class TablesBench
             .Select(r => $"- {r.dataset}: dropped columns [{string.Join(", ", r.dropped_column_names)}] (more than 50% unknown), {r.dropped_rows} rows with no known cell; {r.unknown_rate:P1} of the kept cells are really missing, stay missing for every method and are never scored.");
         var choices = records.Where(r => r.fold_notes is { Length: > 0 })
             .Select(r => $"- {r.dataset} {r.mechanism} {r.method}: " + string.Join(" | ", r.fold_notes!)).ToList();
-        return "RMSE over hidden entries on [0, 1], mean ± std over folds (bold: best of our methods)\n\n"
+        var dates = records.Select(r => r.date).Distinct().OrderBy(d => d).ToArray();
+        var machines = string.Join("; ", records.Select(r => r.machine).Distinct());
+        var provenance = records.Count == 0 ? "" :
+            $"Measured on {machines}, {(dates.Length == 1 ? dates[0] : dates[0] + " to " + dates[^1])}, seed {string.Join(", ", records.Select(r => r.seed).Distinct())}; one torch thread per process.\n\n";
+        return provenance + "RMSE over hidden entries on [0, 1], mean ± std over folds (bold: best of our methods)\n\n"
             + Report.Table(header, rmseRows) + "\n"
             + "Seconds per fold (fit + impute) and peak working set while the method ran\n\n"
             + Report.Table(new[] { "data", "mechanism" }.Concat(methods).ToArray(), timeRows)
