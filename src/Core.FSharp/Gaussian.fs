@@ -56,9 +56,13 @@ let logDensity (mu: Tensor) (sigma: Tensor) (z: Tensor) : Tensor =
     let logDet = l.diagonal().log().sum() * 2.0
     (maha + logDet + p * Math.Log(2.0 * Math.PI)) * -0.5
 
-// Row-chunks bound the (chunk, K, p) temporaries of the observed-block form at about 2^24 doubles.
-let private chunkRows (k: int64) (p: int64) (b: int64) =
-    max 1L (min b ((1L <<< 24) / max 1L (k * p)))
+// Rows per chunk of K × K blocks. Rows come sorted by block size and each chunk pads to its largest block, so
+// smaller chunks pad less; but every chunk costs a dozen torch calls, which dominate while blocks are small. About
+// 2^25 operations of factorisation per chunk balances the two; (chunk, K, K) temporaries stay under 2^24 doubles.
+let private chunkRows (k: int64) (b: int64) =
+    let byWork = (1L <<< 25) / (k * k * k)
+    let byMemory = (1L <<< 24) / (k * k)
+    max 1L (min b (min byMemory (max 4L byWork)))
 
 /// For each row, the indices of its `selected` features first (1.0 in `selected`), padded to width K with
 /// other indices, and a (B, K) validity mask telling which positions are real.
@@ -71,118 +75,168 @@ let private packIndices (selected: Tensor) =
     let valid = pos.lt(counts.unsqueeze(1)).to_type(dtype)
     idx, valid, k
 
+/// (B, K, K) positions of each row's K × K block in a row-major (p, p) matrix, for gathering and for summing
+/// blocks back into (p, p).
+let private blockPositions (idx: Tensor) (p: int64) = idx.unsqueeze(2) * p + idx.unsqueeze(1)
+
 /// Gathers a (B, K, K) block of a symmetric (p, p) matrix at each row's indices, with identity on padding,
 /// so one batched factorisation serves rows of different pattern sizes.
 let private gatherBlock (m: Tensor) (idx: Tensor) (valid: Tensor) =
     let b, k = idx.shape[0], idx.shape[1]
-    let p = m.shape[0]
-    let rows = m.index_select(0L, idx.flatten()).reshape(b, k, p)
-    let block = rows.gather(2L, idx.unsqueeze(1).expand(b, k, k))
+    let block = m.reshape(-1L).index_select(0L, (blockPositions idx m.shape[0]).reshape(-1L)).reshape(b, k, k)
     let vv = valid.unsqueeze(2) * valid.unsqueeze(1)
     block * vv + torch.diag_embed(1.0 - valid)
 
+/// Lower factor (B, K, K) and inverse (B, K, K) of each row's block of a symmetric positive-definite (p, p)
+/// matrix; the inverse is zero on padding. Cholesky then cholesky_inverse is the fastest correct batched
+/// inverse on the CPU: LU (linalg.inv) is several times slower, and solving against the identity costs a
+/// full second pass.
+let private blockInverse (m: Tensor) (idx: Tensor) (valid: Tensor) =
+    let l = torch.linalg.cholesky(gatherBlock m idx valid)
+    l, torch.cholesky_inverse(l) * (valid.unsqueeze(2) * valid.unsqueeze(1))
+
+/// Adds each row's (K, K) block into the (p·p) row-major accumulator at the row's indices. One flat index_add
+/// over B·K² elements beats scattering rows first or index_put with two index tensors.
+let private addBlocks (acc: Tensor) (idx: Tensor) (blocks: Tensor) (p: int64) =
+    acc.index_add_(0L, (blockPositions idx p).reshape(-1L), blocks.reshape(-1L), sc 1.0) |> ignore
+
 /// Precision form for rows whose missing block is the smaller: C = (Λ_mm)⁻¹, ẑ_m = μ_m − C Λ_mo (z_o − μ_o).
-/// Returns the imputed rows, the per-row covariance placed in (p, p) if asked for, and the covariance sum.
-let private missingBlockForm (mu: Tensor) (lambda: Tensor) (z: Tensor) (mask: Tensor) (perRow: bool) =
-    let p = z.shape[1]
+/// `r` (B, p) is (z − μ) with missing entries zeroed, times Λ. Adds each C into `covAcc` (p·p) and returns the
+/// shift of the missing entries from μ (B, p; zero elsewhere), the per-row covariances in (p, p) if asked
+/// for, and log det C (B).
+let private missingBlockForm (lambda: Tensor) (r: Tensor) (mask: Tensor) (covAcc: Tensor) (perRow: bool) =
+    let b, p = mask.shape[0], mask.shape[1]
     let idx, valid, _ = packIndices mask
-    let lmm = gatherBlock lambda idx valid
-    let l = torch.linalg.cholesky(lmm)
-    let d = (z - mu) * (1.0 - mask)
-    let r = d.matmul(lambda).gather(1L, idx) * valid
-    let x = torch.cholesky_solve(r.unsqueeze(2), l).squeeze(2)
-    let muIdx = mu.index_select(0L, idx.flatten()).reshape(idx.shape)
-    let start = z * (1.0 - mask) + mu * mask
-    let values = torch.where(valid.gt(sc (0.5)), muIdx - x, start.gather(1L, idx))
-    let imputed = start.scatter(1L, idx, values)
-    let c = torch.cholesky_inverse(l) * (valid.unsqueeze(2) * valid.unsqueeze(1))
-    let b, k = idx.shape[0], idx.shape[1]
-    let flat = (idx.unsqueeze(2) * p + idx.unsqueeze(1)).flatten()
-    let covSum = torch.zeros(p * p, dtype = dtype).index_add(0L, flat, c.flatten(), sc 1.0).reshape(p, p)
+    let l, c = blockInverse lambda idx valid
+    let x = c.bmm((r.gather(1L, idx) * valid).unsqueeze(2)).squeeze(2)
+    // Padding carries x = 0, so scattering it leaves the observed positions at zero.
+    let shift = torch.zeros(b, p, dtype = dtype).scatter_(1L, idx, x.neg())
+    addBlocks covAcc idx c p
     let rows =
         if perRow then
             let offsets = (torch.arange(b, dtype = torch.int64) * (p * p)).reshape(b, 1L, 1L)
-            let flatB = (offsets + idx.unsqueeze(2) * p + idx.unsqueeze(1)).flatten()
-            Some (torch.zeros(b * p * p, dtype = dtype).index_add(0L, flatB, c.flatten(), sc 1.0).reshape(b, p, p))
+            let flatB = (offsets + blockPositions idx p).reshape(-1L)
+            Some (torch.zeros(b * p * p, dtype = dtype).index_add(0L, flatB, c.reshape(-1L), sc 1.0).reshape(b, p, p))
         else None
     // log det C = −log det Λ_mm; padding sits on the diagonal as 1 and adds nothing.
     let logDetC = l.diagonal(dim1 = -2L, dim2 = -1L).log().sum(dim = 1L) * -2.0
-    imputed, rows, covSum, logDetC
+    shift, rows, logDetC
 
-/// Observed-block form for rows whose observed block is the smaller:
-/// ẑ_m = μ_m + Σ_mo Σ_oo⁻¹ (z_o − μ_o), C = Σ_mm − Σ_mo Σ_oo⁻¹ Σ_om. Fully missing rows land here
-/// (empty observed block: ẑ = μ, C = Σ).
-let private observedBlockForm (mu: Tensor) (sigma: Tensor) (z: Tensor) (mask: Tensor) (perRow: bool) =
-    let p = z.shape[1]
-    let observed = 1.0 - mask
-    let idx, valid, k = packIndices observed
-    let b = idx.shape[0]
-    let soo = gatherBlock sigma idx valid
-    let l = torch.linalg.cholesky(soo)
-    let d = (z - mu).gather(1L, idx) * valid
-    let w = torch.cholesky_solve(d.unsqueeze(2), l).squeeze(2)
-    // Rows of Σ at the observed indices, zeroed on padding: (B, K, p) = Σ_o,: for each row.
-    let a = sigma.index_select(0L, idx.flatten()).reshape(b, k, p) * valid.unsqueeze(2)
-    let full = mu + w.unsqueeze(1).bmm(a).squeeze(1)
-    let imputed = z * observed + full * mask
-    let u = torch.linalg.solve_triangular(l, a, upper = false)
-    let v = u * mask.unsqueeze(1)
-    let maskOuter = mask.T.matmul(mask)
-    let covSum = sigma * maskOuter - v.reshape(b * k, p).T.matmul(v.reshape(b * k, p))
+/// Observed-block form for rows whose observed block is the smaller: ẑ_m = μ_m + Σ_mo Σ_oo⁻¹ (z_o − μ_o),
+/// C = Σ_mm − Σ_mo Σ_oo⁻¹ Σ_om. Fully missing rows land here (empty observed block: ẑ = μ, C = Σ).
+/// The row's conditional covariance of all p entries is Σ − Σ W Σ with W = Σ_oo⁻¹ placed in (o, o): it is C
+/// on (m, m) and zero elsewhere. Σ is shared by every row, so the batch's sum is nΣ − Σ (Σ_i W_i) Σ and each
+/// row only contributes its o × o inverse, added into `wAcc` (p·p). Returns Σ_oo⁻¹ (z_o − μ_o) placed at the
+/// observed positions (B, p; the shift of the missing entries from μ is this times Σ), the per-row covariances
+/// in (p, p) if asked for, and log det C (B).
+let private observedBlockForm (sigma: Tensor) (logDetSigma: Tensor) (d: Tensor) (mask: Tensor) (wAcc: Tensor) (perRow: bool) =
+    let b, p = mask.shape[0], mask.shape[1]
+    let idx, valid, k = packIndices (1.0 - mask)
+    let l, s = blockInverse sigma idx valid
+    let w = s.bmm((d.gather(1L, idx) * valid).unsqueeze(2)).squeeze(2)
+    // Padding carries w = 0, so it adds nothing to the product with Σ.
+    let spread = torch.zeros(b, p, dtype = dtype).scatter_(1L, idx, w)
+    addBlocks wAcc idx s p
     let rows =
         if perRow then
+            let a = sigma.index_select(0L, idx.reshape(-1L)).reshape(b, k, p) * valid.unsqueeze(2)
+            let v = torch.linalg.solve_triangular(l, a, upper = false) * mask.unsqueeze(1)
             let mm = mask.unsqueeze(2) * mask.unsqueeze(1)
             Some (sigma.unsqueeze(0) * mm - v.transpose(1L, 2L).bmm(v))
         else None
     // det Σ = det Σ_oo · det C (Schur complement), so log det C = log det Σ − log det Σ_oo.
-    let logDetSigma = (cholesky sigma).diagonal().log().sum() * 2.0
     let logDetC = logDetSigma - l.diagonal(dim1 = -2L, dim2 = -1L).log().sum(dim = 1L) * 2.0
-    imputed, rows, covSum, logDetC
+    spread, rows, logDetC
 
-/// Runs the cheaper form for each row: the precision form factorises and inverts a block of the size of the
-/// row's missing set, about (4/3) m³ operations for m missing entries; the covariance form factorises the
-/// observed block and, for the covariance sum, projects all p columns through it, about o p² + o² p for o
-/// observed entries. Block size alone would send half-missing rows of wide tables to the dearer form. Rows are
-/// grouped so each group needs a single batched factorisation padded to its largest block.
+/// The rows where `group` is true, sorted by block size so that each chunk pads only to the largest block
+/// among rows of similar size, with their sizes; None for an empty group.
+let private sortedGroup (group: Tensor) (blockSize: Tensor) =
+    let unsorted = group.nonzero().squeeze(1)
+    if unsorted.shape[0] = 0L then None
+    else
+        let sizes = blockSize.index_select(0L, unsorted)
+        let order = sizes.argsort()
+        Some (unsorted.index_select(0L, order), toArray (sizes.index_select(0L, order)) |> Array.map int64)
+
+/// Calls `body part start len` on consecutive chunks of the sorted `members`, each sized by its largest block.
+let private forChunks (members: Tensor) (sizes: int64[]) (body: Tensor -> int64 -> int64 -> unit) =
+    let count = int64 sizes.Length
+    let mutable start = 0L
+    while start < count do
+        let fits len = chunkRows (max 1L sizes[int (start + len - 1L)]) (count - start)
+        // Sizes grow along the chunk, so shrinking it to fit its last block terminates.
+        let mutable len = fits 1L
+        while fits len < len do len <- fits len
+        body (members.narrow(0L, start, len)) start len
+        start <- start + len
+
+/// Runs the cheaper form for each row. Both factorise and invert one block per row, K³ operations for a
+/// K × K block (K³/3 Cholesky, 2K³/3 inverse), and sum K² entries into (p, p): the precision form inverts the
+/// missing block of Λ = Σ⁻¹, the covariance form the observed block of Σ. Each form also has a cost per batch:
+/// Λ itself (about p³, beyond the Cholesky of Σ both need) and the two p × p products of Σ (Σ W) Σ (4p³ at
+/// about twice the speed of a factorisation, so 2p³). Rows take their smaller block unless one form's fixed
+/// cost outweighs what its rows save; rows are grouped so each group needs one batched factorisation per chunk
+/// padded to the chunk's largest block.
 let private conditionalCore (mu: Tensor) (sigma: Tensor) (z: Tensor) (mask: Tensor) (perRow: bool) =
     let n, p = z.shape[0], z.shape[1]
     let missing = mask.sum(dim = 1L)
     let observed = missing.neg().add(sc (float p))
     let pf = float p
-    let precisionCost = missing.pow(sc 3.0) * (4.0 / 3.0)
-    let observedCost = observed * (pf * pf) + observed.pow(sc 2.0) * pf
-    let useMissingBlock = precisionCost.le(observedCost)
-    let imputed = z.clone()
-    let covSum = torch.zeros(p, p, dtype = dtype)
+    // Cost units: one operation of a batched factorisation; the constant is the dozen torch calls a group adds.
+    let callCost = 1e6
+    let precisionCost = missing.pow(sc 3.0) + missing.pow(sc 2.0) * 4.0
+    // Fully observed rows need nothing: no shift, no covariance, log det C = 0; they cost neither form.
+    let hasMissing = missing.gt(sc 0.5)
+    let observedCost = (observed.pow(sc 3.0) + observed.pow(sc 2.0) * 4.0) * hasMissing.to_type(dtype)
+    let precisionFixed, observedFixed = pf ** 3.0 + callCost, 2.0 * pf ** 3.0 + callCost
+    let cheaper = precisionCost.le(observedCost)
+    let allPrecision = scalar (precisionCost.sum()) + precisionFixed
+    let allObserved = scalar (observedCost.sum()) + observedFixed
+    let split = scalar (torch.minimum(precisionCost, observedCost).sum()) + precisionFixed + observedFixed
+    let useMissingBlock =
+        if split < allPrecision && split < allObserved then cheaper
+        elif allPrecision <= allObserved then torch.ones_like(cheaper)
+        else torch.zeros_like(cheaper)
+    let l = cholesky sigma
+    let logDetSigma = l.diagonal().log().sum() * 2.0
+    let d = (z - mu) * (1.0 - mask)
+    let shift = torch.zeros(n, p, dtype = dtype)
+    let covAcc = torch.zeros(p * p, dtype = dtype)
     let rows = if perRow then Some (torch.zeros(n, p, p, dtype = dtype)) else None
     let logDetC = torch.zeros(n, dtype = dtype)
-    let lambda = lazy (precision sigma)
-    for group, form in [ useMissingBlock, true; useMissingBlock.logical_not(), false ] do
-        let unsorted = group.nonzero().squeeze(1)
-        let count = unsorted.shape[0]
-        if count > 0L then
-            // Rows sorted by block size, so that each chunk pads only to the largest block among rows of similar size.
-            let blockSizes = (if form then missing else observed).index_select(0L, unsorted)
-            let members = unsorted.index_select(0L, blockSizes.argsort())
-            let gm = mask.index_select(0L, members)
-            let k = max 1L (int64 (scalar ((if form then gm else 1.0 - gm).sum(dim = 1L).max())))
-            let step = chunkRows k p count
-            let mutable start = 0L
-            while start < count do
-                let len = min step (count - start)
-                let part = members.narrow(0L, start, len)
-                let zc = z.index_select(0L, part)
-                let mc = mask.index_select(0L, part)
-                let imp, r, cs, ld =
-                    if form then missingBlockForm mu lambda.Value zc mc perRow
-                    else observedBlockForm mu sigma zc mc perRow
-                imputed.index_copy_(0L, part, imp) |> ignore
-                logDetC.index_copy_(0L, part, ld) |> ignore
-                covSum.add_(cs) |> ignore
-                match rows, r with
-                | Some all, Some rr -> all.index_copy_(0L, part, rr) |> ignore
-                | _ -> ()
-                start <- start + len
+    let record (part: Tensor) (r: Tensor option) (ld: Tensor) =
+        logDetC.index_copy_(0L, part, ld) |> ignore
+        match rows, r with
+        | Some all, Some rr -> all.index_copy_(0L, part, rr) |> ignore
+        | _ -> ()
+    let precisionRows = sortedGroup (useMissingBlock.logical_and(hasMissing)) missing
+    let observedRows = sortedGroup (useMissingBlock.logical_not().logical_and(hasMissing)) observed
+    match precisionRows with
+    | Some (members, sizes) ->
+        let lambda = torch.cholesky_inverse(l)
+        let lambda = (lambda + lambda.T) * 0.5
+        // (z_o − μ_o) Λ for the whole group in one product, not one per chunk.
+        let r = d.index_select(0L, members).matmul(lambda)
+        forChunks members sizes (fun part start len ->
+            let sh, rr, ld = missingBlockForm lambda (r.narrow(0L, start, len)) (mask.index_select(0L, part)) covAcc perRow
+            shift.index_copy_(0L, part, sh) |> ignore
+            record part rr ld)
+    | None -> ()
+    match observedRows with
+    | Some (members, sizes) ->
+        let count = members.shape[0]
+        let wAcc = torch.zeros(p * p, dtype = dtype)
+        let spread = torch.zeros(count, p, dtype = dtype)
+        forChunks members sizes (fun part start len ->
+            let w, rr, ld = observedBlockForm sigma logDetSigma (d.index_select(0L, part)) (mask.index_select(0L, part)) wAcc perRow
+            spread.narrow(0L, start, len).copy_(w) |> ignore
+            record part rr ld)
+        shift.index_copy_(0L, members, spread.matmul(sigma)) |> ignore
+        let w = wAcc.reshape(p, p)
+        covAcc.add_((sigma * float count - sigma.matmul(w).matmul(sigma)).reshape(-1L)) |> ignore
+    | None -> ()
+    let imputed = z * (1.0 - mask) + (mu + shift) * mask
+    let covSum = covAcc.reshape(p, p)
     imputed, rows, (covSum + covSum.T) * 0.5, logDetC
 
 /// Batched E-step (eq. 6, 18-19): each row's missing entries replaced by their conditional mean under
