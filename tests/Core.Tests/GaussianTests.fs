@@ -47,7 +47,7 @@ let private perRowReference (mu: Tensor) (sigma: Tensor) (z: Tensor) (mask: Tens
 let private config = { FsCheckConfig.defaultConfig with maxTest = 20 }
 
 /// A (n, p) mask whose rows alternate between missing rates near 0.1 and 0.9 (plus one fully missing and one
-/// fully observed row), so that at p ≥ 100 both block forms run in the same batch.
+/// fully observed row), so that at p ≥ 120 both block forms run in the same batch.
 let private mixedMask (gen: torch.Generator) (n: int) (p: int) =
     let rates = torch.tensor([| for i in 0 .. n - 1 do if i % 2 = 0 then 0.1 else 0.9 |], dtype = dtype)
     let m = torch.rand([| int64 n; int64 p |], dtype = dtype, generator = gen).lt(rates.unsqueeze(1)).to_type(dtype)
@@ -92,9 +92,9 @@ let tests =
         }
 
         testPropertyWithConfig config "wide rows at low and high missing rates in one batch agree with a per-row solve" <| fun (seed: int) (pp: FsCheck.PositiveInt) ->
-            let p = 100 + pp.Get % 60
-            let mu, sigma, z, _ = gaussianProblem (int64 seed) 24 p 0.0
-            let mask = mixedMask (generator (int64 seed + 2000L)) 24 p
+            let p = 120 + pp.Get % 60
+            let mu, sigma, z, _ = gaussianProblem (int64 seed) 32 p 0.0
+            let mask = mixedMask (generator (int64 seed + 2000L)) 32 p
             let expected, covs = perRowReference mu sigma z mask
             let c = Gaussian.conditional mu sigma z mask
             Expect.isLessThan (maxAbs c.Imputed expected) 1e-9 "means"
