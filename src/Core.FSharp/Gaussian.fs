@@ -264,8 +264,9 @@ let private conditionalCore (mu: Tensor) (sigma: Tensor) (l: Tensor) (z: Tensor)
 /// <param name="z">(B, p) rows; entries where <paramref name="mask"/> is 1 are ignored (may be NaN).</param>
 /// <param name="mask">(B, p) 1.0 missing, 0.0 observed. Fully observed rows come back unchanged; fully
 /// missing rows come back as μ.</param>
-/// <remarks>No per-row inverse: every row is solved through one batched Cholesky factorisation of the smaller
-/// of its observed and missing blocks (appendix B of the paper for the precision form).</remarks>
+/// <remarks>No per-row loop: the smaller of each row's observed and missing blocks is factorised and inverted in
+/// batched calls (appendix B of the paper for the precision form), and rows of the covariance form enter the
+/// covariance sum through nΣ − Σ (Σ_i Σ_oo⁻¹) Σ, so none of them projects all p columns.</remarks>
 let conditional (mu: Tensor) (sigma: Tensor) (z: Tensor) (mask: Tensor) : Conditional =
     use scope = torch.NewDisposeScope()
     let zz = torch.where(mask.gt(sc (0.5)), torch.zeros_like(z), z)
