@@ -32,7 +32,7 @@ public sealed record EpochRecord(int Iteration, int Epoch, double MeanL1, double
 /// (per batch: L1 flow step, latent E-step, online M-step, L2 flow step) and a re-imputation phase. Each iteration
 /// starts a fresh flow at the identity (appendix D). The iteration with the lowest hold-out error is kept; iteration 0
 /// is the initial imputation itself, so a flow that does not help is not used.</para>
-/// <para>Transform re-imputes new rows only: the Gaussian-EM imputation of the fit, then the re-imputation phase
+/// <para>Transform re-imputes new rows only: the Gaussian-EM imputation of the fit (the nearest observed pixels for <see cref="InitialImputation.NearestPixel"/>), then the re-imputation phase
 /// of each kept iteration in turn, exactly as the training rows went through them.</para>
 /// </remarks>
 /// <example>
@@ -110,10 +110,15 @@ public sealed class EMFlowImputer : Imputer
         var (trainMask, hidden) = Selection.holdOut(Tensors.deriveSeed(o.Seed, 1), o.ValidationFraction, mask);
 
         progress?.Report(new TrainingProgress("initial imputation", 0, o.Iterations, 0, o.EpochsPerIteration, double.NaN, double.NaN, clock.Elapsed));
-        var gaussFit = GaussianEm.fitBatch(GaussianEm.defaults, x, trainMask);
-        _gaussian = GaussianEmImputer.Keep(gaussFit.Estimate);
+        bool images = o.InitialImputation == InitialImputation.NearestPixel;
+        // Images start from their nearest pixels; a Gaussian-EM fit at p = 784 would cost minutes per sweep and is
+        // not used, so the per-pixel mean and variance stand in for the (unused) iteration-0 Gaussian.
+        _gaussian = images
+            ? GaussianEmImputer.Keep(GaussianEm.initialEstimate(x, trainMask))
+            : GaussianEmImputer.Keep(GaussianEm.fitBatch(GaussianEm.defaults, x, trainMask).Estimate);
         var xHat = o.InitialImputation switch
         {
+            InitialImputation.NearestPixel => NearestPixelFill(CurrentScaler, o.ImageWidth!.Value, o.ImageHeight!.Value, x, trainMask),
             InitialImputation.GaussianEm => GaussianEm.impute(_gaussian, x, trainMask),
             InitialImputation.RandomDraw => Missingness.impute(Missingness.InitialImputation.RandomDraw, Tensors.deriveSeed(o.Seed, 2), x, trainMask),
             InitialImputation.Mean => Missingness.impute(Missingness.InitialImputation.Mean, Tensors.deriveSeed(o.Seed, 2), x, trainMask),
@@ -222,7 +227,7 @@ public sealed class EMFlowImputer : Imputer
             if (i < best) _stages.Add(stages[i]);
             else Dispose(stages[i]);
         }
-        if (o.ValidationFraction > 0)
+        if (o.ValidationFraction > 0 && !images)
         {
             // New rows start from the Gaussian-EM imputation; now that selection is done, fit it on every
             // observed entry, the held-out ones included.
@@ -235,12 +240,17 @@ public sealed class EMFlowImputer : Imputer
 
     private protected override Tensor TransformScaled(Tensor x, Tensor mask)
     {
-        var xHat = GaussianEm.impute(_gaussian!, x, mask);
+        var xHat = Start(x, mask);
         var (lower, upper) = Bounds(x.shape[1]);
         foreach (var (flow, estimate) in _stages)
             xHat = Training.reimpute(flow, estimate, lower, upper, xHat, mask);
         return xHat;
     }
+
+    /// <summary>The starting imputation of new rows: nearest pixels for images, else the Gaussian-EM conditional mean.</summary>
+    private Tensor Start(Tensor x, Tensor mask) => Options.InitialImputation == InitialImputation.NearestPixel
+        ? NearestPixelFill(CurrentScaler, Options.ImageWidth!.Value, Options.ImageHeight!.Value, x, mask)
+        : GaussianEm.impute(_gaussian!, x, mask);
 
     /// <summary>
     /// Multiple imputation: <paramref name="count"/> completed tables whose missing cells are draws, not means.
@@ -265,7 +275,7 @@ public sealed class EMFlowImputer : Imputer
         using var identity = Flow.identity((int)x.shape[1]);
         for (int k = 0; k < count; k++)
         {
-            var xHat = GaussianEm.impute(_gaussian!, x, c.Mask);
+            var xHat = Start(x, c.Mask);
             for (int s = 0; s + 1 < _stages.Count; s++)
                 xHat = Training.reimpute(_stages[s].Flow, _stages[s].Estimate, lower, upper, xHat, c.Mask);
             var (flow, estimate) = _stages.Count > 0 ? _stages[^1] : (identity, _gaussian!);
