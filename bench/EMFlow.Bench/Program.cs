@@ -20,6 +20,8 @@ try
         case "fit": FitBench.Run(a); break;
         case "tables": TablesBench.Run(a); break;
         case "report": TablesBench.ReportFiles(a); break;
+        case "images": ImagesBench.Run(a); break;
+        case "images-report": ImagesBench.ReportFiles(a); break;
         default:
             Console.Error.WriteLine($"error: unknown subcommand '{args[0]}'\n{Args.Usage}");
             return 2;

@@ -110,7 +110,7 @@ public sealed class EMFlowImputer : Imputer
         var (trainMask, hidden) = Selection.holdOut(Tensors.deriveSeed(o.Seed, 1), o.ValidationFraction, mask);
 
         progress?.Report(new TrainingProgress("initial imputation", 0, o.Iterations, 0, o.EpochsPerIteration, double.NaN, double.NaN, clock.Elapsed));
-        bool images = o.InitialImputation == InitialImputation.NearestPixel;
+        bool images = StartsLikeImages;
         // Images start from their nearest pixels; a Gaussian-EM fit at p = 784 would cost minutes per sweep and is
         // not used, so the per-pixel mean and variance stand in for the (unused) iteration-0 Gaussian.
         _gaussian = images
@@ -247,10 +247,18 @@ public sealed class EMFlowImputer : Imputer
         return xHat;
     }
 
-    /// <summary>The starting imputation of new rows: nearest pixels for images, else the Gaussian-EM conditional mean.</summary>
-    private Tensor Start(Tensor x, Tensor mask) => Options.InitialImputation == InitialImputation.NearestPixel
-        ? NearestPixelFill(CurrentScaler, Options.ImageWidth!.Value, Options.ImageHeight!.Value, x, mask)
-        : GaussianEm.impute(_gaussian!, x, mask);
+    /// <summary>The starting imputation of new rows: nearest pixels (or zero) for images, else the Gaussian-EM conditional mean.</summary>
+    private Tensor Start(Tensor x, Tensor mask) => Options.InitialImputation switch
+    {
+        InitialImputation.NearestPixel => NearestPixelFill(CurrentScaler, Options.ImageWidth!.Value, Options.ImageHeight!.Value, x, mask),
+        InitialImputation.Zero when StartsLikeImages => Missingness.zeroImpute(x, mask),
+        _ => GaussianEm.impute(_gaussian!, x, mask),
+    };
+
+    /// <summary>Images (nearest-pixel start, or zero start with an image shape given): no Gaussian-EM fit, and new
+    /// rows start exactly as the training rows did.</summary>
+    private bool StartsLikeImages => Options.InitialImputation == InitialImputation.NearestPixel
+        || (Options.InitialImputation == InitialImputation.Zero && Options.ImageWidth is not null);
 
     /// <summary>
     /// Multiple imputation: <paramref name="count"/> completed tables whose missing cells are draws, not means.

@@ -11,7 +11,7 @@ public enum InitialImputation
     Mean,
     /// <summary>Per-feature median of the observed values.</summary>
     Median,
-    /// <summary>Zero on the min-max scale, i.e. each feature's observed minimum.</summary>
+    /// <summary>Zero on the min-max scale, i.e. each feature's observed minimum. With <see cref="EMFlowOptions.ImageWidth"/> set (images, the paper's appendix G.3 comparison) no Gaussian-EM fit is run and Transform starts new rows at zero too.</summary>
     Zero,
     /// <summary>
     /// Images: each missing pixel takes the value of the nearest observed pixel of the same image (Euclidean
@@ -145,11 +145,13 @@ public sealed record EMFlowOptions
         Require(ValidationFraction >= 0 && ValidationFraction < 0.5, nameof(ValidationFraction), ValidationFraction, "must be in [0, 0.5)");
         Require(ImageWidth is null or >= 1, nameof(ImageWidth), ImageWidth!, "must be at least 1 when given");
         Require(ImageHeight is null or >= 1, nameof(ImageHeight), ImageHeight!, "must be at least 1 when given");
-        if (InitialImputation == InitialImputation.NearestPixel)
+        if (InitialImputation == InitialImputation.NearestPixel && (ImageWidth is null || ImageHeight is null))
+            throw new ArgumentException($"InitialImputation.NearestPixel needs ImageWidth and ImageHeight; got {ImageWidth?.ToString() ?? "null"} and {ImageHeight?.ToString() ?? "null"}.", nameof(ImageWidth));
+        if ((ImageWidth is null) != (ImageHeight is null))
+            throw new ArgumentException($"ImageWidth and ImageHeight go together; got {ImageWidth?.ToString() ?? "null"} and {ImageHeight?.ToString() ?? "null"}.", nameof(ImageWidth));
+        if (ImageWidth is not null)
         {
-            if (ImageWidth is null || ImageHeight is null)
-                throw new ArgumentException($"InitialImputation.NearestPixel needs ImageWidth and ImageHeight; got {ImageWidth?.ToString() ?? "null"} and {ImageHeight?.ToString() ?? "null"}.", nameof(ImageWidth));
-            if ((long)ImageWidth * ImageHeight != columns)
+            if ((long)ImageWidth * ImageHeight!.Value != columns)
                 throw new ArgumentException($"ImageWidth × ImageHeight must equal the {columns} columns of the data; got {ImageWidth} × {ImageHeight} = {(long)ImageWidth * ImageHeight}.", nameof(ImageWidth));
         }
         Require(TorchThreads is null or >= 1, nameof(TorchThreads), TorchThreads!, "must be at least 1 when given");
