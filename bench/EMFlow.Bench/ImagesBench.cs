@@ -46,9 +46,13 @@ internal static class ImagesBench
         var methods = a.List("methods") ?? new[] { "mean", "nearest", "gaussian-em", "emflow" };
         int defaultTrain = dataset == "mnist" ? 8000 : 60000, defaultTest = dataset == "mnist" ? 2000 : 10000;
         int nTrain = a.Int("train", quick ? 500 : defaultTrain), nTest = a.Int("test", quick ? 200 : defaultTest);
-        var settings = new ImageSettings(
-            Iterations: a.Int("iterations", 1), Epochs: a.Int("epochs", quick ? 1 : 2), HiddenWidth: a.Int("width", 128),
-            GaussianEmSweeps: a.Int("gem-sweeps", quick ? 1 : 3), ClassifierEpochs: a.Int("classifier-epochs", quick ? 5 : 3), Seed: seed);
+        var options = new ImageProtocolOptions
+        {
+            Log = s => Console.Error.WriteLine($"  {s}"),
+            Rates = rates, Methods = methods, Seed = seed,
+            Iterations = a.Int("iterations", 1), Epochs = a.Int("epochs", quick ? 1 : 2), HiddenWidth = a.Int("width", 128),
+            GaussianEmSweeps = a.Int("gem-sweeps", quick ? 1 : 2), ClassifierEpochs = a.Int("classifier-epochs", quick ? 5 : 10),
+        };
 
         var (train, trainLabels, test, testLabels, width, height, split) = Load(dataDir, dataset, nTrain, nTest);
         var tag = $"images-{dataset}{(quick ? "-quick" : "")}";
@@ -57,13 +61,14 @@ internal static class ImagesBench
         if (a.Get("out") is null && File.Exists(outPath)) File.Delete(outPath);
         Console.Error.WriteLine($"{dataset}: {split}; rates {string.Join(", ", rates)}; methods {string.Join(", ", methods)}");
 
-        var result = Evaluate(train, trainLabels, test, testLabels, width, height, rates, methods, settings,
-            s => Console.Error.WriteLine($"  {s}"));
-        var records = result.Rows.Select(r => new ImageRecord(
-            dataset, split, nTrain, nTest, r.Rate, r.HiddenRate, r.Method, r.Settings, seed, quick, r.Rmse, r.Accuracy, result.CompleteAccuracy,
-            settings.ClassifierEpochs, r.FitSeconds, r.TransformSeconds, r.IterationSeconds, r.PeakWorkingSetBytes / 1048576.0,
-            Report.Machine, DateTime.UtcNow.ToString("yyyy-MM-dd"))).ToList();
-        foreach (var rec in records) Report.AppendJson(outPath, rec);
+        ImageRecord ToRecord(ImageMethodResult r) => new(
+            dataset, split, nTrain, nTest, r.Rate, r.HiddenRate, r.Method, r.Settings, seed, quick, r.Rmse, r.Accuracy, r.CompleteAccuracy,
+            options.ClassifierEpochs, r.FitSeconds, r.TransformSeconds, r.IterationSeconds, r.PeakWorkingSetBytes / 1048576.0,
+            Report.Machine, DateTime.UtcNow.ToString("yyyy-MM-dd"));
+        // Each (rate, method) is written as soon as it is done, so a long run keeps what it finished.
+        options = options with { OnResult = r => Report.AppendJson(outPath, ToRecord(r)) };
+        var result = ImageProtocol.Run(train, trainLabels, test, testLabels, width, height, options);
+        var records = result.Rows.Select(ToRecord).ToList();
 
         var png = a.Get("png") ?? Path.Combine(resultsDir, tag + ".png");
         if (WriteGrid(png, test, result, width, height)) Console.Error.WriteLine($"wrote {png}");
@@ -74,100 +79,6 @@ internal static class ImagesBench
         var mdPath = a.Get("markdown") ?? Path.Combine(resultsDir, tag + ".md");
         File.WriteAllText(mdPath, md);
     }
-
-    /// <summary>Budget of one run: EMFlow iterations and epochs, flow width, Gaussian-EM sweeps, classifier epochs.</summary>
-    internal sealed record ImageSettings(int Iterations, int Epochs, int HiddenWidth, int GaussianEmSweeps, int ClassifierEpochs, long Seed);
-
-    /// <summary>One (rate, method) of the protocol.</summary>
-    internal sealed record Row(double Rate, double HiddenRate, string Method, string Settings, double Rmse, double Accuracy,
-        double FitSeconds, double TransformSeconds, double[] IterationSeconds, double PeakWorkingSetBytes, double[,] FirstImages, bool[,] FirstMask);
-
-    internal sealed record Result(double CompleteAccuracy, double ClassifierSeconds, List<Row> Rows);
-
-    /// <summary>The image protocol on images already in memory (used by the tests on tiny synthetic images too).</summary>
-    internal static Result Evaluate(double[,] train, int[] trainLabels, double[,] test, int[] testLabels, int width, int height,
-        double[] rates, string[] methods, ImageSettings s, Action<string> log)
-    {
-        int p = width * height;
-        var sw = Stopwatch.StartNew();
-        using var classifier = new LeNetClassifier(width, height, 10, Tensors.deriveSeed(s.Seed, 7));
-        classifier.Fit(train, trainLabels, epochs: s.ClassifierEpochs, torchThreads: 1);
-        double classifierSeconds = sw.Elapsed.TotalSeconds;
-        double completeAccuracy = classifier.Accuracy(test, testLabels);
-        log($"classifier: {s.ClassifierEpochs} epochs in {classifierSeconds:F1} s; accuracy on complete test images {completeAccuracy:F4}");
-        var rows = new List<Row>();
-        foreach (var rate in rates)
-        {
-            // The same rate draws the same masks whatever other rates run alongside.
-            int rateKey = (int)Math.Round(rate * 1000);
-            var trainMask = Mask(Tensors.deriveSeed(s.Seed, 10_000 + rateKey), rate, train.GetLength(0), p);
-            var testMask = Mask(Tensors.deriveSeed(s.Seed, 20_000 + rateKey), rate, test.GetLength(0), p);
-            var trainNaN = WithNaN(train, trainMask);
-            var testNaN = WithNaN(test, testMask);
-            double hidden = testMask.Cast<bool>().Count(m => m) / (double)testMask.Length;
-            foreach (var method in methods)
-            {
-                GC.Collect();
-                var (imputer, description) = Create(method, width, height, s);
-                using var _ = imputer;
-                using var sampler = new PeakSampler();
-                var clock = Stopwatch.StartNew();
-                imputer.Fit(trainNaN);
-                double fit = clock.Elapsed.TotalSeconds;
-                clock.Restart();
-                var completed = imputer.Transform(testNaN);
-                double transform = clock.Elapsed.TotalSeconds;
-                double peak = sampler.Peak;
-                double rmse = Rmse(completed, test, testMask);
-                double accuracy = classifier.Accuracy(completed, testLabels);
-                var iterations = imputer is EMFlowImputer e ? e.History.Select(h => h.Seconds).ToArray() : Array.Empty<double>();
-                int k = Math.Min(8, test.GetLength(0));
-                rows.Add(new Row(rate, hidden, method, description, rmse, accuracy, fit, transform, iterations, peak, Head(completed, k), Head(testMask, k)));
-                log($"rate {rate}: {method} RMSE {rmse:F4}, accuracy {accuracy:F4}, fit {fit:F1} s, transform {transform:F1} s"
-                    + (iterations.Length > 0 ? $", iterations {string.Join(" / ", iterations.Select(t => $"{t:F1}"))} s" : "")
-                    + $", peak working set {peak / 1048576.0:F0} MB");
-            }
-        }
-        return new Result(completeAccuracy, classifierSeconds, rows);
-    }
-
-    /// <summary>The methods by name, with the settings each runs under.</summary>
-    internal static (Imputer, string) Create(string method, int width, int height, ImageSettings s) => method switch
-    {
-        "mean" => (new MeanImputer(), "per-pixel mean"),
-        "nearest" => (new NearestPixelImputer(width, height), "nearest observed pixel"),
-        "gaussian-em" => (new GaussianEmImputer(new GaussianEmOptions { MaxIterations = s.GaussianEmSweeps }),
-            $"{s.GaussianEmSweeps} EM sweeps from the per-pixel mean and variance"),
-        "emflow" or "emflow-zero" => (new EMFlowImputer(EMFlowImages(width, height, s, method == "emflow-zero")),
-            $"{s.Iterations} iteration(s) × {s.Epochs} epoch(s), batch 512, lr 1e-3, α 5e8 (L2 as in the paper), super-batch 3000, "
-            + $"ρ_t = 0.99 t^-0.8, 6 couplings (alternating pixel columns), MLP s/t 2 × {s.HiddenWidth}, online EM only, "
-            + (method == "emflow-zero" ? "zero start" : "nearest-pixel start")),
-        _ => throw new ArgumentException($"unknown method '{method}'; expected mean, nearest, gaussian-em, emflow or emflow-zero"),
-    };
-
-    /// <summary>EMFlow with the paper's image settings (appendix F.2) and this run's budget.</summary>
-    internal static EMFlowOptions EMFlowImages(int width, int height, ImageSettings s, bool zeroStart) => new()
-    {
-        Seed = s.Seed,
-        TorchThreads = 1,
-        Iterations = s.Iterations,
-        EpochsPerIteration = s.Epochs,
-        BatchSize = 512,
-        LearningRate = 1e-3,
-        Alpha = 5e8,
-        SecondStep = SecondFlowStep.Paper,
-        StepSizeC = 0.99,
-        StepSizeGamma = 0.8,
-        SuperBatchSize = 3000,
-        HiddenWidth = s.HiddenWidth,
-        // A batch-EM refit of the latent Gaussian over every image costs one full E-step per sweep at p = 784.
-        RefitLatentGaussian = false,
-        // The paper keeps the last iteration; no observed pixels are held out.
-        ValidationFraction = 0,
-        InitialImputation = zeroStart ? InitialImputation.Zero : InitialImputation.NearestPixel,
-        ImageWidth = width,
-        ImageHeight = height,
-    };
 
     private static (double[,], int[], double[,], int[], int, int, string) Load(string dir, string dataset, int nTrain, int nTest)
     {
@@ -219,35 +130,9 @@ internal static class ImagesBench
         return r;
     }
 
-    private static bool[,] Mask(long seed, double rate, int n, int p)
-    {
-        using var scope = NewDisposeScope();
-        var m = Tensors.toArray2D(Missingness.mcar(seed, rate, n, p));
-        var b = new bool[n, p];
-        for (int i = 0; i < n; i++) for (int j = 0; j < p; j++) b[i, j] = m[i, j] > 0.5;
-        return b;
-    }
-
-    private static double[,] WithNaN(double[,] x, bool[,] mask)
-    {
-        var r = (double[,])x.Clone();
-        for (int i = 0; i < x.GetLength(0); i++) for (int j = 0; j < x.GetLength(1); j++) if (mask[i, j]) r[i, j] = double.NaN;
-        return r;
-    }
-
-    /// <summary>RMSE over the missing pixels (pixel scale [0, 1]).</summary>
-    internal static double Rmse(double[,] imputed, double[,] truth, bool[,] mask)
-    {
-        double s = 0; long c = 0;
-        for (int i = 0; i < truth.GetLength(0); i++)
-            for (int j = 0; j < truth.GetLength(1); j++)
-                if (mask[i, j]) { var d = imputed[i, j] - truth[i, j]; s += d * d; c++; }
-        return c == 0 ? double.NaN : Math.Sqrt(s / c);
-    }
-
     /// <summary>Ground truth, observed (missing pixels blue) and each image method's completion of the first test
     /// images, one block per rate .5 and .9 (the rates run among them); false when neither rate ran.</summary>
-    private static bool WriteGrid(string path, double[,] test, Result result, int width, int height)
+    private static bool WriteGrid(string path, double[,] test, ImageProtocolResult result, int width, int height)
     {
         var blocks = result.Rows.Where(r => Math.Abs(r.Rate - .5) < 1e-9 || Math.Abs(r.Rate - .9) < 1e-9).GroupBy(r => r.Rate).ToArray();
         if (blocks.Length == 0) return false;
@@ -353,27 +238,5 @@ internal static class ImagesBench
             sb.AppendLine();
         }
         return sb.ToString();
-    }
-
-    /// <summary>The largest working set of the process seen while it lives, sampled every 50 ms.</summary>
-    private sealed class PeakSampler : IDisposable
-    {
-        private readonly Timer _timer;
-        private long _peak = Environment.WorkingSet;
-
-        public PeakSampler() => _timer = new Timer(_ => Sample(), null, 0, 50);
-
-        public double Peak
-        {
-            get { Sample(); return Interlocked.Read(ref _peak); }
-        }
-
-        private void Sample()
-        {
-            long ws = Environment.WorkingSet, seen;
-            while (ws > (seen = Interlocked.Read(ref _peak)) && Interlocked.CompareExchange(ref _peak, ws, seen) != seen) { }
-        }
-
-        public void Dispose() => _timer.Dispose();
     }
 }
