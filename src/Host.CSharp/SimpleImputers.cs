@@ -122,10 +122,11 @@ public sealed class GaussianEmImputer : Imputer
 /// Images: each missing pixel takes the value of the nearest observed pixel of the same image (Euclidean distance
 /// on the pixel grid; among equally near pixels the smallest row-major index wins, so the result is deterministic).
 /// The paper's initial imputation for MNIST (section 4.2) and its nearest-neighbour baseline. Each row is one image,
-/// pixel (r, c) at column r · width + c; an image with no observed pixel takes each pixel's observed minimum.
+/// pixel (r, c) at column r · width + c; an image with no observed pixel is filled with 0.
 /// </summary>
 /// <remarks>Nothing is learned: Fit checks the shape (width · height = p) and the scaling; each image is completed
-/// from its own observed pixels only.</remarks>
+/// from its own observed pixels only, except that a pixel whose observed training values are all equal (an MNIST
+/// corner, always 0) imputes that value, as every imputer does for a constant feature.</remarks>
 /// <example>
 /// <code>
 /// using var imputer = new NearestPixelImputer(28, 28);
