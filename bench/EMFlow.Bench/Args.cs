@@ -19,9 +19,18 @@ internal sealed class Args
                   --out FILE.jsonl  --markdown FILE.md  --png FILE.png
           images-report  Markdown tables from bench/results/images*.jsonl (or --files a.jsonl,b.jsonl)
           report  Markdown tables from every bench/results/*.jsonl (--quick for the quick ones)
+          converge  time to converge (Figure 2): test RMSE of one fold against training seconds, EMFlow per iteration,
+                  the competitors per budget of epochs/iterations; JSON lines, a Markdown summary, docs/convergence-<data>.png
+                  --datasets a,b (concrete)  --mechanism mcar|mar (mcar)  --fold F (0)  --iterations K (6)  --methods emflow,emflow-paper,mcflow,gain,miwae
+                  --data-dir DIR  --seed S  --quick  --out FILE.jsonl  --plots DIR  --markdown FILE.md
+          converge-report  the Markdown summary of bench/results/converge.jsonl (--in FILE, --plot to redraw the PNGs,
+                  --readme bench/README.md to rewrite its converge section)
+          report  Markdown tables from every bench/results/*.jsonl (--quick for the quick ones; --readme bench/README.md
+                  rewrites the file's tables section, or tables-quick with --quick)
           tables  the evaluation protocol on the benchmark tables, every method, MCAR 0.2 and MAR
-                  --data-dir DIR (../shared/data from the repository root)  --datasets a,b  --mechanisms mcar,mar,mnar
-                  --methods m1,m2  --folds K (5)  --seed S (0)  --quick  --out FILE.jsonl  --markdown FILE.md
+                  --data-dir DIR (../shared/data from the repository root)  --datasets a,b  --mechanisms mcar,mar,mar-paper,mnar (mar-paper: MAR at the
+                  paper's Table 4 rate of the dataset)
+                  --methods m1,m2  --folds K (5)  --only-folds 0,1 (a part of the K folds)  --seed S (0)  --quick  --out FILE.jsonl  --markdown FILE.md
                   --table FILE.csv [--mask FILE.csv] [--fold-ids FILE] [--drop-target]: one table of your own, with
                   an explicit 0/1 mask (header, 1 = missing) and one fold id per row
         """;

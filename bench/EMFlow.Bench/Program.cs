@@ -22,6 +22,8 @@ try
         case "report": TablesBench.ReportFiles(a); break;
         case "images": ImagesBench.Run(a); break;
         case "images-report": ImagesBench.ReportFiles(a); break;
+        case "converge": ConvergeBench.Run(a); break;
+        case "converge-report": ConvergeBench.ReportFile(a); break;
         default:
             Console.Error.WriteLine($"error: unknown subcommand '{args[0]}'\n{Args.Usage}");
             return 2;

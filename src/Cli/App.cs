@@ -20,6 +20,8 @@ public static class App
           emflow impute INPUT.csv -o OUTPUT.csv [options]
           emflow evaluate DATA.csv [--mechanism mcar|mar|mnar] [--rate 0.2] [--folds 5] [--methods mean,knn,gaussian-em,emflow]
                           [--seed S] [--threads T] [--mask MASK.csv] [--fold-ids FOLDS.txt] [--drop-target] [--quiet]
+                          (--rate: the MCAR rate; with mar, the expected rate over the last 30% of features, without it
+                          appendix E's own rate)
           emflow help
 
         impute options:

@@ -135,6 +135,47 @@ let marExpectedRate (x: Tensor) : float =
     use trailing = prob.narrow(1L, int64 k, prob.shape[1] - int64 k)
     scalar (trailing.mean())
 
+/// The MAR probabilities (n, p) of <see cref="marProbabilities"/> with an intercept b inside the sigmoid,
+/// sigmoid(Σ_{j &lt; k} z_ij + b), b chosen by bisection so that the expected rate over the last
+/// p − floor(0.7 p) features is `rate`. The ordering of rows by their chance of going missing is the paper's;
+/// only the overall rate is set, so results can be compared at the rates the paper reports (its Table 4).
+/// <param name="rate">Target expected rate over the trailing features, in (0, 1).</param>
+/// <param name="x">Complete data (n, p), no NaN, p &gt;= 2.</param>
+/// <exception cref="System.ArgumentOutOfRangeException">rate outside (0, 1).</exception>
+/// <exception cref="System.ArgumentException">As for <see cref="marProbabilities"/>.</exception>
+let marProbabilitiesAtRate (rate: float) (x: Tensor) : Tensor =
+    if not (rate > 0.0 && rate < 1.0) then
+        raise (ArgumentOutOfRangeException("rate", rate, sprintf "must be in (0, 1); got %g" rate))
+    use prob = marProbabilities x
+    let p = int x.shape[1]
+    let k = marObservedFeatures p
+    // Recover each row's score from its trailing probability; clamping keeps logit finite for saturated rows.
+    use q = prob.narrow(1L, int64 k, 1L).clamp(sc 1e-300, sc (1.0 - 1e-16))
+    use score = q.log() - (q.neg() + 1.0).log()
+    let meanAt (b: float) =
+        use shifted = (score + b).sigmoid()
+        scalar (shifted.mean())
+    // The mean of sigmoid(score + b) increases with b: bisection on a bracket wide enough for standardised sums.
+    let mutable lo, hi = -100.0, 100.0
+    for _ in 1 .. 200 do
+        let mid = 0.5 * (lo + hi)
+        if meanAt mid < rate then lo <- mid else hi <- mid
+    use trailing = (score + 0.5 * (lo + hi)).sigmoid().expand([| x.shape[0]; int64 (p - k) |])
+    use leading = torch.zeros([| x.shape[0]; int64 k |], dtype = dtype)
+    torch.cat([| leading; trailing |], 1L)
+
+/// A MAR mask (n, p) at the probabilities of <see cref="marProbabilitiesAtRate"/>: appendix E's mechanism with its
+/// expected rate over the trailing features set to `rate`.
+/// <param name="seed">Seed of the generator.</param>
+/// <param name="rate">Target expected rate over the trailing features, in (0, 1).</param>
+/// <param name="x">Complete data (n, p), no NaN, p &gt;= 2.</param>
+let marAtRate (seed: int64) (rate: float) (x: Tensor) : Tensor =
+    use prob = marProbabilitiesAtRate rate x
+    use gen = generator seed
+    use u = torch.rand(prob.shape, dtype = dtype, generator = gen)
+    use hit = u.lt(prob)
+    hit.to_type(dtype)
+
 /// A MAR mask (n, p) for complete data x (appendix E): the first floor(0.7 p) features are never
 /// missing; each remaining entry of row i goes missing with the row's probability from
 /// <see cref="marProbabilities"/>, independently. Rows may end up with all trailing features missing.

@@ -43,7 +43,10 @@ public sealed record EpochRecord(int Iteration, int Epoch, double MeanL1, double
 /// </example>
 public sealed class EMFlowImputer : Imputer
 {
+    // Every completed iteration is kept, so the model at any iteration can still impute (TransformAtIteration);
+    // the first _selected of them form the model Transform uses.
     private readonly List<(Flow.Flow Flow, OnlineEm.Estimate Estimate)> _stages = new();
+    private int _selected;
     private OnlineEm.Estimate? _gaussian;
     private readonly List<IterationRecord> _history = new();
     private readonly List<EpochRecord> _epochs = new();
@@ -58,7 +61,15 @@ public sealed class EMFlowImputer : Imputer
     public int IterationsRun => _history.Count;
 
     /// <summary>The iteration whose model is used (0: the initial imputation was best on the hold-out).</summary>
-    public int SelectedIteration => _stages.Count;
+    public int SelectedIteration => _selected;
+
+    /// <summary>Iterations whose model can still impute through <see cref="TransformAtIteration"/>: every iteration
+    /// the last Fit completed without diverging; after <see cref="Load"/>, the saved (selected) ones.</summary>
+    public int AvailableIterations => _stages.Count;
+
+    /// <summary>Seconds the last Fit spent before its first iteration (validation, hold-out, initial imputation);
+    /// with <see cref="IterationRecord.Seconds"/> it places each iteration on a time axis. NaN after <see cref="Load"/>.</summary>
+    public double InitialSeconds { get; private set; } = double.NaN;
 
     /// <summary>Hold-out RMSE of the initial imputation (iteration 0), [0, 1] scale; NaN without a hold-out.</summary>
     public double InitialValidationRmse { get; private set; } = double.NaN;
@@ -76,7 +87,7 @@ public sealed class EMFlowImputer : Imputer
     public double[,] Sigma => Tensors.toArray2D(FinalEstimate.Sigma);
 
     private OnlineEm.Estimate FinalEstimate =>
-        _stages.Count > 0 ? _stages[^1].Estimate : _gaussian ?? throw new InvalidOperationException("EMFlowImputer is not fitted yet; call Fit first.");
+        _selected > 0 ? _stages[_selected - 1].Estimate : _gaussian ?? throw new InvalidOperationException("EMFlowImputer is not fitted yet; call Fit first.");
 
     /// <inheritdoc />
     protected override void ValidateSettings(int rows, int columns)
@@ -129,6 +140,7 @@ public sealed class EMFlowImputer : Imputer
         double bestScore = InitialValidationRmse = Selection.score(x, xHat, hidden);
         int best = 0;
         var stages = new List<(Flow.Flow, OnlineEm.Estimate)>();
+        InitialSeconds = clock.Elapsed.TotalSeconds;
         var stepSize = new OnlineEm.StepSize(o.StepSizeC, o.StepSizeGamma, o.StepSizeFloor);
         var form = o.SufficientStatisticsUpdate ? OnlineEm.UpdateForm.SufficientStatistics : OnlineEm.UpdateForm.Moments;
 
@@ -222,11 +234,8 @@ public sealed class EMFlowImputer : Imputer
                 best = it;
             }
         }
-        for (int i = 0; i < stages.Count; i++)
-        {
-            if (i < best) _stages.Add(stages[i]);
-            else Dispose(stages[i]);
-        }
+        _stages.AddRange(stages);
+        _selected = best;
         if (o.ValidationFraction > 0 && !images)
         {
             // New rows start from the Gaussian-EM imputation; now that selection is done, fit it on every
@@ -238,12 +247,14 @@ public sealed class EMFlowImputer : Imputer
         }
     }
 
-    private protected override Tensor TransformScaled(Tensor x, Tensor mask)
+    private protected override Tensor TransformScaled(Tensor x, Tensor mask) => TransformScaled(x, mask, _selected);
+
+    private Tensor TransformScaled(Tensor x, Tensor mask, int iterations)
     {
         var xHat = Start(x, mask);
         var (lower, upper) = Bounds(x.shape[1]);
-        foreach (var (flow, estimate) in _stages)
-            xHat = Training.reimpute(flow, estimate, lower, upper, xHat, mask);
+        for (int s = 0; s < iterations; s++)
+            xHat = Training.reimpute(_stages[s].Flow, _stages[s].Estimate, lower, upper, xHat, mask);
         return xHat;
     }
 
@@ -259,6 +270,28 @@ public sealed class EMFlowImputer : Imputer
     /// rows start exactly as the training rows did.</summary>
     private bool StartsLikeImages => Options.InitialImputation == InitialImputation.NearestPixel
         || (Options.InitialImputation == InitialImputation.Zero && Options.ImageWidth is not null);
+
+    /// <summary>
+    /// Imputes rows with the model as it stood after <paramref name="iteration"/> iterations, whether or not that
+    /// iteration was selected: 0 is the initial Gaussian-EM imputation. For convergence curves (test error per
+    /// iteration and per second, as in the paper's Figure 2) and for stepping through a fit.
+    /// </summary>
+    /// <param name="iteration">0 … <see cref="AvailableIterations"/>.</param>
+    /// <param name="data">(m, p) rows with NaN (or <paramref name="missing"/>) marking missing values.</param>
+    /// <param name="missing">Optional (m, p) mask, true where missing.</param>
+    /// <returns>A new (m, p) table: observed cells copied from <paramref name="data"/>, missing cells imputed.</returns>
+    /// <exception cref="InvalidOperationException">Before Fit.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="iteration"/> outside 0 … <see cref="AvailableIterations"/>.</exception>
+    public double[,] TransformAtIteration(int iteration, double[,] data, bool[,]? missing = null)
+    {
+        var scaler = RequireScaler();
+        if (iteration < 0 || iteration > _stages.Count)
+            throw new ArgumentOutOfRangeException(nameof(iteration), iteration, $"iteration must be in 0 … {_stages.Count} (the iterations this model keeps); got {iteration}.");
+        var c = CheckRows(nameof(data), scaler.Features, data, missing);
+        using var scope = NewDisposeScope();
+        var imputed = TransformScaled(Scaled(scaler, c), c.Mask, iteration);
+        return WriteBack(data, c, Scaler.inverseTransform(scaler, imputed));
+    }
 
     /// <summary>
     /// Multiple imputation: <paramref name="count"/> completed tables whose missing cells are draws, not means.
@@ -284,9 +317,9 @@ public sealed class EMFlowImputer : Imputer
         for (int k = 0; k < count; k++)
         {
             var xHat = Start(x, c.Mask);
-            for (int s = 0; s + 1 < _stages.Count; s++)
+            for (int s = 0; s + 1 < _selected; s++)
                 xHat = Training.reimpute(_stages[s].Flow, _stages[s].Estimate, lower, upper, xHat, c.Mask);
-            var (flow, estimate) = _stages.Count > 0 ? _stages[^1] : (identity, _gaussian!);
+            var (flow, estimate) = _selected > 0 ? _stages[_selected - 1] : (identity, _gaussian!);
             var draw = Training.sampleImputation(gen, flow, estimate, lower, upper, xHat, c.Mask);
             result.Add(WriteBack(data, c, Scaler.inverseTransform(scaler, draw)));
         }
@@ -306,20 +339,20 @@ public sealed class EMFlowImputer : Imputer
         using var scope = NewDisposeScope();
         var imputed = TransformScaled(Scaled(scaler, c), c.Mask);
         using var identity = Flow.identity((int)imputed.shape[1]);
-        var (flow, estimate) = _stages.Count > 0 ? _stages[^1] : (identity, _gaussian!);
+        var (flow, estimate) = _selected > 0 ? _stages[_selected - 1] : (identity, _gaussian!);
         using var noGrad = no_grad();
         var logp = Training.logDensity(flow, estimate, imputed);
         double logRange = scaler.Range.Sum(Math.Log);
         return Tensors.toArray(logp - logRange);
     }
 
-    /// <summary>Writes the fitted model (options, scaler, Gaussian-EM fit, every kept iteration's flow and latent Gaussian) to one file.</summary>
+    /// <summary>Writes the fitted model (options, scaler, Gaussian-EM fit, every selected iteration's flow and latent Gaussian) to one file; iterations after the selected one are not saved.</summary>
     /// <param name="path">File to create or overwrite.</param>
     /// <exception cref="InvalidOperationException">Before Fit.</exception>
     public void Save(string path)
     {
         var scaler = RequireScaler();
-        ModelFile.Save(path, Options, scaler, _gaussian!, _stages, _history, _epochs, InitialValidationRmse);
+        ModelFile.Save(path, Options, scaler, _gaussian!, _stages.Take(_selected).ToList(), _history, _epochs, InitialValidationRmse);
     }
 
     /// <summary>Reads a model written by <see cref="Save"/>; the loaded model transforms exactly as the saved one did.</summary>
@@ -332,6 +365,7 @@ public sealed class EMFlowImputer : Imputer
         imputer.SetScaler(m.Scaler);
         imputer._gaussian = m.Gaussian;
         imputer._stages.AddRange(m.Stages);
+        imputer._selected = m.Stages.Count;
         imputer._history.AddRange(m.History);
         imputer._epochs.AddRange(m.Epochs);
         imputer.InitialValidationRmse = m.InitialValidationRmse;
@@ -371,6 +405,8 @@ public sealed class EMFlowImputer : Imputer
     {
         foreach (var s in _stages) Dispose(s);
         _stages.Clear();
+        _selected = 0;
+        InitialSeconds = double.NaN;
         _history.Clear();
         _epochs.Clear();
         _gaussian?.Mu.Dispose();

@@ -94,7 +94,7 @@ public abstract class Imputer : IDisposable
 
     /// <summary>The fitted scaler, for subclasses that persist or sample.</summary>
     private protected Scaler.MinMax RequireScaler() =>
-        _scaler ?? throw new InvalidOperationException($"{GetType().Name} is not fitted yet; call Fit first.");
+        _disposed ? throw new ObjectDisposedException(GetType().Name) : _scaler ?? throw new InvalidOperationException($"{GetType().Name} is not fitted yet; call Fit first.");
 
     /// <summary>The scaler of the Fit in progress, or the fitted one: image methods work on the original pixel scale.</summary>
     private protected Scaler.MinMax CurrentScaler => _fitting ?? RequireScaler();

@@ -108,6 +108,22 @@ let maskTests =
             let prob = toArray (marProbabilities x)
             Expect.equal prob [| 0.0; 0.5; 0.0; 0.5; 0.0; 0.5 |] "probabilities"
 
+        testCase "MAR at a set rate hits the rate and keeps the rows' order of probability" <| fun () ->
+            let x = gaussianData 51L 2000 10
+            for rate in [ 0.1; 0.26; 0.62 ] do
+                let prob = marProbabilitiesAtRate rate x
+                let trailing = prob.narrow(1L, 7L, 3L)
+                Expect.floatClose { absolute = 1e-9; relative = 0.0 } (scalar (trailing.mean())) rate "expected rate"
+                Expect.equal (scalar (prob.narrow(1L, 0L, 7L).abs().sum())) 0.0 "drivers never missing"
+                // Same ranking of rows as the uncalibrated mechanism.
+                let a = (marProbabilities x).narrow(1L, 7L, 1L).squeeze(1L).argsort().to_type(torch.float64)
+                let b = trailing.narrow(1L, 0L, 1L).squeeze(1L).argsort().to_type(torch.float64)
+                Expect.equal (bits a) (bits b) "order kept"
+                let m = marAtRate 52L rate x
+                Expect.floatClose { absolute = rateTol; relative = 0.0 } (scalar (m.narrow(1L, 7L, 3L).mean())) rate "realised rate"
+            Expect.throwsT<ArgumentOutOfRangeException> (fun () -> marProbabilitiesAtRate 0.0 x |> ignore) "rate 0"
+            Expect.throwsT<ArgumentOutOfRangeException> (fun () -> marProbabilitiesAtRate 1.0 x |> ignore) "rate 1"
+
         testCase "MAR: same seed same mask, different seed different mask" <| fun () ->
             let x = gaussianData 41L 200 6
             Expect.equal (bits (mar 1L x)) (bits (mar 1L x)) "same seed"

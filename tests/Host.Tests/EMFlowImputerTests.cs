@@ -46,6 +46,33 @@ public class EMFlowImputerTests
     }
 
     [Fact]
+    public void TransformAtIteration_replays_each_iteration_and_the_selected_one_is_Transform()
+    {
+        var (_, data) = TestData.Table(200);
+        using var imputer = new EMFlowImputer(TestData.QuickEMFlow() with { Iterations = 3 });
+        imputer.Fit(data);
+        using var gaussian = new GaussianEmImputer();
+        gaussian.Fit(data);
+        Assert.Equal(3, imputer.AvailableIterations);
+        Assert.True(imputer.InitialSeconds >= 0);
+        Assert.Equal(imputer.Transform(data), imputer.TransformAtIteration(imputer.SelectedIteration, data));
+        var atZero = imputer.TransformAtIteration(0, data);
+        var reference = gaussian.Transform(data);
+        for (int i = 0; i < 200; i++)
+            for (int j = 0; j < 4; j++)
+                Assert.Equal(reference[i, j], atZero[i, j], 6);
+        var steps = Enumerable.Range(0, 4).Select(k => imputer.TransformAtIteration(k, data)).ToArray();
+        Assert.NotEqual(steps[0], steps[3]);
+        foreach (var s in steps)
+            for (int i = 0; i < 200; i++)
+                for (int j = 0; j < 4; j++)
+                    if (!double.IsNaN(data[i, j])) Assert.Equal(data[i, j], s[i, j]);
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() => imputer.TransformAtIteration(4, data));
+        Assert.Equal("iteration", e.ParamName);
+        Assert.Throws<ArgumentOutOfRangeException>(() => imputer.TransformAtIteration(-1, data));
+    }
+
+    [Fact]
     public void Load_rejects_a_file_that_is_not_a_model()
     {
         var path = Path.GetTempFileName();
@@ -162,6 +189,7 @@ public class EMFlowImputerTests
         Assert.Throws<InvalidOperationException>(() => imputer.Save("x.model"));
         Assert.Throws<InvalidOperationException>(() => imputer.SampleImputations(new double[,] { { 1 } }, 1));
         Assert.Throws<InvalidOperationException>(() => imputer.LogLikelihood(new double[,] { { 1 } }));
+        Assert.Throws<InvalidOperationException>(() => imputer.TransformAtIteration(0, new double[,] { { 1 } }));
     }
 
     [Fact]

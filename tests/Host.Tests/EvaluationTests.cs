@@ -145,6 +145,19 @@ public class EvaluationTests
     }
 
     [Fact]
+    public void MAR_at_a_set_rate_hides_about_that_share_of_the_trailing_features()
+    {
+        var data = TestData.Table(2000).Complete;
+        var t = Protocol.Prepare(data, new ProtocolOptions { Seed = 2, Mechanism = Mechanism.Mar(0.26) });
+        int lead = Missingness.marObservedFeatures(4);
+        for (int i = 0; i < 2000; i++) for (int j = 0; j < lead; j++) Assert.False(t.Hidden[i, j]);
+        Assert.InRange(t.TrailingHiddenRate, 0.23, 0.29);
+        Assert.Equal("mar0.26", Mechanism.Mar(0.26).ToString());
+        Assert.Equal("mar", Mechanism.Mar().ToString());
+        Assert.Equal("trailingRate", Assert.Throws<ArgumentOutOfRangeException>(() => Mechanism.Mar(1.0)).ParamName);
+    }
+
+    [Fact]
     public void Explicit_mask_and_folds_are_used_as_given()
     {
         var data = RowCoded(20);

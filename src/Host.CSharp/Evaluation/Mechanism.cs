@@ -30,7 +30,8 @@ public sealed record Mechanism
     /// <summary>The kind of missingness.</summary>
     public MechanismKind Kind { get; }
 
-    /// <summary>MCAR missing probability per entry (unused otherwise).</summary>
+    /// <summary>MCAR missing probability per entry; for MAR at a set rate, the expected rate over the trailing
+    /// features (NaN for <see cref="Mar()"/>); unused for MNAR.</summary>
     public double Rate { get; }
 
     /// <summary>MNAR threshold quantile per feature (unused otherwise).</summary>
@@ -52,6 +53,18 @@ public sealed record Mechanism
     /// <c>Missingness.mar</c>); the realised rate depends on the data and is reported with every result.</summary>
     public static Mechanism Mar() => new(MechanismKind.Mar, double.NaN, double.NaN, double.NaN);
 
+    /// <summary>MAR as in <see cref="Mar()"/> with an intercept inside the sigmoid set so that the expected missing rate
+    /// over the last 30% of features is <paramref name="trailingRate"/> (<c>Missingness.marAtRate</c>): the paper's
+    /// mechanism at the rates its Table 4 reports.</summary>
+    /// <param name="trailingRate">Expected rate over the trailing features, in (0, 1); <see cref="Rate"/> holds it.</param>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="trailingRate"/> outside (0, 1).</exception>
+    public static Mechanism Mar(double trailingRate)
+    {
+        if (!(trailingRate > 0 && trailingRate < 1))
+            throw new ArgumentOutOfRangeException(nameof(trailingRate), trailingRate, $"trailingRate must be in (0, 1); got {trailingRate}.");
+        return new(MechanismKind.Mar, trailingRate, double.NaN, double.NaN);
+    }
+
     /// <summary>Self-masking MNAR: an entry strictly above its feature's <paramref name="quantile"/> goes missing with
     /// probability <paramref name="probability"/>.</summary>
     /// <param name="quantile">Threshold quantile, in [0, 1]. Default 0.5.</param>
@@ -64,11 +77,11 @@ public sealed record Mechanism
         return new(MechanismKind.Mnar, double.NaN, quantile, probability);
     }
 
-    /// <summary>A short label: "mcar0.2", "mar", "mnar-q0.5-p0.5".</summary>
+    /// <summary>A short label: "mcar0.2", "mar", "mar0.26" (at a set trailing rate), "mnar-q0.5-p0.5".</summary>
     public override string ToString() => Kind switch
     {
         MechanismKind.Mcar => FormattableString.Invariant($"mcar{Rate}"),
-        MechanismKind.Mar => "mar",
+        MechanismKind.Mar => double.IsNaN(Rate) ? "mar" : FormattableString.Invariant($"mar{Rate}"),
         _ => FormattableString.Invariant($"mnar-q{Quantile}-p{Probability}"),
     };
 }

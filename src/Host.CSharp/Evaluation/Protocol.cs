@@ -203,7 +203,9 @@ public static class Protocol
                 break;
             case MechanismKind.Mar:
                 if (p < 2) throw new ArgumentException($"MAR needs at least 2 columns; got {p}.", nameof(scaled));
-                mask = Missingness.mar(seed, Tensors.ofArray2D(FillUnknownWithColumnMean(scaled)));
+                mask = double.IsNaN(mechanism.Rate)
+                    ? Missingness.mar(seed, Tensors.ofArray2D(FillUnknownWithColumnMean(scaled)))
+                    : Missingness.marAtRate(seed, mechanism.Rate, Tensors.ofArray2D(FillUnknownWithColumnMean(scaled)));
                 break;
             default:
                 mask = Missingness.mnar(seed, mechanism.Quantile, mechanism.Probability, Tensors.ofArray2D(FillUnknownWithColumnMean(scaled)));
