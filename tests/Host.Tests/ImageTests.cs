@@ -153,6 +153,35 @@ public class NearestPixelTests
     }
 }
 
+public class NearestPixelModelFileTests
+{
+    [Fact]
+    public void A_saved_nearest_pixel_EMFlow_model_completes_new_images_exactly_as_before()
+    {
+        var (images, _) = TestImages.Halves(60, 4, 5);
+        var rng = new Random(6);
+        var masked = (double[,])images.Clone();
+        for (int i = 0; i < 60; i++) for (int j = 0; j < 16; j++) if (rng.NextDouble() < 0.25) masked[i, j] = double.NaN;
+        using var imputer = new EMFlowImputer(TestData.QuickEMFlow() with
+        {
+            InitialImputation = InitialImputation.NearestPixel, ImageWidth = 4, ImageHeight = 4, RefitLatentGaussian = false, Iterations = 1,
+        });
+        imputer.Fit(masked);
+        var path = Path.GetTempFileName();
+        try
+        {
+            imputer.Save(path);
+            using var loaded = EMFlowImputer.Load(path);
+            Assert.Equal(InitialImputation.NearestPixel, loaded.Options.InitialImputation);
+            Assert.Equal(imputer.Transform(masked), loaded.Transform(masked));
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+}
+
 public class LeNetClassifierTests
 {
     [Fact]
