@@ -156,7 +156,7 @@ internal static class ConvergeBench
                 Plot(a.Get("plots") ?? Path.Combine(TablesBench.RepoRoot(), "docs"), g.Key.dataset, g.Key.fold, g.Key.quick, g.ToList());
     }
 
-    /// <summary>Per method: the final RMSE, the best one, and the training seconds to come within 1% of the final RMSE.</summary>
+    /// <summary>Per method: the final RMSE, the best one, and the training seconds to come within 1% of each.</summary>
     public static string Markdown(IReadOnlyList<ConvergeRecord> records)
     {
         var rows = records.GroupBy(r => (r.dataset, r.mechanism, r.fold, r.method)).Select(g =>
@@ -165,16 +165,17 @@ internal static class ConvergeBench
             var last = pts[^1];
             var reached = pts.First(r => r.rmse <= last.rmse * 1.01);
             var best = pts.MinBy(r => r.rmse)!;
+            var nearBest = pts.First(r => r.rmse <= best.rmse * 1.01);
             return (IReadOnlyList<string>)new[]
             {
                 $"{g.Key.dataset} ({last.rows} x {last.columns}), {g.Key.mechanism}, fold {g.Key.fold}", g.Key.method, $"{pts.Count}",
                 string.Join(" → ", pts.Select(r => $"{r.rmse:F3}")),
                 $"{last.rmse:F4} ({last.budget}, {last.train_seconds:F1} s)", $"{best.rmse:F4} ({best.budget})",
-                $"{reached.train_seconds:F1} s ({reached.budget})",
+                $"{reached.train_seconds:F1} s ({reached.budget})", $"{nearBest.train_seconds:F1} s ({nearBest.budget})",
             };
         });
-        return "Test RMSE (one fold) against training time; reached = first budget within 1% of the method's final RMSE\n\n"
-            + Report.Table(new[] { "data", "method", "points", "RMSE by budget", "final", "best", "time to within 1% of final" }, rows);
+        return "Test RMSE (one fold) against training seconds; the last two columns give the first budget whose RMSE is within 1% of the method's final, and of its best\n\n"
+            + Report.Table(new[] { "data", "method", "points", "RMSE by budget", "final", "best", "time to within 1% of final", "time to within 1% of best" }, rows);
     }
 
     private static void Plot(string folder, string dataset, int fold, bool quick, IReadOnlyList<ConvergeRecord> records)

@@ -15,7 +15,7 @@ internal static class EStepBench
     {
         set_num_threads(1);
         int repeats = a.Int("repeats", 5), batch = a.Int("batch", 256);
-        var cases = new (int P, double Rate)[] { (16, 0.2), (90, 0.2), (784, 0.2), (784, 0.5), (784, 0.8) };
+        var cases = new (int P, double Rate)[] { (16, 0.2), (90, 0.2), (784, 0.1), (784, 0.2), (784, 0.3), (784, 0.5), (784, 0.7), (784, 0.8), (784, 0.9) };
         var rows = new List<IReadOnlyList<string>>();
         Console.WriteLine($"E-step, batch {batch}, MCAR masks (each row its own pattern), {repeats} repeats, median; 1 torch thread; {Report.Machine}");
         foreach (var (p, rate) in cases)

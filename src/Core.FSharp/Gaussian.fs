@@ -45,144 +45,216 @@ let precision (sigma: Tensor) : Tensor =
     let inv = torch.cholesky_inverse(l)
     (inv + inv.T) * 0.5
 
-/// log N(z_i; μ, Σ) for each row, (B). Differentiable in z (the flow is trained through it); μ and Σ enter
-/// as given.
-let logDensity (mu: Tensor) (sigma: Tensor) (z: Tensor) : Tensor =
+/// log N(z_i; μ, L Lᵀ) for each row, (B), from the lower Cholesky factor L of Σ.
+let private logDensityFactor (mu: Tensor) (l: Tensor) (z: Tensor) : Tensor =
     let p = float z.shape[1]
-    let l = cholesky sigma
     let d = (z - mu).T
     let y = torch.linalg.solve_triangular(l, d, upper = false)
     let maha = (y * y).sum(dim = 0L)
     let logDet = l.diagonal().log().sum() * 2.0
     (maha + logDet + p * Math.Log(2.0 * Math.PI)) * -0.5
 
-// Row-chunks bound the (chunk, K, p) temporaries of the observed-block form at about 2^24 doubles.
-let private chunkRows (k: int64) (p: int64) (b: int64) =
-    max 1L (min b ((1L <<< 24) / max 1L (k * p)))
+/// log N(z_i; μ, Σ) for each row, (B). Differentiable in z (the flow is trained through it); μ and Σ enter
+/// as given.
+let logDensity (mu: Tensor) (sigma: Tensor) (z: Tensor) : Tensor =
+    logDensityFactor mu (cholesky sigma) z
 
-/// For each row, the indices of its `selected` features first (1.0 in `selected`), padded to width K with
-/// other indices, and a (B, K) validity mask telling which positions are real.
+// Rows per chunk of K × K blocks. Rows come sorted by block size and each chunk pads to its largest block, so
+// smaller chunks pad less; (chunk, K, K) temporaries of 2^19 doubles (4 MB) stay in cache for the gather, the
+// factorisation and the sum into (p, p) while still holding every row of a batch when blocks are small, where the
+// dozen torch calls a chunk costs would otherwise dominate.
+let private chunkRows (k: int64) (b: int64) =
+    max 1L (min b ((1L <<< 19) / (k * k)))
+
+/// For each row, the indices of its `selected` features first (1.0 in `selected`), then padding: position j
+/// of the padding holds p + j. Against a matrix extended by <see cref="withIdentity"/> the gathered block is the
+/// row's block with identity on padding, and sums of blocks put padding outside the leading (p, p).
+/// Returns the (B, K) indices and K, the largest count.
 let private packIndices (selected: Tensor) =
+    let p = selected.shape[1]
     let counts = selected.sum(dim = 1L)
     let k = max 1L (int64 (scalar (counts.max())))
     let struct (_, order) = torch.sort(selected, dim = 1L, descending = true, stable = true)
-    let idx = order.narrow(1L, 0L, k)
-    let pos = torch.arange(k, dtype = dtype).unsqueeze(0)
-    let valid = pos.lt(counts.unsqueeze(1)).to_type(dtype)
-    idx, valid, k
+    let pos = torch.arange(k, dtype = torch.int64).unsqueeze(0)
+    let idx = torch.where(pos.lt(counts.unsqueeze(1)), order.narrow(1L, 0L, k), pos + p)
+    idx, k
 
-/// Gathers a (B, K, K) block of a symmetric (p, p) matrix at each row's indices, with identity on padding,
-/// so one batched factorisation serves rows of different pattern sizes.
-let private gatherBlock (m: Tensor) (idx: Tensor) (valid: Tensor) =
-    let b, k = idx.shape[0], idx.shape[1]
+/// The (p + k, p + k) matrix with m in the leading block and the identity after it.
+let private withIdentity (m: Tensor) (k: int64) =
     let p = m.shape[0]
-    let rows = m.index_select(0L, idx.flatten()).reshape(b, k, p)
-    let block = rows.gather(2L, idx.unsqueeze(1).expand(b, k, k))
-    let vv = valid.unsqueeze(2) * valid.unsqueeze(1)
-    block * vv + torch.diag_embed(1.0 - valid)
+    let out = torch.zeros(p + k, p + k, dtype = dtype)
+    out.narrow(0L, 0L, p).narrow(1L, 0L, p).copy_(m) |> ignore
+    out.diagonal().narrow(0L, p, k).fill_(sc 1.0) |> ignore
+    out
+
+/// (B·K·K) positions of each row's K × K block in a row-major (q, q) matrix, for gathering and for summing
+/// blocks back.
+let private blockPositions (idx: Tensor) (q: int64) = (idx.unsqueeze(2) * q + idx.unsqueeze(1)).reshape(-1L)
+
+/// Lower factor (B, K, K) and inverse (B, K, K) of each row's block of a symmetric positive-definite matrix
+/// extended by <see cref="withIdentity"/>, gathered at `positions`; both are the identity on padding, exactly, as
+/// the factorisation never mixes the padding with the block. Cholesky then cholesky_inverse is the fastest
+/// correct batched inverse on the CPU: LU (linalg.inv) is several times slower, and solving against the
+/// identity costs a full second pass.
+let private blockInverse (extended: Tensor) (positions: Tensor) (b: int64) (k: int64) =
+    let l = torch.linalg.cholesky(extended.reshape(-1L).index_select(0L, positions).reshape(b, k, k))
+    l, torch.cholesky_inverse(l)
 
 /// Precision form for rows whose missing block is the smaller: C = (Λ_mm)⁻¹, ẑ_m = μ_m − C Λ_mo (z_o − μ_o).
-/// Returns the imputed rows, the per-row covariance placed in (p, p) if asked for, and the covariance sum.
-let private missingBlockForm (mu: Tensor) (lambda: Tensor) (z: Tensor) (mask: Tensor) (perRow: bool) =
-    let p = z.shape[1]
-    let idx, valid, _ = packIndices mask
-    let lmm = gatherBlock lambda idx valid
-    let l = torch.linalg.cholesky(lmm)
-    let d = (z - mu) * (1.0 - mask)
-    let r = d.matmul(lambda).gather(1L, idx) * valid
-    let x = torch.cholesky_solve(r.unsqueeze(2), l).squeeze(2)
-    let muIdx = mu.index_select(0L, idx.flatten()).reshape(idx.shape)
-    let start = z * (1.0 - mask) + mu * mask
-    let values = torch.where(valid.gt(sc (0.5)), muIdx - x, start.gather(1L, idx))
-    let imputed = start.scatter(1L, idx, values)
-    let c = torch.cholesky_inverse(l) * (valid.unsqueeze(2) * valid.unsqueeze(1))
-    let b, k = idx.shape[0], idx.shape[1]
-    let flat = (idx.unsqueeze(2) * p + idx.unsqueeze(1)).flatten()
-    let covSum = torch.zeros(p * p, dtype = dtype).index_add(0L, flat, c.flatten(), sc 1.0).reshape(p, p)
+/// `lambda` is Λ extended by <see cref="withIdentity"/> to (q, q), `r` (B, q) is (z − μ) with missing entries
+/// zeroed, times Λ, zero after p. Adds each C into `covAcc` (q·q, padding beyond the leading (p, p)) and returns
+/// the shift of the missing entries from μ (B, p; zero elsewhere), the per-row covariances in (p, p) if asked
+/// for, and log det C (B).
+let private missingBlockForm (lambda: Tensor) (r: Tensor) (mask: Tensor) (covAcc: Tensor) (perRow: bool) =
+    let b, p, q = mask.shape[0], mask.shape[1], lambda.shape[0]
+    let idx, k = packIndices mask
+    let positions = blockPositions idx q
+    let l, c = blockInverse lambda positions b k
+    // Padding carries r = 0, hence x = 0.
+    let x = c.bmm(r.gather(1L, idx).unsqueeze(2)).squeeze(2)
+    let shift = torch.zeros(b, q, dtype = dtype).scatter_(1L, idx, x.neg()).narrow(1L, 0L, p)
+    covAcc.index_add_(0L, positions, c.reshape(-1L), sc 1.0) |> ignore
     let rows =
         if perRow then
-            let offsets = (torch.arange(b, dtype = torch.int64) * (p * p)).reshape(b, 1L, 1L)
-            let flatB = (offsets + idx.unsqueeze(2) * p + idx.unsqueeze(1)).flatten()
-            Some (torch.zeros(b * p * p, dtype = dtype).index_add(0L, flatB, c.flatten(), sc 1.0).reshape(b, p, p))
+            // Padding zeroed and pointed inside (p, p), so the B p² result needs no extended copy.
+            let real = idx.lt(sc (float p)).to_type(dtype)
+            let offsets = (torch.arange(b, dtype = torch.int64) * (p * p)).repeat_interleave(k * k)
+            let inside = blockPositions (torch.minimum(idx, torch.tensor(p - 1L))) p
+            let values = (c * (real.unsqueeze(2) * real.unsqueeze(1))).reshape(-1L)
+            Some (torch.zeros(b * p * p, dtype = dtype).index_add(0L, offsets + inside, values, sc 1.0).reshape(b, p, p))
         else None
     // log det C = −log det Λ_mm; padding sits on the diagonal as 1 and adds nothing.
     let logDetC = l.diagonal(dim1 = -2L, dim2 = -1L).log().sum(dim = 1L) * -2.0
-    imputed, rows, covSum, logDetC
+    shift, rows, logDetC
 
-/// Observed-block form for rows whose observed block is the smaller:
-/// ẑ_m = μ_m + Σ_mo Σ_oo⁻¹ (z_o − μ_o), C = Σ_mm − Σ_mo Σ_oo⁻¹ Σ_om. Fully missing rows land here
-/// (empty observed block: ẑ = μ, C = Σ).
-let private observedBlockForm (mu: Tensor) (sigma: Tensor) (z: Tensor) (mask: Tensor) (perRow: bool) =
-    let p = z.shape[1]
-    let observed = 1.0 - mask
-    let idx, valid, k = packIndices observed
-    let b = idx.shape[0]
-    let soo = gatherBlock sigma idx valid
-    let l = torch.linalg.cholesky(soo)
-    let d = (z - mu).gather(1L, idx) * valid
-    let w = torch.cholesky_solve(d.unsqueeze(2), l).squeeze(2)
-    // Rows of Σ at the observed indices, zeroed on padding: (B, K, p) = Σ_o,: for each row.
-    let a = sigma.index_select(0L, idx.flatten()).reshape(b, k, p) * valid.unsqueeze(2)
-    let full = mu + w.unsqueeze(1).bmm(a).squeeze(1)
-    let imputed = z * observed + full * mask
-    let u = torch.linalg.solve_triangular(l, a, upper = false)
-    let v = u * mask.unsqueeze(1)
-    let maskOuter = mask.T.matmul(mask)
-    let covSum = sigma * maskOuter - v.reshape(b * k, p).T.matmul(v.reshape(b * k, p))
+/// Observed-block form for rows whose observed block is the smaller: ẑ_m = μ_m + Σ_mo Σ_oo⁻¹ (z_o − μ_o),
+/// C = Σ_mm − Σ_mo Σ_oo⁻¹ Σ_om. Fully missing rows land here (empty observed block: ẑ = μ, C = Σ).
+/// The row's conditional covariance of all p entries is Σ − Σ W Σ with W = Σ_oo⁻¹ placed in (o, o): it is C
+/// on (m, m) and zero elsewhere. Σ is shared by every row, so the batch's sum is nΣ − Σ (Σ_i W_i) Σ and each
+/// row only contributes its o × o inverse, added into `wAcc` (q·q, padding beyond the leading (p, p)).
+/// `sigmaExt` is Σ extended by <see cref="withIdentity"/> to (q, q), `d` (B, q) is z − μ with missing entries
+/// zeroed, zero after p. Returns Σ_oo⁻¹ (z_o − μ_o) placed at the observed positions (B, p; the shift of the
+/// missing entries from μ is this times Σ), the per-row covariances in (p, p) if asked for, and log det C (B).
+let private observedBlockForm (sigmaExt: Tensor) (logDetSigma: Tensor) (d: Tensor) (mask: Tensor) (wAcc: Tensor) (perRow: bool) =
+    let b, p, q = mask.shape[0], mask.shape[1], sigmaExt.shape[0]
+    let idx, k = packIndices (1.0 - mask)
+    let positions = blockPositions idx q
+    let l, s = blockInverse sigmaExt positions b k
+    // Padding carries d = 0, hence w = 0.
+    let w = s.bmm(d.gather(1L, idx).unsqueeze(2)).squeeze(2)
+    let spread = torch.zeros(b, q, dtype = dtype).scatter_(1L, idx, w).narrow(1L, 0L, p)
+    wAcc.index_add_(0L, positions, s.reshape(-1L), sc 1.0) |> ignore
     let rows =
         if perRow then
+            // Rows of the extended Σ at padding are unit vectors beyond p: zero in the leading p columns.
+            let a = sigmaExt.index_select(0L, idx.reshape(-1L)).reshape(b, k, q).narrow(2L, 0L, p)
+            let v = torch.linalg.solve_triangular(l, a, upper = false) * mask.unsqueeze(1)
             let mm = mask.unsqueeze(2) * mask.unsqueeze(1)
+            let sigma = sigmaExt.narrow(0L, 0L, p).narrow(1L, 0L, p)
             Some (sigma.unsqueeze(0) * mm - v.transpose(1L, 2L).bmm(v))
         else None
     // det Σ = det Σ_oo · det C (Schur complement), so log det C = log det Σ − log det Σ_oo.
-    let logDetSigma = (cholesky sigma).diagonal().log().sum() * 2.0
     let logDetC = logDetSigma - l.diagonal(dim1 = -2L, dim2 = -1L).log().sum(dim = 1L) * 2.0
-    imputed, rows, covSum, logDetC
+    spread, rows, logDetC
 
-/// Runs the cheaper form for each row: the precision form factorises and inverts a block of the size of the
-/// row's missing set, about (4/3) m³ operations for m missing entries; the covariance form factorises the
-/// observed block and, for the covariance sum, projects all p columns through it, about o p² + o² p for o
-/// observed entries. Block size alone would send half-missing rows of wide tables to the dearer form. Rows are
-/// grouped so each group needs a single batched factorisation padded to its largest block.
-let private conditionalCore (mu: Tensor) (sigma: Tensor) (z: Tensor) (mask: Tensor) (perRow: bool) =
+/// The rows where `group` is true, sorted by block size so that each chunk pads only to the largest block
+/// among rows of similar size, with their sizes; None for an empty group.
+let private sortedGroup (group: Tensor) (blockSize: Tensor) =
+    let unsorted = group.nonzero().squeeze(1)
+    if unsorted.shape[0] = 0L then None
+    else
+        let sizes = blockSize.index_select(0L, unsorted)
+        let order = sizes.argsort()
+        Some (unsorted.index_select(0L, order), toArray (sizes.index_select(0L, order)) |> Array.map int64)
+
+/// Calls `body part start len` on consecutive chunks of the sorted `members`, each sized by its largest block.
+let private forChunks (members: Tensor) (sizes: int64[]) (body: Tensor -> int64 -> int64 -> unit) =
+    let count = int64 sizes.Length
+    let mutable start = 0L
+    while start < count do
+        let fits len = chunkRows (max 1L sizes[int (start + len - 1L)]) (count - start)
+        // Sizes grow along the chunk, so shrinking it to fit its last block terminates.
+        let mutable len = fits 1L
+        while fits len < len do len <- fits len
+        body (members.narrow(0L, start, len)) start len
+        start <- start + len
+
+/// Runs the cheaper form for each row. Both factorise and invert one block per row, K³ operations for a
+/// K × K block (K³/3 Cholesky, 2K³/3 inverse), and gather and sum K² entries, about as dear as 50 K operations:
+/// the precision form inverts the missing block of Λ = Σ⁻¹, the covariance form the observed block of Σ. Each
+/// form also has a cost per batch: Λ itself (2p³/3, from the Cholesky of Σ both need) for the precision form,
+/// the two p × p products of Σ (Σ W) Σ (4p³) for the covariance form, and a few dozen torch calls (counted as
+/// 5·10⁶). Rows take their smaller block unless one form's cost per batch outweighs what its rows save; rows are
+/// grouped so each group needs one batched factorisation per chunk, padded to the chunk's largest block.
+let private conditionalCore (mu: Tensor) (sigma: Tensor) (l: Tensor) (z: Tensor) (mask: Tensor) (perRow: bool) =
     let n, p = z.shape[0], z.shape[1]
     let missing = mask.sum(dim = 1L)
     let observed = missing.neg().add(sc (float p))
     let pf = float p
-    let precisionCost = missing.pow(sc 3.0) * (4.0 / 3.0)
-    let observedCost = observed * (pf * pf) + observed.pow(sc 2.0) * pf
-    let useMissingBlock = precisionCost.le(observedCost)
-    let imputed = z.clone()
+    let blockCost (k: Tensor) = k.pow(sc 3.0) + k.pow(sc 2.0) * 50.0
+    let callCost = 5e6
+    let precisionCost = blockCost missing
+    // Fully observed rows need nothing: no shift, no covariance, log det C = 0; they cost neither form.
+    let hasMissing = missing.gt(sc 0.5)
+    let observedCost = blockCost observed * hasMissing.to_type(dtype)
+    let precisionFixed, observedFixed = 2.0 / 3.0 * pf ** 3.0 + callCost, 4.0 * pf ** 3.0 + callCost
+    let cheaper = precisionCost.le(observedCost)
+    let allPrecision = scalar (precisionCost.sum()) + precisionFixed
+    let allObserved = scalar (observedCost.sum()) + observedFixed
+    let split = scalar (torch.minimum(precisionCost, observedCost).sum()) + precisionFixed + observedFixed
+    let useMissingBlock =
+        if split < allPrecision && split < allObserved then cheaper
+        elif allPrecision <= allObserved then torch.ones_like(cheaper)
+        else torch.zeros_like(cheaper)
+    let logDetSigma = l.diagonal().log().sum() * 2.0
+    let d = (z - mu) * (1.0 - mask)
+    let shift = torch.zeros(n, p, dtype = dtype)
     let covSum = torch.zeros(p, p, dtype = dtype)
     let rows = if perRow then Some (torch.zeros(n, p, p, dtype = dtype)) else None
     let logDetC = torch.zeros(n, dtype = dtype)
-    let lambda = lazy (precision sigma)
-    for group, form in [ useMissingBlock, true; useMissingBlock.logical_not(), false ] do
-        let unsorted = group.nonzero().squeeze(1)
-        let count = unsorted.shape[0]
-        if count > 0L then
-            // Rows sorted by block size, so that each chunk pads only to the largest block among rows of similar size.
-            let blockSizes = (if form then missing else observed).index_select(0L, unsorted)
-            let members = unsorted.index_select(0L, blockSizes.argsort())
-            let gm = mask.index_select(0L, members)
-            let k = max 1L (int64 (scalar ((if form then gm else 1.0 - gm).sum(dim = 1L).max())))
-            let step = chunkRows k p count
-            let mutable start = 0L
-            while start < count do
-                let len = min step (count - start)
-                let part = members.narrow(0L, start, len)
-                let zc = z.index_select(0L, part)
-                let mc = mask.index_select(0L, part)
-                let imp, r, cs, ld =
-                    if form then missingBlockForm mu lambda.Value zc mc perRow
-                    else observedBlockForm mu sigma zc mc perRow
-                imputed.index_copy_(0L, part, imp) |> ignore
-                logDetC.index_copy_(0L, part, ld) |> ignore
-                covSum.add_(cs) |> ignore
-                match rows, r with
-                | Some all, Some rr -> all.index_copy_(0L, part, rr) |> ignore
-                | _ -> ()
-                start <- start + len
+    let record (part: Tensor) (r: Tensor option) (ld: Tensor) =
+        logDetC.index_copy_(0L, part, ld) |> ignore
+        match rows, r with
+        | Some all, Some rr -> all.index_copy_(0L, part, rr) |> ignore
+        | _ -> ()
+    let precisionRows = sortedGroup (useMissingBlock.logical_and(hasMissing)) missing
+    let observedRows = sortedGroup (useMissingBlock.logical_not().logical_and(hasMissing)) observed
+    match precisionRows with
+    | Some (members, sizes) ->
+        let lambda = torch.cholesky_inverse(l)
+        let lambda = (lambda + lambda.T) * 0.5
+        let kMax = max 1L (Array.max sizes)
+        let q = p + kMax
+        let covAcc = torch.zeros(q * q, dtype = dtype)
+        // (z_o − μ_o) Λ for the whole group in one product, not one per chunk.
+        let r = torch.zeros(members.shape[0], q, dtype = dtype)
+        r.narrow(1L, 0L, p).copy_(d.index_select(0L, members).matmul(lambda)) |> ignore
+        let lambdaExt = withIdentity lambda kMax
+        forChunks members sizes (fun part start len ->
+            let sh, rr, ld = missingBlockForm lambdaExt (r.narrow(0L, start, len)) (mask.index_select(0L, part)) covAcc perRow
+            shift.index_copy_(0L, part, sh) |> ignore
+            record part rr ld)
+        covSum.add_(covAcc.reshape(q, q).narrow(0L, 0L, p).narrow(1L, 0L, p)) |> ignore
+    | None -> ()
+    match observedRows with
+    | Some (members, sizes) ->
+        let count = members.shape[0]
+        let kMax = max 1L (Array.max sizes)
+        let q = p + kMax
+        let wAcc = torch.zeros(q * q, dtype = dtype)
+        let dExt = torch.zeros(n, q, dtype = dtype)
+        dExt.narrow(1L, 0L, p).copy_(d) |> ignore
+        let sigmaExt = withIdentity sigma kMax
+        let spread = torch.zeros(count, p, dtype = dtype)
+        forChunks members sizes (fun part start len ->
+            let w, rr, ld = observedBlockForm sigmaExt logDetSigma (dExt.index_select(0L, part)) (mask.index_select(0L, part)) wAcc perRow
+            spread.narrow(0L, start, len).copy_(w) |> ignore
+            record part rr ld)
+        shift.index_copy_(0L, members, spread.matmul(sigma)) |> ignore
+        let w = wAcc.reshape(q, q).narrow(0L, 0L, p).narrow(1L, 0L, p)
+        covSum.add_(sigma * float count - sigma.matmul(w).matmul(sigma)) |> ignore
+    | None -> ()
+    let imputed = z * (1.0 - mask) + (mu + shift) * mask
     imputed, rows, (covSum + covSum.T) * 0.5, logDetC
 
 /// Batched E-step (eq. 6, 18-19): each row's missing entries replaced by their conditional mean under
@@ -192,16 +264,18 @@ let private conditionalCore (mu: Tensor) (sigma: Tensor) (z: Tensor) (mask: Tens
 /// <param name="z">(B, p) rows; entries where <paramref name="mask"/> is 1 are ignored (may be NaN).</param>
 /// <param name="mask">(B, p) 1.0 missing, 0.0 observed. Fully observed rows come back unchanged; fully
 /// missing rows come back as μ.</param>
-/// <remarks>No per-row inverse: every row is solved through one batched Cholesky factorisation of the smaller
-/// of its observed and missing blocks (appendix B of the paper for the precision form).</remarks>
+/// <remarks>No per-row loop: the smaller of each row's observed and missing blocks is factorised and inverted in
+/// batched calls (appendix B of the paper for the precision form), and rows of the covariance form enter the
+/// covariance sum through nΣ − Σ (Σ_i Σ_oo⁻¹) Σ, so none of them projects all p columns.</remarks>
 let conditional (mu: Tensor) (sigma: Tensor) (z: Tensor) (mask: Tensor) : Conditional =
     use scope = torch.NewDisposeScope()
     let zz = torch.where(mask.gt(sc (0.5)), torch.zeros_like(z), z)
-    let imputed, _, covSum, logDetC = conditionalCore mu sigma zz mask false
+    let l = cholesky sigma
+    let imputed, _, covSum, logDetC = conditionalCore mu sigma l zz mask false
     // p(x_o) = p(x) / p(x_m | x_o) for any completion; at x_m = ẑ_m the denominator is N(ẑ_m; ẑ_m, C), whose log is
     // −(m log 2π + log det C) / 2, so the observed-data likelihood comes from one full-Σ density per row.
     let m = mask.sum(dim = 1L)
-    let logLik = logDensity mu sigma imputed + (m * Math.Log(2.0 * Math.PI) + logDetC) * 0.5
+    let logLik = logDensityFactor mu l imputed + (m * Math.Log(2.0 * Math.PI) + logDetC) * 0.5
     { Imputed = imputed.MoveToOuterDisposeScope()
       CovarianceSum = covSum.MoveToOuterDisposeScope()
       LogLikelihood = logLik.MoveToOuterDisposeScope() }
@@ -218,7 +292,7 @@ let conditionalMean (mu: Tensor) (sigma: Tensor) (z: Tensor) (mask: Tensor) : Te
 let conditionalCovariances (mu: Tensor) (sigma: Tensor) (mask: Tensor) : Tensor =
     use scope = torch.NewDisposeScope()
     let z = mu.unsqueeze(0).expand(mask.shape[0], mu.shape[0]).contiguous()
-    let _, rows, _, _ = conditionalCore mu sigma z mask true
+    let _, rows, _, _ = conditionalCore mu sigma (cholesky sigma) z mask true
     rows.Value.MoveToOuterDisposeScope()
 
 /// Draws from each row's conditional distribution N(ẑ_m, C): observed entries kept, (B, p).
@@ -239,13 +313,13 @@ let sampleConditional (gen: torch.Generator) (mu: Tensor) (sigma: Tensor) (z: Te
 let marginalLogDensity (mu: Tensor) (sigma: Tensor) (x: Tensor) (mask: Tensor) : Tensor =
     use scope = torch.NewDisposeScope()
     let observed = 1.0 - mask
-    let idx, valid, _ = packIndices observed
-    let soo = gatherBlock sigma idx valid
-    let l = torch.linalg.cholesky(soo)
+    let b, p = x.shape[0], x.shape[1]
+    let idx, k = packIndices observed
+    let l = torch.linalg.cholesky((withIdentity sigma k).reshape(-1L).index_select(0L, blockPositions idx (p + k)).reshape(b, k, k))
     let xx = torch.where(mask.gt(sc (0.5)), torch.zeros_like(x), x)
-    let d = (xx - mu).gather(1L, idx) * valid
+    let d = torch.cat([| xx - mu; torch.zeros(b, k, dtype = dtype) |], 1L).gather(1L, idx)
     let y = torch.linalg.solve_triangular(l, d.unsqueeze(2), upper = false).squeeze(2)
     let maha = (y * y).sum(dim = 1L)
     let logDet = l.diagonal(dim1 = -2L, dim2 = -1L).log().sum(dim = 1L) * 2.0
-    let k = observed.sum(dim = 1L)
-    ((maha + logDet + k * Math.Log(2.0 * Math.PI)) * -0.5).MoveToOuterDisposeScope()
+    let count = observed.sum(dim = 1L)
+    ((maha + logDet + count * Math.Log(2.0 * Math.PI)) * -0.5).MoveToOuterDisposeScope()

@@ -57,9 +57,13 @@ let setThreads (n: int) =
 /// A torch generator seeded explicitly, so no library code touches the global seed.
 let generator (seed: int64) = new torch.Generator(uint64 seed)
 
+let private scalars = System.Collections.Concurrent.ConcurrentDictionary<float, Scalar>()
+
 /// A torch Scalar from a float; comparisons such as `gt` overload on Scalar and Tensor, which F# cannot
-/// choose between for a bare float.
-let sc (v: float) : Scalar = Scalar.op_Implicit v
+/// choose between for a bare float. Scalars are cached and never freed: TorchSharp 0.107 passes a Scalar's raw
+/// handle to native code, so a temporary Scalar can be finalized (when another thread triggers a collection) while
+/// the call still reads it. The values used are a handful of constants and feature counts.
+let sc (v: float) : Scalar = scalars.GetOrAdd(v, fun x -> Scalar.op_Implicit x)
 
 /// A seed for the `stream`-th independent random choice derived from one user seed (SplitMix64 mixing).
 /// Deriving seeds as seed + k would make streams collide with a user's own seed + k, e.g. a mask drawn

@@ -40,12 +40,20 @@ let private perRowReference (mu: Tensor) (sigma: Tensor) (z: Tensor) (mask: Tens
                 let row = z[i].clone()
                 row.index_copy_(0L, mi, zm) |> ignore
                 out[i] <- row
-                let full = torch.zeros(int64 p, int64 p, dtype = dtype)
-                for a in 0 .. mis.Length - 1 do
-                    for b in 0 .. mis.Length - 1 do
-                        full[mis[a], mis[b]] <- c[int64 a, int64 b]
-                covs[i] <- full
+                let rowsOfC = torch.zeros(int64 mis.Length, int64 p, dtype = dtype).index_copy_(1L, mi, c)
+                covs[i] <- torch.zeros(int64 p, int64 p, dtype = dtype).index_copy_(0L, mi, rowsOfC)
     out, covs
+
+let private config = { FsCheckConfig.defaultConfig with maxTest = 20 }
+
+/// A (n, p) mask whose rows alternate between missing rates near 0.1 and 0.9 (plus one fully missing and one
+/// fully observed row), so that at p ≥ 120 both block forms run in the same batch.
+let private mixedMask (gen: torch.Generator) (n: int) (p: int) =
+    let rates = torch.tensor([| for i in 0 .. n - 1 do if i % 2 = 0 then 0.1 else 0.9 |], dtype = dtype)
+    let m = torch.rand([| int64 n; int64 p |], dtype = dtype, generator = gen).lt(rates.unsqueeze(1)).to_type(dtype)
+    m[0] <- torch.ones(int64 p, dtype = dtype)
+    m[1] <- torch.zeros(int64 p, dtype = dtype)
+    m
 
 let private setup seed n p rate =
     let mu, sigma, z, _ = gaussianProblem seed n p rate
@@ -82,6 +90,17 @@ let tests =
                 Expect.isLessThan (maxAbs c.Imputed expected) 1e-9 (sprintf "means at rate %g" rate)
                 Expect.isLessThan (maxAbs c.CovarianceSum (covs.sum(dim = 0L))) 1e-9 (sprintf "covariances at rate %g" rate)
         }
+
+        testPropertyWithConfig config "wide rows at low and high missing rates in one batch agree with a per-row solve" <| fun (seed: int) (pp: FsCheck.PositiveInt) ->
+            let p = 120 + pp.Get % 60
+            let mu, sigma, z, _ = gaussianProblem (int64 seed) 32 p 0.0
+            let mask = mixedMask (generator (int64 seed + 2000L)) 32 p
+            let expected, covs = perRowReference mu sigma z mask
+            let c = Gaussian.conditional mu sigma z mask
+            Expect.isLessThan (maxAbs c.Imputed expected) 1e-9 "means"
+            Expect.isLessThan (maxAbs c.CovarianceSum (covs.sum(dim = 0L))) 1e-9 "sum of covariances"
+            Expect.isLessThan (maxAbs (Gaussian.conditionalCovariances mu sigma mask) covs) 1e-9 "per-row covariances"
+            Expect.isLessThan (maxAbs c.LogLikelihood (Gaussian.marginalLogDensity mu sigma z mask)) 1e-8 "log-likelihood"
 
         test "a fully observed row imputes to itself, bit for bit" {
             let mu, sigma, z, _ = setup 3L 5 4 0.0
