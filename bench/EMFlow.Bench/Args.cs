@@ -11,6 +11,14 @@ internal sealed class Args
                   --repeats N (5)  --batch B (256)  --out FILE.jsonl
           fit     one EMFlow fit on a 20000 x 16 synthetic table, 20% MCAR, next to Gaussian EM; throughput at p = 16 and 90
                   --rows N (20000)  --rows90 N (5000)  --out FILE.jsonl
+          images  the paper's image protocol (Tables 2 and 3): MCAR per pixel, RMSE on missing test pixels, LeNet accuracy
+                  on the completed test images, a PNG grid; MNIST is 8000 train / 2000 test from its 10k test split
+                  --dataset mnist|fashion_mnist  --data-dir DIR  --rates .1,.5,.9  --methods mean,nearest,gaussian-em,emflow[,emflow-zero]
+                  --train N --test M  --iterations I (1)  --epochs E (2)  --width W (128)  --gem-sweeps K (3)
+                  --classifier-epochs C (3)  --seed S (0)  --quick (500/200 images, rates .5,.9, 1 epoch)
+                  --out FILE.jsonl  --markdown FILE.md  --png FILE.png
+          images-report  Markdown tables from bench/results/images*.jsonl (or --files a.jsonl,b.jsonl)
+          report  Markdown tables from every bench/results/*.jsonl (--quick for the quick ones)
           converge  time to converge (Figure 2): test RMSE of one fold against training seconds, EMFlow per iteration,
                   the competitors per budget of epochs/iterations; JSON lines, a Markdown summary, docs/convergence-<data>.png
                   --datasets a,b (concrete)  --mechanism mcar|mar (mcar)  --fold F (0)  --iterations K (6)  --methods emflow,emflow-paper,mcflow,gain,miwae

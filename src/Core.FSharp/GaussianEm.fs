@@ -43,6 +43,43 @@ let private validate (x: Tensor) (mask: Tensor) (s: Settings) =
     if empty.shape[0] > 0L then
         invalidArg "x" (sprintf "Column %d has no observed value; drop it before fitting." (empty[0, 0].item<int64>()))
 
+/// Rows per call of the E-step: its temporaries grow as rows · p² (a (rows, K, p) block per row group, and
+/// they live until the call returns), so wide data (images, p = 784) go through in slices of about 2^26 / p²
+/// rows; tables (p ≤ 90) keep slices of 4096 rows, larger than any training batch.
+let eStepRows (p: int64) : int64 = max 1L (min 4096L ((1L <<< 26) / max 1L (p * p)))
+
+/// <see cref="Gaussian.conditional"/> over (n, p) rows in slices of <see cref="eStepRows"/> rows: the same
+/// conditional means and log-likelihoods, and the covariance sum added slice by slice, with memory bounded
+/// whatever n is.
+let conditional (mu: Tensor) (sigma: Tensor) (z: Tensor) (mask: Tensor) : Gaussian.Conditional =
+    let n, p = z.shape[0], z.shape[1]
+    let step = eStepRows p
+    if n <= step then Gaussian.conditional mu sigma z mask
+    else
+        use scope = torch.NewDisposeScope()
+        let imputed = ResizeArray<Tensor>()
+        let logLik = ResizeArray<Tensor>()
+        let mutable covSum = torch.zeros(p, p, dtype = dtype)
+        let mutable s = 0L
+        while s < n do
+            let len = min step (n - s)
+            let c = Gaussian.conditional mu sigma (z.narrow(0L, s, len)) (mask.narrow(0L, s, len))
+            imputed.Add c.Imputed
+            logLik.Add c.LogLikelihood
+            covSum.add_(c.CovarianceSum) |> ignore
+            c.CovarianceSum.Dispose()
+            s <- s + len
+        { Imputed = torch.cat(imputed.ToArray(), 0L).MoveToOuterDisposeScope()
+          CovarianceSum = covSum.MoveToOuterDisposeScope()
+          LogLikelihood = torch.cat(logLik.ToArray(), 0L).MoveToOuterDisposeScope() }
+
+/// The conditional mean only, in slices (see <see cref="conditional"/>): (n, p) rows with missing entries imputed.
+let conditionalMean (mu: Tensor) (sigma: Tensor) (z: Tensor) (mask: Tensor) : Tensor =
+    let c = conditional mu sigma z mask
+    c.CovarianceSum.Dispose()
+    c.LogLikelihood.Dispose()
+    c.Imputed
+
 /// Σ + r · mean(diag Σ) · I, (p, p): keeps Σ invertible when n &lt; p or columns are collinear; r = 0 returns Σ.
 let ridge (r: float) (sigma: Tensor) =
     if r = 0.0 then sigma
@@ -64,7 +101,7 @@ let initialEstimate (x: Tensor) (mask: Tensor) : Estimate =
 /// Mean per-row observed-data log-likelihood.
 let logLikelihood (e: Estimate) (x: Tensor) (mask: Tensor) : float =
     use _ = torch.NewDisposeScope()
-    scalar ((Gaussian.conditional e.Mu e.Sigma x mask).LogLikelihood.mean())
+    scalar ((conditional e.Mu e.Sigma x mask).LogLikelihood.mean())
 
 /// Batch EM to convergence on (n, p) data with a (n, p) mask (1 = missing).
 /// Raises ArgumentException for a column with no observed value or mismatched shapes.
@@ -79,7 +116,7 @@ let fitBatch (settings: Settings) (x: Tensor) (mask: Tensor) : Fit =
     let mutable converged = false
     while not finished do
         use scope = torch.NewDisposeScope()
-        let c = Gaussian.conditional e.Mu e.Sigma x mask
+        let c = conditional e.Mu e.Sigma x mask
         let ll = scalar (c.LogLikelihood.mean())
         if Double.IsNaN ll then
             raise (InvalidOperationException "The observed-data log-likelihood became NaN; the data may hold extreme values.")
@@ -104,7 +141,7 @@ let fitOnline (schedule: StepSize) (form: UpdateForm) (batchSize: int) (epochs: 
     let n = x.shape[0]
     let gen = generator seed
     let start = initialEstimate x mask
-    let filled = Gaussian.conditionalMean start.Mu start.Sigma x mask
+    let filled = conditionalMean start.Mu start.Sigma x mask
     let b0 = min (int64 batchSize) n
     let first = sampleEstimate (filled.narrow(0L, 0L, b0))
     let mutable state = init form 0 { first with Sigma = ridge defaults.Ridge first.Sigma }
@@ -116,7 +153,7 @@ let fitOnline (schedule: StepSize) (form: UpdateForm) (batchSize: int) (epochs: 
             let len = min (int64 batchSize) (n - s)
             use scope = torch.NewDisposeScope()
             let rows = order.narrow(0L, s, len)
-            let c = Gaussian.conditional state.Estimate.Mu state.Estimate.Sigma (x.index_select(0L, rows)) (mask.index_select(0L, rows))
+            let c = conditional state.Estimate.Mu state.Estimate.Sigma (x.index_select(0L, rows)) (mask.index_select(0L, rows))
             let next = step schedule state c
             let e = { Mu = next.Estimate.Mu.MoveToOuterDisposeScope(); Sigma = (ridge defaults.Ridge next.Estimate.Sigma).MoveToOuterDisposeScope() }
             let suff = next.Sufficient |> Option.map (fun q -> { S1 = q.S1.MoveToOuterDisposeScope(); S2 = q.S2.MoveToOuterDisposeScope() })
@@ -129,5 +166,5 @@ let fitOnline (schedule: StepSize) (form: UpdateForm) (batchSize: int) (epochs: 
 /// back exactly, so they can never change.
 let impute (e: Estimate) (x: Tensor) (mask: Tensor) : Tensor =
     use scope = torch.NewDisposeScope()
-    let imputed = Gaussian.conditionalMean e.Mu e.Sigma x mask
+    let imputed = conditionalMean e.Mu e.Sigma x mask
     torch.where(mask.gt(sc 0.5), imputed, x).MoveToOuterDisposeScope()

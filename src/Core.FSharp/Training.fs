@@ -60,7 +60,7 @@ let latentEStep (flow: Flow.FlowLayer) (mu: Tensor) (sigmaE: Tensor) (xHat: Tens
     use _ = torch.no_grad()
     let z, logDet = Flow.toLatent flow xHat
     logDet.Dispose()
-    Gaussian.conditional mu sigmaE z mask
+    GaussianEm.conditional mu sigmaE z mask
 
 /// L2 (eq. 15): x̃ = f(ẑ); −mean [log p_X(x̃) − α Σ_j (1 − m_j)(x̃_j − x̂_j)²]. Since f⁻¹(x̃) = ẑ exactly,
 /// log p_X(x̃) = log N(ẑ) − log|det ∂f/∂z| needs no second pass through the flow.
@@ -166,7 +166,7 @@ let reimpute (flow: Flow.FlowLayer) (e: Estimate) (lower: Tensor) (upper: Tensor
                let x = xHat.narrow(0L, s, len)
                let m = mask.narrow(0L, s, len)
                let z, _ = Flow.toLatent flow x
-               let zHat = Gaussian.conditionalMean e.Mu e.Sigma z m
+               let zHat = GaussianEm.conditionalMean e.Mu e.Sigma z m
                let xTilde, _ = Flow.toData flow zHat
                yield (fillMissing lower upper xTilde x m).MoveToOuterDisposeScope()
                s <- s + len |]

@@ -32,7 +32,7 @@ public sealed record EpochRecord(int Iteration, int Epoch, double MeanL1, double
 /// (per batch: L1 flow step, latent E-step, online M-step, L2 flow step) and a re-imputation phase. Each iteration
 /// starts a fresh flow at the identity (appendix D). The iteration with the lowest hold-out error is kept; iteration 0
 /// is the initial imputation itself, so a flow that does not help is not used.</para>
-/// <para>Transform re-imputes new rows only: the Gaussian-EM imputation of the fit, then the re-imputation phase
+/// <para>Transform re-imputes new rows only: the Gaussian-EM imputation of the fit (the nearest observed pixels for <see cref="InitialImputation.NearestPixel"/>), then the re-imputation phase
 /// of each kept iteration in turn, exactly as the training rows went through them.</para>
 /// </remarks>
 /// <example>
@@ -121,10 +121,15 @@ public sealed class EMFlowImputer : Imputer
         var (trainMask, hidden) = Selection.holdOut(Tensors.deriveSeed(o.Seed, 1), o.ValidationFraction, mask);
 
         progress?.Report(new TrainingProgress("initial imputation", 0, o.Iterations, 0, o.EpochsPerIteration, double.NaN, double.NaN, clock.Elapsed));
-        var gaussFit = GaussianEm.fitBatch(GaussianEm.defaults, x, trainMask);
-        _gaussian = GaussianEmImputer.Keep(gaussFit.Estimate);
+        bool images = StartsLikeImages;
+        // Images start from their nearest pixels; a Gaussian-EM fit at p = 784 would cost minutes per sweep and is
+        // not used, so the per-pixel mean and variance stand in for the (unused) iteration-0 Gaussian.
+        _gaussian = images
+            ? GaussianEmImputer.Keep(GaussianEm.initialEstimate(x, trainMask))
+            : GaussianEmImputer.Keep(GaussianEm.fitBatch(GaussianEm.defaults, x, trainMask).Estimate);
         var xHat = o.InitialImputation switch
         {
+            InitialImputation.NearestPixel => NearestPixelFill(CurrentScaler, o.ImageWidth!.Value, o.ImageHeight!.Value, x, trainMask),
             InitialImputation.GaussianEm => GaussianEm.impute(_gaussian, x, trainMask),
             InitialImputation.RandomDraw => Missingness.impute(Missingness.InitialImputation.RandomDraw, Tensors.deriveSeed(o.Seed, 2), x, trainMask),
             InitialImputation.Mean => Missingness.impute(Missingness.InitialImputation.Mean, Tensors.deriveSeed(o.Seed, 2), x, trainMask),
@@ -231,7 +236,7 @@ public sealed class EMFlowImputer : Imputer
         }
         _stages.AddRange(stages);
         _selected = best;
-        if (o.ValidationFraction > 0)
+        if (o.ValidationFraction > 0 && !images)
         {
             // New rows start from the Gaussian-EM imputation; now that selection is done, fit it on every
             // observed entry, the held-out ones included.
@@ -246,12 +251,25 @@ public sealed class EMFlowImputer : Imputer
 
     private Tensor TransformScaled(Tensor x, Tensor mask, int iterations)
     {
-        var xHat = GaussianEm.impute(_gaussian!, x, mask);
+        var xHat = Start(x, mask);
         var (lower, upper) = Bounds(x.shape[1]);
         for (int s = 0; s < iterations; s++)
             xHat = Training.reimpute(_stages[s].Flow, _stages[s].Estimate, lower, upper, xHat, mask);
         return xHat;
     }
+
+    /// <summary>The starting imputation of new rows: nearest pixels (or zero) for images, else the Gaussian-EM conditional mean.</summary>
+    private Tensor Start(Tensor x, Tensor mask) => Options.InitialImputation switch
+    {
+        InitialImputation.NearestPixel => NearestPixelFill(CurrentScaler, Options.ImageWidth!.Value, Options.ImageHeight!.Value, x, mask),
+        InitialImputation.Zero when StartsLikeImages => Missingness.zeroImpute(x, mask),
+        _ => GaussianEm.impute(_gaussian!, x, mask),
+    };
+
+    /// <summary>Images (nearest-pixel start, or zero start with an image shape given): no Gaussian-EM fit, and new
+    /// rows start exactly as the training rows did.</summary>
+    private bool StartsLikeImages => Options.InitialImputation == InitialImputation.NearestPixel
+        || (Options.InitialImputation == InitialImputation.Zero && Options.ImageWidth is not null);
 
     /// <summary>
     /// Imputes rows with the model as it stood after <paramref name="iteration"/> iterations, whether or not that
@@ -298,7 +316,7 @@ public sealed class EMFlowImputer : Imputer
         using var identity = Flow.identity((int)x.shape[1]);
         for (int k = 0; k < count; k++)
         {
-            var xHat = GaussianEm.impute(_gaussian!, x, c.Mask);
+            var xHat = Start(x, c.Mask);
             for (int s = 0; s + 1 < _selected; s++)
                 xHat = Training.reimpute(_stages[s].Flow, _stages[s].Estimate, lower, upper, xHat, c.Mask);
             var (flow, estimate) = _selected > 0 ? _stages[_selected - 1] : (identity, _gaussian!);

@@ -22,6 +22,7 @@ namespace EMFlow;
 public abstract class Imputer : IDisposable
 {
     private Scaler.MinMax? _scaler;
+    private Scaler.MinMax? _fitting;
     private bool _disposed;
 
     /// <summary>True once <c>Fit</c> has completed.</summary>
@@ -45,7 +46,15 @@ public abstract class Imputer : IDisposable
         using var scope = NewDisposeScope();
         var scaler = Scaler.fit(c.Values, c.Mask);
         var x = Scaled(scaler, c);
-        FitScaled(x, c.Mask, progress, cancellationToken);
+        _fitting = scaler;
+        try
+        {
+            FitScaled(x, c.Mask, progress, cancellationToken);
+        }
+        finally
+        {
+            _fitting = null;
+        }
         _scaler = scaler;
     }
 
@@ -86,6 +95,26 @@ public abstract class Imputer : IDisposable
     /// <summary>The fitted scaler, for subclasses that persist or sample.</summary>
     private protected Scaler.MinMax RequireScaler() =>
         _disposed ? throw new ObjectDisposedException(GetType().Name) : _scaler ?? throw new InvalidOperationException($"{GetType().Name} is not fitted yet; call Fit first.");
+
+    /// <summary>The scaler of the Fit in progress, or the fitted one: image methods work on the original pixel scale.</summary>
+    private protected Scaler.MinMax CurrentScaler => _fitting ?? RequireScaler();
+
+    /// <summary>
+    /// Nearest observed pixel imputation (<see cref="Missingness.nearestNeighbourImpute"/>) of scaled rows: pixels
+    /// are copied on the original scale, since each column has its own min-max range, then scaled back.
+    /// </summary>
+    /// <param name="scaler">The scaler <paramref name="x"/> was scaled with.</param>
+    /// <param name="width">Image width; width · height = p.</param>
+    /// <param name="height">Image height.</param>
+    /// <param name="x">(n, p) scaled rows, one image per row in row-major order.</param>
+    /// <param name="mask">(n, p) 1.0 where missing.</param>
+    /// <returns>(n, p) scaled rows with every missing pixel filled.</returns>
+    private protected static Tensor NearestPixelFill(Scaler.MinMax scaler, int width, int height, Tensor x, Tensor mask)
+    {
+        var original = Scaler.inverseTransform(scaler, x);
+        var filled = Missingness.nearestNeighbourImpute(width, height, original, mask);
+        return Scaler.transform(scaler, filled);
+    }
 
     /// <summary>Restores a fitted scaler (used by Load).</summary>
     private protected void SetScaler(Scaler.MinMax scaler) => _scaler = scaler;

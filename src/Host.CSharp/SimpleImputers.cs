@@ -117,3 +117,50 @@ public sealed class GaussianEmImputer : Imputer
         base.Dispose(disposing);
     }
 }
+
+/// <summary>
+/// Images: each missing pixel takes the value of the nearest observed pixel of the same image (Euclidean distance
+/// on the pixel grid; among equally near pixels the smallest row-major index wins, so the result is deterministic).
+/// The paper's initial imputation for MNIST (section 4.2) and its nearest-neighbour baseline. Each row is one image,
+/// pixel (r, c) at column r · width + c; an image with no observed pixel is filled with 0.
+/// </summary>
+/// <remarks>Nothing is learned: Fit checks the shape (width · height = p) and the scaling; each image is completed
+/// from its own observed pixels only, except that a pixel whose observed training values are all equal (an MNIST
+/// corner, always 0) imputes that value, as every imputer does for a constant feature.</remarks>
+/// <example>
+/// <code>
+/// using var imputer = new NearestPixelImputer(28, 28);
+/// double[,] completed = imputer.FitTransform(images);   // (n, 784), NaN marks missing pixels
+/// </code>
+/// </example>
+public sealed class NearestPixelImputer : Imputer
+{
+    /// <summary>An imputer for images of <paramref name="width"/> × <paramref name="height"/> pixels.</summary>
+    /// <param name="width">Image width in pixels, at least 1.</param>
+    /// <param name="height">Image height in pixels, at least 1.</param>
+    /// <exception cref="ArgumentOutOfRangeException">width or height below 1.</exception>
+    public NearestPixelImputer(int width, int height)
+    {
+        if (width < 1) throw new ArgumentOutOfRangeException(nameof(width), width, $"width must be at least 1; got {width}.");
+        if (height < 1) throw new ArgumentOutOfRangeException(nameof(height), height, $"height must be at least 1; got {height}.");
+        Width = width;
+        Height = height;
+    }
+
+    /// <summary>Image width in pixels.</summary>
+    public int Width { get; }
+
+    /// <summary>Image height in pixels.</summary>
+    public int Height { get; }
+
+    /// <inheritdoc />
+    protected override void ValidateSettings(int rows, int columns)
+    {
+        if ((long)Width * Height != columns)
+            throw new ArgumentException($"width × height must equal the {columns} columns of the data; got {Width} × {Height} = {(long)Width * Height}.", "data");
+    }
+
+    private protected override void FitScaled(Tensor x, Tensor mask, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken) { }
+
+    private protected override Tensor TransformScaled(Tensor x, Tensor mask) => NearestPixelFill(CurrentScaler, Width, Height, x, mask);
+}

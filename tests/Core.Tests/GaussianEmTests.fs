@@ -20,6 +20,26 @@ let private problem () =
 [<Tests>]
 let tests =
     testSequenced <| testList "GaussianEm" [
+        test "eStepRows keeps tables in one slice and slices wide data" {
+            Expect.equal (GaussianEm.eStepRows 16L) 4096L "p = 16: one slice up to 4096 rows"
+            Expect.equal (GaussianEm.eStepRows 784L) 109L "p = 784: 2^26 / 784^2 rows"
+        }
+
+        test "the sliced E-step equals one Gaussian.conditional call (p = 400, n = 500, two slices)" {
+            let gen = generator 5L
+            let p = 400
+            let sigma = randomCovariance gen p
+            let mu = torch.randn(int64 p, dtype = dtype, generator = gen)
+            let x = sampleGaussian gen mu sigma 500
+            let mask = torch.rand([| 500L; int64 p |], dtype = dtype, generator = gen).lt(sc 0.2).to_type(dtype)
+            Expect.isLessThan (GaussianEm.eStepRows (int64 p)) 500L "more than one slice"
+            let whole = Gaussian.conditional mu sigma x mask
+            let sliced = GaussianEm.conditional mu sigma x mask
+            Expect.isLessThan (maxAbs sliced.Imputed whole.Imputed) 1e-9 "same conditional means"
+            Expect.isLessThan (maxAbs sliced.LogLikelihood whole.LogLikelihood) 1e-7 "same log-likelihoods"
+            Expect.isLessThan (maxAbs sliced.CovarianceSum whole.CovarianceSum) 1e-7 "same covariance sum"
+        }
+
         test "batch EM recovers mu and Sigma of a synthetic Gaussian (p = 8, n = 5000, 20% MCAR)" {
             let mu, sigma, x, mask = problem ()
             let fit = GaussianEm.fitBatch GaussianEm.defaults (torch.where(mask.gt(sc 0.5), torch.full_like(x, sc nan), x)) mask

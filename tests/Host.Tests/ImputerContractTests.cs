@@ -3,7 +3,10 @@ namespace EMFlow.Tests;
 /// <summary>What every imputer promises, checked for each one the way a C# application would call it.</summary>
 public class ImputerContractTests
 {
-    public static TheoryData<string> Imputers => new() { "mean", "median", "gaussian-em", "emflow", "gain", "miwae", "mcflow" };
+    public static TheoryData<string> Imputers => new() { "mean", "median", "gaussian-em", "emflow", "gain", "miwae", "mcflow", "nearest-pixel", "emflow-images" };
+
+    /// <summary>Imputers that fill a feature from that feature's own values; the image imputers copy neighbouring pixels instead.</summary>
+    public static TheoryData<string> FeatureWiseImputers => new() { "mean", "median", "gaussian-em", "emflow", "gain", "miwae", "mcflow" };
 
     private static Imputer Create(string name) => name switch
     {
@@ -14,6 +17,9 @@ public class ImputerContractTests
         "gain" => new GainImputer(new GainOptions { Iterations = 50, Seed = 3, TorchThreads = 1 }),
         "mcflow" => new McFlowImputer(new McFlowOptions { Epochs = 2, HiddenWidth = 16, CouplingLayers = 2, BatchSize = 64, Seed = 3, TorchThreads = 1 }),
         "miwae" => new MiwaeImputer(new MiwaeOptions { Epochs = 2, Hidden = 16, ImputeSamples = 20, Seed = 3, TorchThreads = 1 }),
+        // The contract's tables have 4 columns: 2 x 2 images.
+        "nearest-pixel" => new NearestPixelImputer(2, 2),
+        "emflow-images" => new EMFlowImputer(TestData.QuickEMFlow() with { InitialImputation = InitialImputation.NearestPixel, ImageWidth = 2, ImageHeight = 2 }),
         _ => throw new ArgumentException(name),
     };
 
@@ -82,7 +88,7 @@ public class ImputerContractTests
         Assert.Contains("Expected 4 features, got 3", ex.Message);
     }
 
-    [Theory, MemberData(nameof(Imputers))]
+    [Theory, MemberData(nameof(FeatureWiseImputers))]
     public void All_missing_rows_and_constant_columns_are_imputed(string name)
     {
         var (_, data) = TestData.Table(80);
