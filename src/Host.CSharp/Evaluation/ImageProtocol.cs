@@ -115,14 +115,14 @@ public static class ImageProtocol
             {
                 GC.Collect();
                 using var imputer = Create(method, width, height, o);
-                using var sampler = new PeakSampler();
+                using var sampler = new PeakMemory();
                 var clock = Stopwatch.StartNew();
                 imputer.Fit(trainNaN);
                 double fit = clock.Elapsed.TotalSeconds;
                 clock.Restart();
                 var completed = imputer.Transform(testNaN);
                 double transform = clock.Elapsed.TotalSeconds;
-                double peak = sampler.Peak;
+                double peak = sampler.Stop();
                 double rmse = Rmse(completed, test, testMask);
                 double accuracy = classifier.Accuracy(completed, testLabels);
                 var iterations = imputer is EMFlowImputer e ? e.History.Select(h => h.Seconds).ToArray() : Array.Empty<double>();
@@ -220,27 +220,5 @@ public static class ImageProtocol
         var r = (double[,])x.Clone();
         for (int i = 0; i < x.GetLength(0); i++) for (int j = 0; j < x.GetLength(1); j++) if (mask[i, j]) r[i, j] = double.NaN;
         return r;
-    }
-
-    /// <summary>The largest working set of the process seen while it lives, sampled every 50 ms.</summary>
-    private sealed class PeakSampler : IDisposable
-    {
-        private readonly Timer _timer;
-        private long _peak = Environment.WorkingSet;
-
-        public PeakSampler() => _timer = new Timer(_ => Sample(), null, 0, 50);
-
-        public double Peak
-        {
-            get { Sample(); return Interlocked.Read(ref _peak); }
-        }
-
-        private void Sample()
-        {
-            long ws = Environment.WorkingSet, seen;
-            while (ws > (seen = Interlocked.Read(ref _peak)) && Interlocked.CompareExchange(ref _peak, ws, seen) != seen) { }
-        }
-
-        public void Dispose() => _timer.Dispose();
     }
 }
