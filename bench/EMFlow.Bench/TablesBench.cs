@@ -188,11 +188,11 @@ internal static class TablesBench
     {
         var dir = a.Get("dir") ?? Path.Combine(RepoRoot(), "bench", "results");
         bool quick = a.Flag("quick");
-        // estep.jsonl and fit.jsonl live in the same folder; only protocol records carry a dataset and a method.
+        // estep, fit, converge and images results live in the same folder; only protocol records carry a mechanism and per-fold RMSEs.
         var records = Directory.GetFiles(dir, "*.jsonl").OrderBy(f => f)
             .SelectMany(File.ReadAllLines).Where(l => l.Length > 0)
             .Select(l => JsonSerializer.Deserialize<TableRecord>(l))
-            .Where(r => r is { dataset: not null, method: not null } && r.quick == quick).Select(r => r!).ToList();
+            .Where(r => r is { dataset: not null, method: not null, mechanism: not null, rmse_folds: not null, folds: > 0 } && r.quick == quick).Select(r => r!).ToList();
         var md = Markdown(records);
         Console.WriteLine(md);
         if (a.Get("readme") is { } readme) ReplaceSection(readme, quick ? "tables-quick" : "tables", md);
