@@ -6,6 +6,17 @@ open System
 open TorchSharp
 open EMFlow.Tensors
 
+/// Gives back one hidden entry per column that would otherwise lose every observed value; returns the training mask
+/// and the hidden entries.
+let private withEveryColumnKept (mask: Tensor) (draw: Tensor) =
+    let observed = 1.0 - mask
+    let left = (observed - draw).sum(dim = 0L)
+    let emptied = left.eq(sc 0.0).to_type(dtype)
+    let firstHidden = (draw * (torch.arange(mask.shape[0], 0L, -1L, dtype = dtype).unsqueeze(1))).argmax(dim = 0L)
+    let restore = torch.zeros_like(draw).scatter(0L, firstHidden.unsqueeze(0), emptied.unsqueeze(0))
+    let hidden = draw - restore * draw
+    mask + hidden, hidden
+
 /// Hides round(fraction · count) of the observed entries of (n, p) `mask`, a uniformly random subset drawn with
 /// `seed`, never the last observed entry of a column (so every column stays learnable).
 /// Returns (training mask (n, p) with the hidden entries marked missing, hidden entries (n, p) as 1.0).
@@ -23,13 +34,30 @@ let holdOut (seed: int64) (fraction: float) (mask: Tensor) : Tensor * Tensor =
     let k = int64 (Math.Round(fraction * float count))
     let chosen = positions.index_select(0L, torch.randperm(count, generator = gen).narrow(0L, 0L, k))
     let draw = torch.zeros(mask.numel(), dtype = dtype).index_fill(0L, chosen, sc 1.0).reshape(mask.shape)
-    // Give back one hidden entry per column that would otherwise lose every observed value.
-    let left = (observed - draw).sum(dim = 0L)
-    let emptied = left.eq(sc 0.0).to_type(dtype)
-    let firstHidden = (draw * (torch.arange(mask.shape[0], 0L, -1L, dtype = dtype).unsqueeze(1))).argmax(dim = 0L)
-    let restore = torch.zeros_like(draw).scatter(0L, firstHidden.unsqueeze(0), emptied.unsqueeze(0))
-    let hidden = draw - restore * draw
-    mask + hidden, hidden
+    withEveryColumnKept mask draw
+
+/// Like <see cref="holdOut"/>, but each observed entry is drawn with probability proportional to its column's
+/// missing share (plus a small floor), so the hidden entries sit where the data are actually missing: under MAR
+/// a uniform hold-out mostly hides cells of the always-observed features, and scores the wrong thing. With equal
+/// missing shares (MCAR) the draw is uniform in expectation. Same returns and rules as <see cref="holdOut"/>.
+let holdOutLikeMissingness (seed: int64) (fraction: float) (mask: Tensor) : Tensor * Tensor =
+    if not (fraction >= 0.0 && fraction < 1.0) then
+        raise (ArgumentOutOfRangeException("fraction", fraction, sprintf "must be in [0, 1); got %g" fraction))
+    use gen = generator seed
+    let observed = 1.0 - mask
+    let positions = observed.flatten().nonzero().squeeze(1L)
+    let count = positions.shape[0]
+    let k = int64 (Math.Round(fraction * float count))
+    let draw =
+        if k = 0L then torch.zeros_like(mask)
+        else
+            // A floor keeps columns without missing cells drawable, so k entries always exist.
+            let share = mask.mean(dimensions = [| 0L |]) + 1e-3
+            let weights = share.expand(mask.shape).flatten().index_select(0L, positions)
+            let picked = torch.multinomial(weights, k, replacement = false, generator = gen)
+            let chosen = positions.index_select(0L, picked)
+            torch.zeros(mask.numel(), dtype = dtype).index_fill(0L, chosen, sc 1.0).reshape(mask.shape)
+    withEveryColumnKept mask draw
 
 /// RMSE over the hidden entries (1.0 in `hidden`), or NaN when nothing is hidden.
 let score (truth: Tensor) (imputed: Tensor) (hidden: Tensor) : float =

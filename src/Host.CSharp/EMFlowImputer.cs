@@ -118,7 +118,9 @@ public sealed class EMFlowImputer : Imputer
         long n = x.shape[0], p = x.shape[1];
         int batch = (int)Math.Min(o.BatchSize, n);
         using var gen = Tensors.generator(Tensors.deriveSeed(o.Seed, 0));
-        var (trainMask, hidden) = Selection.holdOut(Tensors.deriveSeed(o.Seed, 1), o.ValidationFraction, mask);
+        var (trainMask, hidden) = o.HoldOutLikeMissingness
+            ? Selection.holdOutLikeMissingness(Tensors.deriveSeed(o.Seed, 1), o.ValidationFraction, mask)
+            : Selection.holdOut(Tensors.deriveSeed(o.Seed, 1), o.ValidationFraction, mask);
 
         progress?.Report(new TrainingProgress("initial imputation", 0, o.Iterations, 0, o.EpochsPerIteration, double.NaN, double.NaN, clock.Elapsed));
         bool images = StartsLikeImages;

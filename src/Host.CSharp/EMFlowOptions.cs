@@ -93,6 +93,10 @@ public sealed record EMFlowOptions
     /// last iteration, as the paper does. Default 0.05. Never uses anything but the training data.
     /// </summary>
     public double ValidationFraction { get; init; } = 0.05;
+    /// <summary>Draw the held-out entries of <see cref="ValidationFraction"/> in proportion to each column's missing
+    /// share instead of uniformly (<c>Selection.holdOutLikeMissingness</c>), so that under MAR the selection scores
+    /// the features that are actually missing. Default false.</summary>
+    public bool HoldOutLikeMissingness { get; init; }
     /// <summary>Clamp every re-imputed value to the range of its feature's observed values at Fit, so that a region the flow models poorly cannot send an imputation far outside anything seen. Default true; false leaves the conditional means as they are.</summary>
     public bool ClampToObservedRange { get; init; } = true;
     /// <summary>Width of the images when each row is one image in row-major order (pixel (r, c) at column r · width + c); required by <see cref="EMFlow.InitialImputation.NearestPixel"/>, and width · height must equal the number of columns p. Default null (not images).</summary>

@@ -32,6 +32,25 @@ let tests =
             let expected = Math.Round(0.05 * scalar ((1.0 - mask).sum()))
             Expect.equal (scalar (hidden.sum())) expected "round(fraction x observed) entries hidden"
         }
+        test "a hold-out shaped like the missingness hides where the data are missing" {
+            // Columns 0-6 always observed, 7-9 half missing: a MAR-like pattern.
+            let mask = torch.cat([| torch.zeros(3000L, 7L, dtype = dtype); Missingness.mcar 9L 0.5 (3000, 3) |], 1L)
+            let trainMask, hidden = Selection.holdOutLikeMissingness 4L 0.05 mask
+            Expect.equal (scalar ((hidden * mask).sum())) 0.0 "never a missing entry"
+            Expect.isLessThan (scalar ((trainMask - (mask + hidden)).abs().max())) 1e-15 "training mask adds the hidden entries"
+            Expect.equal (scalar (hidden.sum())) (Math.Round(0.05 * scalar ((1.0 - mask).sum()))) "round(fraction x observed) entries"
+            let trailing = scalar (hidden.narrow(1L, 7L, 3L).sum()) / scalar (hidden.sum())
+            Expect.isGreaterThan trailing 0.9 "almost all hidden entries in the columns that go missing"
+            let _, uniform = Selection.holdOut 4L 0.05 mask
+            Expect.isLessThan (scalar (uniform.narrow(1L, 7L, 3L).sum()) / scalar (uniform.sum())) 0.3 "a uniform hold-out mostly hides leading cells"
+            let _, again = Selection.holdOutLikeMissingness 4L 0.05 mask
+            Expect.isTrue (hidden.eq(again).all().item<bool>()) "same seed"
+            let full = torch.ones(50L, 3L, dtype = dtype)
+            full[7, 1] <- torch.tensor(0.0, dtype = dtype)
+            let kept, _ = Selection.holdOutLikeMissingness 3L 0.99 full
+            Expect.equal (scalar ((1.0 - kept).sum(dim = 0L)[1])) 1.0 "never empties a column"
+            Expect.throwsT<ArgumentOutOfRangeException> (fun () -> Selection.holdOutLikeMissingness 1L 1.0 mask |> ignore) "fraction 1"
+        }
         test "score is the RMSE over hidden entries, NaN with none" {
             let truth = torch.zeros(2L, 2L, dtype = dtype)
             let imputed = torch.tensor([| 3.0; 9.0; 4.0; 9.0 |], dtype = dtype).reshape(2L, 2L)

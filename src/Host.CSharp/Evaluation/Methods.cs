@@ -42,6 +42,7 @@ public sealed record Method(string Name, Func<IImputationMethod> Create)
             "knn" => Of(name, () => new KnnImputer(5)),
             "gaussian-em" => Of(name, () => new GaussianEmImputer()),
             "emflow" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed }))),
+            "emflow-shaped-holdout" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOutLikeMissingness = true }))),
             "emflow-paper" => Of(name, () => new EMFlowImputer(adjust(EMFlowOptions.Paper with { Seed = seed }))),
             // The competitors run their own papers' settings; only the thread count follows the EMFlow adjustment.
             "gain" => Of(name, () => new GainImputer(new GainOptions { Seed = seed, TorchThreads = adjust(new EMFlowOptions()).TorchThreads })),
@@ -49,7 +50,7 @@ public sealed record Method(string Name, Func<IImputationMethod> Create)
             // Settings chosen per fold on the training rows' own held-out entries (EMFlowTuning), then refitted.
             "emflow-tuned" => new Method(name, () => new TunedEMFlowMethod(adjust(new EMFlowOptions { Seed = seed }), adjust, seed)),
             "mcflow" => Of(name, () => new McFlowImputer(new McFlowOptions { Seed = seed, TorchThreads = adjust(new EMFlowOptions()).TorchThreads })),
-            _ => throw new ArgumentException($"Unknown method '{name}'; expected one of {string.Join(", ", StandardNames.Concat(CompetitorNames).Append("emflow-tuned"))}.", nameof(name)),
+            _ => throw new ArgumentException($"Unknown method '{name}'; expected one of {string.Join(", ", StandardNames.Concat(CompetitorNames).Append("emflow-tuned").Append("emflow-shaped-holdout"))}.", nameof(name)),
         };
     }
 
