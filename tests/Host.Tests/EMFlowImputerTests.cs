@@ -73,6 +73,22 @@ public class EMFlowImputerTests
     }
 
     [Fact]
+    public void A_hold_out_shaped_like_the_missingness_fits_and_repeats_with_the_seed()
+    {
+        var (_, data) = TestData.Table(200);
+        var options = TestData.QuickEMFlow() with { HoldOutLikeMissingness = true, ValidationFraction = 0.1 };
+        using var a = new EMFlowImputer(options);
+        using var b = new EMFlowImputer(options);
+        var x = a.FitTransform(data);
+        Assert.Equal(x, b.FitTransform(data));
+        Assert.True(double.IsFinite(a.InitialValidationRmse));
+        for (int i = 0; i < 200; i++)
+            for (int j = 0; j < 4; j++)
+                if (double.IsNaN(data[i, j])) Assert.False(double.IsNaN(x[i, j]));
+                else Assert.Equal(data[i, j], x[i, j]);
+    }
+
+    [Fact]
     public void Load_rejects_a_file_that_is_not_a_model()
     {
         var path = Path.GetTempFileName();
