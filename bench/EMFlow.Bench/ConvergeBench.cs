@@ -18,12 +18,6 @@ internal sealed record ConvergeRecord(
 /// </summary>
 internal static class ConvergeBench
 {
-    private static readonly Dictionary<string, bool> KeepTarget = new()
-    {
-        ["letter"] = false, ["wine_quality"] = true, ["concrete"] = true, ["review"] = true,
-        ["air_quality"] = true, ["spam"] = false, ["breast_cancer"] = false,
-    };
-
     public static void Run(Args a)
     {
         set_num_threads(1);
@@ -39,12 +33,7 @@ internal static class ConvergeBench
         var records = new List<ConvergeRecord>();
         foreach (var name in names)
         {
-            if (!KeepTarget.TryGetValue(name, out var keep))
-                throw new ArgumentException($"unknown dataset '{name}'; expected one of {string.Join(", ", KeepTarget.Keys)}");
-            var path = Path.Combine(dataDir, name, name + ".csv");
-            if (!File.Exists(path)) throw new ArgumentException($"{path} not found; point --data-dir at a folder holding {name}/{name}.csv");
-            var (cols, values) = CsvTable.Read(path);
-            if (!keep && cols[^1] == "target") values = DropLast(values);
+            var (_, values, _) = TablesBench.LoadDataset(name, dataDir);
             var mechanism = a.Get("mechanism") ?? "mcar";
             var options = new ProtocolOptions
             {
@@ -209,14 +198,6 @@ internal static class ConvergeBench
         int p = x.GetLength(1);
         var r = new double[idx.Length, p];
         for (int i = 0; i < idx.Length; i++) for (int j = 0; j < p; j++) r[i, j] = x[idx[i], j];
-        return r;
-    }
-
-    private static double[,] DropLast(double[,] v)
-    {
-        int n = v.GetLength(0), p = v.GetLength(1) - 1;
-        var r = new double[n, p];
-        for (int i = 0; i < n; i++) for (int j = 0; j < p; j++) r[i, j] = v[i, j];
         return r;
     }
 }

@@ -121,18 +121,8 @@ internal static class TablesBench
             var names = a.List("datasets") ?? (quick ? new[] { "concrete", "breast_cancer" } : Datasets.Select(d => d.Name).Where(d => d != "air_quality_coded").ToArray());
             foreach (var name in names)
             {
-                var entry = Datasets.FirstOrDefault(d => d.Name == name);
-                if (entry.Name is null) throw new ArgumentException($"unknown dataset '{name}'; expected one of {string.Join(", ", Datasets.Select(d => d.Name))}");
-                var file = name == "air_quality_coded" ? "air_quality" : name;
-                var path = Path.Combine(dataDir, file, file + ".csv");
-                if (!File.Exists(path)) throw new ArgumentException($"{path} not found; point --data-dir at a folder holding {file}/{file}.csv");
-                var (cols, values) = CsvTable.Read(path);
-                if (name == "air_quality_coded")
-                    for (int i = 0; i < values.GetLength(0); i++)
-                        for (int j = 0; j < values.GetLength(1); j++)
-                            if (double.IsNaN(values[i, j])) values[i, j] = AirQualityMissingCode;
-                (cols, values) = DropTarget(cols, values, entry.KeepTarget);
-                jobs.Add((name, values, cols, entry.KeepTarget, null, null));
+                var (cols, values, keep) = LoadDataset(name, dataDir);
+                jobs.Add((name, values, cols, keep, null, null));
             }
         }
 
@@ -207,6 +197,23 @@ internal static class TablesBench
         if (b < 0 || e < b) throw new ArgumentException($"{path} has no '{begin}' ... '{end}' section to replace");
         File.WriteAllText(path, text[..(b + begin.Length)] + "\n" + content.TrimEnd() + "\n" + text[e..]);
         Console.Error.WriteLine($"rewrote the {name} section of {path}");
+    }
+
+    /// <summary>A benchmark table by name from <paramref name="dataDir"/>, its `target` column kept or dropped as the data README says.</summary>
+    public static (string[] Columns, double[,] Values, bool KeepTarget) LoadDataset(string name, string dataDir)
+    {
+        var entry = Datasets.FirstOrDefault(d => d.Name == name);
+        if (entry.Name is null) throw new ArgumentException($"unknown dataset '{name}'; expected one of {string.Join(", ", Datasets.Select(d => d.Name))}");
+        var file = name == "air_quality_coded" ? "air_quality" : name;
+        var path = Path.Combine(dataDir, file, file + ".csv");
+        if (!File.Exists(path)) throw new ArgumentException($"{path} not found; point --data-dir at a folder holding {file}/{file}.csv");
+        var (cols, values) = CsvTable.Read(path);
+        if (name == "air_quality_coded")
+            for (int i = 0; i < values.GetLength(0); i++)
+                for (int j = 0; j < values.GetLength(1); j++)
+                    if (double.IsNaN(values[i, j])) values[i, j] = AirQualityMissingCode;
+        (cols, values) = DropTarget(cols, values, entry.KeepTarget);
+        return (cols, values, entry.KeepTarget);
     }
 
     private static (string[], double[,]) DropTarget(string[] cols, double[,] values, bool keep)

@@ -17,6 +17,18 @@ let private withEveryColumnKept (mask: Tensor) (draw: Tensor) =
     let hidden = draw - restore * draw
     mask + hidden, hidden
 
+/// Hides round(fraction · count) observed entries of `mask`, chosen by `pick gen positions k` (k indices into the
+/// observed positions), then keeps every column learnable.
+let private hide (seed: int64) (fraction: float) (mask: Tensor) (pick: torch.Generator -> Tensor -> int64 -> Tensor) =
+    if not (fraction >= 0.0 && fraction < 1.0) then
+        raise (ArgumentOutOfRangeException("fraction", fraction, sprintf "must be in [0, 1); got %g" fraction))
+    use gen = generator seed
+    let positions = (1.0 - mask).flatten().nonzero().squeeze(1L)
+    let k = int64 (Math.Round(fraction * float positions.shape[0]))
+    let chosen = positions.index_select(0L, pick gen positions k)
+    let draw = torch.zeros(mask.numel(), dtype = dtype).index_fill(0L, chosen, sc 1.0).reshape(mask.shape)
+    withEveryColumnKept mask draw
+
 /// Hides round(fraction · count) of the observed entries of (n, p) `mask`, a uniformly random subset drawn with
 /// `seed`, never the last observed entry of a column (so every column stays learnable).
 /// Returns (training mask (n, p) with the hidden entries marked missing, hidden entries (n, p) as 1.0).
@@ -25,39 +37,21 @@ let private withEveryColumnKept (mask: Tensor) (draw: Tensor) =
 /// a mask drawn as "uniform &lt; rate" with the same seed would otherwise leave no observed entry below the
 /// hold-out threshold.</remarks>
 let holdOut (seed: int64) (fraction: float) (mask: Tensor) : Tensor * Tensor =
-    if not (fraction >= 0.0 && fraction < 1.0) then
-        raise (ArgumentOutOfRangeException("fraction", fraction, sprintf "must be in [0, 1); got %g" fraction))
-    use gen = generator seed
-    let observed = 1.0 - mask
-    let positions = observed.flatten().nonzero().squeeze(1L)
-    let count = positions.shape[0]
-    let k = int64 (Math.Round(fraction * float count))
-    let chosen = positions.index_select(0L, torch.randperm(count, generator = gen).narrow(0L, 0L, k))
-    let draw = torch.zeros(mask.numel(), dtype = dtype).index_fill(0L, chosen, sc 1.0).reshape(mask.shape)
-    withEveryColumnKept mask draw
+    hide seed fraction mask (fun gen positions k ->
+        torch.randperm(positions.shape[0], generator = gen).narrow(0L, 0L, k))
 
 /// Like <see cref="holdOut"/>, but each observed entry is drawn with probability proportional to its column's
 /// missing share (plus a small floor), so the hidden entries sit where the data are actually missing: under MAR
 /// a uniform hold-out mostly hides cells of the always-observed features, and scores the wrong thing. With equal
 /// missing shares (MCAR) the draw is uniform in expectation. Same returns and rules as <see cref="holdOut"/>.
 let holdOutLikeMissingness (seed: int64) (fraction: float) (mask: Tensor) : Tensor * Tensor =
-    if not (fraction >= 0.0 && fraction < 1.0) then
-        raise (ArgumentOutOfRangeException("fraction", fraction, sprintf "must be in [0, 1); got %g" fraction))
-    use gen = generator seed
-    let observed = 1.0 - mask
-    let positions = observed.flatten().nonzero().squeeze(1L)
-    let count = positions.shape[0]
-    let k = int64 (Math.Round(fraction * float count))
-    let draw =
-        if k = 0L then torch.zeros_like(mask)
+    hide seed fraction mask (fun gen positions k ->
+        if k = 0L then torch.zeros(0L, dtype = torch.int64)
         else
             // A floor keeps columns without missing cells drawable, so k entries always exist.
             let share = mask.mean(dimensions = [| 0L |]) + 1e-3
             let weights = share.expand(mask.shape).flatten().index_select(0L, positions)
-            let picked = torch.multinomial(weights, k, replacement = false, generator = gen)
-            let chosen = positions.index_select(0L, picked)
-            torch.zeros(mask.numel(), dtype = dtype).index_fill(0L, chosen, sc 1.0).reshape(mask.shape)
-    withEveryColumnKept mask draw
+            torch.multinomial(weights, k, replacement = false, generator = gen))
 
 /// RMSE over the hidden entries (1.0 in `hidden`), or NaN when nothing is hidden.
 let score (truth: Tensor) (imputed: Tensor) (hidden: Tensor) : float =

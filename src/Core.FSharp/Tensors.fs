@@ -37,6 +37,9 @@ let toArray2D (t: Tensor) : float[,] =
     let flat = c.data<float>().ToArray()
     Array2D.init n p (fun i j -> flat[i * p + j])
 
+/// A 0/1 mask tensor (n, p) as a bool[,], true where the entry is 1 (read as above 0.5).
+let toMask2D (t: Tensor) : bool[,] = toArray2D t |> Array2D.map (fun v -> v > 0.5)
+
 /// Copies a tensor of any shape into a flat array, in row-major order.
 let toArray (t: Tensor) : float[] =
     use c = t.detach().to_type(dtype).contiguous().cpu()

@@ -73,14 +73,15 @@ public static class EMFlowTuning
         var c = Validation.check(nameof(data), data, missing is null ? null : Microsoft.FSharp.Core.FSharpOption<bool[,]>.Some(missing));
         bool[,] visible;
         double[,] hidden;
+        double[] range;
         using (NewDisposeScope())
         {
             var (trainMask, held) = Selection.holdOut(seed, holdOutFraction, c.Mask);
-            visible = ToBool(Tensors.toArray2D(trainMask));
+            visible = Tensors.toMask2D(trainMask);
             hidden = Tensors.toArray2D(held);
+            // Scored on [0, 1] by the range of the entries the candidates see, as their own scaler would be.
+            range = Scaler.fit(c.Values, trainMask).Range;
         }
-        // Scored on [0, 1] by the range of the entries the candidates see, as their own scaler would be.
-        var (lo, hi) = Range(data, visible);
         var scores = new List<TuningScore>();
         foreach (var (label, options) in candidates)
         {
@@ -95,8 +96,7 @@ public static class EMFlowTuning
                 for (int j = 0; j < c.Columns; j++)
                     if (hidden[i, j] > 0.5)
                     {
-                        double scale = hi[j] > lo[j] ? hi[j] - lo[j] : 1.0;
-                        double d = (imputed[i, j] - data[i, j]) / scale;
+                        double d = (imputed[i, j] - data[i, j]) / range[j];
                         sum += d * d;
                         count++;
                     }
@@ -106,24 +106,5 @@ public static class EMFlowTuning
         }
         var best = scores.Where(s => !double.IsNaN(s.HoldOutRmse)).DefaultIfEmpty(scores[0]).MinBy(s => s.HoldOutRmse)!;
         return new TuningResult(best.Options, best.Label, scores);
-    }
-
-    private static bool[,] ToBool(double[,] m)
-    {
-        var b = new bool[m.GetLength(0), m.GetLength(1)];
-        for (int i = 0; i < m.GetLength(0); i++)
-            for (int j = 0; j < m.GetLength(1); j++) b[i, j] = m[i, j] > 0.5;
-        return b;
-    }
-
-    private static (double[] Lo, double[] Hi) Range(double[,] data, bool[,] missing)
-    {
-        int n = data.GetLength(0), p = data.GetLength(1);
-        var lo = Enumerable.Repeat(double.PositiveInfinity, p).ToArray();
-        var hi = Enumerable.Repeat(double.NegativeInfinity, p).ToArray();
-        for (int i = 0; i < n; i++)
-            for (int j = 0; j < p; j++)
-                if (!missing[i, j]) { lo[j] = Math.Min(lo[j], data[i, j]); hi[j] = Math.Max(hi[j], data[i, j]); }
-        return (lo, hi);
     }
 }

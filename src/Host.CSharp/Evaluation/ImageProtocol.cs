@@ -209,10 +209,7 @@ public static class ImageProtocol
     private static bool[,] Mask(long seed, double rate, int n, int p)
     {
         using var scope = NewDisposeScope();
-        var m = Tensors.toArray2D(Missingness.mcar(seed, rate, n, p));
-        var b = new bool[n, p];
-        for (int i = 0; i < n; i++) for (int j = 0; j < p; j++) b[i, j] = m[i, j] > 0.5;
-        return b;
+        return Tensors.toMask2D(Missingness.mcar(seed, rate, n, p));
     }
 
     private static double[,] WithNaN(double[,] x, bool[,] mask)
