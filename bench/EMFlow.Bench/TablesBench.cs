@@ -20,6 +20,8 @@ internal sealed class Observed(IImputationMethod inner, Action<string> sink) : I
         var note = inner switch
         {
             TunedEMFlowMethod t => $"{t.Tuning!.BestLabel}; iteration {t.Imputer!.SelectedIteration} of {t.Imputer.IterationsRun}",
+            ImputerMethod { Imputer: EMFlowImputer e } when e.Options.InitialImputation is InitialImputation.Auto or InitialImputation.Knn
+                => $"kNN share {string.Join("/", e.KnnShare.Select(w => w.ToString("0.#", System.Globalization.CultureInfo.InvariantCulture)))}, iteration {e.SelectedIteration} of {e.IterationsRun}",
             ImputerMethod { Imputer: EMFlowImputer e } => $"iteration {e.SelectedIteration} of {e.IterationsRun}",
             _ => null,
         };

@@ -58,3 +58,22 @@ let score (truth: Tensor) (imputed: Tensor) (hidden: Tensor) : float =
     let count = scalar (hidden.sum())
     if count = 0.0 then nan
     else Math.Sqrt(scalar ((((imputed - truth) * hidden).pow(sc 2.0)).sum()) / count)
+
+/// Per feature, the share w in `grid` of imputation b in the blend (1 − w)·a + w·b that has the lowest squared error
+/// on that feature's hidden entries; truth, a, b and hidden are (n, p). A feature without hidden entries takes the
+/// share that is best over all hidden entries, and with nothing hidden every share is 0 (all a). Ties go to the
+/// smaller share. Returns (p).
+let blendShares (grid: float[]) (truth: Tensor) (a: Tensor) (b: Tensor) (hidden: Tensor) : Tensor =
+    if grid.Length = 0 then raise (ArgumentException("grid must hold at least one share.", "grid"))
+    use scope = torch.NewDisposeScope()
+    let diff = b - a
+    let errors = torch.stack([| for w in grid -> (((a + w * diff - truth) * hidden).pow(sc 2.0)).sum(dim = 0L) |]) // (g, p)
+    let shares = torch.tensor(grid, dtype = dtype)
+    let perFeature = shares.index_select(0L, errors.argmin(dim = 0L))
+    let overall = shares[errors.sum(dim = 1L).argmin()]
+    let counted = hidden.sum(dim = 0L).gt(sc 0.0)
+    let chosen = if scalar (hidden.sum()) = 0.0 then torch.zeros_like(perFeature) else torch.where(counted, perFeature, overall)
+    chosen.MoveToOuterDisposeScope()
+
+/// (1 − shares)·a + shares·b, shares (p) broadcast over the rows of a and b (n, p).
+let blend (shares: Tensor) (a: Tensor) (b: Tensor) : Tensor = a + shares.unsqueeze(0L) * (b - a)

@@ -32,7 +32,7 @@ public sealed record EpochRecord(int Iteration, int Epoch, double MeanL1, double
 /// (per batch: L1 flow step, latent E-step, online M-step, L2 flow step) and a re-imputation phase. Each iteration
 /// starts a fresh flow at the identity (appendix D). The iteration with the lowest hold-out error is kept; iteration 0
 /// is the initial imputation itself, so a flow that does not help is not used.</para>
-/// <para>Transform re-imputes new rows only: the Gaussian-EM imputation of the fit (the nearest observed pixels for <see cref="InitialImputation.NearestPixel"/>), then the re-imputation phase
+/// <para>Transform re-imputes new rows only: the start of the fit (<see cref="SelectedStart"/>: the Gaussian-EM imputation, kNN from the training rows, or the nearest observed pixels for <see cref="InitialImputation.NearestPixel"/>), then the re-imputation phase
 /// of each kept iteration in turn, exactly as the training rows went through them.</para>
 /// </remarks>
 /// <example>
@@ -48,6 +48,11 @@ public sealed class EMFlowImputer : Imputer
     private readonly List<(Flow.Flow Flow, OnlineEm.Estimate Estimate)> _stages = new();
     private int _selected;
     private OnlineEm.Estimate? _gaussian;
+    private InitialImputation _start;
+    private Tensor? _knnShare;   // (p) share of the kNN imputation in each feature's start, for Knn and Auto
+    private Knn.Donors? _donors; // (n, p) training rows, kept for new rows' kNN start
+    // Shares tried by the Auto start: coarse enough that a few hundred held-out cells per feature can rank them.
+    private static readonly double[] ShareGrid = { 0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1 };
     private readonly List<IterationRecord> _history = new();
     private readonly List<EpochRecord> _epochs = new();
 
@@ -62,6 +67,25 @@ public sealed class EMFlowImputer : Imputer
 
     /// <summary>The iteration whose model is used (0: the initial imputation was best on the hold-out).</summary>
     public int SelectedIteration => _selected;
+
+    /// <summary>The initial imputation of the last Fit, <see cref="EMFlowOptions.InitialImputation"/>. New rows start
+    /// the same way, except that the simple table starts (<see cref="InitialImputation.Mean"/>,
+    /// <see cref="InitialImputation.Median"/>, <see cref="InitialImputation.RandomDraw"/>,
+    /// <see cref="InitialImputation.Zero"/> without an image shape) start new rows from Gaussian EM.</summary>
+    public InitialImputation SelectedStart => _start;
+
+    /// <summary>Per feature (p), the share of the kNN imputation in the start, the rest being Gaussian EM's: all 1 for
+    /// <see cref="InitialImputation.Knn"/>, chosen per feature on the held-out entries for
+    /// <see cref="InitialImputation.Auto"/> (0, 0.1, …, 1), all 0 for the other starts.</summary>
+    /// <exception cref="InvalidOperationException">Before Fit.</exception>
+    public double[] KnnShare
+    {
+        get
+        {
+            var scaler = RequireScaler();
+            return _knnShare is null ? new double[scaler.Features] : Tensors.toArray(_knnShare);
+        }
+    }
 
     /// <summary>Iterations whose model can still impute through <see cref="TransformAtIteration"/>: every iteration
     /// the last Fit completed without diverging; after <see cref="Load"/>, the saved (selected) ones.</summary>
@@ -129,15 +153,41 @@ public sealed class EMFlowImputer : Imputer
         _gaussian = images
             ? GaussianEmImputer.Keep(GaussianEm.initialEstimate(x, trainMask))
             : GaussianEmImputer.Keep(GaussianEm.fitBatch(GaussianEm.defaults, x, trainMask).Estimate);
-        var xHat = o.InitialImputation switch
+        _start = o.InitialImputation;
+        Tensor xHat;
+        if (_start is InitialImputation.Knn or InitialImputation.Auto)
         {
-            InitialImputation.NearestPixel => NearestPixelFill(CurrentScaler, o.ImageWidth!.Value, o.ImageHeight!.Value, x, trainMask),
-            InitialImputation.GaussianEm => GaussianEm.impute(_gaussian, x, trainMask),
-            InitialImputation.RandomDraw => Missingness.impute(Missingness.InitialImputation.RandomDraw, Tensors.deriveSeed(o.Seed, 2), x, trainMask),
-            InitialImputation.Mean => Missingness.impute(Missingness.InitialImputation.Mean, Tensors.deriveSeed(o.Seed, 2), x, trainMask),
-            InitialImputation.Median => Missingness.impute(Missingness.InitialImputation.Median, Tensors.deriveSeed(o.Seed, 2), x, trainMask),
-            _ => Missingness.impute(Missingness.InitialImputation.Zero, Tensors.deriveSeed(o.Seed, 2), x, trainMask),
-        };
+            var pool = Knn.donors(x, trainMask);
+            try
+            {
+                xHat = Knn.impute(o.KnnNeighbours, pool, x, trainMask);
+            }
+            finally
+            {
+                Knn.dispose(pool);
+            }
+            if (_start == InitialImputation.Auto)
+            {
+                var gem = GaussianEm.impute(_gaussian, x, trainMask);
+                _knnShare = Selection.blendShares(ShareGrid, x, gem, xHat, hidden).DetachFromDisposeScope();
+                xHat = Selection.blend(_knnShare, gem, xHat);
+            }
+            else _knnShare = ones(p, dtype: float64).DetachFromDisposeScope();
+            if (_knnShare.gt(0.0).any().item<bool>())
+                _donors = KnnImputer.Keep(Knn.donors(x, mask));
+        }
+        else
+        {
+            xHat = _start switch
+            {
+                InitialImputation.NearestPixel => NearestPixelFill(CurrentScaler, o.ImageWidth!.Value, o.ImageHeight!.Value, x, trainMask),
+                InitialImputation.GaussianEm => GaussianEm.impute(_gaussian, x, trainMask),
+                InitialImputation.RandomDraw => Missingness.impute(Missingness.InitialImputation.RandomDraw, Tensors.deriveSeed(o.Seed, 2), x, trainMask),
+                InitialImputation.Mean => Missingness.impute(Missingness.InitialImputation.Mean, Tensors.deriveSeed(o.Seed, 2), x, trainMask),
+                InitialImputation.Median => Missingness.impute(Missingness.InitialImputation.Median, Tensors.deriveSeed(o.Seed, 2), x, trainMask),
+                _ => Missingness.impute(Missingness.InitialImputation.Zero, Tensors.deriveSeed(o.Seed, 2), x, trainMask),
+            };
+        }
         var (lower, upper) = Bounds(p);
         double bestScore = InitialValidationRmse = Selection.score(x, xHat, hidden);
         int best = 0;
@@ -260,9 +310,12 @@ public sealed class EMFlowImputer : Imputer
         return xHat;
     }
 
-    /// <summary>The starting imputation of new rows: nearest pixels (or zero) for images, else the Gaussian-EM conditional mean.</summary>
-    private Tensor Start(Tensor x, Tensor mask) => Options.InitialImputation switch
+    /// <summary>The starting imputation of new rows: nearest pixels (or zero) for images, kNN from the training rows
+    /// or its blend with Gaussian EM when that was the start, else the Gaussian-EM conditional mean.</summary>
+    private Tensor Start(Tensor x, Tensor mask) => _start switch
     {
+        InitialImputation.Knn => Knn.impute(Options.KnnNeighbours, _donors!, x, mask),
+        InitialImputation.Auto when _donors is not null => Selection.blend(_knnShare!, GaussianEm.impute(_gaussian!, x, mask), Knn.impute(Options.KnnNeighbours, _donors, x, mask)),
         InitialImputation.NearestPixel => NearestPixelFill(CurrentScaler, Options.ImageWidth!.Value, Options.ImageHeight!.Value, x, mask),
         InitialImputation.Zero when StartsLikeImages => Missingness.zeroImpute(x, mask),
         _ => GaussianEm.impute(_gaussian!, x, mask),
@@ -275,7 +328,7 @@ public sealed class EMFlowImputer : Imputer
 
     /// <summary>
     /// Imputes rows with the model as it stood after <paramref name="iteration"/> iterations, whether or not that
-    /// iteration was selected: 0 is the initial Gaussian-EM imputation. For convergence curves (test error per
+    /// iteration was selected: 0 is the initial imputation (<see cref="SelectedStart"/>). For convergence curves (test error per
     /// iteration and per second, as in the paper's Figure 2) and for stepping through a fit.
     /// </summary>
     /// <param name="iteration">0 … <see cref="AvailableIterations"/>.</param>
@@ -354,7 +407,7 @@ public sealed class EMFlowImputer : Imputer
     public void Save(string path)
     {
         var scaler = RequireScaler();
-        ModelFile.Save(path, Options, scaler, _gaussian!, _stages.Take(_selected).ToList(), _history, _epochs, InitialValidationRmse);
+        ModelFile.Save(path, Options, scaler, _gaussian!, _stages.Take(_selected).ToList(), _history, _epochs, InitialValidationRmse, _start, _knnShare, _donors);
     }
 
     /// <summary>Reads a model written by <see cref="Save"/>; the loaded model transforms exactly as the saved one did.</summary>
@@ -371,6 +424,9 @@ public sealed class EMFlowImputer : Imputer
         imputer._history.AddRange(m.History);
         imputer._epochs.AddRange(m.Epochs);
         imputer.InitialValidationRmse = m.InitialValidationRmse;
+        imputer._start = m.Start;
+        imputer._donors = m.Donors;
+        imputer._knnShare = m.KnnShare;
         return imputer;
     }
 
@@ -414,6 +470,11 @@ public sealed class EMFlowImputer : Imputer
         _gaussian?.Mu.Dispose();
         _gaussian?.Sigma.Dispose();
         _gaussian = null;
+        if (_donors is not null) Knn.dispose(_donors);
+        _donors = null;
+        _knnShare?.Dispose();
+        _knnShare = null;
+        _start = Options.InitialImputation;
         InitialValidationRmse = double.NaN;
     }
 

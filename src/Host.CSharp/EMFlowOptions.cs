@@ -20,6 +20,21 @@ public enum InitialImputation
     /// Gaussian-EM fit is run (at p = 784 it costs minutes per sweep), and Transform starts new images the same way.
     /// </summary>
     NearestPixel,
+    /// <summary>
+    /// k-nearest-neighbour imputation (<see cref="EMFlowOptions.KnnNeighbours"/> donors, nan-Euclidean distance over
+    /// commonly observed features, as <see cref="KnnImputer"/>): donors are the training rows, for the training rows
+    /// themselves and for new rows alike, so the fitted model keeps the training table (n, p).
+    /// </summary>
+    Knn,
+    /// <summary>
+    /// Per feature, the blend (1 − w)·Gaussian EM + w·<see cref="Knn"/> whose share w (0, 0.1, …, 1) imputes that
+    /// feature's held-out entries (<see cref="EMFlowOptions.ValidationFraction"/>) best; features without held-out
+    /// entries take the share best over all of them (<see cref="EMFlowImputer.KnnShare"/> gives the shares). Gaussian
+    /// EM suits features that are close to linear in the others, kNN tables of clusters or near-duplicate rows, and a
+    /// blend of two different errors is often better than either. Without a hold-out (ValidationFraction 0) every
+    /// share is 0: Gaussian EM.
+    /// </summary>
+    Auto,
 }
 
 /// <summary>What the second flow step of each batch optimises.</summary>
@@ -87,6 +102,8 @@ public sealed record EMFlowOptions
     public double MaxGradNorm { get; init; } = 10;
     /// <summary>How missing values are filled before the first iteration. Default <see cref="EMFlow.InitialImputation.GaussianEm"/>.</summary>
     public InitialImputation InitialImputation { get; init; } = InitialImputation.GaussianEm;
+    /// <summary>Donors averaged by the <see cref="EMFlow.InitialImputation.Knn"/> start. Default 5.</summary>
+    public int KnnNeighbours { get; init; } = 5;
     /// <summary>
     /// Fraction of the observed entries held out (hidden) during training to score each iteration; the
     /// iteration with the lowest error on them (iteration 0 being the initial imputation) is kept. 0 keeps the
@@ -146,6 +163,7 @@ public sealed record EMFlowOptions
         Require(MaxGradNorm > 0, nameof(MaxGradNorm), MaxGradNorm, "must be positive");
         Require(Enum.IsDefined(SecondStep), nameof(SecondStep), SecondStep, "must be a defined value");
         Require(Enum.IsDefined(InitialImputation), nameof(InitialImputation), InitialImputation, "must be a defined value");
+        Require(KnnNeighbours >= 1, nameof(KnnNeighbours), KnnNeighbours, "must be at least 1");
         Require(ValidationFraction >= 0 && ValidationFraction < 0.5, nameof(ValidationFraction), ValidationFraction, "must be in [0, 0.5)");
         Require(ImageWidth is null or >= 1, nameof(ImageWidth), ImageWidth!, "must be at least 1 when given");
         Require(ImageHeight is null or >= 1, nameof(ImageHeight), ImageHeight!, "must be at least 1 when given");

@@ -11,7 +11,8 @@ namespace EMFlow;
 internal static class ModelFile
 {
     private const string Magic = "EMFLOW-MODEL";
-    private const int Version = 1;
+    // Format 2 adds the start the fit used and, for a kNN start, the donor rows; format 1 files still load.
+    private const int Version = 2;
 
     internal sealed record Contents(
         EMFlowOptions Options,
@@ -20,11 +21,14 @@ internal static class ModelFile
         List<(Flow.Flow Flow, OnlineEm.Estimate Estimate)> Stages,
         List<IterationRecord> History,
         List<EpochRecord> Epochs,
-        double InitialValidationRmse);
+        double InitialValidationRmse,
+        InitialImputation Start,
+        Tensor? KnnShare,
+        Knn.Donors? Donors);
 
     public static void Save(string path, EMFlowOptions options, Scaler.MinMax scaler, OnlineEm.Estimate gaussian,
         IReadOnlyList<(Flow.Flow Flow, OnlineEm.Estimate Estimate)> stages, IReadOnlyList<IterationRecord> history,
-        IReadOnlyList<EpochRecord> epochs, double initialValidationRmse)
+        IReadOnlyList<EpochRecord> epochs, double initialValidationRmse, InitialImputation start, Tensor? knnShare, Knn.Donors? donors)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         // Written to a temporary file first so a failure never leaves a half-written model behind.
@@ -38,6 +42,15 @@ internal static class ModelFile
             WriteArray(w, scaler.Max);
             w.Write(initialValidationRmse);
             WriteEstimate(w, gaussian);
+            w.Write((int)start);
+            w.Write(knnShare is not null);
+            if (knnShare is not null) WriteTensor(w, knnShare);
+            w.Write(donors is not null);
+            if (donors is not null)
+            {
+                WriteTensor(w, donors.X);
+                WriteTensor(w, donors.Observed);
+            }
             w.Write(stages.Count);
             foreach (var (flow, estimate) in stages)
             {
@@ -75,11 +88,25 @@ internal static class ModelFile
         catch (EndOfStreamException) { magic = ""; }
         if (magic != Magic) throw new InvalidDataException($"'{path}' is not an EMFlow model file.");
         int version = r.ReadInt32();
-        if (version != Version) throw new InvalidDataException($"'{path}' has model format {version}; this library reads format {Version}.");
+        if (version is < 1 or > Version) throw new InvalidDataException($"'{path}' has model format {version}; this library reads formats 1 to {Version}.");
         var options = JsonSerializer.Deserialize<EMFlowOptions>(r.ReadString()) ?? throw new InvalidDataException("Missing options.");
         var scaler = new Scaler.MinMax(ReadArray(r), ReadArray(r));
         double initialRmse = r.ReadDouble();
         var gaussian = ReadEstimate(r);
+        var start = options.InitialImputation;
+        Knn.Donors? donors = null;
+        Tensor? knnShare = null;
+        if (version >= 2)
+        {
+            start = (InitialImputation)r.ReadInt32();
+            if (r.ReadBoolean()) knnShare = ReadTensor(r);
+            if (r.ReadBoolean())
+            {
+                using var x = ReadTensor(r);
+                using var observed = ReadTensor(r);
+                donors = KnnImputer.Keep(Knn.donors(x, 1.0 - observed));
+            }
+        }
         int count = r.ReadInt32();
         var stages = new List<(Flow.Flow, OnlineEm.Estimate)>();
         int p = scaler.Min.Length;
@@ -100,7 +127,7 @@ internal static class ModelFile
         var epochs = new List<EpochRecord>();
         for (int i = r.ReadInt32(); i > 0; i--)
             epochs.Add(new EpochRecord(r.ReadInt32(), r.ReadInt32(), r.ReadDouble(), r.ReadDouble(), r.ReadDouble()));
-        return new Contents(options, scaler, gaussian, stages, history, epochs, initialRmse);
+        return new Contents(options, scaler, gaussian, stages, history, epochs, initialRmse, start, knnShare, donors);
     }
 
     private static void WriteArray(BinaryWriter w, double[] a)

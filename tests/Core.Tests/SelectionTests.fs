@@ -59,4 +59,20 @@ let tests =
             Expect.isTrue (Double.IsNaN (Selection.score truth imputed (torch.zeros_like(hidden)))) "NaN"
             Expect.throwsT<ArgumentOutOfRangeException> (fun () -> Selection.holdOut 1L 1.0 hidden |> ignore) "fraction 1"
         }
+        test "blend shares pick, per feature, the mix that is best on that feature's hidden entries" {
+            // Column 0: truth = a; column 1: truth = b; column 2: truth halfway; column 3: nothing hidden.
+            let truth = torch.tensor(array2D [ [ 0.0; 1.0; 0.5; 0.0 ]; [ 0.0; 1.0; 0.5; 0.0 ] ], dtype = dtype)
+            let a = torch.zeros(2L, 4L, dtype = dtype)
+            let b = torch.ones(2L, 4L, dtype = dtype)
+            let hidden = torch.tensor(array2D [ [ 1.0; 1.0; 1.0; 0.0 ]; [ 1.0; 0.0; 1.0; 0.0 ] ], dtype = dtype)
+            let grid = [| 0.0; 0.25; 0.5; 0.75; 1.0 |]
+            let shares = Selection.blendShares grid truth a b hidden |> Tensors.toArray
+            Expect.sequenceEqual shares.[0..2] [| 0.0; 1.0; 0.5 |] "each hidden feature its own best share"
+            // Over all hidden entries the error is 2w² + (1 − w)² + 2(w − 0.5)² = 5w² − 4w + 1.5: 0.5 on this grid.
+            Expect.equal shares.[3] 0.5 "a feature without hidden entries takes the overall best"
+            let none = Selection.blendShares grid truth a b (torch.zeros_like(hidden)) |> Tensors.toArray
+            Expect.sequenceEqual none [| 0.0; 0.0; 0.0; 0.0 |] "nothing hidden: all a"
+            let mixed = Selection.blend (torch.tensor([| 0.0; 1.0; 0.5; 0.25 |], dtype = dtype)) a b |> Tensors.toArray2D
+            Expect.equal mixed.[1, 2] 0.5 "the blend"
+        }
     ]

@@ -9,6 +9,7 @@ public class EMFlowImputerTests
     [InlineData(nameof(EMFlowOptions.StepSizeC))]
     [InlineData(nameof(EMFlowOptions.StepSizeGamma))]
     [InlineData(nameof(EMFlowOptions.ValidationFraction))]
+    [InlineData(nameof(EMFlowOptions.KnnNeighbours))]
     public void Invalid_settings_throw_at_Fit_naming_the_setting(string setting)
     {
         var bad = setting switch
@@ -18,6 +19,7 @@ public class EMFlowImputerTests
             nameof(EMFlowOptions.LearningRate) => TestData.QuickEMFlow() with { LearningRate = -1 },
             nameof(EMFlowOptions.StepSizeC) => TestData.QuickEMFlow() with { StepSizeC = 1.5 },
             nameof(EMFlowOptions.StepSizeGamma) => TestData.QuickEMFlow() with { StepSizeGamma = 0.5 },
+            nameof(EMFlowOptions.KnnNeighbours) => TestData.QuickEMFlow() with { KnnNeighbours = 0 },
             _ => TestData.QuickEMFlow() with { ValidationFraction = 0.9 },
         };
         using var imputer = new EMFlowImputer(bad);
@@ -71,6 +73,79 @@ public class EMFlowImputerTests
         Assert.Equal("iteration", e.ParamName);
         Assert.Throws<ArgumentOutOfRangeException>(() => imputer.TransformAtIteration(-1, data));
     }
+
+    [Fact]
+    public void A_kNN_start_imputes_new_rows_at_iteration_0_exactly_as_KnnImputer_and_survives_Save_and_Load()
+    {
+        var (_, data) = TestData.Table(150);
+        var (_, fresh) = TestData.Table(40, seed: 9);
+        using var imputer = new EMFlowImputer(TestData.QuickEMFlow() with { InitialImputation = InitialImputation.Knn, Iterations = 1 });
+        imputer.Fit(data);
+        Assert.Equal(InitialImputation.Knn, imputer.SelectedStart);
+        using var knn = new KnnImputer(5);
+        knn.Fit(data);
+        // Donors are all of the training rows' observed cells (the hold-out is given back after selection).
+        var expected = knn.Transform(fresh);
+        var atZero = imputer.TransformAtIteration(0, fresh);
+        for (int i = 0; i < 40; i++)
+            for (int j = 0; j < 4; j++)
+                Assert.Equal(expected[i, j], atZero[i, j], 9);
+        var path = Path.Combine(Path.GetTempPath(), $"emflow-{Guid.NewGuid():N}.model");
+        try
+        {
+            imputer.Save(path);
+            using var loaded = EMFlowImputer.Load(path);
+            Assert.Equal(InitialImputation.Knn, loaded.SelectedStart);
+            Assert.Equal(imputer.Transform(fresh), loaded.Transform(fresh));
+        }
+        finally { File.Delete(path); }
+    }
+
+    [Fact]
+    public void The_Auto_start_leans_to_kNN_on_clustered_rows_and_to_Gaussian_EM_on_Gaussian_ones()
+    {
+        // Clustered: 12 tight clusters whose centres lie on a curve, so no linear regression predicts one feature
+        // from the others, while any neighbour in the same cluster does.
+        var rng = new Random(4);
+        var clustered = new double[360, 4];
+        for (int i = 0; i < 360; i++)
+        {
+            double t = (i % 12) / 11.0 * 2 * Math.PI;
+            double[] centre = { Math.Cos(t), Math.Sin(t), Math.Cos(2 * t), Math.Sin(3 * t) };
+            for (int j = 0; j < 4; j++)
+                clustered[i, j] = rng.NextDouble() < 0.2 ? double.NaN : centre[j] + 0.02 * (rng.NextDouble() - 0.5);
+        }
+        // Gaussian: one strong linear factor plus noise, where the conditional mean is exactly linear.
+        var gaussian = new double[360, 4];
+        for (int i = 0; i < 360; i++)
+        {
+            double f = Normal(rng);
+            for (int j = 0; j < 4; j++)
+                gaussian[i, j] = rng.NextDouble() < 0.2 ? double.NaN : (j + 1) * f + 0.3 * Normal(rng);
+        }
+        var options = TestData.QuickEMFlow() with { InitialImputation = InitialImputation.Auto, Iterations = 1, EpochsPerIteration = 1, ValidationFraction = 0.1 };
+        using (var a = new EMFlowImputer(options))
+        {
+            a.Fit(clustered);
+            Assert.Equal(InitialImputation.Auto, a.SelectedStart);
+            Assert.True(a.KnnShare.Average() >= 0.7, $"kNN shares on clusters: {string.Join(", ", a.KnnShare)}");
+        }
+        using (var b = new EMFlowImputer(options))
+        {
+            b.Fit(gaussian);
+            Assert.True(b.KnnShare.Average() <= 0.3, $"kNN shares on a Gaussian table: {string.Join(", ", b.KnnShare)}");
+        }
+        // Without a hold-out there is nothing to compare on: Gaussian EM.
+        using var c = new EMFlowImputer(options with { ValidationFraction = 0 });
+        c.Fit(clustered);
+        Assert.All(c.KnnShare, w => Assert.Equal(0.0, w));
+        using var knn = new EMFlowImputer(options with { InitialImputation = InitialImputation.Knn });
+        knn.Fit(clustered);
+        Assert.All(knn.KnnShare, w => Assert.Equal(1.0, w));
+    }
+
+    private static double Normal(Random rng) =>
+        Math.Sqrt(-2 * Math.Log(1 - rng.NextDouble())) * Math.Cos(2 * Math.PI * rng.NextDouble());
 
     [Fact]
     public void A_hold_out_shaped_like_the_missingness_fits_and_repeats_with_the_seed()

@@ -3,10 +3,10 @@ namespace EMFlow.Tests;
 /// <summary>What every imputer promises, checked for each one the way a C# application would call it.</summary>
 public class ImputerContractTests
 {
-    public static TheoryData<string> Imputers => new() { "mean", "median", "gaussian-em", "emflow", "gain", "miwae", "mcflow", "nearest-pixel", "emflow-images" };
+    public static TheoryData<string> Imputers => new() { "mean", "median", "gaussian-em", "emflow", "emflow-knn-start", "gain", "miwae", "mcflow", "nearest-pixel", "emflow-images" };
 
     /// <summary>Imputers that fill a feature from that feature's own values; the image imputers copy neighbouring pixels instead.</summary>
-    public static TheoryData<string> FeatureWiseImputers => new() { "mean", "median", "gaussian-em", "emflow", "gain", "miwae", "mcflow" };
+    public static TheoryData<string> FeatureWiseImputers => new() { "mean", "median", "gaussian-em", "emflow", "emflow-knn-start", "gain", "miwae", "mcflow" };
 
     private static Imputer Create(string name) => name switch
     {
@@ -14,6 +14,7 @@ public class ImputerContractTests
         "median" => new MeanImputer(SimpleStrategy.Median),
         "gaussian-em" => new GaussianEmImputer(),
         "emflow" => new EMFlowImputer(TestData.QuickEMFlow()),
+        "emflow-knn-start" => new EMFlowImputer(TestData.QuickEMFlow() with { InitialImputation = InitialImputation.Knn }),
         "gain" => new GainImputer(new GainOptions { Iterations = 50, Seed = 3, TorchThreads = 1 }),
         "mcflow" => new McFlowImputer(new McFlowOptions { Epochs = 2, HiddenWidth = 16, CouplingLayers = 2, BatchSize = 64, Seed = 3, TorchThreads = 1 }),
         "miwae" => new MiwaeImputer(new MiwaeOptions { Epochs = 2, Hidden = 16, ImputeSamples = 20, Seed = 3, TorchThreads = 1 }),

@@ -15,7 +15,7 @@ namespace EMFlow;
 /// <para>Neighbours come from the rows given to Fit only; Transform never adds its rows to the pool. Fewer than k
 /// usable donors: the mean of those there are; none at all: the feature's mean over the training rows.</para>
 /// <para>All distances of a chunk of query rows are formed by three matrix products, so the cost is that of a
-/// (m, p) × (p, n) product plus one top-k per missing feature, with no per-row loop.</para>
+/// (m, p) × (p, n) product plus one top-k per missing feature, with no per-row loop (<c>Knn.impute</c>).</para>
 /// </remarks>
 /// <example>
 /// <code>
@@ -26,13 +26,7 @@ namespace EMFlow;
 /// </example>
 public sealed class KnnImputer : Imputer
 {
-    // Bounds each chunk's (rows, n) distance matrix to about 4M doubles (32 MB).
-    private const long DistanceBudget = 1L << 22;
-
-    private Tensor? _x;        // (n, p) training rows on [0, 1], missing entries 0
-    private Tensor? _observed; // (n, p) 1.0 where observed
-    private Tensor? _sqObs;    // (n, p) x² at observed entries
-    private Tensor? _colMean;  // (p) mean of each feature over its observed training values
+    private Knn.Donors? _pool;
 
     /// <summary>An imputer averaging <paramref name="k"/> neighbours (checked at Fit).</summary>
     /// <param name="k">Number of neighbours, at least 1. Default 5.</param>
@@ -50,62 +44,20 @@ public sealed class KnnImputer : Imputer
     private protected override void FitScaled(Tensor x, Tensor mask, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
     {
         DisposeState();
-        var observed = 1.0 - mask;
-        var xo = x * observed;
-        _x = xo.clone().DetachFromDisposeScope();
-        _observed = observed.clone().DetachFromDisposeScope();
-        _sqObs = (xo * xo).DetachFromDisposeScope();
-        // Validation has already rejected columns without an observed value, so the count is at least 1.
-        _colMean = (xo.sum(0L) / observed.sum(0L)).DetachFromDisposeScope();
+        _pool = Keep(Knn.donors(x, mask));
     }
 
-    private protected override Tensor TransformScaled(Tensor x, Tensor mask)
-    {
-        var train = _x ?? throw new InvalidOperationException("KnnImputer is not fitted yet; call Fit first.");
-        long m = x.shape[0], p = x.shape[1], n = train.shape[0];
-        var result = x.clone();
-        var donorCounts = _observed!.sum(0L).to_type(int64).data<long>().ToArray();
-        var missingPerColumn = mask.sum(0L).data<double>().ToArray();
-        long chunk = Math.Max(1, DistanceBudget / Math.Max(1, n));
-        for (long start = 0; start < m; start += chunk)
-        {
-            using var scope = NewDisposeScope();
-            long len = Math.Min(chunk, m - start);
-            var mq = mask.narrow(0, start, len);
-            var oq = 1.0 - mq;
-            var q = x.narrow(0, start, len) * oq;
-            // Σ over common features of (a − b)² = Σ oq·a² · o_b + Σ o_a · o_b·b² − 2 Σ a·b, each a matrix product.
-            var d2 = (q * q).matmul(_observed.T) + oq.matmul(_sqObs!.T) - 2.0 * q.matmul(train.T);
-            var common = oq.matmul(_observed.T);
-            var dist = where(common.gt(0.5), (d2.clamp_min(0.0) * (double)p / common.clamp_min(1.0)).sqrt(), tensor(double.PositiveInfinity, dtype: float64));
-            var filled = result.narrow(0, start, len);
-            for (long j = 0; j < p; j++)
-            {
-                if (missingPerColumn[j] == 0 || donorCounts[j] == 0) continue;
-                var need = mq.select(1, j).gt(0.5);
-                if (!need.any().item<bool>()) continue;
-                var donor = _observed.select(1, j).gt(0.5).unsqueeze(0);
-                var dj = where(donor, dist, tensor(double.PositiveInfinity, dtype: float64));
-                long kk = Math.Min(K, donorCounts[j]);
-                var (values, idx) = dj.topk((int)kk, dim: 1, largest: false, sorted: true);
-                var v = train.select(1, j).index_select(0, idx.flatten()).reshape(len, kk);
-                var usable = values.isfinite().to_type(float64);
-                var count = usable.sum(1);
-                var mean = (v * usable).sum(1) / count.clamp_min(1.0);
-                var value = where(count.gt(0.5), mean, _colMean![j].expand(len));
-                var column = filled.select(1, j);
-                column.copy_(where(need, value, column));
-            }
-        }
-        return result;
-    }
+    private protected override Tensor TransformScaled(Tensor x, Tensor mask) =>
+        Knn.impute(K, _pool ?? throw new InvalidOperationException("KnnImputer is not fitted yet; call Fit first."), x, mask);
+
+    /// <summary>Moves the pool's tensors out of the caller's dispose scope, so they live as long as the imputer.</summary>
+    internal static Knn.Donors Keep(Knn.Donors d) => new(
+        d.X.DetachFromDisposeScope(), d.Observed.DetachFromDisposeScope(), d.Squares.DetachFromDisposeScope(), d.ColumnMean.DetachFromDisposeScope());
 
     private void DisposeState()
     {
-        _x?.Dispose();
-        _observed?.Dispose();
-        _sqObs?.Dispose();
-        _colMean?.Dispose();
+        if (_pool is not null) Knn.dispose(_pool);
+        _pool = null;
     }
 
     /// <inheritdoc />

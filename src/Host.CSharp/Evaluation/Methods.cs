@@ -43,6 +43,8 @@ public sealed record Method(string Name, Func<IImputationMethod> Create)
             "gaussian-em" => Of(name, () => new GaussianEmImputer()),
             "emflow" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed }))),
             "emflow-shaped-holdout" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOutLikeMissingness = true }))),
+            "emflow-auto-start" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, InitialImputation = InitialImputation.Auto }))),
+            "emflow-knn-start" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, InitialImputation = InitialImputation.Knn }))),
             "emflow-paper" => Of(name, () => new EMFlowImputer(adjust(EMFlowOptions.Paper with { Seed = seed }))),
             // The competitors run their own papers' settings; only the thread count follows the EMFlow adjustment.
             "gain" => Of(name, () => new GainImputer(new GainOptions { Seed = seed, TorchThreads = adjust(new EMFlowOptions()).TorchThreads })),
@@ -50,12 +52,17 @@ public sealed record Method(string Name, Func<IImputationMethod> Create)
             // Settings chosen per fold on the training rows' own held-out entries (EMFlowTuning), then refitted.
             "emflow-tuned" => new Method(name, () => new TunedEMFlowMethod(adjust(new EMFlowOptions { Seed = seed }), adjust, seed)),
             "mcflow" => Of(name, () => new McFlowImputer(new McFlowOptions { Seed = seed, TorchThreads = adjust(new EMFlowOptions()).TorchThreads })),
-            _ => throw new ArgumentException($"Unknown method '{name}'; expected one of {string.Join(", ", StandardNames.Concat(CompetitorNames).Append("emflow-tuned").Append("emflow-shaped-holdout"))}.", nameof(name)),
+            _ => throw new ArgumentException($"Unknown method '{name}'; expected one of {string.Join(", ", StandardNames.Concat(CompetitorNames).Concat(VariantNames))}.", nameof(name)),
         };
     }
 
     /// <summary>Names accepted by <see cref="Standard"/>, in the order the tables list them.</summary>
     public static IReadOnlyList<string> StandardNames { get; } = new[] { "mean", "median", "knn", "gaussian-em", "emflow", "emflow-paper" };
+
+    /// <summary>EMFlow variants accepted by <see cref="Standard"/>, run only when named: "emflow-tuned" (settings
+    /// searched per fold), "emflow-shaped-holdout" (<see cref="EMFlowOptions.HoldOutLikeMissingness"/>),
+    /// "emflow-auto-start" (<see cref="InitialImputation.Auto"/>), "emflow-knn-start" (<see cref="InitialImputation.Knn"/>).</summary>
+    public static IReadOnlyList<string> VariantNames { get; } = new[] { "emflow-tuned", "emflow-shaped-holdout", "emflow-auto-start", "emflow-knn-start" };
 
     /// <summary>The paper's deep competitors, also accepted by <see cref="Standard"/> but run only when named (they
     /// train for minutes per fold): "gain", "miwae", "mcflow".</summary>
