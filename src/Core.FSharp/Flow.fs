@@ -19,6 +19,15 @@ open EMFlow.Tensors
 /// A learnable tensor owned by a flow layer (TorchSharp's <c>Parameter</c>).
 type Parameter = TorchSharp.Modules.Parameter
 
+/// How the coupling layers split the features into kept and transformed ones.
+type MaskPattern =
+    /// Even and odd feature indices alternate from layer to layer (<see cref="alternatingMask"/>); fits any table.
+    /// On images of even width in row-major order this keeps whole pixel columns: stripes.
+    | Alternating
+    /// Images of this width in row-major order: pixel (r, c) is kept in layer k when r + c + k is even, so each
+    /// transformed pixel is conditioned on its four nearest neighbours (RealNVP's checkerboard, Dinh et al. 2017).
+    | Checkerboard of width: int
+
 /// Settings of a composite RealNVP flow.
 type FlowConfig =
     {
@@ -31,7 +40,9 @@ type FlowConfig =
       /// Number of hidden layers of the s and t networks; 0 makes them affine in the kept features.
       Depth: int
       /// Seed of the parameter initialisation: the same seed gives the same parameters.
-      Seed: int64 }
+      Seed: int64
+      /// How the layers split the features; <c>Alternating</c> for tables.
+      Masks: MaskPattern }
 
 let private checkRows (name: string) (features: int) (t: Tensor) =
     if isNull (box t) then nullArg name
@@ -262,7 +273,26 @@ let alternatingMask (features: int) (k: int) : bool[] =
     if features = 1 then [| false |]
     else Array.init features (fun j -> (j + k) % 2 = 0)
 
-/// A RealNVP flow: a stack of affine coupling layers with alternating masks (Dinh et al. 2017).
+/// The kept-pixel mask of coupling layer <c>k</c> for images of the given width in row-major order: pixel
+/// (r, c) = column r · width + c is kept when r + c + k is even.
+/// <param name="width">Image width, at least 1, dividing p.</param>
+/// <param name="features">p, the number of pixels.</param>
+/// <param name="k">Layer index, from 0.</param>
+/// <returns>A mask (p): true where the pixel is kept.</returns>
+let checkerboardMask (width: int) (features: int) (k: int) : bool[] =
+    if width < 1 || features % width <> 0 then
+        invalidArg "width" (sprintf "must be at least 1 and divide the %d features; got %d" features width)
+    if k < 0 then invalidArg "k" (sprintf "must be at least 0; got %d" k)
+    if features = 1 then [| false |]
+    else Array.init features (fun j -> (j / width + j % width + k) % 2 = 0)
+
+/// The mask of layer k under a pattern.
+let maskOf (pattern: MaskPattern) (features: int) (k: int) : bool[] =
+    match pattern with
+    | Alternating -> alternatingMask features k
+    | Checkerboard width -> checkerboardMask width features k
+
+/// A RealNVP flow: a stack of affine coupling layers with alternating or checkerboard masks (Dinh et al. 2017).
 /// <remarks>
 /// <c>Forward</c> (latent to data) runs the layers in order and sums their log-determinants;
 /// <c>Inverse</c> (data to latent) runs them in reverse. With zero layers it is the identity flow, under
@@ -278,11 +308,15 @@ type Flow(config: FlowConfig) as this =
         if config.Layers < 0 then invalidArg "config" (sprintf "Layers must be at least 0; got %d" config.Layers)
         if config.Hidden < 1 then invalidArg "config" (sprintf "Hidden must be at least 1; got %d" config.Hidden)
         if config.Depth < 0 then invalidArg "config" (sprintf "Depth must be at least 0; got %d" config.Depth)
+        match config.Masks with
+        | Checkerboard w when w < 1 || config.Features % w <> 0 ->
+            invalidArg "config" (sprintf "Checkerboard width must be at least 1 and divide the %d features; got %d" config.Features w)
+        | _ -> ()
 
     let layers =
         Array.init config.Layers (fun k ->
             // Each layer's own seed is overwritten by the Reset below, which draws all layers from one generator.
-            new AffineCoupling(config.Features, alternatingMask config.Features k, config.Hidden, config.Depth, config.Seed))
+            new AffineCoupling(config.Features, maskOf config.Masks config.Features k, config.Hidden, config.Depth, config.Seed))
 
     do
         layers |> Array.iteri (fun k l -> this.register_module(sprintf "coupling%d" k, l))
@@ -327,7 +361,7 @@ type Flow(config: FlowConfig) as this =
 /// <param name="features">p, at least 1.</param>
 /// <param name="seed">Seed of the parameter initialisation.</param>
 let defaultConfig (features: int) (seed: int64) : FlowConfig =
-    { Features = features; Layers = 6; Hidden = 128; Depth = 2; Seed = seed }
+    { Features = features; Layers = 6; Hidden = 128; Depth = 2; Seed = seed; Masks = Alternating }
 
 /// A new flow built from the configuration; it starts as the exact identity.
 /// <param name="config">Architecture and seed; checked here.</param>

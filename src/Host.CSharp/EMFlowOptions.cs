@@ -37,6 +37,15 @@ public enum InitialImputation
     Auto,
 }
 
+/// <summary>How the flow's coupling layers split the features into kept and transformed ones.</summary>
+public enum CouplingMask
+{
+    /// <summary>Even and odd feature indices alternate from layer to layer (default; fits any table). On images of even width this keeps whole pixel columns, a stripe pattern.</summary>
+    Alternating,
+    /// <summary>Images only (<see cref="EMFlowOptions.ImageWidth"/> set): pixel (r, c) is kept in layer k when r + c + k is even, so every transformed pixel is conditioned on its four neighbours (RealNVP's checkerboard).</summary>
+    Checkerboard,
+}
+
 /// <summary>What the second flow step of each batch optimises.</summary>
 public enum SecondFlowStep
 {
@@ -98,6 +107,8 @@ public sealed record EMFlowOptions
     public int HiddenWidth { get; init; } = 128;
     /// <summary>Hidden layers of each coupling's s and t networks. Default 2.</summary>
     public int HiddenDepth { get; init; } = 2;
+    /// <summary>How the coupling layers split the features. Default <see cref="EMFlow.CouplingMask.Alternating"/>; <see cref="EMFlow.CouplingMask.Checkerboard"/> needs <see cref="ImageWidth"/>.</summary>
+    public CouplingMask CouplingMask { get; init; } = CouplingMask.Alternating;
     /// <summary>Largest gradient norm of a flow step; larger ones are scaled down. Default 10.</summary>
     public double MaxGradNorm { get; init; } = 10;
     /// <summary>How missing values are filled before the first iteration. Default <see cref="EMFlow.InitialImputation.GaussianEm"/>.</summary>
@@ -140,6 +151,11 @@ public sealed record EMFlowOptions
         ValidationFraction = 0,
     };
 
+    /// <summary>The flow's mask pattern for these settings.</summary>
+    internal Flow.MaskPattern MaskPattern => CouplingMask == CouplingMask.Checkerboard
+        ? Flow.MaskPattern.NewCheckerboard(ImageWidth!.Value)
+        : Flow.MaskPattern.Alternating;
+
     internal void Validate(int rows, int columns)
     {
         static void Require(bool ok, string name, object value, string rule)
@@ -169,6 +185,9 @@ public sealed record EMFlowOptions
         Require(ImageHeight is null or >= 1, nameof(ImageHeight), ImageHeight!, "must be at least 1 when given");
         if (InitialImputation == InitialImputation.NearestPixel && (ImageWidth is null || ImageHeight is null))
             throw new ArgumentException($"InitialImputation.NearestPixel needs ImageWidth and ImageHeight; got {ImageWidth?.ToString() ?? "null"} and {ImageHeight?.ToString() ?? "null"}.", nameof(ImageWidth));
+        Require(Enum.IsDefined(CouplingMask), nameof(CouplingMask), CouplingMask, "must be a defined value");
+        if (CouplingMask == CouplingMask.Checkerboard && ImageWidth is null)
+            throw new ArgumentException("CouplingMask.Checkerboard needs ImageWidth and ImageHeight; got null.", nameof(CouplingMask));
         if ((ImageWidth is null) != (ImageHeight is null))
             throw new ArgumentException($"ImageWidth and ImageHeight go together; got {ImageWidth?.ToString() ?? "null"} and {ImageHeight?.ToString() ?? "null"}.", nameof(ImageWidth));
         if (ImageWidth is not null)

@@ -15,7 +15,7 @@ let roundTripTol = 1e-10
 let jacobianTol = 1e-6
 let fdStep = 1e-5
 
-let small p = { Features = p; Layers = 4; Hidden = 8; Depth = 2; Seed = 11L }
+let small p = { Features = p; Layers = 4; Hidden = 8; Depth = 2; Seed = 11L; Masks = Alternating }
 
 /// Moves every parameter well away from its identity initialisation, so the contract checks exercise
 /// non-trivial s and t networks.
@@ -235,6 +235,29 @@ let tests =
                     Expect.isTrue (Array.forall2 (<>) m0 m1) (sprintf "p=%d: layer 1 swaps the roles" p)
                 Expect.equal (alternatingMask 1 0) [| false |] "p=1: the single feature is always transformed"
                 Expect.equal (alternatingMask 1 3) [| false |] "p=1: in every layer"
+            }
+            test "checkerboard masks pair every transformed pixel with its four neighbours and swap each layer" {
+                // A 4 x 6 image: pixel (r, c) at column 6r + c.
+                let m0, m1 = checkerboardMask 6 24 0, checkerboardMask 6 24 1
+                Expect.isTrue (Array.forall2 (<>) m0 m1) "layer 1 swaps the roles"
+                for r in 0 .. 3 do
+                    for c in 0 .. 5 do
+                        let j = 6 * r + c
+                        if not m0.[j] then
+                            for (dr, dc) in [ (-1, 0); (1, 0); (0, -1); (0, 1) ] do
+                                let r2, c2 = r + dr, c + dc
+                                if r2 >= 0 && r2 < 4 && c2 >= 0 && c2 < 6 then
+                                    Expect.isTrue m0.[6 * r2 + c2] (sprintf "neighbour (%d, %d) of (%d, %d) kept" r2 c2 r c)
+                // Alternating masks on an even width keep whole columns instead.
+                Expect.isTrue (alternatingMask 24 0 |> Array.mapi (fun j k -> k = (j % 6 % 2 = 0)) |> Array.forall id) "stripes"
+                use flow = create { small 24 with Masks = Checkerboard 6 }
+                use gen = generator 3L
+                flow.Reset gen
+                use x = rows 4L 5 24
+                let z, _ = toLatent flow x
+                let back, _ = toData flow z
+                Expect.isLessThan (scalar ((back - x).abs().max())) 1e-10 "inverts"
+                Expect.throwsT<ArgumentException> (fun () -> create { small 24 with Masks = Checkerboard 5 } |> ignore) "width must divide p"
             }
             test "a coupling layer keeps its part A unchanged after randomising" {
                 use layer = new AffineCoupling(5, alternatingMask 5 0, 8, 2, 1L)

@@ -30,6 +30,24 @@ public class EMFlowImputerTests
     }
 
     [Fact]
+    public void Checkerboard_masks_need_an_image_shape_and_fit_images_with_one()
+    {
+        var (_, data) = TestData.Table(60);
+        using var bad = new EMFlowImputer(TestData.QuickEMFlow() with { CouplingMask = CouplingMask.Checkerboard });
+        var ex = Assert.Throws<ArgumentException>(() => bad.Fit(data));
+        Assert.Equal(nameof(EMFlowOptions.CouplingMask), ex.ParamName);
+        using var images = new EMFlowImputer(TestData.QuickEMFlow() with
+        {
+            CouplingMask = CouplingMask.Checkerboard, InitialImputation = InitialImputation.NearestPixel, ImageWidth = 2, ImageHeight = 2,
+        });
+        var completed = images.FitTransform(data);
+        for (int i = 0; i < 60; i++)
+            for (int j = 0; j < 4; j++)
+                if (!double.IsNaN(data[i, j])) Assert.Equal(data[i, j], completed[i, j]);
+                else Assert.False(double.IsNaN(completed[i, j]));
+    }
+
+    [Fact]
     public void Save_and_Load_round_trip_transforms_identically()
     {
         var (_, data) = TestData.Table(150);
