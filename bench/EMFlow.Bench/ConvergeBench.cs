@@ -48,19 +48,9 @@ internal static class ConvergeBench
             var table = Protocol.Prepare(values, options);
             // The protocol's own fold assignment (Protocol.Run without a folds file).
             var folds = Protocol.AssignFolds(table.KeptRows.Length, options.Folds, Tensors.deriveSeed(seed, 1));
-            var input = table.Input();
-            var test = Enumerable.Range(0, folds.Length).Where(i => folds[i] == fold).ToArray();
-            var train = Enumerable.Range(0, folds.Length).Where(i => folds[i] != fold).ToArray();
-            var trainRows = Rows(input, train);
-            var testRows = Rows(input, test);
-            double Score(double[,] imputed)
-            {
-                double sum = 0; int count = 0;
-                for (int r = 0; r < test.Length; r++)
-                    for (int j = 0; j < imputed.GetLength(1); j++)
-                        if (table.Hidden[test[r], j]) { var d = imputed[r, j] - table.Values[test[r], j]; sum += d * d; count++; }
-                return Math.Sqrt(sum / count);
-            }
+            var split = Protocol.Split(table, folds, fold);
+            var (trainRows, testRows) = (split.TrainRows, split.TestRows);
+            double Score(double[,] imputed) => Protocol.HiddenRmse(table, split, imputed);
             ConvergeRecord Point(string method, string budget, double seconds, double rmse, bool selected)
             {
                 var rec = new ConvergeRecord(name, table.Values.GetLength(0), table.Values.GetLength(1), options.Mechanism.ToString(), fold, method, budget,
@@ -191,13 +181,5 @@ internal static class ConvergeBench
         var path = Path.Combine(folder, $"convergence-{dataset}{tag}{(quick ? "-quick" : "")}.png");
         plot.SavePng(path, 900, 500);
         Console.Error.WriteLine($"wrote {path}");
-    }
-
-    private static double[,] Rows(double[,] x, int[] idx)
-    {
-        int p = x.GetLength(1);
-        var r = new double[idx.Length, p];
-        for (int i = 0; i < idx.Length; i++) for (int j = 0; j < p; j++) r[i, j] = x[idx[i], j];
-        return r;
     }
 }

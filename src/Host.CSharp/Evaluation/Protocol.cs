@@ -116,6 +116,13 @@ public sealed record MethodResult(string Method, IReadOnlyList<FoldResult> Folds
 /// <param name="Methods">One result per method, in the order given.</param>
 public sealed record EvaluationResult(string Mechanism, PreparedTable Table, int[] Folds, IReadOnlyList<MethodResult> Methods);
 
+/// <summary>One fold's rows: ids into the prepared table and the inputs (hidden cells NaN).</summary>
+/// <param name="TrainRowIds">Rows that train.</param>
+/// <param name="TestRowIds">Rows of the test fold.</param>
+/// <param name="TrainRows">(train rows, p) inputs.</param>
+/// <param name="TestRows">(test rows, p) inputs; their hidden cells are scored.</param>
+public sealed record FoldSplit(int[] TrainRowIds, int[] TestRowIds, double[,] TrainRows, double[,] TestRows);
+
 /// <summary>
 /// The paper's evaluation protocol for tables (section 4): min-max scaling to [0, 1] on the complete data, a simulated
 /// mask (MCAR, MAR per appendix E, or self-masking MNAR) or an explicit one, k-fold cross-validation with rows shuffled
@@ -276,7 +283,6 @@ public static class Protocol
         ArgumentNullException.ThrowIfNull(options);
         var table = Prepare(data, options);
         var folds = FoldsFor(data.GetLength(0), table.KeptRows, options);
-        var input = table.Input();
         var which = options.OnlyFolds ?? Enumerable.Range(0, options.Folds).ToArray();
         foreach (var f in which)
             if (f < 0 || f >= options.Folds) throw new ArgumentOutOfRangeException(nameof(options), f, $"OnlyFolds entries must be in 0 … {options.Folds - 1}; got {f}.");
@@ -287,7 +293,7 @@ public static class Protocol
             using var sampler = new PeakMemory();
             foreach (var f in which)
             {
-                var r = RunFold(method, table, input, folds, f);
+                var r = RunFold(method, table, folds, f);
                 perFold.Add(r);
                 options.Log?.Report(FormattableString.Invariant($"{method.Name} fold {f}: RMSE {r.Rmse:F4}, fit {r.FitSeconds:F1} s, impute {r.TransformSeconds:F2} s"));
             }
@@ -297,33 +303,63 @@ public static class Protocol
         return new EvaluationResult(label, table, folds, results);
     }
 
-    private static FoldResult RunFold(Method method, PreparedTable table, double[,] input, int[] folds, int fold)
+    /// <summary>The rows of one fold: the fold's rows are the test set, every other row trains.</summary>
+    /// <param name="table">A table from <see cref="Prepare"/>.</param>
+    /// <param name="folds">One fold id per kept row (<see cref="AssignFolds"/>, or a folds file).</param>
+    /// <param name="fold">The test fold.</param>
+    /// <returns>Row ids into the prepared table and the (rows, p) inputs, hidden cells NaN.</returns>
+    public static FoldSplit Split(PreparedTable table, int[] folds, int fold)
     {
+        ArgumentNullException.ThrowIfNull(table);
+        ArgumentNullException.ThrowIfNull(folds);
+        var input = table.Input();
         var test = Enumerable.Range(0, folds.Length).Where(i => folds[i] == fold).ToArray();
         var train = Enumerable.Range(0, folds.Length).Where(i => folds[i] != fold).ToArray();
-        var trainRows = Rows(input, train);
-        var testRows = Rows(input, test);
-        using var m = method.Create();
-        var sw = Stopwatch.StartNew();
-        m.Fit(trainRows);
-        var fit = sw.Elapsed.TotalSeconds;
-        sw.Restart();
-        var imputed = m.Transform(testRows);
-        var transform = sw.Elapsed.TotalSeconds;
-        if (imputed.GetLength(0) != test.Length || imputed.GetLength(1) != input.GetLength(1))
-            throw new InvalidOperationException($"Method '{method.Name}' returned {imputed.GetLength(0)} x {imputed.GetLength(1)} for {test.Length} x {input.GetLength(1)} rows.");
+        return new FoldSplit(train, test, Rows(input, train), Rows(input, test));
+    }
+
+    /// <summary>RMSE of <paramref name="imputed"/> test rows over their hidden cells, on the [0, 1] scale; NaN when
+    /// none is hidden.</summary>
+    /// <param name="table">The prepared table holding the truth.</param>
+    /// <param name="split">The split whose test rows were imputed.</param>
+    /// <param name="imputed">(test rows, p) completed test rows.</param>
+    /// <exception cref="InvalidOperationException"><paramref name="imputed"/> has another shape than the test rows.</exception>
+    public static double HiddenRmse(PreparedTable table, FoldSplit split, double[,] imputed)
+    {
+        var test = split.TestRowIds;
+        int p = table.Values.GetLength(1);
+        if (imputed.GetLength(0) != test.Length || imputed.GetLength(1) != p)
+            throw new InvalidOperationException($"Got {imputed.GetLength(0)} x {imputed.GetLength(1)} imputed rows for {test.Length} x {p} test rows.");
         double sum = 0;
         int count = 0;
         for (int r = 0; r < test.Length; r++)
-            for (int j = 0; j < input.GetLength(1); j++)
+            for (int j = 0; j < p; j++)
                 if (table.Hidden[test[r], j])
                 {
                     var d = imputed[r, j] - table.Values[test[r], j];
                     sum += d * d;
                     count++;
                 }
-        var rmse = count == 0 ? double.NaN : Math.Sqrt(sum / count);
-        return new FoldResult(fold, rmse, fit, transform, count, train.Length, test.Length);
+        return count == 0 ? double.NaN : Math.Sqrt(sum / count);
+    }
+
+    private static FoldResult RunFold(Method method, PreparedTable table, int[] folds, int fold)
+    {
+        var split = Split(table, folds, fold);
+        using var m = method.Create();
+        var sw = Stopwatch.StartNew();
+        m.Fit(split.TrainRows);
+        var fit = sw.Elapsed.TotalSeconds;
+        sw.Restart();
+        var imputed = m.Transform(split.TestRows);
+        var transform = sw.Elapsed.TotalSeconds;
+        if (imputed.GetLength(0) != split.TestRowIds.Length || imputed.GetLength(1) != table.Values.GetLength(1))
+            throw new InvalidOperationException($"Method '{method.Name}' returned {imputed.GetLength(0)} x {imputed.GetLength(1)} for {split.TestRowIds.Length} x {table.Values.GetLength(1)} rows.");
+        int count = 0;
+        foreach (var r in split.TestRowIds)
+            for (int j = 0; j < table.Values.GetLength(1); j++)
+                if (table.Hidden[r, j]) count++;
+        return new FoldResult(fold, HiddenRmse(table, split, imputed), fit, transform, count, split.TrainRowIds.Length, split.TestRowIds.Length);
     }
 
     private static int[] FoldsFor(int originalRows, int[] keptRows, ProtocolOptions options)
