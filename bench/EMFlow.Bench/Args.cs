@@ -18,6 +18,7 @@ internal sealed class Args
                   --classifier-epochs C (3)  --seed S (0)  --quick (500/200 images, rates .5,.9, 1 epoch)
                   --out FILE.jsonl  --markdown FILE.md  --png FILE.png
           images-report  Markdown tables from bench/results/images*.jsonl (or --files a.jsonl,b.jsonl)
+          datasets  the default tables of `tables` as a comma-separated list (--quick: the quick pair)
           report  Markdown tables from every bench/results/*.jsonl (--quick for the quick ones)
           converge  time to converge (Figure 2): test RMSE of one fold against training seconds, EMFlow per iteration,
                   the competitors per budget of epochs/iterations; JSON lines, a Markdown summary, docs/convergence-<data>.png

@@ -20,6 +20,7 @@ try
         case "fit": FitBench.Run(a); break;
         case "tables": TablesBench.Run(a); break;
         case "report": TablesBench.ReportFiles(a); break;
+        case "datasets": Console.WriteLine(string.Join(",", TablesBench.DefaultDatasets(a.Flag("quick")))); break;
         case "images": ImagesBench.Run(a); break;
         case "images-report": ImagesBench.ReportFiles(a); break;
         case "converge": ConvergeBench.Run(a); break;
