@@ -69,7 +69,7 @@ internal static class DemoCommand
                 {
                     $"{rows} rows x {p} features, seed {seed}; {MissingRate:P0} of the cells hidden completely at random.",
                     "RMSE over the hidden cells, on the [0, 1] scale of the complete data (per-feature min-max).",
-                    $"EMFlow kept iteration {emflow.SelectedIteration} of {emflow.IterationsRun} (iteration 0 = its Gaussian-EM start), chosen on held-out observed cells.",
+                    $"EMFlow kept iteration {emflow.SelectedIteration} of {emflow.IterationsRun} (iteration 0 = its start, Gaussian EM and kNN blended per feature), chosen on held-out observed cells.",
                 },
                 Features = features,
                 Incomplete = incomplete,

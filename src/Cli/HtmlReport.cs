@@ -108,7 +108,7 @@ internal static class HtmlReport
             };
             var layout = new
             {
-                title = new { text = $"Per iteration (0 = Gaussian-EM start; kept: iteration {d.SelectedIteration})" },
+                title = new { text = $"Per iteration (0 = the start; kept: iteration {d.SelectedIteration})" },
                 xaxis = new { title = new { text = "iteration" }, dtick = 1 },
                 yaxis = new { title = new { text = "hold-out RMSE, [0, 1] scale" } },
                 yaxis2 = new { title = new { text = "mean log p_X(x̂)" }, overlaying = "y", side = "right" },

@@ -143,7 +143,7 @@ internal static class ImputeCommand
             Notes = new[]
             {
                 $"{table.RowCount} rows, {table.NumericColumns.Count} numeric columns, {table.MissingCount} missing cells imputed with {method}.",
-                flow is null ? "" : $"EMFlow kept iteration {flow.SelectedIteration} of {flow.IterationsRun} (0 = its Gaussian-EM start), chosen on held-out observed cells.",
+                flow is null ? "" : $"EMFlow kept iteration {flow.SelectedIteration} of {flow.IterationsRun} (0 = its start, Gaussian EM and kNN blended per feature), chosen on held-out observed cells.",
             }.Where(s => s.Length > 0).ToArray(),
             Features = table.NumericColumns,
             Incomplete = data,

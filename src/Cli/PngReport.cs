@@ -80,7 +80,7 @@ internal static class PngReport
         ll.LegendText = "log-likelihood (right axis)";
         ll.Axes.YAxis = plot.Axes.Right;
         plot.Axes.Right.Label.Text = "mean log p(x)";
-        plot.Title($"Per iteration (0 = Gaussian-EM start; kept: {d.SelectedIteration})");
+        plot.Title($"Per iteration (0 = the start; kept: {d.SelectedIteration})");
         plot.XLabel("iteration");
         plot.YLabel("hold-out RMSE");
         plot.ShowLegend();

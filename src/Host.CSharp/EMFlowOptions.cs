@@ -3,7 +3,7 @@ namespace EMFlow;
 /// <summary>How EMFlow fills missing values before its first iteration (section 3.4 of the paper).</summary>
 public enum InitialImputation
 {
-    /// <summary>The Gaussian-EM conditional mean: EMFlow starts where Gaussian EM ends, so it can only move away where that helps (default).</summary>
+    /// <summary>The Gaussian-EM conditional mean: EMFlow starts where Gaussian EM ends, so it can only move away where that helps.</summary>
     GaussianEm,
     /// <summary>A random draw from the observed values of the same feature (the paper's choice for tables).</summary>
     RandomDraw,
@@ -32,7 +32,7 @@ public enum InitialImputation
     /// entries take the share best over all of them (<see cref="EMFlowImputer.KnnShare"/> gives the shares). Gaussian
     /// EM suits features that are close to linear in the others, kNN tables of clusters or near-duplicate rows, and a
     /// blend of two different errors is often better than either. Without a hold-out (ValidationFraction 0) every
-    /// share is 0: Gaussian EM.
+    /// share is 0: Gaussian EM. The default.
     /// </summary>
     Auto,
 }
@@ -68,7 +68,7 @@ public enum SecondFlowStep
 /// </remarks>
 public sealed record EMFlowOptions
 {
-    /// <summary>Iterations of [training phase, re-imputation phase]. Default 2: with the Gaussian-EM start, later iterations rarely improved the hold-out error in our measurements (the paper reports convergence within three).</summary>
+    /// <summary>Iterations of [training phase, re-imputation phase]. Default 2: from a Gaussian-EM or kNN start, later iterations rarely improved the hold-out error in our measurements (the paper reports convergence within three).</summary>
     public int Iterations { get; init; } = 2;
     /// <summary>Passes over the data in each training phase. Default 40.</summary>
     public int EpochsPerIteration { get; init; } = 40;
@@ -111,8 +111,8 @@ public sealed record EMFlowOptions
     public CouplingMask CouplingMask { get; init; } = CouplingMask.Alternating;
     /// <summary>Largest gradient norm of a flow step; larger ones are scaled down. Default 10.</summary>
     public double MaxGradNorm { get; init; } = 10;
-    /// <summary>How missing values are filled before the first iteration. Default <see cref="EMFlow.InitialImputation.GaussianEm"/>.</summary>
-    public InitialImputation InitialImputation { get; init; } = InitialImputation.GaussianEm;
+    /// <summary>How missing values are filled before the first iteration. Default <see cref="EMFlow.InitialImputation.Auto"/>: per feature, the blend of Gaussian EM and kNN that is best on the held-out entries.</summary>
+    public InitialImputation InitialImputation { get; init; } = InitialImputation.Auto;
     /// <summary>Donors averaged by the <see cref="EMFlow.InitialImputation.Knn"/> start. Default 5.</summary>
     public int KnnNeighbours { get; init; } = 5;
     /// <summary>

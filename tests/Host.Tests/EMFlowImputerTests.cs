@@ -69,7 +69,7 @@ public class EMFlowImputerTests
     public void TransformAtIteration_replays_each_iteration_and_the_selected_one_is_Transform()
     {
         var (_, data) = TestData.Table(200);
-        using var imputer = new EMFlowImputer(TestData.QuickEMFlow() with { Iterations = 3 });
+        using var imputer = new EMFlowImputer(TestData.QuickEMFlow() with { Iterations = 3, InitialImputation = InitialImputation.GaussianEm });
         imputer.Fit(data);
         using var gaussian = new GaussianEmImputer();
         gaussian.Fit(data);
