@@ -4,12 +4,13 @@ using static TorchSharp.torch;
 
 namespace EMFlow.Bench;
 
-/// <summary>One line of bench/results/*.jsonl: one (dataset, mechanism, method) of the protocol.</summary>
+/// <summary>One line of bench/results/*.jsonl: one (dataset, mechanism, method) of the protocol; <c>measured</c> is
+/// the UTC time the run ended (absent in older lines), which decides between repeated measurements.</summary>
 internal sealed record TableRecord(
     string dataset, int rows, int columns, string mechanism, string method, int folds_run, int folds, long seed, bool quick,
     double rmse_mean, double rmse_std, double[] rmse_folds, double seconds_per_fold, double fit_seconds_mean, double transform_seconds_mean,
     double peak_working_set_mb, double hidden_rate, double trailing_hidden_rate, double unknown_rate, int[] dropped_columns, string[] dropped_column_names,
-    int dropped_rows, bool target_kept, string machine, string date, string[]? fold_notes = null);
+    int dropped_rows, bool target_kept, string machine, string date, string[]? fold_notes = null, string? measured = null);
 
 /// <summary>Passes Fit and Transform through and tells, after each Fit, what an EMFlow method chose on that fold.</summary>
 internal sealed class Observed(IImputationMethod inner, Action<string> sink) : IImputationMethod
@@ -170,7 +171,7 @@ internal static class TablesBench
                         m.Folds.Average(f => f.FitSeconds), m.Folds.Average(f => f.TransformSeconds), m.PeakWorkingSetBytes / 1048576.0,
                         t.HiddenRate, t.TrailingHiddenRate, t.UnknownRate, t.DroppedColumns, t.DroppedColumns.Select(j => job.Columns[j]).ToArray(),
                         t.DroppedRows, job.KeepTarget, Report.Machine, DateTime.UtcNow.ToString("yyyy-MM-dd"),
-                        notes[m.Method].Count > 0 ? notes[m.Method].ToArray() : null);
+                        notes[m.Method].Count > 0 ? notes[m.Method].ToArray() : null, DateTime.UtcNow.ToString("yyyy-MM-ddTHH:mm:ssZ"));
                     records.Add(rec);
                     Report.AppendJson(outPath, rec);
                 }
@@ -235,9 +236,10 @@ internal static class TablesBench
     public static string Markdown(IEnumerable<TableRecord> records0)
     {
         var records = records0.ToList();
-        // A cell measured more than once (a partial run, then a full one) shows the run with the most folds, then the latest.
+        // A cell measured more than once (a partial run, then a full one) shows the run with the most folds, then the
+        // latest: by its time stamp, lines without one (older runs) counting as earlier, in the order read.
         records = records.Select((r, i) => (r, i)).GroupBy(x => (x.r.dataset, x.r.mechanism, x.r.method))
-            .Select(g => g.OrderByDescending(x => x.r.folds_run).ThenByDescending(x => x.i).First().r).ToList();
+            .Select(g => g.OrderByDescending(x => x.r.folds_run).ThenByDescending(x => x.r.measured ?? "", StringComparer.Ordinal).ThenByDescending(x => x.i).First().r).ToList();
         var methods = Method.StandardNames.Where(m => records.Any(r => r.method == m))
             .Concat(records.Select(r => r.method).Distinct().Where(m => !Method.StandardNames.Contains(m))).ToArray();
         var groups = records.GroupBy(r => (r.dataset, r.mechanism)).ToArray();
