@@ -157,7 +157,8 @@ public sealed class EMFlowImputer : Imputer
         Tensor xHat;
         if (_start is InitialImputation.Knn or InitialImputation.Auto)
         {
-            var pool = Knn.donors(x, trainMask);
+            using var donorRows = DonorRows(n);
+            var pool = Knn.donors(x.index_select(0, donorRows), trainMask.index_select(0, donorRows));
             try
             {
                 xHat = Knn.impute(o.KnnNeighbours, pool, x, trainMask);
@@ -174,7 +175,7 @@ public sealed class EMFlowImputer : Imputer
             }
             else _knnShare = ones(p, dtype: float64).DetachFromDisposeScope();
             if (_knnShare.gt(0.0).any().item<bool>())
-                _donors = KnnImputer.Keep(Knn.donors(x, mask));
+                _donors = KnnImputer.Keep(Knn.donors(x.index_select(0, donorRows), mask.index_select(0, donorRows)));
         }
         else
         {
@@ -308,6 +309,16 @@ public sealed class EMFlowImputer : Imputer
         for (int s = 0; s < iterations; s++)
             xHat = Training.reimpute(_stages[s].Flow, _stages[s].Estimate, lower, upper, xHat, mask);
         return xHat;
+    }
+
+    /// <summary>Rows of the training table that serve as kNN donors: all of them, or a seeded sample of
+    /// <see cref="EMFlowOptions.KnnMaxDonors"/> so that the start costs O(n · cap) rather than O(n²).</summary>
+    private Tensor DonorRows(long n)
+    {
+        if (n <= Options.KnnMaxDonors) return arange(n, dtype: int64);
+        using var gen = Tensors.generator(Tensors.deriveSeed(Options.Seed, 3));
+        using var order = randperm(n, generator: gen);
+        return order.narrow(0, 0, Options.KnnMaxDonors).sort().Values;
     }
 
     /// <summary>The starting imputation of new rows: nearest pixels (or zero) for images, kNN from the training rows

@@ -22,8 +22,9 @@ public enum InitialImputation
     NearestPixel,
     /// <summary>
     /// k-nearest-neighbour imputation (<see cref="EMFlowOptions.KnnNeighbours"/> donors, nan-Euclidean distance over
-    /// commonly observed features, as <see cref="KnnImputer"/>): donors are the training rows, for the training rows
-    /// themselves and for new rows alike, so the fitted model keeps the training table (n, p).
+    /// commonly observed features, as <see cref="KnnImputer"/>): donors are the training rows (at most
+    /// <see cref="EMFlowOptions.KnnMaxDonors"/> of them, sampled with the seed), for the training rows themselves and
+    /// for new rows alike, so the fitted model keeps those rows.
     /// </summary>
     Knn,
     /// <summary>
@@ -115,6 +116,9 @@ public sealed record EMFlowOptions
     public InitialImputation InitialImputation { get; init; } = InitialImputation.Auto;
     /// <summary>Donors averaged by the <see cref="EMFlow.InitialImputation.Knn"/> start. Default 5.</summary>
     public int KnnNeighbours { get; init; } = 5;
+    /// <summary>Most training rows the kNN start takes as donors; larger tables use a seeded sample of this many, which
+    /// bounds the start's cost to O(n · KnnMaxDonors) distances and the model's kept rows to KnnMaxDonors. Default 20000.</summary>
+    public int KnnMaxDonors { get; init; } = 20000;
     /// <summary>
     /// Fraction of the observed entries held out (hidden) during training to score each iteration; the
     /// iteration with the lowest error on them (iteration 0 being the initial imputation) is kept. 0 keeps the
@@ -180,6 +184,7 @@ public sealed record EMFlowOptions
         Require(Enum.IsDefined(SecondStep), nameof(SecondStep), SecondStep, "must be a defined value");
         Require(Enum.IsDefined(InitialImputation), nameof(InitialImputation), InitialImputation, "must be a defined value");
         Require(KnnNeighbours >= 1, nameof(KnnNeighbours), KnnNeighbours, "must be at least 1");
+        Require(KnnMaxDonors >= 1, nameof(KnnMaxDonors), KnnMaxDonors, "must be at least 1");
         Require(ValidationFraction >= 0 && ValidationFraction < 0.5, nameof(ValidationFraction), ValidationFraction, "must be in [0, 0.5)");
         Require(ImageWidth is null or >= 1, nameof(ImageWidth), ImageWidth!, "must be at least 1 when given");
         Require(ImageHeight is null or >= 1, nameof(ImageHeight), ImageHeight!, "must be at least 1 when given");

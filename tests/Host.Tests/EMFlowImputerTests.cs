@@ -10,6 +10,7 @@ public class EMFlowImputerTests
     [InlineData(nameof(EMFlowOptions.StepSizeGamma))]
     [InlineData(nameof(EMFlowOptions.ValidationFraction))]
     [InlineData(nameof(EMFlowOptions.KnnNeighbours))]
+    [InlineData(nameof(EMFlowOptions.KnnMaxDonors))]
     public void Invalid_settings_throw_at_Fit_naming_the_setting(string setting)
     {
         var bad = setting switch
@@ -20,6 +21,7 @@ public class EMFlowImputerTests
             nameof(EMFlowOptions.StepSizeC) => TestData.QuickEMFlow() with { StepSizeC = 1.5 },
             nameof(EMFlowOptions.StepSizeGamma) => TestData.QuickEMFlow() with { StepSizeGamma = 0.5 },
             nameof(EMFlowOptions.KnnNeighbours) => TestData.QuickEMFlow() with { KnnNeighbours = 0 },
+            nameof(EMFlowOptions.KnnMaxDonors) => TestData.QuickEMFlow() with { KnnMaxDonors = 0 },
             _ => TestData.QuickEMFlow() with { ValidationFraction = 0.9 },
         };
         using var imputer = new EMFlowImputer(bad);
@@ -117,6 +119,13 @@ public class EMFlowImputerTests
             Assert.Equal(imputer.Transform(fresh), loaded.Transform(fresh));
         }
         finally { File.Delete(path); }
+        // A capped donor pool: a seeded sample of the training rows, the same on every fit.
+        var capped = TestData.QuickEMFlow() with { InitialImputation = InitialImputation.Knn, Iterations = 1, KnnMaxDonors = 40 };
+        using var c1 = new EMFlowImputer(capped);
+        using var c2 = new EMFlowImputer(capped);
+        var first = c1.FitTransform(data);
+        Assert.Equal(first, c2.FitTransform(data));
+        Assert.NotEqual(imputer.TransformAtIteration(0, fresh), c1.TransformAtIteration(0, fresh));
     }
 
     [Fact]
