@@ -55,14 +55,20 @@ public class EMFlowImputerTests
         var (_, data) = TestData.Table(150);
         using var imputer = new EMFlowImputer(TestData.QuickEMFlow() with { ValidationFraction = 0 });
         imputer.Fit(data);
+        using var loaded = SavedAndLoaded(imputer);
+        Assert.Equal(imputer.SelectedIteration, loaded.SelectedIteration);
+        Assert.Equal(imputer.Transform(data), loaded.Transform(data));
+        Assert.Equal(imputer.History, loaded.History);
+    }
+
+    /// <summary>The model as <see cref="EMFlowImputer.Load"/> reads it back from a file <see cref="EMFlowImputer.Save"/> wrote.</summary>
+    private static EMFlowImputer SavedAndLoaded(EMFlowImputer imputer)
+    {
         var path = Path.Combine(Path.GetTempPath(), $"emflow-{Guid.NewGuid():N}.model");
         try
         {
             imputer.Save(path);
-            using var loaded = EMFlowImputer.Load(path);
-            Assert.Equal(imputer.SelectedIteration, loaded.SelectedIteration);
-            Assert.Equal(imputer.Transform(data), loaded.Transform(data));
-            Assert.Equal(imputer.History, loaded.History);
+            return EMFlowImputer.Load(path);
         }
         finally { File.Delete(path); }
     }
@@ -110,15 +116,11 @@ public class EMFlowImputerTests
         for (int i = 0; i < 40; i++)
             for (int j = 0; j < 4; j++)
                 Assert.Equal(expected[i, j], atZero[i, j], 9);
-        var path = Path.Combine(Path.GetTempPath(), $"emflow-{Guid.NewGuid():N}.model");
-        try
+        using (var loaded = SavedAndLoaded(imputer))
         {
-            imputer.Save(path);
-            using var loaded = EMFlowImputer.Load(path);
             Assert.Equal(InitialImputation.Knn, loaded.SelectedStart);
             Assert.Equal(imputer.Transform(fresh), loaded.Transform(fresh));
         }
-        finally { File.Delete(path); }
         // A capped donor pool: a seeded sample of the training rows, the same on every fit.
         var capped = TestData.QuickEMFlow() with { InitialImputation = InitialImputation.Knn, Iterations = 1, KnnMaxDonors = 40 };
         using var c1 = new EMFlowImputer(capped);
@@ -156,6 +158,9 @@ public class EMFlowImputerTests
             a.Fit(clustered);
             Assert.Equal(InitialImputation.Auto, a.SelectedStart);
             Assert.True(a.KnnShare.Average() >= 0.7, $"kNN shares on clusters: {string.Join(", ", a.KnnShare)}");
+            using var loaded = SavedAndLoaded(a);
+            Assert.Equal(a.KnnShare, loaded.KnnShare);
+            Assert.Equal(a.Transform(clustered), loaded.Transform(clustered));
         }
         using (var b = new EMFlowImputer(options))
         {
