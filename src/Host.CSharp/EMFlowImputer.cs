@@ -155,7 +155,13 @@ public sealed class EMFlowImputer : Imputer
             : GaussianEmImputer.Keep(GaussianEm.fitBatch(GaussianEm.defaults, x, trainMask).Estimate);
         _start = o.InitialImputation;
         Tensor xHat;
-        if (_start is InitialImputation.Knn or InitialImputation.Auto)
+        if (_start == InitialImputation.Auto && o.ValidationFraction == 0)
+        {
+            // Nothing is held out to compare the two on, so the blend is all Gaussian EM; kNN is not run.
+            xHat = GaussianEm.impute(_gaussian, x, trainMask);
+            _knnShare = zeros(p, dtype: float64).DetachFromDisposeScope();
+        }
+        else if (_start is InitialImputation.Knn or InitialImputation.Auto)
         {
             using var donorRows = DonorRows(n);
             var pool = Knn.donors(x.index_select(0, donorRows), trainMask.index_select(0, donorRows));
