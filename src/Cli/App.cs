@@ -33,6 +33,8 @@ public static class App
           --epochs N              training epochs per iteration (default 40)
           --batch-size N          rows per batch (default 256)
           --learning-rate X       Adam learning rate (default 0.001)
+          --start NAME            EMFlow's initial imputation: auto (default; per feature the blend of Gaussian EM and
+                                  kNN that is best on held-out cells), gaussian-em or knn
           --seed S                seed of every random choice (default 0)
           --threads T             torch threads (default: torch's choice)
           --multiple K            also write K sampled imputations OUTPUT.1.csv ... OUTPUT.K.csv (emflow only)

@@ -13,7 +13,7 @@ internal static class ImputeCommand
 {
     private static readonly HashSet<string> Flags = new() { "--quiet", "--skip-non-numeric" };
     private static readonly Dictionary<string, string> Aliases = new() { ["-o"] = "--output", ["-q"] = "--quiet" };
-    private static readonly string[] FitSettings = { "--iterations", "--epochs", "--batch-size", "--learning-rate", "--seed", "--threads" };
+    private static readonly string[] FitSettings = { "--iterations", "--epochs", "--batch-size", "--learning-rate", "--seed", "--threads", "--start" };
 
     public static void Run(string[] words, IAnsiConsole console, bool interactive, CancellationToken ct)
     {
@@ -38,6 +38,13 @@ internal static class ImputeCommand
             LearningRate = a.Positive("--learning-rate", defaults.LearningRate),
             Seed = a.Long("--seed", defaults.Seed),
             TorchThreads = a.Text("--threads") is null ? null : a.Int("--threads", 1, min: 1),
+            InitialImputation = a.Text("--start") switch
+            {
+                null or "auto" => InitialImputation.Auto,
+                "gaussian-em" => InitialImputation.GaussianEm,
+                "knn" => InitialImputation.Knn,
+                var other => throw new UsageException($"--start must be auto, gaussian-em or knn; got '{other}'"),
+            },
         };
         a.RejectUnknown(1);
 

@@ -125,6 +125,18 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public void Start_takes_auto_gaussian_em_or_knn_and_names_a_bad_value()
+    {
+        var input = WriteInput();
+        var (code, _, err) = Run(new[] { "impute", input, "-o", PathOf("knn.csv"), "--missing", "?", "--start", "knn" }.Concat(Quick).ToArray());
+        Assert.True(code == 0, err);
+        var (bad, _, message) = Run(new[] { "impute", input, "-o", PathOf("x.csv"), "--missing", "?", "--start", "magic" }.Concat(Quick).ToArray());
+        Assert.Equal(App.BadInput, bad);
+        Assert.Contains("--start", message);
+        Assert.Equal(App.BadInput, Run("impute", input, "-o", PathOf("y.csv"), "--missing", "?", "--method", "mean", "--start", "knn").Code);
+    }
+
+    [Fact]
     public void Multiple_2_writes_two_sampled_tables_that_differ_only_at_missing_cells()
     {
         var input = WriteInput();
