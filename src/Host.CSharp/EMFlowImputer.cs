@@ -142,59 +142,9 @@ public sealed class EMFlowImputer : Imputer
         long n = x.shape[0], p = x.shape[1];
         int batch = (int)Math.Min(o.BatchSize, n);
         using var gen = Tensors.generator(Tensors.deriveSeed(o.Seed, 0));
-        var (trainMask, hidden) = o.HoldOutLikeMissingness
-            ? Selection.holdOutLikeMissingness(Tensors.deriveSeed(o.Seed, 1), o.ValidationFraction, mask)
-            : Selection.holdOut(Tensors.deriveSeed(o.Seed, 1), o.ValidationFraction, mask);
-
         progress?.Report(new TrainingProgress("initial imputation", 0, o.Iterations, 0, o.EpochsPerIteration, double.NaN, double.NaN, clock.Elapsed));
+        var (trainMask, hidden, xHat) = FitStart(x, mask);
         bool images = StartsLikeImages;
-        // Images start from their nearest pixels; a Gaussian-EM fit at p = 784 would cost minutes per sweep and is
-        // not used, so the per-pixel mean and variance stand in for the (unused) iteration-0 Gaussian.
-        _gaussian = images
-            ? GaussianEmImputer.Keep(GaussianEm.initialEstimate(x, trainMask))
-            : GaussianEmImputer.Keep(GaussianEm.fitBatch(GaussianEm.defaults, x, trainMask).Estimate);
-        _start = o.InitialImputation;
-        Tensor xHat;
-        if (_start == InitialImputation.Auto && o.ValidationFraction == 0)
-        {
-            // Nothing is held out to compare the two on, so the blend is all Gaussian EM; kNN is not run.
-            xHat = GaussianEm.impute(_gaussian, x, trainMask);
-            _knnShare = zeros(p, dtype: float64).DetachFromDisposeScope();
-        }
-        else if (_start is InitialImputation.Knn or InitialImputation.Auto)
-        {
-            using var donorRows = DonorRows(n);
-            var pool = Knn.donors(x.index_select(0, donorRows), trainMask.index_select(0, donorRows));
-            try
-            {
-                xHat = Knn.impute(o.KnnNeighbours, pool, x, trainMask);
-            }
-            finally
-            {
-                Knn.dispose(pool);
-            }
-            if (_start == InitialImputation.Auto)
-            {
-                var gem = GaussianEm.impute(_gaussian, x, trainMask);
-                _knnShare = Selection.blendShares(ShareGrid, x, gem, xHat, hidden).DetachFromDisposeScope();
-                xHat = Selection.blend(_knnShare, gem, xHat);
-            }
-            else _knnShare = ones(p, dtype: float64).DetachFromDisposeScope();
-            if (_knnShare.gt(0.0).any().item<bool>())
-                _donors = KnnImputer.Keep(Knn.donors(x.index_select(0, donorRows), mask.index_select(0, donorRows)));
-        }
-        else
-        {
-            xHat = _start switch
-            {
-                InitialImputation.NearestPixel => NearestPixelFill(CurrentScaler, o.ImageWidth!.Value, o.ImageHeight!.Value, x, trainMask),
-                InitialImputation.GaussianEm => GaussianEm.impute(_gaussian, x, trainMask),
-                InitialImputation.RandomDraw => Missingness.impute(Missingness.InitialImputation.RandomDraw, Tensors.deriveSeed(o.Seed, 2), x, trainMask),
-                InitialImputation.Mean => Missingness.impute(Missingness.InitialImputation.Mean, Tensors.deriveSeed(o.Seed, 2), x, trainMask),
-                InitialImputation.Median => Missingness.impute(Missingness.InitialImputation.Median, Tensors.deriveSeed(o.Seed, 2), x, trainMask),
-                _ => Missingness.impute(Missingness.InitialImputation.Zero, Tensors.deriveSeed(o.Seed, 2), x, trainMask),
-            };
-        }
         var (lower, upper) = Bounds(p);
         double bestScore = InitialValidationRmse = Selection.score(x, xHat, hidden);
         int best = 0;
@@ -304,6 +254,69 @@ public sealed class EMFlowImputer : Imputer
             _gaussian.Sigma.Dispose();
             _gaussian = GaussianEmImputer.Keep(full.Estimate);
         }
+    }
+
+    /// <summary>The hold-out and the initial imputation of the training rows (and the Gaussian-EM fit and kNN donors
+    /// behind it), in a dispose scope of their own: their temporaries are several (n, p) tensors, which for 60000
+    /// images are gigabytes, and are freed here rather than when the fit ends.</summary>
+    private (Tensor TrainMask, Tensor Hidden, Tensor XHat) FitStart(Tensor x, Tensor mask)
+    {
+        var o = Options;
+        long n = x.shape[0], p = x.shape[1];
+        using var scope = NewDisposeScope();
+        var (trainMask, hidden) = o.HoldOutLikeMissingness
+            ? Selection.holdOutLikeMissingness(Tensors.deriveSeed(o.Seed, 1), o.ValidationFraction, mask)
+            : Selection.holdOut(Tensors.deriveSeed(o.Seed, 1), o.ValidationFraction, mask);
+
+        bool images = StartsLikeImages;
+        // Images start from their nearest pixels; a Gaussian-EM fit at p = 784 would cost minutes per sweep and is
+        // not used, so the per-pixel mean and variance stand in for the (unused) iteration-0 Gaussian.
+        _gaussian = images
+            ? GaussianEmImputer.Keep(GaussianEm.initialEstimate(x, trainMask))
+            : GaussianEmImputer.Keep(GaussianEm.fitBatch(GaussianEm.defaults, x, trainMask).Estimate);
+        _start = o.InitialImputation;
+        Tensor xHat;
+        if (_start == InitialImputation.Auto && o.ValidationFraction == 0)
+        {
+            // Nothing is held out to compare the two on, so the blend is all Gaussian EM; kNN is not run.
+            xHat = GaussianEm.impute(_gaussian, x, trainMask);
+            _knnShare = zeros(p, dtype: float64).DetachFromDisposeScope();
+        }
+        else if (_start is InitialImputation.Knn or InitialImputation.Auto)
+        {
+            using var donorRows = DonorRows(n);
+            var pool = Knn.donors(x.index_select(0, donorRows), trainMask.index_select(0, donorRows));
+            try
+            {
+                xHat = Knn.impute(o.KnnNeighbours, pool, x, trainMask);
+            }
+            finally
+            {
+                Knn.dispose(pool);
+            }
+            if (_start == InitialImputation.Auto)
+            {
+                var gem = GaussianEm.impute(_gaussian, x, trainMask);
+                _knnShare = Selection.blendShares(ShareGrid, x, gem, xHat, hidden).DetachFromDisposeScope();
+                xHat = Selection.blend(_knnShare, gem, xHat);
+            }
+            else _knnShare = ones(p, dtype: float64).DetachFromDisposeScope();
+            if (_knnShare.gt(0.0).any().item<bool>())
+                _donors = KnnImputer.Keep(Knn.donors(x.index_select(0, donorRows), mask.index_select(0, donorRows)));
+        }
+        else
+        {
+            xHat = _start switch
+            {
+                InitialImputation.NearestPixel => NearestPixelFill(CurrentScaler, o.ImageWidth!.Value, o.ImageHeight!.Value, x, trainMask),
+                InitialImputation.GaussianEm => GaussianEm.impute(_gaussian, x, trainMask),
+                InitialImputation.RandomDraw => Missingness.impute(Missingness.InitialImputation.RandomDraw, Tensors.deriveSeed(o.Seed, 2), x, trainMask),
+                InitialImputation.Mean => Missingness.impute(Missingness.InitialImputation.Mean, Tensors.deriveSeed(o.Seed, 2), x, trainMask),
+                InitialImputation.Median => Missingness.impute(Missingness.InitialImputation.Median, Tensors.deriveSeed(o.Seed, 2), x, trainMask),
+                _ => Missingness.impute(Missingness.InitialImputation.Zero, Tensors.deriveSeed(o.Seed, 2), x, trainMask),
+            };
+        }
+        return (trainMask.MoveToOuterDisposeScope(), hidden.MoveToOuterDisposeScope(), xHat.MoveToOuterDisposeScope());
     }
 
     private protected override Tensor TransformScaled(Tensor x, Tensor mask) => TransformScaled(x, mask, _selected);

@@ -45,7 +45,10 @@ public abstract class Imputer : IDisposable
         ValidateSettings(c.Rows, c.Columns);
         using var scope = NewDisposeScope();
         var scaler = Scaler.fit(c.Values, c.Mask);
-        var x = Scaled(scaler, c);
+        Tensor x;
+        // Scaling's temporaries are (n, p) each: freed now, not when the fit ends.
+        using (var scaling = NewDisposeScope())
+            x = Scaled(scaler, c).MoveToOuterDisposeScope();
         _fitting = scaler;
         try
         {
