@@ -23,8 +23,6 @@ setup() {
     exit 2
   fi
   export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
-  # Fewer garbage collections, fewer chances for TorchSharp 0.107's Scalar finalizer race (see bench/run).
-  export DOTNET_GCgen0size=${DOTNET_GCgen0size:-0x40000000}
   dotnet tool restore >/dev/null
   if [ ! -f paket.lock ] || [ paket.dependencies -nt paket.lock ] || [ ! -f .paket/Paket.Restore.targets ]; then
     dotnet paket install
