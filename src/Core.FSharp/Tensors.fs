@@ -4,6 +4,7 @@
 module EMFlow.Tensors
 
 open System
+open System.Runtime.InteropServices
 open TorchSharp
 
 type Tensor = torch.Tensor
@@ -76,3 +77,15 @@ let deriveSeed (seed: int64) (stream: int) : int64 =
     z <- (z ^^^ (z >>> 30)) * 0xBF58476D1CE4E5B9UL
     z <- (z ^^^ (z >>> 27)) * 0x94D049BB133111EBUL
     int64 ((z ^^^ (z >>> 31)) >>> 1)
+
+module private Native =
+    [<DllImport("libc", EntryPoint = "malloc_trim")>]
+    extern int mallocTrim(unativeint pad)
+
+/// Hands memory that glibc keeps after freeing many large tensors back to the system (malloc_trim). Passes that
+/// allocate and free thousands of blocks of megabytes (kNN over a large table) otherwise leave the resident set
+/// gigabytes above what is live. Does nothing where there is no glibc.
+let releaseFreedMemory () =
+    if OperatingSystem.IsLinux() then
+        try Native.mallocTrim 0un |> ignore
+        with :? DllNotFoundException | :? EntryPointNotFoundException -> ()
