@@ -123,19 +123,22 @@ let trainStep (settings: StepSettings) (flow: Flow.FlowLayer) (optL1: torch.opti
 // at once) without changing any result.
 let private chunk = 4096L
 
-/// f⁻¹(x̂) of every row (n, p), in chunks and without gradients.
-let private latentOf (flow: Flow.FlowLayer) (xHat: Tensor) : Tensor =
+/// The rows 0 … n − 1 in chunks: f start len gives each chunk's (len, k) result inside a dispose scope of its own,
+/// without gradients; the results are concatenated, (n, k).
+let private byChunks (n: int64) (f: int64 -> int64 -> Tensor) : Tensor =
     use _ = torch.no_grad()
-    let n = xHat.shape[0]
     let parts =
         [| let mutable s = 0L
            while s < n do
                let len = min chunk (n - s)
                use scope = torch.NewDisposeScope()
-               let z, _ = Flow.toLatent flow (xHat.narrow(0L, s, len))
-               yield z.MoveToOuterDisposeScope()
+               yield (f s len).MoveToOuterDisposeScope()
                s <- s + len |]
     if parts.Length = 1 then parts[0] else torch.cat(parts, 0L)
+
+/// f⁻¹(x̂) of every row (n, p), in chunks and without gradients.
+let private latentOf (flow: Flow.FlowLayer) (xHat: Tensor) : Tensor =
+    byChunks xHat.shape[0] (fun s len -> fst (Flow.toLatent flow (xHat.narrow(0L, s, len))))
 
 /// Latent statistics that start the base distribution of an iteration: the sample mean and covariance
 /// of f⁻¹(x̂) over the rows given, plus a ridge.
@@ -170,21 +173,13 @@ let fillMissing (lower: Tensor) (upper: Tensor) (xTilde: Tensor) (xHat: Tensor) 
 /// <remarks>Clamping to the training range keeps one poorly modelled region of the flow from sending an
 /// imputation far outside anything observed.</remarks>
 let reimpute (flow: Flow.FlowLayer) (e: Estimate) (lower: Tensor) (upper: Tensor) (xHat: Tensor) (mask: Tensor) : Tensor =
-    use _ = torch.no_grad()
-    let n = xHat.shape[0]
-    let parts =
-        [| let mutable s = 0L
-           while s < n do
-               let len = min chunk (n - s)
-               use scope = torch.NewDisposeScope()
-               let x = xHat.narrow(0L, s, len)
-               let m = mask.narrow(0L, s, len)
-               let z, _ = Flow.toLatent flow x
-               let zHat = GaussianEm.conditionalMean e.Mu e.Sigma z m
-               let xTilde, _ = Flow.toData flow zHat
-               yield (fillMissing lower upper xTilde x m).MoveToOuterDisposeScope()
-               s <- s + len |]
-    if parts.Length = 1 then parts[0] else torch.cat(parts, 0L)
+    byChunks xHat.shape[0] (fun s len ->
+        let x = xHat.narrow(0L, s, len)
+        let m = mask.narrow(0L, s, len)
+        let z, _ = Flow.toLatent flow x
+        let zHat = GaussianEm.conditionalMean e.Mu e.Sigma z m
+        let xTilde, _ = Flow.toData flow zHat
+        fillMissing lower upper xTilde x m)
 
 /// Mean log p_X(x̂) per row over all rows, in chunks and without gradients: the history's latent fit.
 let meanLogDensity (flow: Flow.FlowLayer) (e: Estimate) (xHat: Tensor) : float =
