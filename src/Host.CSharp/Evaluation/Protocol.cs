@@ -324,7 +324,9 @@ public static class Protocol
     /// <param name="split">The split whose test rows were imputed.</param>
     /// <param name="imputed">(test rows, p) completed test rows.</param>
     /// <exception cref="InvalidOperationException"><paramref name="imputed"/> has another shape than the test rows.</exception>
-    public static double HiddenRmse(PreparedTable table, FoldSplit split, double[,] imputed)
+    public static double HiddenRmse(PreparedTable table, FoldSplit split, double[,] imputed) => HiddenError(table, split, imputed).Rmse;
+
+    private static (double Rmse, int Count) HiddenError(PreparedTable table, FoldSplit split, double[,] imputed)
     {
         var test = split.TestRowIds;
         int p = table.Values.GetLength(1);
@@ -340,7 +342,7 @@ public static class Protocol
                     sum += d * d;
                     count++;
                 }
-        return count == 0 ? double.NaN : Math.Sqrt(sum / count);
+        return (count == 0 ? double.NaN : Math.Sqrt(sum / count), count);
     }
 
     private static FoldResult RunFold(Method method, PreparedTable table, int[] folds, int fold)
@@ -355,11 +357,8 @@ public static class Protocol
         var transform = sw.Elapsed.TotalSeconds;
         if (imputed.GetLength(0) != split.TestRowIds.Length || imputed.GetLength(1) != table.Values.GetLength(1))
             throw new InvalidOperationException($"Method '{method.Name}' returned {imputed.GetLength(0)} x {imputed.GetLength(1)} for {split.TestRowIds.Length} x {table.Values.GetLength(1)} rows.");
-        int count = 0;
-        foreach (var r in split.TestRowIds)
-            for (int j = 0; j < table.Values.GetLength(1); j++)
-                if (table.Hidden[r, j]) count++;
-        return new FoldResult(fold, HiddenRmse(table, split, imputed), fit, transform, count, split.TrainRowIds.Length, split.TestRowIds.Length);
+        var (rmse, count) = HiddenError(table, split, imputed);
+        return new FoldResult(fold, rmse, fit, transform, count, split.TrainRowIds.Length, split.TestRowIds.Length);
     }
 
     private static int[] FoldsFor(int originalRows, int[] keptRows, ProtocolOptions options)
