@@ -7,15 +7,17 @@ open EMFlow
 open EMFlow.Tensors
 open EMFlow.Tests.TestUtil
 
-/// p = 8, n = 5000, 20% MCAR from a known Gaussian.
-let private problem () =
-    let gen = generator 11L
-    let p = 8
+/// n rows of p features, 20% MCAR, from a Gaussian drawn with the seed.
+let private sample (seed: int64) (n: int) (p: int) =
+    let gen = generator seed
     let sigma = randomCovariance gen p
     let mu = torch.randn(int64 p, dtype = dtype, generator = gen)
-    let x = sampleGaussian gen mu sigma 5000
-    let mask = torch.rand([| 5000L; int64 p |], dtype = dtype, generator = gen).lt(sc 0.2).to_type(dtype)
+    let x = sampleGaussian gen mu sigma n
+    let mask = torch.rand([| int64 n; int64 p |], dtype = dtype, generator = gen).lt(sc 0.2).to_type(dtype)
     mu, sigma, x, mask
+
+/// p = 8, n = 5000, 20% MCAR from a known Gaussian.
+let private problem () = sample 11L 5000 8
 
 [<Tests>]
 let tests =
@@ -26,12 +28,8 @@ let tests =
         }
 
         test "the sliced E-step equals one Gaussian.conditional call (p = 400, n = 500, two slices)" {
-            let gen = generator 5L
             let p = 400
-            let sigma = randomCovariance gen p
-            let mu = torch.randn(int64 p, dtype = dtype, generator = gen)
-            let x = sampleGaussian gen mu sigma 500
-            let mask = torch.rand([| 500L; int64 p |], dtype = dtype, generator = gen).lt(sc 0.2).to_type(dtype)
+            let mu, sigma, x, mask = sample 5L 500 p
             Expect.isLessThan (GaussianEm.eStepRows (int64 p)) 500L "more than one slice"
             let whole = Gaussian.conditional mu sigma x mask
             let sliced = GaussianEm.conditional mu sigma x mask
