@@ -50,7 +50,7 @@ internal static class ImagesBench
         {
             Log = s => Console.Error.WriteLine($"  {s}"),
             Rates = rates, Methods = methods, Seed = seed,
-            Iterations = a.Int("iterations", 1), Epochs = a.Int("epochs", quick ? 1 : 2), HiddenWidth = a.Int("width", 128),
+            Iterations = a.Int("iterations", 1), Epochs = a.Int("epochs", quick ? 1 : 2), HiddenWidth = a.Int("width", 128), ConvChannels = a.Int("conv-channels", 16),
             GaussianEmSweeps = a.Int("gem-sweeps", quick ? 1 : 2), ClassifierEpochs = a.Int("classifier-epochs", quick ? 5 : 10),
         };
 
@@ -136,7 +136,7 @@ internal static class ImagesBench
     {
         var blocks = result.Rows.Where(r => Math.Abs(r.Rate - .5) < 1e-9 || Math.Abs(r.Rate - .9) < 1e-9).GroupBy(r => r.Rate).ToArray();
         if (blocks.Length == 0) return false;
-        string[] shown = { "nearest", "emflow", "emflow-zero", "emflow-checkerboard" };
+        string[] shown = { "nearest", "emflow", "emflow-zero", "emflow-checkerboard", "emflow-conv" };
         int k = blocks[0].First().FirstImages.GetLength(0), scale = 2, gap = 2;
         var lines = new List<(double[,] Images, bool[,]? Missing)>();
         foreach (var b in blocks)

@@ -156,7 +156,7 @@ public sealed class EMFlowImputer : Imputer
         for (int it = 1; it <= o.Iterations; it++)
         {
             var started = clock.Elapsed;
-            var flow = Flow.create(new Flow.FlowConfig((int)p, o.CouplingLayers, o.HiddenWidth, o.HiddenDepth, Tensors.deriveSeed(o.Seed, 100 + it), o.MaskPattern));
+            var flow = Flow.create(o.FlowConfig((int)p, Tensors.deriveSeed(o.Seed, 100 + it)));
             var parameters = Flow.parameters(flow);
             // Two optimisers: L2's α-scaled reconstruction gradients must not distort L1's moment estimates.
             using var optL1 = optim.Adam(parameters, o.LearningRate);

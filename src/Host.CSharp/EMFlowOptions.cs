@@ -47,6 +47,15 @@ public enum CouplingMask
     Checkerboard,
 }
 
+/// <summary>What computes each coupling layer's scale and shift from its kept features.</summary>
+public enum CouplingNetwork
+{
+    /// <summary>A fully connected tanh network of <see cref="EMFlowOptions.HiddenDepth"/> hidden layers of <see cref="EMFlowOptions.HiddenWidth"/> units (default; fits any table).</summary>
+    Dense,
+    /// <summary>Images only (<see cref="EMFlowOptions.ImageWidth"/> set): 3 × 3 convolutions over the image, <see cref="EMFlowOptions.HiddenDepth"/> hidden layers of <see cref="EMFlowOptions.HiddenWidth"/> channels, so a pixel's scale and shift depend on its neighbourhood only. Run in float32; keep HiddenWidth small (8-16), since each channel costs a pass over every pixel.</summary>
+    Convolutional,
+}
+
 /// <summary>What the second flow step of each batch optimises.</summary>
 public enum SecondFlowStep
 {
@@ -110,6 +119,8 @@ public sealed record EMFlowOptions
     public int HiddenDepth { get; init; } = 2;
     /// <summary>How the coupling layers split the features. Default <see cref="EMFlow.CouplingMask.Alternating"/>; <see cref="EMFlow.CouplingMask.Checkerboard"/> needs <see cref="ImageWidth"/>.</summary>
     public CouplingMask CouplingMask { get; init; } = CouplingMask.Alternating;
+    /// <summary>What computes the couplings' s and t. Default <see cref="EMFlow.CouplingNetwork.Dense"/>; <see cref="EMFlow.CouplingNetwork.Convolutional"/> needs <see cref="ImageWidth"/>.</summary>
+    public CouplingNetwork CouplingNetwork { get; init; } = CouplingNetwork.Dense;
     /// <summary>Largest gradient norm of a flow step; larger ones are scaled down. Default 10.</summary>
     public double MaxGradNorm { get; init; } = 10;
     /// <summary>How missing values are filled before the first iteration. Default <see cref="EMFlow.InitialImputation.Auto"/>: per feature, the blend of Gaussian EM and kNN that is best on the held-out entries.</summary>
@@ -155,10 +166,11 @@ public sealed record EMFlowOptions
         ValidationFraction = 0,
     };
 
-    /// <summary>The flow's mask pattern for these settings.</summary>
-    internal Flow.MaskPattern MaskPattern => CouplingMask == CouplingMask.Checkerboard
-        ? Flow.MaskPattern.NewCheckerboard(ImageWidth!.Value)
-        : Flow.MaskPattern.Alternating;
+    /// <summary>The flow these settings describe for p features, its parameters drawn from the seed.</summary>
+    internal Flow.FlowConfig FlowConfig(int features, long seed) => new(
+        features, CouplingLayers, HiddenWidth, HiddenDepth, seed,
+        CouplingMask == CouplingMask.Checkerboard ? Flow.MaskPattern.NewCheckerboard(ImageWidth!.Value) : Flow.MaskPattern.Alternating,
+        CouplingNetwork == CouplingNetwork.Convolutional ? Flow.CouplingNetwork.NewConvolutional(ImageWidth!.Value) : Flow.CouplingNetwork.Dense);
 
     internal void Validate(int rows, int columns)
     {
@@ -193,6 +205,9 @@ public sealed record EMFlowOptions
         Require(Enum.IsDefined(CouplingMask), nameof(CouplingMask), CouplingMask, "must be a defined value");
         if (CouplingMask == CouplingMask.Checkerboard && ImageWidth is null)
             throw new ArgumentException("CouplingMask.Checkerboard needs ImageWidth and ImageHeight; got null.", nameof(CouplingMask));
+        Require(Enum.IsDefined(CouplingNetwork), nameof(CouplingNetwork), CouplingNetwork, "must be a defined value");
+        if (CouplingNetwork == CouplingNetwork.Convolutional && ImageWidth is null)
+            throw new ArgumentException("CouplingNetwork.Convolutional needs ImageWidth and ImageHeight; got null.", nameof(CouplingNetwork));
         if ((ImageWidth is null) != (ImageHeight is null))
             throw new ArgumentException($"ImageWidth and ImageHeight go together; got {ImageWidth?.ToString() ?? "null"} and {ImageHeight?.ToString() ?? "null"}.", nameof(ImageWidth));
         if (ImageWidth is not null)

@@ -116,7 +116,7 @@ internal static class ModelFile
             int k = r.ReadInt32();
             var state = new Dictionary<string, Tensor>();
             for (int j = 0; j < k; j++) state[r.ReadString()] = ReadTensor(r);
-            var flow = Flow.create(new Flow.FlowConfig(p, options.CouplingLayers, options.HiddenWidth, options.HiddenDepth, 0, options.MaskPattern));
+            var flow = Flow.create(options.FlowConfig(p, 0));
             Flow.loadState(flow, state);
             foreach (var t in state.Values) t.Dispose();
             stages.Add((flow, estimate));

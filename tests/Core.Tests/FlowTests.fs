@@ -15,7 +15,7 @@ let roundTripTol = 1e-10
 let jacobianTol = 1e-6
 let fdStep = 1e-5
 
-let small p = { Features = p; Layers = 4; Hidden = 8; Depth = 2; Seed = 11L; Masks = Alternating }
+let small p = { Features = p; Layers = 4; Hidden = 8; Depth = 2; Seed = 11L; Masks = Alternating; Network = Dense }
 
 /// Moves every parameter well away from its identity initialisation, so the contract checks exercise
 /// non-trivial s and t networks.
@@ -44,7 +44,7 @@ let allFinite (t: Tensor) =
     f.item<bool>()
 
 /// log|det J| per row of a row-wise map, from a central-difference Jacobian.
-let finiteDifferenceLogDet (f: Tensor -> Tensor) (z: Tensor) : float[] =
+let finiteDifferenceLogDet (fdStep: float) (f: Tensor -> Tensor) (z: Tensor) : float[] =
     let n, p = int z.shape[0], int z.shape[1]
     let zs = toArray2D z
     let shifted (j: int) (delta: float) =
@@ -79,9 +79,22 @@ let layerCases : (string * (unit -> FlowLayer)) list =
       "flow p=5", (fun () -> create (small 5) :> FlowLayer)
       "flow p=3", (fun () -> create (small 3) :> FlowLayer)
       "flow p=1", (fun () -> create (small 1) :> FlowLayer)
-      "identity flow p=4", (fun () -> identity 4 :> FlowLayer) ]
+      "identity flow p=4", (fun () -> identity 4 :> FlowLayer)
+      "convolutional coupling, 4 x 6 image, checkerboard", (fun () -> new AffineCoupling(24, checkerboardMask 6 24 0, 4, 2, 6L, Convolutional 6) :> FlowLayer)
+      "convolutional coupling, 3 x 4 image, depth 0", (fun () -> new AffineCoupling(12, checkerboardMask 4 12 1, 3, 0, 7L, Convolutional 4) :> FlowLayer)
+      "convolutional coupling, stripes", (fun () -> new AffineCoupling(12, alternatingMask 12 0, 3, 1, 8L, Convolutional 4) :> FlowLayer) ]
 
-let contract (name: string) (make: unit -> FlowLayer) =
+/// A stack of convolutional couplings: each layer's s and t are float32 functions of the previous layer's float64
+/// output, so the composite map is only float32-smooth and its finite differences need a longer step and a
+/// looser tolerance than the float64 layers' (a single layer's Jacobian stays exact: triangular, diagonal exp(s)).
+let convolutionalFlowCase =
+    "convolutional flow, 4 x 6 image", (fun () -> create { small 24 with Masks = Checkerboard 6; Network = Convolutional 6 } :> FlowLayer)
+
+/// The finite-difference step and the tolerance of the log-determinant check: float64 layers, and float32-smooth ones.
+let float64Jacobian, float32Jacobian = (fdStep, jacobianTol), (1e-3, 1e-3)
+
+let contract (jacobian: float * float) (name: string) (make: unit -> FlowLayer) =
+    let step, tol = jacobian
     testList name [
         test "forward keeps shape, is finite, and inverts" {
             use layer = make ()
@@ -123,15 +136,15 @@ let contract (name: string) (make: unit -> FlowLayer) =
             let x, ldF = toData layer z
             use x = x
             use ldF = ldF
-            let fdF = finiteDifferenceLogDet (fun t -> fst (toData layer t)) z
-            let fdI = finiteDifferenceLogDet (fun t -> fst (toLatent layer t)) x
+            let fdF = finiteDifferenceLogDet step (fun t -> fst (toData layer t)) z
+            let fdI = finiteDifferenceLogDet step (fun t -> fst (toLatent layer t)) x
             let z2, ldI = toLatent layer x
             z2.Dispose()
             use ldI = ldI
             let fwd, inv = toArray ldF, toArray ldI
             for i in 0 .. fwd.Length - 1 do
-                Expect.floatClose { absolute = jacobianTol; relative = jacobianTol } fwd[i] fdF[i] (sprintf "forward row %d" i)
-                Expect.floatClose { absolute = jacobianTol; relative = jacobianTol } inv[i] fdI[i] (sprintf "inverse row %d" i)
+                Expect.floatClose { absolute = tol; relative = tol } fwd[i] fdF[i] (sprintf "forward row %d" i)
+                Expect.floatClose { absolute = tol; relative = tol } inv[i] fdI[i] (sprintf "inverse row %d" i)
         }
         test "a fresh layer is exactly the identity" {
             use layer = make ()
@@ -207,7 +220,9 @@ let flowInverts (seed: int) (rowCount: byte) (featureCount: byte) =
 [<Tests>]
 let tests =
     testList "Flow" [
-        testList "contract" [ for name, make in layerCases -> contract name make ]
+        testList "contract" [
+            for name, make in layerCases -> contract float64Jacobian name make
+            contract float32Jacobian (fst convolutionalFlowCase) (snd convolutionalFlowCase) ]
 
         testPropertyWithConfig { FsCheckConfig.defaultConfig with maxTest = 30 } "a randomised flow inverts for any seed and shape" flowInverts
 
@@ -258,6 +273,28 @@ let tests =
                 let back, _ = toData flow z
                 Expect.isLessThan (scalar ((back - x).abs().max())) 1e-10 "inverts"
                 Expect.throwsT<ArgumentException> (fun () -> create { small 24 with Masks = Checkerboard 5 } |> ignore) "width must divide p"
+            }
+            test "a convolutional coupling's s and t at a pixel see only its neighbourhood" {
+                // Depth 1: two 3 x 3 convolutions, so a pixel's output depends on pixels at most 2 rows and 2 columns away.
+                use layer = new AffineCoupling(64, checkerboardMask 8 64 0, 4, 1, 9L, Convolutional 8)
+                randomise 31L layer
+                use z = rows 10L 1 64
+                // Pixel (0, 0) is kept (0 + 0 + 0 is even); move it and see which transformed pixels change.
+                use bump = torch.zeros([| 1L; 64L |], dtype = dtype).index_fill(1L, torch.tensor([| 0L |]), sc 3.0)
+                use z2 = z + bump
+                let x1, _ = toData layer z
+                let x2, _ = toData layer z2
+                let a1, a2 = toArray x1, toArray x2
+                let mutable nearChanged = 0
+                for j in 1 .. 63 do
+                    let r, c = j / 8, j % 8
+                    if max r c > 2 then Expect.equal a2[j] a1[j] (sprintf "pixel (%d, %d) is out of reach" r c)
+                    elif a2[j] <> a1[j] then nearChanged <- nearChanged + 1
+                Expect.isGreaterThan nearChanged 0 "some pixel within reach changes"
+                Expect.throwsT<ArgumentException>
+                    (fun () -> new AffineCoupling(24, checkerboardMask 6 24 0, 4, 1, 1L, Convolutional 5) |> ignore) "width must divide p"
+                Expect.throwsT<ArgumentException>
+                    (fun () -> create { small 24 with Network = Convolutional 7 } |> ignore) "width must divide p (flow)"
             }
             test "a coupling layer keeps its part A unchanged after randomising" {
                 use layer = new AffineCoupling(5, alternatingMask 5 0, 8, 2, 1L)

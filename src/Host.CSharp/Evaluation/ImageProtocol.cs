@@ -8,7 +8,7 @@ public sealed record ImageProtocolOptions
 {
     /// <summary>MCAR rates per pixel, each in (0, 1). Default .1 … .9 (the paper's Table 2).</summary>
     public IReadOnlyList<double> Rates { get; init; } = new[] { .1, .2, .3, .4, .5, .6, .7, .8, .9 };
-    /// <summary>Methods by name: "mean", "nearest", "gaussian-em", "emflow", "emflow-zero" (EMFlow from a zero start, appendix G.3), "emflow-checkerboard" (checkerboard coupling masks).</summary>
+    /// <summary>Methods by name: "mean", "nearest", "gaussian-em", "emflow", "emflow-zero" (EMFlow from a zero start, appendix G.3), "emflow-checkerboard" (checkerboard coupling masks), "emflow-conv" (checkerboard masks and convolutional s/t networks).</summary>
     public IReadOnlyList<string> Methods { get; init; } = new[] { "mean", "nearest", "gaussian-em", "emflow" };
     /// <summary>EMFlow iterations. Default 1.</summary>
     public int Iterations { get; init; } = 1;
@@ -16,6 +16,8 @@ public sealed record ImageProtocolOptions
     public int Epochs { get; init; } = 2;
     /// <summary>Width of the hidden layers of EMFlow's s and t networks. Default 128.</summary>
     public int HiddenWidth { get; init; } = 128;
+    /// <summary>Channels of the hidden layers of "emflow-conv"'s convolutional s/t networks. Default 16.</summary>
+    public int ConvChannels { get; init; } = 16;
     /// <summary>EMFlow's mini-batch. Default 512 (appendix F.2).</summary>
     public int BatchSize { get; init; } = 512;
     /// <summary>Gaussian-EM sweeps (each one E-step over every training image). Default 3.</summary>
@@ -149,7 +151,11 @@ public static class ImageProtocol
         "emflow" => new EMFlowImputer(EMFlowImages(width, height, options, zeroStart: false)),
         "emflow-zero" => new EMFlowImputer(EMFlowImages(width, height, options, zeroStart: true)),
         "emflow-checkerboard" => new EMFlowImputer(EMFlowImages(width, height, options) with { CouplingMask = CouplingMask.Checkerboard }),
-        _ => throw new ArgumentException($"Unknown method '{method}'; expected mean, nearest, gaussian-em, emflow, emflow-zero or emflow-checkerboard.", nameof(method)),
+        "emflow-conv" => new EMFlowImputer(EMFlowImages(width, height, options) with
+        {
+            CouplingMask = CouplingMask.Checkerboard, CouplingNetwork = CouplingNetwork.Convolutional, HiddenWidth = options.ConvChannels,
+        }),
+        _ => throw new ArgumentException($"Unknown method '{method}'; expected {KnownMethods}.", nameof(method)),
     };
 
     /// <summary>The settings a method runs under, in words (for tables).</summary>
@@ -158,12 +164,15 @@ public static class ImageProtocol
         "mean" => "per-pixel mean of the observed training pixels",
         "nearest" => "nearest observed pixel of the same image",
         "gaussian-em" => $"{o.GaussianEmSweeps} EM sweep(s) from the per-pixel mean and variance",
-        "emflow" or "emflow-zero" or "emflow-checkerboard" =>
+        "emflow" or "emflow-zero" or "emflow-checkerboard" or "emflow-conv" =>
             $"{o.Iterations} iteration(s) × {o.Epochs} epoch(s), batch {o.BatchSize}, lr 1e-3, α 5e8 (L2 as in the paper), super-batch 3000, "
-            + $"ρ_t = 0.99 t^-0.8, 6 couplings ({(method == "emflow-checkerboard" ? "checkerboard masks" : "alternating pixel columns")}), MLP s/t 2 × {o.HiddenWidth}, online EM only, "
+            + $"ρ_t = 0.99 t^-0.8, 6 couplings ({(method is "emflow-checkerboard" or "emflow-conv" ? "checkerboard masks" : "alternating pixel columns")}), "
+            + (method == "emflow-conv" ? $"3 × 3 convolutional s/t 2 × {o.ConvChannels} channels (float32)" : $"MLP s/t 2 × {o.HiddenWidth}") + ", online EM only, "
             + (method == "emflow-zero" ? "zero start" : "nearest-pixel start"),
-        _ => throw new ArgumentException($"Unknown method '{method}'; expected mean, nearest, gaussian-em, emflow, emflow-zero or emflow-checkerboard.", nameof(method)),
+        _ => throw new ArgumentException($"Unknown method '{method}'; expected {KnownMethods}.", nameof(method)),
     };
+
+    private const string KnownMethods = "mean, nearest, gaussian-em, emflow, emflow-zero, emflow-checkerboard or emflow-conv";
 
     /// <summary>EMFlow with the paper's image settings (appendix F.2: α = 5e8, batch 512, learning rate 1e-3,
     /// super-batch 3000, ρ_t = 0.99 t^-0.8) and this run's budget of iterations, epochs and width.</summary>
