@@ -13,7 +13,7 @@ internal sealed class Args
                   --rows N (20000)  --rows90 N (5000)  --out FILE.jsonl
           images  the paper's image protocol (Tables 2 and 3): MCAR per pixel, RMSE on missing test pixels, LeNet accuracy
                   on the completed test images, a PNG grid; MNIST is 8000 train / 2000 test from its 10k test split
-                  --dataset mnist|fashion_mnist  --data-dir DIR  --rates .1,.5,.9  --methods mean,nearest,gaussian-em,emflow[,emflow-zero,emflow-checkerboard,emflow-conv]
+                  --dataset mnist|fashion_mnist  --data-dir DIR  --rates .1,.5,.9  --methods mean,nearest,gaussian-em,emflow[,emflow-zero,emflow-checkerboard,emflow-conv,emflow-gem-start]
                   --train N --test M  --iterations I (1)  --epochs E (2)  --width W (128)  --conv-channels C (16)  --gem-sweeps K (3)
                   --classifier-epochs C (3)  --seed S (0)  --quick (500/200 images, rates .5,.9, 1 epoch)
                   --out FILE.jsonl  --markdown FILE.md  --png FILE.png

@@ -136,7 +136,7 @@ internal static class ImagesBench
     {
         var blocks = result.Rows.Where(r => Math.Abs(r.Rate - .5) < 1e-9 || Math.Abs(r.Rate - .9) < 1e-9).GroupBy(r => r.Rate).ToArray();
         if (blocks.Length == 0) return false;
-        string[] shown = { "nearest", "emflow", "emflow-zero", "emflow-checkerboard", "emflow-conv" };
+        string[] shown = { "nearest", "emflow", "emflow-zero", "emflow-checkerboard", "emflow-conv", "emflow-gem-start" };
         int k = blocks[0].First().FirstImages.GetLength(0), scale = 2, gap = 2;
         var lines = new List<(double[,] Images, bool[,]? Missing)>();
         foreach (var b in blocks)

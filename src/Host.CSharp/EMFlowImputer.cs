@@ -249,7 +249,7 @@ public sealed class EMFlowImputer : Imputer
         {
             // New rows start from the Gaussian-EM imputation; now that selection is done, fit it on every
             // observed entry, the held-out ones included.
-            var full = GaussianEm.fitBatch(GaussianEm.defaults, x, mask);
+            var full = GaussianEm.fitBatch(o.StartEm, x, mask);
             _gaussian.Mu.Dispose();
             _gaussian.Sigma.Dispose();
             _gaussian = GaussianEmImputer.Keep(full.Estimate);
@@ -273,7 +273,7 @@ public sealed class EMFlowImputer : Imputer
         // not used, so the per-pixel mean and variance stand in for the (unused) iteration-0 Gaussian.
         _gaussian = images
             ? GaussianEmImputer.Keep(GaussianEm.initialEstimate(x, trainMask))
-            : GaussianEmImputer.Keep(GaussianEm.fitBatch(GaussianEm.defaults, x, trainMask).Estimate);
+            : GaussianEmImputer.Keep(GaussianEm.fitBatch(o.StartEm, x, trainMask).Estimate);
         _start = o.InitialImputation;
         Tensor xHat;
         if (_start == InitialImputation.Auto && o.ValidationFraction == 0)

@@ -125,6 +125,11 @@ public sealed record EMFlowOptions
     public double MaxGradNorm { get; init; } = 10;
     /// <summary>How missing values are filled before the first iteration. Default <see cref="EMFlow.InitialImputation.Auto"/>: per feature, the blend of Gaussian EM and kNN that is best on the held-out entries.</summary>
     public InitialImputation InitialImputation { get; init; } = InitialImputation.Auto;
+    /// <summary>Most sweeps of the Gaussian-EM fit behind the <see cref="EMFlow.InitialImputation.GaussianEm"/> and
+    /// <see cref="EMFlow.InitialImputation.Auto"/> starts; the fit also stops at Gaussian EM's tolerance. Default 500. Each
+    /// sweep is an E-step over every row, which at p in the hundreds (images) costs as much as a training epoch, so
+    /// images want a few.</summary>
+    public int StartSweeps { get; init; } = 500;
     /// <summary>Donors averaged by the <see cref="EMFlow.InitialImputation.Knn"/> start. Default 5.</summary>
     public int KnnNeighbours { get; init; } = 5;
     /// <summary>Most training rows the kNN start takes as donors; larger tables use a seeded sample of this many, which
@@ -166,6 +171,9 @@ public sealed record EMFlowOptions
         ValidationFraction = 0,
     };
 
+    /// <summary>The settings of the start's Gaussian-EM fit.</summary>
+    internal GaussianEm.Settings StartEm => new(StartSweeps, GaussianEm.defaults.Tolerance, GaussianEm.defaults.Ridge);
+
     /// <summary>The flow these settings describe for p features, its parameters drawn from the seed.</summary>
     internal Flow.FlowConfig FlowConfig(int features, long seed) => new(
         features, CouplingLayers, HiddenWidth, HiddenDepth, seed,
@@ -195,6 +203,7 @@ public sealed record EMFlowOptions
         Require(MaxGradNorm > 0, nameof(MaxGradNorm), MaxGradNorm, "must be positive");
         Require(Enum.IsDefined(SecondStep), nameof(SecondStep), SecondStep, "must be a defined value");
         Require(Enum.IsDefined(InitialImputation), nameof(InitialImputation), InitialImputation, "must be a defined value");
+        Require(StartSweeps >= 1, nameof(StartSweeps), StartSweeps, "must be at least 1");
         Require(KnnNeighbours >= 1, nameof(KnnNeighbours), KnnNeighbours, "must be at least 1");
         Require(KnnMaxDonors >= 1, nameof(KnnMaxDonors), KnnMaxDonors, "must be at least 1");
         Require(ValidationFraction >= 0 && ValidationFraction < 0.5, nameof(ValidationFraction), ValidationFraction, "must be in [0, 0.5)");

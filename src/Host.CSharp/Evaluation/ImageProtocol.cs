@@ -8,7 +8,7 @@ public sealed record ImageProtocolOptions
 {
     /// <summary>MCAR rates per pixel, each in (0, 1). Default .1 … .9 (the paper's Table 2).</summary>
     public IReadOnlyList<double> Rates { get; init; } = new[] { .1, .2, .3, .4, .5, .6, .7, .8, .9 };
-    /// <summary>Methods by name: "mean", "nearest", "gaussian-em", "emflow", "emflow-zero" (EMFlow from a zero start, appendix G.3), "emflow-checkerboard" (checkerboard coupling masks), "emflow-conv" (checkerboard masks and convolutional s/t networks).</summary>
+    /// <summary>Methods by name: "mean", "nearest", "gaussian-em", "emflow", "emflow-zero" (EMFlow from a zero start, appendix G.3), "emflow-checkerboard" (checkerboard coupling masks), "emflow-conv" (checkerboard masks and convolutional s/t networks), "emflow-gem-start" (EMFlow from the Gaussian-EM imputation, keeping whichever of the start and the flow's iteration imputes 5% held-out training pixels best).</summary>
     public IReadOnlyList<string> Methods { get; init; } = new[] { "mean", "nearest", "gaussian-em", "emflow" };
     /// <summary>EMFlow iterations. Default 1.</summary>
     public int Iterations { get; init; } = 1;
@@ -155,6 +155,10 @@ public static class ImageProtocol
         {
             CouplingMask = CouplingMask.Checkerboard, CouplingNetwork = CouplingNetwork.Convolutional, HiddenWidth = options.ConvChannels,
         }),
+        "emflow-gem-start" => new EMFlowImputer(EMFlowImages(width, height, options) with
+        {
+            InitialImputation = InitialImputation.GaussianEm, StartSweeps = options.GaussianEmSweeps, ValidationFraction = 0.05,
+        }),
         _ => throw new ArgumentException($"Unknown method '{method}'; expected {KnownMethods}.", nameof(method)),
     };
 
@@ -164,15 +168,20 @@ public static class ImageProtocol
         "mean" => "per-pixel mean of the observed training pixels",
         "nearest" => "nearest observed pixel of the same image",
         "gaussian-em" => $"{o.GaussianEmSweeps} EM sweep(s) from the per-pixel mean and variance",
-        "emflow" or "emflow-zero" or "emflow-checkerboard" or "emflow-conv" =>
+        "emflow" or "emflow-zero" or "emflow-checkerboard" or "emflow-conv" or "emflow-gem-start" =>
             $"{o.Iterations} iteration(s) × {o.Epochs} epoch(s), batch {o.BatchSize}, lr 1e-3, α 5e8 (L2 as in the paper), super-batch 3000, "
             + $"ρ_t = 0.99 t^-0.8, 6 couplings ({(method is "emflow-checkerboard" or "emflow-conv" ? "checkerboard masks" : "alternating pixel columns")}), "
             + (method == "emflow-conv" ? $"3 × 3 convolutional s/t 2 × {o.ConvChannels} channels (float32)" : $"MLP s/t 2 × {o.HiddenWidth}") + ", online EM only, "
-            + (method == "emflow-zero" ? "zero start" : "nearest-pixel start"),
+            + method switch
+            {
+                "emflow-zero" => "zero start",
+                "emflow-gem-start" => $"Gaussian-EM start ({o.GaussianEmSweeps} sweep(s)), start or iteration kept by 5% held-out training pixels",
+                _ => "nearest-pixel start",
+            },
         _ => throw new ArgumentException($"Unknown method '{method}'; expected {KnownMethods}.", nameof(method)),
     };
 
-    private const string KnownMethods = "mean, nearest, gaussian-em, emflow, emflow-zero, emflow-checkerboard or emflow-conv";
+    private const string KnownMethods = "mean, nearest, gaussian-em, emflow, emflow-zero, emflow-checkerboard, emflow-conv or emflow-gem-start";
 
     /// <summary>EMFlow with the paper's image settings (appendix F.2: α = 5e8, batch 512, learning rate 1e-3,
     /// super-batch 3000, ρ_t = 0.99 t^-0.8) and this run's budget of iterations, epochs and width.</summary>
