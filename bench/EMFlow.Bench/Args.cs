@@ -14,7 +14,7 @@ internal sealed class Args
           images  the paper's image protocol (Tables 2 and 3): MCAR per pixel, RMSE on missing test pixels, LeNet accuracy
                   on the completed test images, a PNG grid; MNIST is 8000 train / 2000 test from its 10k test split
                   --dataset mnist|fashion_mnist  --data-dir DIR  --rates .1,.5,.9  --methods mean,nearest,gaussian-em,emflow[,emflow-zero,emflow-checkerboard,emflow-conv,emflow-gem-start]
-                  --train N --test M  --iterations I (1)  --epochs E (2)  --width W (128)  --conv-channels C (16)  --gem-sweeps K (3)
+                  --train N --test M  --iterations I (1)  --epochs E (2)  --width W (128)  --conv-channels C (16)  --ridge R (1e-6)  --gem-sweeps K (3)
                   --classifier-epochs C (3)  --seed S (0)  --quick (500/200 images, rates .5,.9, 1 epoch)
                   --out FILE.jsonl  --markdown FILE.md  --png FILE.png
           images-report  Markdown tables from bench/results/images*.jsonl (or --files a.jsonl,b.jsonl)
@@ -55,6 +55,9 @@ internal sealed class Args
 
     public int Int(string name, int fallback) =>
         Get(name) is { } v ? int.Parse(v, CultureInfo.InvariantCulture) : fallback;
+
+    public double Double(string name, double fallback) =>
+        Get(name) is { } v ? double.Parse(v, CultureInfo.InvariantCulture) : fallback;
 
     public string[]? List(string name) => Get(name)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
 }

@@ -50,7 +50,7 @@ internal static class ImagesBench
         {
             Log = s => Console.Error.WriteLine($"  {s}"),
             Rates = rates, Methods = methods, Seed = seed,
-            Iterations = a.Int("iterations", 1), Epochs = a.Int("epochs", quick ? 1 : 2), HiddenWidth = a.Int("width", 128), ConvChannels = a.Int("conv-channels", 16),
+            Iterations = a.Int("iterations", 1), Epochs = a.Int("epochs", quick ? 1 : 2), HiddenWidth = a.Int("width", 128), ConvChannels = a.Int("conv-channels", 16), Ridge = a.Double("ridge", 1e-6),
             GaussianEmSweeps = a.Int("gem-sweeps", quick ? 1 : 2), ClassifierEpochs = a.Int("classifier-epochs", quick ? 5 : 10),
         };
 

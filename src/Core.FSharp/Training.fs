@@ -152,10 +152,11 @@ let initialEstimate (flow: Flow.FlowLayer) (ridgeFraction: float) (xHat: Tensor)
 /// The latent Gaussian refitted by batch EM over all rows once the flow is trained: z = f⁻¹(x̂) with the
 /// data's mask, EM to convergence. Online EM tracked μ and Σ while the flow moved under it; with the flow now
 /// fixed, the exact maximum-likelihood latent Gaussian is cheap to compute for a table that fits in memory.
-let refitLatent (flow: Flow.FlowLayer) (xHat: Tensor) (mask: Tensor) : Estimate =
+/// <c>ridgeFraction</c> is added to Σ's diagonal, relative to its mean, after each M-step.
+let refitLatent (flow: Flow.FlowLayer) (ridgeFraction: float) (xHat: Tensor) (mask: Tensor) : Estimate =
     use scope = torch.NewDisposeScope()
     let z = latentOf flow xHat
-    let fit = GaussianEm.fitBatch { GaussianEm.defaults with MaxIterations = 200 } z mask
+    let fit = GaussianEm.fitBatch { GaussianEm.defaults with MaxIterations = 200; Ridge = ridgeFraction } z mask
     keep fit.Estimate
 
 /// x̂ with its missing entries (mask 1.0) replaced by x̃ clamped to [lower, upper] and its observed entries kept:

@@ -161,13 +161,13 @@ public sealed class EMFlowImputer : Imputer
             // Two optimisers: L2's α-scaled reconstruction gradients must not distort L1's moment estimates.
             using var optL1 = optim.Adam(parameters, o.LearningRate);
             using var optL2 = optim.Adam(parameters, o.LearningRate);
-            var settings = new Training.StepSettings(o.Alpha, stepSize, o.BetaAt(it), o.MaxGradNorm, GaussianEm.defaults.Ridge, o.SecondStep switch
+            var settings = new Training.StepSettings(o.Alpha, stepSize, o.BetaAt(it), o.MaxGradNorm, o.Ridge, o.SecondStep switch
             {
                 SecondFlowStep.Paper => Training.SecondStep.Paper,
                 SecondFlowStep.ReconstructionOnly => Training.SecondStep.ReconstructionOnly,
                 _ => Training.SecondStep.Skip,
             });
-            var state = OnlineEm.init(form, o.SuperBatchSize, Training.initialEstimate(flow, GaussianEm.defaults.Ridge, xHat));
+            var state = OnlineEm.init(form, o.SuperBatchSize, Training.initialEstimate(flow, o.Ridge, xHat));
             double l1 = double.NaN, l2 = double.NaN;
             bool diverged = false;
             try
@@ -178,7 +178,7 @@ public sealed class EMFlowImputer : Imputer
                     {
                         // Re-anchor the online estimate to the exact latent MLE under the current flow; the step
                         // counter keeps running so later online updates stay small.
-                        var refit = Training.initialEstimate(flow, GaussianEm.defaults.Ridge, xHat);
+                        var refit = Training.initialEstimate(flow, o.Ridge, xHat);
                         var anchored = OnlineEm.init(form, o.SuperBatchSize, refit);
                         anchored = new OnlineEm.State(anchored.Estimate, state.Step, anchored.Sufficient, anchored.Buffer);
                         Release(state, anchored);
@@ -210,7 +210,7 @@ public sealed class EMFlowImputer : Imputer
                 progress?.Report(new TrainingProgress("re-imputation", it, o.Iterations, o.EpochsPerIteration, o.EpochsPerIteration, l1, l2, clock.Elapsed));
                 if (o.RefitLatentGaussian)
                 {
-                    var refit = Training.refitLatent(flow, xHat, trainMask);
+                    var refit = Training.refitLatent(flow, o.Ridge, xHat, trainMask);
                     Release(state, null);
                     state = OnlineEm.init(form, 0, refit);
                 }

@@ -130,6 +130,11 @@ public sealed record EMFlowOptions
     /// sweep is an E-step over every row, which at p in the hundreds (images) costs as much as a training epoch, so
     /// images want a few.</summary>
     public int StartSweeps { get; init; } = 500;
+    /// <summary>Ridge added to every covariance (the start's Gaussian EM and the latent Gaussian) after each M-step,
+    /// relative to its mean diagonal. Default 1e-6, which only keeps Σ invertible. Rows imputed after the fit (new rows,
+    /// a test set) can call for more when n is not many times p: a direction of almost no variance in the fitted rows
+    /// amplifies whatever a new row shows along it.</summary>
+    public double Ridge { get; init; } = 1e-6;
     /// <summary>Donors averaged by the <see cref="EMFlow.InitialImputation.Knn"/> start. Default 5.</summary>
     public int KnnNeighbours { get; init; } = 5;
     /// <summary>Most training rows the kNN start takes as donors; larger tables use a seeded sample of this many, which
@@ -172,7 +177,7 @@ public sealed record EMFlowOptions
     };
 
     /// <summary>The settings of the start's Gaussian-EM fit.</summary>
-    internal GaussianEm.Settings StartEm => new(StartSweeps, GaussianEm.defaults.Tolerance, GaussianEm.defaults.Ridge);
+    internal GaussianEm.Settings StartEm => new(StartSweeps, GaussianEm.defaults.Tolerance, Ridge);
 
     /// <summary>The flow these settings describe for p features, its parameters drawn from the seed.</summary>
     internal Flow.FlowConfig FlowConfig(int features, long seed) => new(
@@ -204,6 +209,7 @@ public sealed record EMFlowOptions
         Require(Enum.IsDefined(SecondStep), nameof(SecondStep), SecondStep, "must be a defined value");
         Require(Enum.IsDefined(InitialImputation), nameof(InitialImputation), InitialImputation, "must be a defined value");
         Require(StartSweeps >= 1, nameof(StartSweeps), StartSweeps, "must be at least 1");
+        Require(Ridge >= 0 && double.IsFinite(Ridge), nameof(Ridge), Ridge, "must be non-negative and finite");
         Require(KnnNeighbours >= 1, nameof(KnnNeighbours), KnnNeighbours, "must be at least 1");
         Require(KnnMaxDonors >= 1, nameof(KnnMaxDonors), KnnMaxDonors, "must be at least 1");
         Require(ValidationFraction >= 0 && ValidationFraction < 0.5, nameof(ValidationFraction), ValidationFraction, "must be in [0, 0.5)");

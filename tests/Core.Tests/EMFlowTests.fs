@@ -100,7 +100,7 @@ let tests =
         test "the latent refit equals batch EM on the latent vectors" {
             let e, x, mask = problem 10L 200 4 0.2
             use flow = Flow.identity 4
-            let refit = Training.refitLatent flow x mask
+            let refit = Training.refitLatent flow GaussianEm.defaults.Ridge x mask
             let direct = GaussianEm.fitBatch { GaussianEm.defaults with MaxIterations = 200 } x mask
             Expect.isLessThan (maxAbs refit.Sigma direct.Estimate.Sigma) 1e-12 "same EM"
         }

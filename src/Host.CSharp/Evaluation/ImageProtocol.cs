@@ -18,6 +18,8 @@ public sealed record ImageProtocolOptions
     public int HiddenWidth { get; init; } = 128;
     /// <summary>Channels of the hidden layers of "emflow-conv"'s convolutional s/t networks. Default 16.</summary>
     public int ConvChannels { get; init; } = 16;
+    /// <summary>Ridge of Gaussian EM's and EMFlow's covariances, relative to the mean diagonal. Default 1e-6 (the libraries' default).</summary>
+    public double Ridge { get; init; } = 1e-6;
     /// <summary>EMFlow's mini-batch. Default 512 (appendix F.2).</summary>
     public int BatchSize { get; init; } = 512;
     /// <summary>Gaussian-EM sweeps (each one E-step over every training image). Default 3.</summary>
@@ -147,7 +149,7 @@ public static class ImageProtocol
     {
         "mean" => new MeanImputer(),
         "nearest" => new NearestPixelImputer(width, height),
-        "gaussian-em" => new GaussianEmImputer(new GaussianEmOptions { MaxIterations = options.GaussianEmSweeps }),
+        "gaussian-em" => new GaussianEmImputer(new GaussianEmOptions { MaxIterations = options.GaussianEmSweeps, Ridge = options.Ridge }),
         "emflow" => new EMFlowImputer(EMFlowImages(width, height, options, zeroStart: false)),
         "emflow-zero" => new EMFlowImputer(EMFlowImages(width, height, options, zeroStart: true)),
         "emflow-checkerboard" => new EMFlowImputer(EMFlowImages(width, height, options) with { CouplingMask = CouplingMask.Checkerboard }),
@@ -167,10 +169,10 @@ public static class ImageProtocol
     {
         "mean" => "per-pixel mean of the observed training pixels",
         "nearest" => "nearest observed pixel of the same image",
-        "gaussian-em" => $"{o.GaussianEmSweeps} EM sweep(s) from the per-pixel mean and variance",
+        "gaussian-em" => $"{o.GaussianEmSweeps} EM sweep(s) from the per-pixel mean and variance, ridge {o.Ridge:g}",
         "emflow" or "emflow-zero" or "emflow-checkerboard" or "emflow-conv" or "emflow-gem-start" =>
             $"{o.Iterations} iteration(s) × {o.Epochs} epoch(s), batch {o.BatchSize}, lr 1e-3, α 5e8 (L2 as in the paper), super-batch 3000, "
-            + $"ρ_t = 0.99 t^-0.8, 6 couplings ({(method is "emflow-checkerboard" or "emflow-conv" ? "checkerboard masks" : "alternating pixel columns")}), "
+            + $"ρ_t = 0.99 t^-0.8, ridge {o.Ridge:g}, 6 couplings ({(method is "emflow-checkerboard" or "emflow-conv" ? "checkerboard masks" : "alternating pixel columns")}), "
             + (method == "emflow-conv" ? $"3 × 3 convolutional s/t 2 × {o.ConvChannels} channels (float32)" : $"MLP s/t 2 × {o.HiddenWidth}") + ", online EM only, "
             + method switch
             {
@@ -199,6 +201,7 @@ public static class ImageProtocol
         StepSizeGamma = 0.8,
         SuperBatchSize = 3000,
         HiddenWidth = o.HiddenWidth,
+        Ridge = o.Ridge,
         // A batch-EM refit of the latent Gaussian costs one E-step over every image per sweep at p = 784.
         RefitLatentGaussian = false,
         // The paper keeps the last iteration; no observed pixels are held out.
