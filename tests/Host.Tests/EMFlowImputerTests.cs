@@ -11,6 +11,8 @@ public class EMFlowImputerTests
     [InlineData(nameof(EMFlowOptions.ValidationFraction))]
     [InlineData(nameof(EMFlowOptions.KnnNeighbours))]
     [InlineData(nameof(EMFlowOptions.KnnMaxDonors))]
+    [InlineData(nameof(EMFlowOptions.Ridge))]
+    [InlineData(nameof(EMFlowOptions.StartSweeps))]
     public void Invalid_settings_throw_at_Fit_naming_the_setting(string setting)
     {
         var bad = setting switch
@@ -22,6 +24,8 @@ public class EMFlowImputerTests
             nameof(EMFlowOptions.StepSizeGamma) => TestData.QuickEMFlow() with { StepSizeGamma = 0.5 },
             nameof(EMFlowOptions.KnnNeighbours) => TestData.QuickEMFlow() with { KnnNeighbours = 0 },
             nameof(EMFlowOptions.KnnMaxDonors) => TestData.QuickEMFlow() with { KnnMaxDonors = 0 },
+            nameof(EMFlowOptions.Ridge) => TestData.QuickEMFlow() with { Ridge = double.NaN },
+            nameof(EMFlowOptions.StartSweeps) => TestData.QuickEMFlow() with { StartSweeps = 0 },
             _ => TestData.QuickEMFlow() with { ValidationFraction = 0.9 },
         };
         using var imputer = new EMFlowImputer(bad);
@@ -119,6 +123,32 @@ public class EMFlowImputerTests
         var e = Assert.Throws<ArgumentOutOfRangeException>(() => imputer.TransformAtIteration(4, data));
         Assert.Equal("iteration", e.ParamName);
         Assert.Throws<ArgumentOutOfRangeException>(() => imputer.TransformAtIteration(-1, data));
+    }
+
+    [Fact]
+    public void The_Gaussian_EM_start_follows_StartSweeps_and_Ridge()
+    {
+        var (_, data) = TestData.Table(200);
+        using var imputer = new EMFlowImputer(TestData.QuickEMFlow() with
+        {
+            Iterations = 1, InitialImputation = InitialImputation.GaussianEm, StartSweeps = 2, Ridge = 0.05,
+        });
+        imputer.Fit(data);
+        using var same = new GaussianEmImputer(new GaussianEmOptions { MaxIterations = 2, Ridge = 0.05 });
+        same.Fit(data);
+        using var converged = new GaussianEmImputer();
+        converged.Fit(data);
+        var atZero = imputer.TransformAtIteration(0, data);
+        var reference = same.Transform(data);
+        var other = converged.Transform(data);
+        double maxOther = 0;
+        for (int i = 0; i < 200; i++)
+            for (int j = 0; j < 4; j++)
+            {
+                Assert.Equal(reference[i, j], atZero[i, j], 6);
+                maxOther = Math.Max(maxOther, Math.Abs(other[i, j] - atZero[i, j]));
+            }
+        Assert.True(maxOther > 1e-3, $"two sweeps with a ridge should differ from the converged default fit; max difference {maxOther}");
     }
 
     [Fact]
