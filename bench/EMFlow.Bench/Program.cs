@@ -23,6 +23,7 @@ try
         case "datasets": Console.WriteLine(string.Join(",", TablesBench.DefaultDatasets(a.Flag("quick")))); break;
         case "images": ImagesBench.Run(a); break;
         case "images-report": ImagesBench.ReportFiles(a); break;
+        case "images-ridge": ImagesBench.Ridge(a); break;
         case "converge": ConvergeBench.Run(a); break;
         case "converge-report": ConvergeBench.ReportFile(a); break;
         default:
