@@ -95,7 +95,8 @@ internal static class ImagesBench
         int nTrain = a.Int("train", dataset == "mnist" ? 8000 : 60000);
         var (train, _, _, _, _, _, _) = Load(dataDir, dataset, nTrain, 1);
         var md = new System.Text.StringBuilder();
-        md.AppendLine($"{dataset}: the first {nTrain} training images; the test images are not used. Gaussian EM ({sweeps} sweep(s)) fitted on the first {nTrain * 3 / 4} training images, "
+        var source = dataset == "mnist" ? $"MNIST: the first {nTrain} images of its 10k test split (the images `images` trains on)" : $"{dataset}: the first {nTrain} training images";
+        md.AppendLine($"{source}; no test image is used. Gaussian EM ({sweeps} sweep(s)) fitted on the first {nTrain * 3 / 4} training images, "
             + $"completing the other {nTrain - nTrain * 3 / 4}; RMSE over their missing pixels (MCAR), seed {seed}.");
         md.AppendLine();
         md.AppendLine("| ridge | " + string.Join(" | ", rates.Select(r => r.ToString("0.0#", inv))) + " |");
