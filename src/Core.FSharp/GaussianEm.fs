@@ -87,6 +87,12 @@ let ridge (r: float) (sigma: Tensor) =
         let p = sigma.shape[0]
         sigma + torch.eye(p, dtype = dtype) * (r * max (scalar (sigma.diagonal().mean())) 1e-12)
 
+/// The estimate as an E-step uses it, Σ plus <c>ridge r</c>; new tensors (aliases where r = 0) the caller disposes.
+/// Online EM keeps Σ without the ridge and adds it only here, on use: each online update starts from the previous Σ,
+/// so a ridge stored with it would be added again at every step and grow towards r / ρ_t of the mean diagonal.
+let withRidge (r: float) (e: Estimate) : Estimate =
+    { Mu = e.Mu.alias(); Sigma = (if r = 0.0 then e.Sigma.alias() else ridge r e.Sigma) }
+
 /// Starting point: per-feature mean and variance of the observed values, no correlation; robust to any
 /// missing pattern.
 let initialEstimate (x: Tensor) (mask: Tensor) : Estimate =
@@ -144,7 +150,7 @@ let fitOnline (schedule: StepSize) (form: UpdateForm) (batchSize: int) (epochs: 
     let filled = conditionalMean start.Mu start.Sigma x mask
     let b0 = min (int64 batchSize) n
     let first = sampleEstimate (filled.narrow(0L, 0L, b0))
-    let mutable state = init form 0 { first with Sigma = ridge defaults.Ridge first.Sigma }
+    let mutable state = init form 0 first
     let history = ResizeArray()
     for _ in 1 .. epochs do
         let order = torch.randperm(n, generator = gen)
@@ -153,14 +159,17 @@ let fitOnline (schedule: StepSize) (form: UpdateForm) (batchSize: int) (epochs: 
             let len = min (int64 batchSize) (n - s)
             use scope = torch.NewDisposeScope()
             let rows = order.narrow(0L, s, len)
-            let c = conditional state.Estimate.Mu state.Estimate.Sigma (x.index_select(0L, rows)) (mask.index_select(0L, rows))
+            let used = withRidge defaults.Ridge state.Estimate
+            let c = conditional used.Mu used.Sigma (x.index_select(0L, rows)) (mask.index_select(0L, rows))
             let next = step schedule state c
-            let e = { Mu = next.Estimate.Mu.MoveToOuterDisposeScope(); Sigma = (ridge defaults.Ridge next.Estimate.Sigma).MoveToOuterDisposeScope() }
+            let e = { Mu = next.Estimate.Mu.MoveToOuterDisposeScope(); Sigma = next.Estimate.Sigma.MoveToOuterDisposeScope() }
             let suff = next.Sufficient |> Option.map (fun q -> { S1 = q.S1.MoveToOuterDisposeScope(); S2 = q.S2.MoveToOuterDisposeScope() })
             state <- { next with Estimate = e; Sufficient = suff; Buffer = emptySuperBatch 0 }
             s <- s + len
-        history.Add(logLikelihood state.Estimate x mask)
-    { Estimate = state.Estimate; Iterations = epochs; Converged = true; LogLikelihood = List.ofSeq history }
+        use scope = torch.NewDisposeScope()
+        history.Add(logLikelihood (withRidge defaults.Ridge state.Estimate) x mask)
+    let final = withRidge defaults.Ridge state.Estimate
+    { Estimate = { Mu = final.Mu.clone(); Sigma = final.Sigma.clone() }; Iterations = epochs; Converged = true; LogLikelihood = List.ofSeq history }
 
 /// Imputes (B, p) rows by their conditional mean under the fitted Gaussian; observed entries are copied
 /// back exactly, so they can never change.

@@ -96,23 +96,25 @@ let private keep (e: Estimate) = { Mu = e.Mu.MoveToOuterDisposeScope(); Sigma = 
 /// α-scaled reconstruction gradients of L2 out of L1's moment estimates.
 /// <param name="xHat">(B, p) current imputations (observed entries are data).</param>
 /// <param name="mask">(B, p) 1.0 where the entry is missing (imputed) in xHat.</param>
-/// <returns>The updated online-EM state (tensors outliving the call) and the step's losses.</returns>
+/// <returns>The updated online-EM state (tensors outliving the call; Σ without the ridge, which
+/// <c>GaussianEm.withRidge settings.Ridge</c> adds for use) and the step's losses.</returns>
 let trainStep (settings: StepSettings) (flow: Flow.FlowLayer) (optL1: torch.optim.Optimizer) (optL2: torch.optim.Optimizer)
               (state: State) (xHat: Tensor) (mask: Tensor) : State * StepLosses =
     use scope = torch.NewDisposeScope()
-    let l1 = l1Loss flow state.Estimate xHat
+    // The state keeps Σ without the ridge (GaussianEm.withRidge says why); it is added where Σ is used.
+    let e = GaussianEm.withRidge settings.Ridge state.Estimate
+    let l1 = l1Loss flow e xHat
     clipAndStep settings flow optL1 l1
-    let e = state.Estimate
     let c = latentEStep flow e.Mu (robust settings.Beta e.Sigma) xHat mask
     let next = step settings.StepSize state c
-    let estimate = { next.Estimate with Sigma = GaussianEm.ridge settings.Ridge next.Estimate.Sigma }
+    let estimate = GaussianEm.withRidge settings.Ridge next.Estimate
     let l2, recon =
         match settings.Second with
         | Paper -> l2Loss flow estimate settings.Alpha xHat mask c.Imputed
         | ReconstructionOnly -> reconstructionLoss flow settings.Alpha xHat mask c.Imputed
         | Skip -> torch.tensor(nan, dtype = dtype), torch.tensor(nan, dtype = dtype)
     if settings.Second <> Skip then clipAndStep settings flow optL2 l2
-    let kept = keep estimate
+    let kept = keep next.Estimate
     let buffer = { next.Buffer with Batches = next.Buffer.Batches |> List.map (fun (x, s) -> x.MoveToOuterDisposeScope(), s.MoveToOuterDisposeScope()) }
     let suff = next.Sufficient |> Option.map (fun s -> { S1 = s.S1.MoveToOuterDisposeScope(); S2 = s.S2.MoveToOuterDisposeScope() })
     { next with Estimate = kept; Buffer = buffer; Sufficient = suff },

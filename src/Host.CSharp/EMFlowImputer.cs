@@ -167,9 +167,12 @@ public sealed class EMFlowImputer : Imputer
                 SecondFlowStep.ReconstructionOnly => Training.SecondStep.ReconstructionOnly,
                 _ => Training.SecondStep.Skip,
             });
-            var state = OnlineEm.init(form, o.SuperBatchSize, Training.initialEstimate(flow, o.Ridge, xHat));
+            // Without a ridge: the online state keeps Σ bare and each use adds o.Ridge (GaussianEm.withRidge).
+            var state = OnlineEm.init(form, o.SuperBatchSize, Training.initialEstimate(flow, 0, xHat));
             double l1 = double.NaN, l2 = double.NaN;
             bool diverged = false;
+            // The latent Gaussian the re-imputation uses and the stage keeps.
+            OnlineEm.Estimate? latent = null;
             try
             {
                 for (int epoch = 1; epoch <= o.EpochsPerIteration; epoch++)
@@ -178,7 +181,7 @@ public sealed class EMFlowImputer : Imputer
                     {
                         // Re-anchor the online estimate to the exact latent MLE under the current flow; the step
                         // counter keeps running so later online updates stay small.
-                        var refit = Training.initialEstimate(flow, o.Ridge, xHat);
+                        var refit = Training.initialEstimate(flow, 0, xHat);
                         var anchored = OnlineEm.init(form, o.SuperBatchSize, refit);
                         anchored = new OnlineEm.State(anchored.Estimate, state.Step, anchored.Sufficient, anchored.Buffer);
                         Release(state, anchored);
@@ -210,11 +213,18 @@ public sealed class EMFlowImputer : Imputer
                 progress?.Report(new TrainingProgress("re-imputation", it, o.Iterations, o.EpochsPerIteration, o.EpochsPerIteration, l1, l2, clock.Elapsed));
                 if (o.RefitLatentGaussian)
                 {
+                    // The batch refit carries its ridge already; the online state is kept without one.
                     var refit = Training.refitLatent(flow, o.Ridge, xHat, trainMask);
                     Release(state, null);
                     state = OnlineEm.init(form, 0, refit);
+                    latent = GaussianEmImputer.Keep(refit);
                 }
-                var reimputed = Training.reimpute(flow, state.Estimate, lower, upper, xHat, trainMask);
+                else
+                {
+                    using var ridged = NewDisposeScope();
+                    latent = GaussianEmImputer.Keep(GaussianEm.withRidge(o.Ridge, state.Estimate));
+                }
+                var reimputed = Training.reimpute(flow, latent, lower, upper, xHat, trainMask);
                 if (!reimputed.isfinite().all().item<bool>())
                     throw new InvalidOperationException("Re-imputation produced non-finite values.");
                 xHat = reimputed;
@@ -226,11 +236,13 @@ public sealed class EMFlowImputer : Imputer
             }
             if (diverged)
             {
+                latent?.Mu.Dispose();
+                latent?.Sigma.Dispose();
                 _history.Add(new IterationRecord(it, l1, l2, double.NaN, double.NaN, (clock.Elapsed - started).TotalSeconds, true));
                 flow.Dispose();
                 break;
             }
-            var kept = GaussianEmImputer.Keep(state.Estimate);
+            var kept = latent!;
             Release(state, null);
             stages.Add((flow, kept));
             double score = Selection.score(x, xHat, hidden);

@@ -51,6 +51,24 @@ let tests =
             Expect.equal viaFlow.Step 8 "eight updates"
         }
 
+        test "the ridge is added where Σ is used, not stored: it does not compound over online steps" {
+            let e0, x, mask = problem 3L 256 4 0.25
+            use flow = Flow.identity 4
+            use opt1 = torch.optim.SGD([| new Flow.Parameter(torch.zeros(1L)) |], 0.1)
+            use opt2 = torch.optim.SGD([| new Flow.Parameter(torch.zeros(1L)) |], 0.1)
+            let meanDiagonalAfter (r: float) =
+                let mutable state = init Moments 0 e0
+                for b in 0 .. 7 do
+                    let xb, mb = x.narrow(0L, int64 (b * 32), 32L), mask.narrow(0L, int64 (b * 32), 32L)
+                    let next, _ = Training.trainStep { settings with Ridge = r; Second = Training.Skip } flow opt1 opt2 state xb mb
+                    state <- next
+                scalar (state.Estimate.Sigma.diagonal().mean())
+            let plain, ridged = meanDiagonalAfter 0.0, meanDiagonalAfter 0.05
+            // Stored with Σ, a ridge of 5% would be added at each of the 8 steps and decay only by (1 - ρ_t),
+            // leaving about 5% / ρ_8 ≈ 26% on the diagonal; added on use it only shifts the E-step slightly.
+            Expect.isLessThan (abs (ridged - plain)) (0.05 * plain) "less than one ridge apart"
+        }
+
         test "re-imputation never touches observed entries and stays within bounds" {
             let e, x, mask = problem 4L 64 6 0.3
             use flow = Flow.create { Flow.defaultConfig 6 5L with Hidden = 16 }
