@@ -19,7 +19,7 @@ internal sealed class Args
                   --out FILE.jsonl  --markdown FILE.md  --png FILE.png
           images-ridge  scores covariance ridges for `images --ridge` on the training images alone (Gaussian EM fitted on
                   three quarters, completing the last quarter)  --dataset  --train N  --rates .1,.5  --ridges 1e-6,1e-3,1e-2,3e-2,1e-1
-                  --gem-sweeps K (2)  --markdown FILE.md
+                  --method gaussian-em|emflow  --gem-sweeps K (2)  --epochs E (1)  --markdown FILE.md
           images-report  Markdown tables from bench/results/images*.jsonl (or --files a.jsonl,b.jsonl)
           datasets  the default tables of `tables` as a comma-separated list (--quick: the quick pair)
           report  Markdown tables from every bench/results/*.jsonl (--quick for the quick ones)

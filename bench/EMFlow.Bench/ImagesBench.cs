@@ -93,17 +93,28 @@ internal static class ImagesBench
         int sweeps = a.Int("gem-sweeps", 2);
         long seed = a.Int("seed", 0);
         int nTrain = a.Int("train", dataset == "mnist" ? 8000 : 60000);
-        var (train, _, _, _, _, _, _) = Load(dataDir, dataset, nTrain, 1);
+        var method = a.Get("method") ?? "gaussian-em";
+        var (train, _, _, _, width, height, _) = Load(dataDir, dataset, nTrain, 1);
+        var protocol = new ImageProtocolOptions { Seed = seed, Iterations = a.Int("iterations", 1), Epochs = a.Int("epochs", 1), GaussianEmSweeps = sweeps };
+        Imputer Make(double ridge) => method switch
+        {
+            "gaussian-em" => new GaussianEmImputer(new GaussianEmOptions { MaxIterations = sweeps, Ridge = ridge }),
+            "emflow" => new EMFlowImputer(ImageProtocol.EMFlowImages(width, height, protocol) with { Ridge = ridge }),
+            _ => throw new ArgumentException($"--method must be gaussian-em or emflow; got '{method}'"),
+        };
+        string what = method == "emflow"
+            ? $"EMFlow ({protocol.Iterations} iteration(s) × {protocol.Epochs} epoch(s), otherwise the settings of `images`)"
+            : $"Gaussian EM ({sweeps} sweep(s))";
         var md = new System.Text.StringBuilder();
         var source = dataset == "mnist" ? $"MNIST: the first {nTrain} images of its 10k test split (the images `images` trains on)" : $"{dataset}: the first {nTrain} training images";
-        md.AppendLine($"{source}; no test image is used. Gaussian EM ({sweeps} sweep(s)) fitted on the first {nTrain * 3 / 4} training images, "
+        md.AppendLine($"{source}; no test image is used. {what} fitted on the first {nTrain * 3 / 4} training images, "
             + $"completing the other {nTrain - nTrain * 3 / 4}; RMSE over their missing pixels (MCAR), seed {seed}.");
         md.AppendLine();
         md.AppendLine("| ridge | " + string.Join(" | ", rates.Select(r => r.ToString("0.0#", inv))) + " |");
         md.AppendLine("|---|" + string.Concat(rates.Select(_ => "---|")));
         var byRate = rates.Select(r =>
         {
-            var scores = ImageProtocol.RidgeValidation(train, r, ridges, sweeps, seed);
+            var scores = ImageProtocol.RidgeValidation(train, r, ridges, Make, seed);
             foreach (var (ridge, rmse, seconds) in scores) Console.Error.WriteLine($"  rate {r}: ridge {ridge:g}: RMSE {rmse:F4} ({seconds:F0} s)");
             return scores;
         }).ToArray();
@@ -114,7 +125,7 @@ internal static class ImagesBench
                 return best ? $"**{s[k].Rmse:F4}**" : $"{s[k].Rmse:F4}";
             })) + " |");
         Console.WriteLine(md);
-        var path = a.Get("markdown") ?? Path.Combine(TablesBench.RepoRoot(), "bench", "results", $"images-ridge-{dataset}.md");
+        var path = a.Get("markdown") ?? Path.Combine(TablesBench.RepoRoot(), "bench", "results", $"images-ridge-{dataset}{(method == "emflow" ? "-emflow" : "")}.md");
         File.WriteAllText(path, md.ToString());
     }
 
