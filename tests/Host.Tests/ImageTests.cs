@@ -241,6 +241,26 @@ public class ImageProtocolTests
     }
 
     [Fact]
+    public void RidgeValidation_scores_each_ridge_on_held_out_training_images_and_checks_its_arguments()
+    {
+        var (train, _) = TestImages.Halves(80, 4, 3);
+        var ridges = new[] { 1e-6, 0.1, 10.0 };
+        var scores = ImageProtocol.RidgeValidation(train, 0.3, ridges, sweeps: 2, seed: 1);
+        Assert.Equal(ridges, scores.Select(s => s.Ridge));
+        Assert.All(scores, s => Assert.InRange(s.Rmse, 1e-6, 1));
+        // A ridge of 10 mean variances shrinks the conditional mean to the per-pixel mean, which cannot use the
+        // other half of the image; the small ridges can.
+        Assert.True(scores[0].Rmse < scores[2].Rmse, $"ridge 1e-6: {scores[0].Rmse}, ridge 10: {scores[2].Rmse}");
+        // The same images and seed give the same scores, through either overload.
+        var again = ImageProtocol.RidgeValidation(train, 0.3, ridges, r => new GaussianEmImputer(new GaussianEmOptions { MaxIterations = 2, Ridge = r }), 1);
+        Assert.Equal(scores.Select(s => s.Rmse), again.Select(s => s.Rmse));
+        Assert.Equal("rate", Assert.Throws<ArgumentOutOfRangeException>(() => ImageProtocol.RidgeValidation(train, 1.0, ridges, 2, 1)).ParamName);
+        Assert.Equal("ridges", Assert.Throws<ArgumentOutOfRangeException>(() => ImageProtocol.RidgeValidation(train, 0.3, new[] { -1.0 }, 2, 1)).ParamName);
+        Assert.Equal("sweeps", Assert.Throws<ArgumentOutOfRangeException>(() => ImageProtocol.RidgeValidation(train, 0.3, ridges, 0, 1)).ParamName);
+        Assert.Equal("train", Assert.Throws<ArgumentException>(() => ImageProtocol.RidgeValidation(new double[4, 16], 0.3, ridges, 2, 1)).ParamName);
+    }
+
+    [Fact]
     public void Unknown_method_and_bad_rate_are_rejected()
     {
         var (x, y) = TestImages.Halves(10, 4, 1);
