@@ -179,8 +179,7 @@ type internal ConvNet(name: string, features: int, width: int, kept: bool[], cha
     let keptIdx = torch.tensor([| for j in 0 .. features - 1 do if kept[j] then int64 j |], dtype = torch.int64)
     let transIdx = torch.tensor([| for j in 0 .. features - 1 do if not kept[j] then int64 j |], dtype = torch.int64)
     let maskImage =
-        torch.tensor(kept |> Array.map (fun k -> if k then 1.0f else 0.0f), dtype = torch.float32)
-            .reshape(1L, 1L, int64 height, int64 width)
+        torch.tensor((kept |> Array.map (fun k -> if k then 1.0f else 0.0f) : float32[]), ReadOnlySpan<int64>([| 1L; 1L; int64 height; int64 width |]), dtype = torch.float32)
 
     do
         weights |> Array.iteri (fun i w -> this.register_parameter(sprintf "w%d" i, w))
@@ -193,7 +192,8 @@ type internal ConvNet(name: string, features: int, width: int, kept: bool[], cha
     /// (B, |A|) kept features -> raw s (B, |B|) and t (B, |B|).
     member _.Apply(a: Tensor) : Tensor * Tensor =
         let b = a.shape[0]
-        use placed = torch.zeros([| b; int64 features |], dtype = dtype).index_copy(1L, keptIdx, a)
+        use zeros = torch.zeros([| b; int64 features |], dtype = dtype)
+        use placed = zeros.index_copy(1L, keptIdx, a)
         use single = placed.to_type(torch.float32)
         use image = single.reshape(b, 1L, int64 height, int64 width)
         use mask = maskImage.expand(b, 1L, int64 height, int64 width)
