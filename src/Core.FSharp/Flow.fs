@@ -163,7 +163,10 @@ type internal Mlp(name: string, inFeatures: int, outFeatures: int, hidden: int, 
 /// Invertibility does not suffer: both directions compute s and t from the same kept pixels by the same float32
 /// arithmetic, and the affine map itself stays float64.
 /// </remarks>
-type internal ConvNet(name: string, features: int, width: int, kept: bool[], channels: int, depth: int) as this =
+/// <c>keptIndex</c> and <c>transformedIndex</c> are the owning coupling's index tensors (kept and transformed
+/// features), used here, not owned.
+type internal ConvNet(name: string, features: int, width: int, kept: bool[], keptIndex: Tensor, transformedIndex: Tensor,
+                      channels: int, depth: int) as this =
     inherit torch.nn.Module(name)
 
     let height = features / width
@@ -176,24 +179,20 @@ type internal ConvNet(name: string, features: int, width: int, kept: bool[], cha
 
     let biases = Array.init (depth + 1) (fun i -> new Parameter(torch.zeros([| int64 outChannels[i] |], dtype = dtype), true))
 
-    let keptIdx = torch.tensor([| for j in 0 .. features - 1 do if kept[j] then int64 j |], dtype = torch.int64)
-    let transIdx = torch.tensor([| for j in 0 .. features - 1 do if not kept[j] then int64 j |], dtype = torch.int64)
     let maskImage =
         torch.tensor((kept |> Array.map (fun k -> if k then 1.0f else 0.0f) : float32[]), ReadOnlySpan<int64>([| 1L; 1L; int64 height; int64 width |]), dtype = torch.float32)
 
     do
         weights |> Array.iteri (fun i w -> this.register_parameter(sprintf "w%d" i, w))
         biases |> Array.iteri (fun i b -> this.register_parameter(sprintf "b%d" i, b))
-        for t in [ keptIdx; transIdx; maskImage ] do t.DetachFromDisposeScope() |> ignore
-        this.register_buffer("keptIndex", keptIdx, false)
-        this.register_buffer("transformedIndex", transIdx, false)
+        maskImage.DetachFromDisposeScope() |> ignore
         this.register_buffer("maskImage", maskImage, false)
 
     /// (B, |A|) kept features -> raw s (B, |B|) and t (B, |B|).
     member _.Apply(a: Tensor) : Tensor * Tensor =
         let b = a.shape[0]
         use zeros = torch.zeros([| b; int64 features |], dtype = dtype)
-        use placed = zeros.index_copy(1L, keptIdx, a)
+        use placed = zeros.index_copy(1L, keptIndex, a)
         use single = placed.to_type(torch.float32)
         use image = single.reshape(b, 1L, int64 height, int64 width)
         use mask = maskImage.expand(b, 1L, int64 height, int64 width)
@@ -210,7 +209,7 @@ type internal ConvNet(name: string, features: int, width: int, kept: bool[], cha
                 h <- conv
         use out = h
         use flat = out.reshape(b, 2L, int64 features)
-        use atTransformed = flat.index_select(2L, transIdx)
+        use atTransformed = flat.index_select(2L, transformedIndex)
         use double = atTransformed.to_type(dtype)
         double.select(1L, 0L).contiguous(), double.select(1L, 1L).contiguous()
 
@@ -282,7 +281,7 @@ type AffineCoupling(features: int, kept: bool[], hidden: int, depth: int, seed: 
         match network with
         | Dense ->
             Choice1Of2(new Mlp("s", keptIdx.Length, transIdx.Length, hidden, depth), new Mlp("t", keptIdx.Length, transIdx.Length, hidden, depth))
-        | Convolutional w -> Choice2Of2(new ConvNet("st", features, w, kept, hidden, depth))
+        | Convolutional w -> Choice2Of2(new ConvNet("st", features, w, kept, keptT, transT, hidden, depth))
 
     let scale = new Parameter(torch.ones([| int64 transIdx.Length |], dtype = dtype), true)
 
