@@ -168,8 +168,8 @@ let fitOnline (schedule: StepSize) (form: UpdateForm) (batchSize: int) (epochs: 
             s <- s + len
         use scope = torch.NewDisposeScope()
         history.Add(logLikelihood (withRidge defaults.Ridge state.Estimate) x mask)
-    let final = withRidge defaults.Ridge state.Estimate
-    { Estimate = { Mu = final.Mu.clone(); Sigma = final.Sigma.clone() }; Iterations = epochs; Converged = true; LogLikelihood = List.ofSeq history }
+    { Estimate = { Mu = state.Estimate.Mu; Sigma = ridge defaults.Ridge state.Estimate.Sigma }
+      Iterations = epochs; Converged = true; LogLikelihood = List.ofSeq history }
 
 /// Imputes (B, p) rows by their conditional mean under the fitted Gaussian; observed entries are copied
 /// back exactly, so they can never change.
