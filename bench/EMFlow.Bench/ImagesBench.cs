@@ -96,12 +96,8 @@ internal static class ImagesBench
         var method = a.Get("method") ?? "gaussian-em";
         var (train, _, _, _, width, height, _) = Load(dataDir, dataset, nTrain, 1);
         var protocol = new ImageProtocolOptions { Seed = seed, Iterations = a.Int("iterations", 1), Epochs = a.Int("epochs", 1), GaussianEmSweeps = sweeps };
-        Imputer Make(double ridge) => method switch
-        {
-            "gaussian-em" => new GaussianEmImputer(new GaussianEmOptions { MaxIterations = sweeps, Ridge = ridge }),
-            "emflow" => new EMFlowImputer(ImageProtocol.EMFlowImages(width, height, protocol) with { Ridge = ridge }),
-            _ => throw new ArgumentException($"--method must be gaussian-em or emflow; got '{method}'"),
-        };
+        if (method is not ("gaussian-em" or "emflow")) throw new ArgumentException($"--method must be gaussian-em or emflow; got '{method}'");
+        Imputer Make(double ridge) => ImageProtocol.Create(method, width, height, protocol with { Ridge = ridge });
         string what = method == "emflow"
             ? $"EMFlow ({protocol.Iterations} iteration(s) × {protocol.Epochs} epoch(s), otherwise the settings of `images`)"
             : $"Gaussian EM ({sweeps} sweep(s))";
