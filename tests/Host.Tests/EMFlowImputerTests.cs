@@ -39,39 +39,39 @@ public class EMFlowImputerTests
     public void Checkerboard_masks_need_an_image_shape_and_fit_images_with_one()
     {
         var (_, data) = TestData.Table(60);
-        using var bad = new EMFlowImputer(TestData.QuickEMFlow() with { CouplingMask = CouplingMask.Checkerboard });
-        var ex = Assert.Throws<ArgumentException>(() => bad.Fit(data));
-        Assert.Equal(nameof(EMFlowOptions.CouplingMask), ex.ParamName);
-        using var images = new EMFlowImputer(TestData.QuickEMFlow() with
-        {
-            CouplingMask = CouplingMask.Checkerboard, InitialImputation = InitialImputation.NearestPixel, ImageWidth = 2, ImageHeight = 2,
-        });
-        var completed = images.FitTransform(data);
-        for (int i = 0; i < 60; i++)
-            for (int j = 0; j < 4; j++)
-                if (!double.IsNaN(data[i, j])) Assert.Equal(data[i, j], completed[i, j]);
-                else Assert.False(double.IsNaN(completed[i, j]));
+        using var images = FitsImagesOnlyWithAShape(data, nameof(EMFlowOptions.CouplingMask),
+            TestData.QuickEMFlow() with { CouplingMask = CouplingMask.Checkerboard });
     }
 
     [Fact]
     public void Convolutional_couplings_need_an_image_shape_fit_images_and_survive_save_and_load()
     {
         var (_, data) = TestData.Table(60);
-        using var bad = new EMFlowImputer(TestData.QuickEMFlow() with { CouplingNetwork = CouplingNetwork.Convolutional });
-        var ex = Assert.Throws<ArgumentException>(() => bad.Fit(data));
-        Assert.Equal(nameof(EMFlowOptions.CouplingNetwork), ex.ParamName);
-        using var images = new EMFlowImputer(TestData.QuickEMFlow() with
-        {
-            CouplingMask = CouplingMask.Checkerboard, CouplingNetwork = CouplingNetwork.Convolutional, HiddenWidth = 4,
-            InitialImputation = InitialImputation.NearestPixel, ImageWidth = 2, ImageHeight = 2, ValidationFraction = 0,
-        });
-        var completed = images.FitTransform(data);
-        for (int i = 0; i < 60; i++)
-            for (int j = 0; j < 4; j++)
-                if (!double.IsNaN(data[i, j])) Assert.Equal(data[i, j], completed[i, j]);
-                else Assert.False(double.IsNaN(completed[i, j]));
+        using var images = FitsImagesOnlyWithAShape(data, nameof(EMFlowOptions.CouplingNetwork),
+            TestData.QuickEMFlow() with { CouplingNetwork = CouplingNetwork.Convolutional, HiddenWidth = 4, ValidationFraction = 0 },
+            o => o with { CouplingMask = CouplingMask.Checkerboard });
         using var loaded = SavedAndLoaded(images);
         Assert.Equal(images.Transform(data), loaded.Transform(data));
+    }
+
+    /// <summary>Fit with <paramref name="setting"/> and no image shape throws naming <paramref name="parameter"/>; with a
+    /// 2 × 2 shape and the nearest-pixel start (and <paramref name="more"/>), the fit keeps every observed cell and
+    /// fills every missing one. Returns that fitted imputer.</summary>
+    private static EMFlowImputer FitsImagesOnlyWithAShape(double[,] data, string parameter, EMFlowOptions setting,
+        Func<EMFlowOptions, EMFlowOptions>? more = null)
+    {
+        using var bad = new EMFlowImputer(setting);
+        Assert.Equal(parameter, Assert.Throws<ArgumentException>(() => bad.Fit(data)).ParamName);
+        var images = new EMFlowImputer((more ?? (o => o))(setting with
+        {
+            InitialImputation = InitialImputation.NearestPixel, ImageWidth = 2, ImageHeight = 2,
+        }));
+        var completed = images.FitTransform(data);
+        for (int i = 0; i < data.GetLength(0); i++)
+            for (int j = 0; j < data.GetLength(1); j++)
+                if (!double.IsNaN(data[i, j])) Assert.Equal(data[i, j], completed[i, j]);
+                else Assert.False(double.IsNaN(completed[i, j]));
+        return images;
     }
 
     [Fact]
