@@ -2,6 +2,7 @@
 # One entry point for users and CI:
 #   ./build.sh demo   restore, build, and run `emflow demo` on the embedded synthetic dataset
 #   ./build.sh test   restore, build, and run every test suite, ending with "N passed, N failed"
+#   ./build.sh test unit   the same without the notebook, package and command-line tests
 #   ./build.sh build  restore and build only
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -33,6 +34,10 @@ setup() {
 }
 
 run_tests() {
+  # unit: the libraries' own tests (minutes); all: also the notebooks, the packages and the command line.
+  local scope=${1:-all}
+  local xunit_projects=(tests/Host.Tests/Host.Tests.csproj tests/Evaluation.Tests/Evaluation.Tests.csproj)
+  if [ "$scope" = all ]; then xunit_projects+=(tests/Integration.Tests/Integration.Tests.csproj); fi
   # One torch thread: on a small shared machine OpenMP spinning slows torch by an order of magnitude.
   export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
   local log; log=$(mktemp -d)
@@ -45,12 +50,16 @@ run_tests() {
   cp=$(echo "$line" | sed -n 's/.* \([0-9]\+\) passed.*/\1/p'); cf=$(echo "$line" | sed -n 's/.* \([0-9]\+\) failed.*/\1/p'); ce=$(echo "$line" | sed -n 's/.* \([0-9]\+\) errored.*/\1/p')
   passed=$((passed + ${cp:-0})); failed=$((failed + ${cf:-0} + ${ce:-0}))
 
-  dotnet test tests/Host.Tests/Host.Tests.csproj -c "$CONFIG" --no-build -nologo 2>&1 | tee "$log/host.txt" || status=1
-  line=$(grep -aE "(Passed|Failed)! +- Failed: +[0-9]+, Passed: +[0-9]+" "$log/host.txt" | tail -n 1 || true)
-  if [ -z "$line" ]; then echo "error: the xunit runner printed no summary" >&2; status=1; fi
-  local xp xf
-  xp=$(echo "$line" | sed -n 's/.*Passed: *\([0-9]\+\).*/\1/p'); xf=$(echo "$line" | sed -n 's/.*Failed: *\([0-9]\+\),.*/\1/p')
-  passed=$((passed + ${xp:-0})); failed=$((failed + ${xf:-0}))
+  local project
+  for project in "${xunit_projects[@]}"; do
+    local name; name=$(basename "$project" .csproj)
+    dotnet test "$project" -c "$CONFIG" --no-build -nologo 2>&1 | tee "$log/$name.txt" || status=1
+    line=$(grep -aE "(Passed|Failed)! +- Failed: +[0-9]+, Passed: +[0-9]+" "$log/$name.txt" | tail -n 1 || true)
+    if [ -z "$line" ]; then echo "error: the xunit runner printed no summary for $name" >&2; status=1; fi
+    local xp xf
+    xp=$(echo "$line" | sed -n 's/.*Passed: *\([0-9]\+\).*/\1/p'); xf=$(echo "$line" | sed -n 's/.*Failed: *\([0-9]\+\),.*/\1/p')
+    passed=$((passed + ${xp:-0})); failed=$((failed + ${xf:-0}))
+  done
 
   rm -rf "$log"
   echo "$passed passed, $failed failed"
@@ -59,7 +68,11 @@ run_tests() {
 
 case "${1:-}" in
   build) setup ;;
-  test) setup; run_tests ;;
+  test)
+    case "${2:-all}" in
+      all|unit) setup; run_tests "${2:-all}" ;;
+      *) echo "usage: ./build.sh test [unit|all]" >&2; exit 2 ;;
+    esac ;;
   demo) setup; shift; dotnet "src/Cli/bin/$CONFIG/net10.0/EMFlow.Cli.dll" demo "$@" ;;
   *) echo "usage: ./build.sh demo|test|build" >&2; exit 2 ;;
 esac

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text.Json;
+using EMFlow.Baselines;
 using EMFlow.Evaluation;
 using ScottPlot;
 using static TorchSharp.torch;

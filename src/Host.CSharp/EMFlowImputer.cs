@@ -120,9 +120,9 @@ public sealed class EMFlowImputer : Imputer
         if (rows < 2) throw new ArgumentException($"EMFlow needs at least 2 rows to fit; got {rows}.", "data");
     }
 
-    private protected override void FitScaled(Tensor x, Tensor mask, IProgress<TrainingProgress>? progress, CancellationToken ct)
+    protected override void FitScaled(Tensor x, Tensor mask, IProgress<TrainingProgress>? progress, CancellationToken ct)
     {
-        using var threads = new TorchThreads(Options.TorchThreads);
+        using var threads = new TorchThreadScope(Options.TorchThreads);
         try
         {
             Clear();
@@ -331,7 +331,7 @@ public sealed class EMFlowImputer : Imputer
         return (trainMask.MoveToOuterDisposeScope(), hidden.MoveToOuterDisposeScope(), xHat.MoveToOuterDisposeScope());
     }
 
-    private protected override Tensor TransformScaled(Tensor x, Tensor mask) => TransformScaled(x, mask, _selected);
+    protected override Tensor TransformScaled(Tensor x, Tensor mask) => TransformScaled(x, mask, _selected);
 
     private Tensor TransformScaled(Tensor x, Tensor mask, int iterations)
     {

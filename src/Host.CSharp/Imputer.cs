@@ -87,20 +87,23 @@ public abstract class Imputer : IDisposable
     /// <summary>Checks settings against the data's shape before any work; throws <see cref="ArgumentException"/> naming the setting.</summary>
     protected virtual void ValidateSettings(int rows, int columns) { }
 
-    /// <summary>Fits on min-max scaled data.</summary>
+    /// <summary>Fits on min-max scaled data: the one method a new imputer must write, with <see cref="TransformScaled"/>.
+    /// Runs after validation and scaling; throw <see cref="OperationCanceledException"/> when the token is cancelled.</summary>
     /// <param name="x">(n, p) float64, observed values on [0, 1], missing entries 0.</param>
     /// <param name="mask">(n, p) 1.0 where missing.</param>
-    private protected abstract void FitScaled(Tensor x, Tensor mask, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken);
+    protected abstract void FitScaled(Tensor x, Tensor mask, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken);
 
     /// <summary>Imputes scaled rows; returns (m, p) with missing entries filled (observed ones are overwritten later anyway).</summary>
-    private protected abstract Tensor TransformScaled(Tensor x, Tensor mask);
+    /// <param name="x">(m, p) float64 on the fitted [0, 1] scale, missing entries 0.</param>
+    /// <param name="mask">(m, p) 1.0 where missing.</param>
+    protected abstract Tensor TransformScaled(Tensor x, Tensor mask);
 
     /// <summary>The fitted scaler, for subclasses that persist or sample.</summary>
-    private protected Scaler.MinMax RequireScaler() =>
+    protected Scaler.MinMax RequireScaler() =>
         _disposed ? throw new ObjectDisposedException(GetType().Name) : _scaler ?? throw new InvalidOperationException($"{GetType().Name} is not fitted yet; call Fit first.");
 
     /// <summary>The scaler of the Fit in progress, or the fitted one: image methods work on the original pixel scale.</summary>
-    private protected Scaler.MinMax CurrentScaler => _fitting ?? RequireScaler();
+    protected Scaler.MinMax CurrentScaler => _fitting ?? RequireScaler();
 
     /// <summary>
     /// Nearest observed pixel imputation (<see cref="Missingness.nearestNeighbourImpute"/>) of scaled rows: pixels
@@ -112,7 +115,7 @@ public abstract class Imputer : IDisposable
     /// <param name="x">(n, p) scaled rows, one image per row in row-major order.</param>
     /// <param name="mask">(n, p) 1.0 where missing.</param>
     /// <returns>(n, p) scaled rows with every missing pixel filled.</returns>
-    private protected static Tensor NearestPixelFill(Scaler.MinMax scaler, int width, int height, Tensor x, Tensor mask)
+    protected static Tensor NearestPixelFill(Scaler.MinMax scaler, int width, int height, Tensor x, Tensor mask)
     {
         var original = Scaler.inverseTransform(scaler, x);
         var filled = Missingness.nearestNeighbourImpute(width, height, original, mask);
@@ -120,10 +123,10 @@ public abstract class Imputer : IDisposable
     }
 
     /// <summary>Restores a fitted scaler (used by Load).</summary>
-    private protected void SetScaler(Scaler.MinMax scaler) => _scaler = scaler;
+    protected void SetScaler(Scaler.MinMax scaler) => _scaler = scaler;
 
     /// <summary>Each feature's mean or median over its observed values, (p), as the shared initial imputations compute it.</summary>
-    private protected static Tensor FillValues(Tensor x, Tensor mask, SimpleStrategy strategy)
+    protected static Tensor FillValues(Tensor x, Tensor mask, SimpleStrategy strategy)
     {
         // A probe row with every entry missing receives exactly the per-feature fill value.
         var p = x.shape[1];
@@ -133,14 +136,17 @@ public abstract class Imputer : IDisposable
         return filled[x.shape[0]];
     }
 
-    private protected static Tensor Scaled(Scaler.MinMax scaler, Validation.Checked c) =>
+    /// <summary>Checked rows on the [0, 1] scale of <paramref name="scaler"/>, (n, p) float64, missing entries 0.</summary>
+    protected static Tensor Scaled(Scaler.MinMax scaler, Validation.Checked c) =>
         Scaler.transform(scaler, c.Values) * (1.0 - c.Mask);
 
-    private protected static Validation.Checked CheckRows(string name, int features, double[,] data, bool[,]? missing) =>
+    /// <summary>Checks rows (m, p) for an imputer fitted on <paramref name="features"/> columns: the column count, no ±∞;
+    /// the mask is NaN's, or <paramref name="missing"/> when given. Throws <see cref="ArgumentException"/> naming <paramref name="name"/>.</summary>
+    protected static Validation.Checked CheckRows(string name, int features, double[,] data, bool[,]? missing) =>
         Validation.checkForTransform(name, features, data, ToOption(missing));
 
     /// <summary>The observed cells of the caller's table, the imputed ones from the model.</summary>
-    private protected static double[,] WriteBack(double[,] data, Validation.Checked c, Tensor imputedOriginalScale)
+    protected static double[,] WriteBack(double[,] data, Validation.Checked c, Tensor imputedOriginalScale)
     {
         var values = Tensors.toArray2D(imputedOriginalScale);
         var mask = Tensors.toArray2D(c.Mask);
@@ -180,19 +186,23 @@ public sealed record TrainingProgress(string Phase, int Iteration, int Iteration
     public double Fraction => Iterations * Epochs == 0 ? 0 : Math.Clamp(((Iteration - 1) * (double)Epochs + Epoch) / (Iterations * (double)Epochs), 0, 1);
 }
 
-/// <summary>Sets torch's intra-op thread count for a scope and restores it after.</summary>
-internal readonly struct TorchThreads : IDisposable
+/// <summary>Sets torch's intra-op thread count for a scope and restores it after: <c>using var _ = new TorchThreadScope(1);</c>.</summary>
+/// <remarks>On a small shared machine OpenMP's spinning threads slow torch by up to an order of magnitude; imputers
+/// take a <c>TorchThreads</c> setting and hold one of these for the length of a fit.</remarks>
+public readonly struct TorchThreadScope : IDisposable
 {
     private readonly int _previous;
     private readonly bool _changed;
 
-    public TorchThreads(int? threads)
+    /// <summary>Sets the thread count to <paramref name="threads"/>; null leaves torch's setting alone.</summary>
+    public TorchThreadScope(int? threads)
     {
         _previous = get_num_threads();
         _changed = threads is not null;
         if (threads is int t) set_num_threads(t);
     }
 
+    /// <summary>Restores the thread count the scope found.</summary>
     public void Dispose()
     {
         if (_changed) set_num_threads(_previous);

@@ -28,13 +28,13 @@ public sealed class MeanImputer : Imputer
     /// <summary>The fill value of each feature on the original scale, (p).</summary>
     public double[] FillValues => Tensors.toArray(Scaler.inverseTransform(RequireScaler(), _fill!.unsqueeze(0)));
 
-    private protected override void FitScaled(Tensor x, Tensor mask, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
+    protected override void FitScaled(Tensor x, Tensor mask, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
     {
         _fill?.Dispose();
         _fill = FillValues(x, mask, Strategy).clone().DetachFromDisposeScope();
     }
 
-    private protected override Tensor TransformScaled(Tensor x, Tensor mask) =>
+    protected override Tensor TransformScaled(Tensor x, Tensor mask) =>
         where(mask.gt(0.5), _fill!.expand(x.shape), x);
 
     /// <inheritdoc />
@@ -95,7 +95,7 @@ public sealed class GaussianEmImputer : Imputer
         if (!(Options.Ridge >= 0)) throw new ArgumentOutOfRangeException(nameof(Options.Ridge), Options.Ridge, "Ridge must be non-negative.");
     }
 
-    private protected override void FitScaled(Tensor x, Tensor mask, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
+    protected override void FitScaled(Tensor x, Tensor mask, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
     {
         var fit = GaussianEm.fitBatch(new GaussianEm.Settings(Options.MaxIterations, Options.Tolerance, Options.Ridge), x, mask);
         _estimate = Keep(fit.Estimate);
@@ -104,7 +104,7 @@ public sealed class GaussianEmImputer : Imputer
         LogLikelihoodHistory = fit.LogLikelihood.ToArray();
     }
 
-    private protected override Tensor TransformScaled(Tensor x, Tensor mask) => GaussianEm.impute(Fitted, x, mask);
+    protected override Tensor TransformScaled(Tensor x, Tensor mask) => GaussianEm.impute(Fitted, x, mask);
 
     internal static OnlineEm.Estimate Keep(OnlineEm.Estimate e) =>
         new(e.Mu.detach().clone().DetachFromDisposeScope(), e.Sigma.detach().clone().DetachFromDisposeScope());
@@ -160,7 +160,7 @@ public sealed class NearestPixelImputer : Imputer
             throw new ArgumentException($"width × height must equal the {columns} columns of the data; got {Width} × {Height} = {(long)Width * Height}.", "data");
     }
 
-    private protected override void FitScaled(Tensor x, Tensor mask, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken) { }
+    protected override void FitScaled(Tensor x, Tensor mask, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken) { }
 
-    private protected override Tensor TransformScaled(Tensor x, Tensor mask) => NearestPixelFill(CurrentScaler, Width, Height, x, mask);
+    protected override Tensor TransformScaled(Tensor x, Tensor mask) => NearestPixelFill(CurrentScaler, Width, Height, x, mask);
 }

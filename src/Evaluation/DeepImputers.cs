@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using static TorchSharp.torch;
 
-namespace EMFlow;
+namespace EMFlow.Baselines;
 
 /// <summary>Settings of <see cref="GainImputer"/>; defaults are the GAIN paper's.</summary>
 public sealed record GainOptions
@@ -45,9 +45,9 @@ public sealed class GainImputer : Imputer
         if (Options.TorchThreads is < 1) throw new ArgumentOutOfRangeException(nameof(Options.TorchThreads), Options.TorchThreads, "TorchThreads must be at least 1 when given.");
     }
 
-    private protected override void FitScaled(Tensor x, Tensor mask, IProgress<TrainingProgress>? progress, CancellationToken ct)
+    protected override void FitScaled(Tensor x, Tensor mask, IProgress<TrainingProgress>? progress, CancellationToken ct)
     {
-        using var threads = new TorchThreads(Options.TorchThreads);
+        using var threads = new TorchThreadScope(Options.TorchThreads);
         var clock = Stopwatch.StartNew();
         (_model as IDisposable)?.Dispose();
         var model = new Gain.Model((int)x.shape[1], Options.Seed);
@@ -77,7 +77,7 @@ public sealed class GainImputer : Imputer
         }
     }
 
-    private protected override Tensor TransformScaled(Tensor x, Tensor mask)
+    protected override Tensor TransformScaled(Tensor x, Tensor mask)
     {
         using var gen = Tensors.generator(Tensors.deriveSeed(Options.Seed, 3));
         return Gain.impute(_model!, gen, x, mask);
@@ -142,9 +142,9 @@ public sealed class MiwaeImputer : Imputer
         if (Options.TorchThreads is < 1) throw new ArgumentOutOfRangeException(nameof(Options.TorchThreads), Options.TorchThreads, "TorchThreads must be at least 1 when given.");
     }
 
-    private protected override void FitScaled(Tensor x, Tensor mask, IProgress<TrainingProgress>? progress, CancellationToken ct)
+    protected override void FitScaled(Tensor x, Tensor mask, IProgress<TrainingProgress>? progress, CancellationToken ct)
     {
-        using var threads = new TorchThreads(Options.TorchThreads);
+        using var threads = new TorchThreadScope(Options.TorchThreads);
         var clock = Stopwatch.StartNew();
         (_model as IDisposable)?.Dispose();
         var model = new Miwae.Model((int)x.shape[1], SettingsFor((int)x.shape[1]), Options.Seed);
@@ -180,7 +180,7 @@ public sealed class MiwaeImputer : Imputer
         }
     }
 
-    private protected override Tensor TransformScaled(Tensor x, Tensor mask)
+    protected override Tensor TransformScaled(Tensor x, Tensor mask)
     {
         using var gen = Tensors.generator(Tensors.deriveSeed(Options.Seed, 3));
         return Chunked(x, mask, (xb, mb) => Miwae.impute(_model!, gen, xb, mb));
@@ -278,9 +278,9 @@ public sealed class McFlowImputer : Imputer
         if (rows < 2) throw new ArgumentException($"MCFlow needs at least 2 rows to fit; got {rows}.", "data");
     }
 
-    private protected override void FitScaled(Tensor x, Tensor mask, IProgress<TrainingProgress>? progress, CancellationToken ct)
+    protected override void FitScaled(Tensor x, Tensor mask, IProgress<TrainingProgress>? progress, CancellationToken ct)
     {
-        using var threads = new TorchThreads(Options.TorchThreads);
+        using var threads = new TorchThreadScope(Options.TorchThreads);
         var clock = Stopwatch.StartNew();
         Release();
         var model = new McFlow.Model((int)x.shape[1], Settings, Options.Seed);
@@ -326,7 +326,7 @@ public sealed class McFlowImputer : Imputer
         }
     }
 
-    private protected override Tensor TransformScaled(Tensor x, Tensor mask)
+    protected override Tensor TransformScaled(Tensor x, Tensor mask)
     {
         var xHat = where(mask.gt(0.5), _fill!.expand(x.shape), x);
         var lower = zeros(x.shape[1], dtype: float64);

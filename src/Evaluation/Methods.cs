@@ -1,3 +1,5 @@
+using EMFlow.Baselines;
+
 namespace EMFlow.Evaluation;
 
 /// <summary>

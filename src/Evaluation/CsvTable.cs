@@ -3,9 +3,8 @@ using System.Globalization;
 namespace EMFlow.Evaluation;
 
 /// <summary>
-/// Reads the plain numeric CSV files the protocol works with: a header row, comma separator, numbers in invariant
-/// culture, an empty cell meaning a missing value. Also the 0/1 mask files and one-id-per-line fold files used to
-/// share identical masks and folds with other tools.
+/// The files the protocol shares with other tools: numeric tables (read by <see cref="Table"/>), 0/1 mask files and
+/// one-id-per-line fold files, so that identical masks and folds can be scored elsewhere.
 /// </summary>
 public static class CsvTable
 {
@@ -15,24 +14,9 @@ public static class CsvTable
     /// <exception cref="FormatException">A row with another number of cells, or a cell that is not a number (the message names line and column).</exception>
     public static (string[] Columns, double[,] Values) Read(string path)
     {
-        var lines = File.ReadAllLines(path).Where(l => l.Length > 0).ToArray();
-        if (lines.Length == 0) throw new FormatException($"{path}: the file is empty; expected a header row.");
-        var header = lines[0].Split(',').Select(h => h.Trim()).ToArray();
-        var values = new double[lines.Length - 1, header.Length];
-        for (int i = 1; i < lines.Length; i++)
-        {
-            var cells = lines[i].Split(',');
-            if (cells.Length != header.Length)
-                throw new FormatException($"{path}, line {i + 1}: expected {header.Length} cells, got {cells.Length}.");
-            for (int j = 0; j < cells.Length; j++)
-            {
-                var c = cells[j].Trim();
-                if (c.Length == 0 || c == "NA" || c == "NaN") values[i - 1, j] = double.NaN;
-                else if (double.TryParse(c, NumberStyles.Float, CultureInfo.InvariantCulture, out var v)) values[i - 1, j] = v;
-                else throw new FormatException($"{path}, line {i + 1}, column '{header[j]}': '{c}' is not a number.");
-            }
-        }
-        return (header, values);
+        // The library's reader: one set of rules for cells, missing spellings and error messages everywhere.
+        var table = Table.Read(path);
+        return (table.ColumnNames.ToArray(), table.ToMatrix());
     }
 
     /// <summary>Reads a 0/1 mask with a header row (1 = missing, the entry to hide).</summary>

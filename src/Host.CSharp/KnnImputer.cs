@@ -41,13 +41,13 @@ public sealed class KnnImputer : Imputer
         if (K < 1) throw new ArgumentOutOfRangeException(nameof(K), K, $"K must be at least 1; got {K}.");
     }
 
-    private protected override void FitScaled(Tensor x, Tensor mask, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
+    protected override void FitScaled(Tensor x, Tensor mask, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
     {
         DisposeState();
         _pool = Keep(Knn.donors(x, mask));
     }
 
-    private protected override Tensor TransformScaled(Tensor x, Tensor mask) =>
+    protected override Tensor TransformScaled(Tensor x, Tensor mask) =>
         Knn.impute(K, _pool ?? throw new InvalidOperationException("KnnImputer is not fitted yet; call Fit first."), x, mask);
 
     /// <summary>Moves the pool's tensors out of the caller's dispose scope, so they live as long as the imputer.</summary>

@@ -93,7 +93,7 @@ public sealed class LeNetClassifier : IDisposable
         for (int i = 0; i < labels.Length; i++)
             if (labels[i] < 0 || labels[i] >= Classes)
                 throw new ArgumentException($"Labels must lie in 0 … {Classes - 1}; got {labels[i]} at {i}.", nameof(labels));
-        using var threads = new TorchThreads(torchThreads);
+        using var threads = new TorchThreadScope(torchThreads);
         using var xs = x;
         using var ys = tensor(labels.Select(l => (long)l).ToArray(), dtype: int64);
         using var gen = Tensors.generator(Tensors.deriveSeed(_seed, 1));

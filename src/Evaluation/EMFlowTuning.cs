@@ -1,6 +1,6 @@
 using static TorchSharp.torch;
 
-namespace EMFlow;
+namespace EMFlow.Evaluation;
 
 /// <summary>One candidate of an <see cref="EMFlowTuning.Search"/>, with its score.</summary>
 /// <param name="Label">The candidate's name.</param>

@@ -1,0 +1,8 @@
+global using Xunit;
+global using EMFlow;
+global using EMFlow.Baselines;
+global using EMFlow.Evaluation;
+
+// Torch keeps process-wide state (thread count, live-tensor counters) and the machine has two cores:
+// tests run one at a time.
+[assembly: CollectionBehavior(DisableTestParallelization = true)]
