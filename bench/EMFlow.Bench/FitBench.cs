@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using EMFlow.Evaluation;
 using static TorchSharp.torch;
 
 namespace EMFlow.Bench;
@@ -17,24 +18,19 @@ internal static class FitBench
         Console.WriteLine($"Fit and transform, 20% MCAR, EMFlow default options (1 torch thread) and Gaussian EM; {Report.Machine}");
         foreach (var (p, n) in new[] { (16, rows16), (90, rows90) })
         {
-            var (train, trainTruth) = Table(11, n, p);
-            var (test, testTruth) = Table(12, newRows, p);
-            var range = Ranges(trainTruth);
+            var (train, trainTruth, _) = Table(11, n, p);
+            var (test, testTruth, hidden) = Table(12, newRows, p);
+            var spans = Spans(trainTruth);
             foreach (var name in new[] { "gaussian-em", "emflow" })
             {
                 GC.Collect();
                 using Imputer imputer = name == "emflow"
                     ? new EMFlowImputer(new EMFlowOptions { Seed = 1, TorchThreads = 1 })
                     : new GaussianEmImputer();
-                var sw = Stopwatch.StartNew();
-                imputer.Fit(train);
-                double fit = sw.Elapsed.TotalSeconds;
-                sw.Restart();
-                var completed = imputer.Transform(test);
-                double transform = sw.Elapsed.TotalSeconds;
+                // RMSE over the new rows' missing cells, each column divided by the training table's range.
+                var (_, fit, transform, rmse, _) = Scoring.FitAndScore(imputer, train, test, testTruth, hidden, spans);
                 long peak;
                 using (var proc = Process.GetCurrentProcess()) peak = proc.PeakWorkingSet64;
-                double rmse = Rmse(test, completed, testTruth, range);
                 var perIteration = imputer is EMFlowImputer e ? e.History.Select(h => h.Seconds).ToArray() : Array.Empty<double>();
                 string iterations = imputer switch
                 {
@@ -62,8 +58,9 @@ internal static class FitBench
     }
 
     /// <summary>A nonlinear table (n, p): blocks of Synthetic.nonlinear (7 columns each) with different seeds, the
-    /// remaining columns from Synthetic.gaussian; 20% MCAR as NaN. Returns the incomplete table and the truth.</summary>
-    public static (double[,] WithNaN, double[,] Truth) Table(long seed, int n, int p)
+    /// remaining columns from Synthetic.gaussian; 20% MCAR as NaN. Returns the incomplete table, the truth and the
+    /// missing cells.</summary>
+    public static (double[,] WithNaN, double[,] Truth, bool[,] Missing) Table(long seed, int n, int p)
     {
         using var scope = NewDisposeScope();
         var blocks = new List<Tensor>();
@@ -71,29 +68,20 @@ internal static class FitBench
         for (; (k + 1) * 7 <= p; k++) blocks.Add(Synthetic.nonlinear(Tensors.deriveSeed(seed, k), n, 0.1));
         if (p - 7 * k > 0) blocks.Add(Synthetic.gaussian(Tensors.deriveSeed(seed, k), n, p - 7 * k));
         var truth = Tensors.toArray2D(cat(blocks.ToArray(), 1));
-        var mask = Tensors.toArray2D(Missingness.mcar(Tensors.deriveSeed(seed, 100), 0.2, n, p));
+        var mask = Tensors.toMask2D(Missingness.mcar(Tensors.deriveSeed(seed, 100), 0.2, n, p));
         var x = (double[,])truth.Clone();
         for (int i = 0; i < n; i++)
             for (int j = 0; j < p; j++)
-                if (mask[i, j] > 0.5) x[i, j] = double.NaN;
-        return (x, truth);
+                if (mask[i, j]) x[i, j] = double.NaN;
+        return (x, truth, mask);
     }
 
-    private static (double Lo, double Span)[] Ranges(double[,] x) =>
+    /// <summary>Each column's range (max − min; 1 for a constant column).</summary>
+    private static double[] Spans(double[,] x) =>
         Enumerable.Range(0, x.GetLength(1)).Select(j =>
         {
             double lo = double.MaxValue, hi = double.MinValue;
             for (int i = 0; i < x.GetLength(0); i++) { lo = Math.Min(lo, x[i, j]); hi = Math.Max(hi, x[i, j]); }
-            return (lo, hi > lo ? hi - lo : 1.0);
+            return hi > lo ? hi - lo : 1.0;
         }).ToArray();
-
-    /// <summary>RMSE over the missing entries, each feature scaled by the training table's range.</summary>
-    private static double Rmse(double[,] withNaN, double[,] imputed, double[,] truth, (double Lo, double Span)[] range)
-    {
-        double s = 0; int c = 0;
-        for (int i = 0; i < truth.GetLength(0); i++)
-            for (int j = 0; j < truth.GetLength(1); j++)
-                if (double.IsNaN(withNaN[i, j])) { var d = (imputed[i, j] - truth[i, j]) / range[j].Span; s += d * d; c++; }
-        return Math.Sqrt(s / c);
-    }
 }

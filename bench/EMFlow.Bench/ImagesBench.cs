@@ -217,7 +217,9 @@ internal static class ImagesBench
                     }
         }
         Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
-        Png.Write(path, rgb);
+        // A raw pixel grid, no plot: ScottPlot's Image takes (height, width, RGB) bytes as they are.
+        using var image = new ScottPlot.Image(rgb);
+        image.SavePng(path);
         return true;
     }
 

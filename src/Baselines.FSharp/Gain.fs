@@ -34,8 +34,8 @@ let validate (s: Settings) =
 /// Generator and discriminator for p features: each an MLP (2p → p → p → p) with ReLU and a sigmoid output,
 /// as in the paper's code.
 type Model(p: int, seed: int64) =
-    let g = new Networks.Mlp("generator", [| 2 * p; p; p; p |], Networks.Relu, deriveSeed seed 0)
-    let d = new Networks.Mlp("discriminator", [| 2 * p; p; p; p |], Networks.Relu, deriveSeed seed 1)
+    let g = Networks.mlp "generator" [| 2 * p; p; p; p |] CouplingNetworks.Relu (deriveSeed seed 0)
+    let d = Networks.mlp "discriminator" [| 2 * p; p; p; p |] CouplingNetworks.Relu (deriveSeed seed 1)
     /// Number of features p.
     member _.Features = p
     /// G([x̃, m]) in [0, 1], (B, p).

@@ -43,8 +43,8 @@ let private log2Pi = Math.Log(2.0 * Math.PI)
 /// Encoder q(z | x_o) and decoder p(x | z) for p features. The decoder is Gaussian with a learned per-row mean and
 /// scale (the paper's UCI model uses a Student t; a Gaussian keeps the conditional mean well defined).
 type Model(p: int, s: Settings, seed: int64) =
-    let enc = new Networks.Mlp("encoder", [| p; s.Hidden; s.Hidden; 2 * s.Latent |], Networks.Tanh, deriveSeed seed 0)
-    let dec = new Networks.Mlp("decoder", [| s.Latent; s.Hidden; s.Hidden; 2 * p |], Networks.Tanh, deriveSeed seed 1)
+    let enc = Networks.mlp "encoder" [| p; s.Hidden; s.Hidden; 2 * s.Latent |] CouplingNetworks.Tanh (deriveSeed seed 0)
+    let dec = Networks.mlp "decoder" [| s.Latent; s.Hidden; s.Hidden; 2 * p |] CouplingNetworks.Tanh (deriveSeed seed 1)
     /// Number of features p.
     member _.Features = p
     /// The settings.

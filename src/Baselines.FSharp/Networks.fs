@@ -1,52 +1,22 @@
-/// Small fully connected networks for the deep baselines (GAIN, MIWAE), float64 and initialised from an
-/// explicit generator, never from torch's global seed.
+/// The deep baselines' networks (GAIN, MIWAE, MCFlow's latent network): the core's shared MLP
+/// (<see cref="T:EMFlow.CouplingNetworks.Mlp"/>) with the initialisation these baselines were written with,
+/// float64 and drawn from an explicit seed, never from torch's global one.
 module EMFlow.Networks
 
-open System
-open TorchSharp
-open EMFlow.Tensors
+open EMFlow.CouplingNetworks
 
-/// Hidden-layer nonlinearity.
-type Activation =
-    | Relu
-    | Tanh
-
-/// A multilayer perceptron dims[0] → dims[1] → … → dims[last], with `activation` between layers and none after
-/// the last (callers apply their own output map). Weights are Xavier-uniform, biases zero.
-type Mlp(name: string, dims: int[], activation: Activation, seed: int64) as this =
-    inherit torch.nn.Module(name)
-
-    do
-        if isNull dims || dims.Length < 2 then invalidArg "dims" "needs an input and an output size"
-        if dims |> Array.exists (fun d -> d < 1) then invalidArg "dims" (sprintf "sizes must be at least 1; got %A" dims)
-
-    let weights =
-        Array.init (dims.Length - 1) (fun i ->
-            new Modules.Parameter(torch.zeros([| int64 dims[i + 1]; int64 dims[i] |], dtype = dtype), true))
-    let biases =
-        Array.init (dims.Length - 1) (fun i -> new Modules.Parameter(torch.zeros([| int64 dims[i + 1] |], dtype = dtype), true))
-
-    do
-        use gen = generator seed
-        use _ = torch.no_grad()
-        for i in 0 .. weights.Length - 1 do
-            let bound = Math.Sqrt(6.0 / float (dims[i] + dims[i + 1]))
-            weights[i].uniform_(-bound, bound, gen) |> ignore
-        weights |> Array.iteri (fun i w -> this.register_parameter(sprintf "w%d" i, w); w.DetachFromDisposeScope() |> ignore)
-        biases |> Array.iteri (fun i b -> this.register_parameter(sprintf "b%d" i, b); b.DetachFromDisposeScope() |> ignore)
-
-    /// (B, dims[0]) → (B, dims[last]).
-    member _.Apply(x: Tensor) : Tensor =
-        let mutable h = x
-        for i in 0 .. weights.Length - 1 do
-            let lin = torch.nn.functional.linear(h, weights[i], biases[i])
-            h <-
-                if i = weights.Length - 1 then lin
-                else
-                    match activation with
-                    | Relu -> torch.nn.functional.relu(lin)
-                    | Tanh -> lin.tanh()
-        h
-
-    /// The learnable parameters, for an optimiser.
-    member _.Parameters : Modules.Parameter[] = Array.append weights biases
+/// A multilayer perceptron dims[0] → dims[1] → … → dims[last], with the activation between layers and none after
+/// the last (callers apply their own output map). Weights are Xavier-uniform, output layer included, drawn layer
+/// by layer from a generator seeded with <c>seed</c>; biases are zero.
+/// <remarks>Not the flow's initialisation (U(±1/sqrt(fan_in)) hidden layers, zero output layer): a baseline's
+/// output is not added to an identity map, so a zero output layer would only start it at a constant.</remarks>
+/// <param name="name">Module name.</param>
+/// <param name="dims">Layer sizes, input first; at least two, each at least 1.</param>
+/// <param name="activation">Nonlinearity between layers.</param>
+/// <param name="seed">Seed of the weights: the same seed gives the same network.</param>
+/// <returns>A network (B, dims[0]) → (B, dims[last]) the caller owns and disposes.</returns>
+let mlp (name: string) (dims: int[]) (activation: Activation) (seed: int64) : Mlp =
+    // The shared MLP also accepts an input size of 0 (a learned constant); no baseline means that.
+    if not (isNull (box dims)) && dims |> Array.exists (fun d -> d < 1) then
+        invalidArg "dims" (sprintf "sizes must be at least 1; got %A" dims)
+    new Mlp(name, dims, activation, XavierUniform, LikeHidden, seed)

@@ -62,11 +62,7 @@ internal static class PngReport
             s.LegendText = $"iteration {g.Key}";
             s.Color = Palette[k++ % Palette.Length];
         }
-        plot.Title("EMFlow training loss (L1) per epoch");
-        plot.XLabel("epoch");
-        plot.YLabel("mean -log p(x)");
-        plot.ShowLegend();
-        return plot;
+        return Labelled(plot, "EMFlow training loss (L1) per epoch", "epoch", "mean -log p(x)");
     }
 
     private static Plot Iterations(ReportData d)
@@ -80,11 +76,7 @@ internal static class PngReport
         ll.LegendText = "log-likelihood (right axis)";
         ll.Axes.YAxis = plot.Axes.Right;
         plot.Axes.Right.Label.Text = "mean log p(x)";
-        plot.Title($"Per iteration (0 = the start; kept: {d.SelectedIteration})");
-        plot.XLabel("iteration");
-        plot.YLabel("hold-out RMSE");
-        plot.ShowLegend();
-        return plot;
+        return Labelled(plot, $"Per iteration (0 = the start; kept: {d.SelectedIteration})", "iteration", "hold-out RMSE");
     }
 
     private static Plot PerFeature(ReportData d)
@@ -105,9 +97,7 @@ internal static class PngReport
         Slanted(plot.Axes.Bottom);
         plot.Axes.Margins(bottom: 0);
         plot.Legend.Alignment = Alignment.UpperRight;
-        plot.Title("RMSE per feature (hidden cells, [0, 1] scale)");
-        plot.ShowLegend();
-        return plot;
+        return Labelled(plot, "RMSE per feature (hidden cells, [0, 1] scale)");
     }
 
     private static Plot? Histogram(ReportData d, int j)
@@ -131,10 +121,7 @@ internal static class PngReport
         Add(observed, "observed", Palette[0]);
         Add(imputed, $"imputed ({d.ImputedBy})", Palette[1]);
         plot.Axes.Margins(bottom: 0);
-        plot.Title($"{d.Features[j]}: observed vs imputed");
-        plot.YLabel("density");
-        plot.ShowLegend();
-        return plot;
+        return Labelled(plot, $"{d.Features[j]}: observed vs imputed", y: "density");
     }
 
     private static Plot Correlation(ReportData d)
@@ -153,6 +140,16 @@ internal static class PngReport
         // Heatmap rows are drawn bottom-up: row 0 sits at the top when the labels run in reverse.
         plot.Axes.Left.SetTicks(ticks, names.Reverse().ToArray());
         plot.Title("Latent correlation (learned Σ)");
+        return plot;
+    }
+
+    /// <summary>Titles a plot, labels the axes given and shows the legend; returns the plot.</summary>
+    private static Plot Labelled(Plot plot, string title, string? x = null, string? y = null)
+    {
+        plot.Title(title);
+        if (x is not null) plot.XLabel(x);
+        if (y is not null) plot.YLabel(y);
+        plot.ShowLegend();
         return plot;
     }
 

@@ -1,4 +1,5 @@
-/// RealNVP normalizing-flow layers: affine coupling layers and their composition.
+/// RealNVP normalizing flows: a stack of affine coupling layers (Coupling.fs) with their masks and s, t networks
+/// chosen by a configuration, and the functions that map, train, reset, copy, save and load any flow layer.
 ///
 /// Direction: the flow <c>f</c> maps the latent space Z to the data space X, as in the EMFlow paper
 /// (<c>f_psi : Z -> X</c>, <c>z = f^-1(x)</c>). <c>Forward</c> is always latent to data (<c>toData</c>),
@@ -8,6 +9,14 @@
 ///
 /// Every flow starts at the exact identity, so the imputer starts as plain Gaussian EM and moves away
 /// from it only where the likelihood improves.
+/// <remarks>
+/// The configuration's unions and the composite flow are defined here, not earlier, because C# names them as
+/// <c>Flow.MaskPattern</c>, <c>Flow.CouplingNetwork</c>, <c>Flow.FlowConfig</c> and <c>Flow.Flow</c>, and C#
+/// sees only types, not F# abbreviations. The contract and the coupling layer live in files of their own, which
+/// compile first; <c>FlowLayer</c> and <c>AffineCoupling</c> below are abbreviations so that F# code keeps
+/// writing <c>Flow.FlowLayer</c> and <c>Flow.AffineCoupling</c> (C# code names them
+/// <c>FlowLayer.FlowLayer</c> and <c>Coupling.AffineCoupling</c>).
+/// </remarks>
 module EMFlow.Flow
 
 open System
@@ -15,22 +24,31 @@ open System.Collections.Generic
 open System.IO
 open TorchSharp
 open EMFlow.Tensors
+open EMFlow.FlowLayer
+open EMFlow.Coupling
 
 /// A learnable tensor owned by a flow layer (TorchSharp's <c>Parameter</c>).
 type Parameter = TorchSharp.Modules.Parameter
 
+/// The contract every flow layer and every composite flow follows: <see cref="T:EMFlow.FlowLayer.FlowLayer"/>.
+type FlowLayer = EMFlow.FlowLayer.FlowLayer
+
+/// One RealNVP affine coupling layer: <see cref="T:EMFlow.Coupling.AffineCoupling"/>.
+type AffineCoupling = EMFlow.Coupling.AffineCoupling
+
 /// How the coupling layers split the features into kept and transformed ones.
 type MaskPattern =
-    /// Even and odd feature indices alternate from layer to layer (<see cref="alternatingMask"/>); fits any table.
-    /// On images of even width in row-major order this keeps whole pixel columns: stripes.
+    /// Even and odd feature indices alternate from layer to layer (<c>Coupling.alternatingMask</c>); fits any
+    /// table. On images of even width in row-major order this keeps whole pixel columns: stripes.
     | Alternating
     /// Images of this width in row-major order: pixel (r, c) is kept in layer k when r + c + k is even, so each
-    /// transformed pixel is conditioned on its four nearest neighbours (RealNVP's checkerboard, Dinh et al. 2017).
+    /// transformed pixel is conditioned on its four nearest neighbours (RealNVP's checkerboard, Dinh et al. 2017;
+    /// <c>Coupling.checkerboardMask</c>).
     | Checkerboard of width: int
 
 /// What computes a coupling layer's scale s and shift t from its kept features.
 type CouplingNetwork =
-    /// A fully connected tanh network on the kept features; fits any table.
+    /// A fully connected tanh network on the kept features (<c>CouplingNetworks.Mlp</c>); fits any table.
     | Dense
     /// Images of this width in row-major order: 3 × 3 convolutions over the image, the transformed pixels zeroed
     /// and the kept-pixel mask as a second input channel, so s and t at a pixel depend on its neighbourhood only
@@ -55,347 +73,11 @@ type FlowConfig =
       /// What computes s and t; <c>Dense</c> for tables.
       Network: CouplingNetwork }
 
-let private checkRows (name: string) (features: int) (t: Tensor) =
-    if isNull (box t) then nullArg name
-    if t.dim() <> 2L then
-        invalidArg name (sprintf "must be a 2-D tensor (B, p); got %d dimensions" (t.dim()))
-    if t.shape[1] <> int64 features then
-        invalidArg name (sprintf "Expected %d features, got %d" features t.shape[1])
-    if t.dtype <> dtype then
-        invalidArg name (sprintf "must be float64; got %O" t.dtype)
-
-/// The contract every flow layer and every composite flow follows.
-/// <remarks>
-/// Shapes: input and output rows are (B, p) float64; log-determinants are (B).
-/// For every layer, <c>logDet(Forward x) + logDet(Inverse y) = 0</c> when <c>y</c> is the output of
-/// <c>Forward x</c>. Layers are TorchSharp modules, so <c>parameters()</c>, <c>named_parameters()</c>,
-/// <c>zero_grad()</c> and disposal work as usual. Outputs are new tensors owned by the caller, never
-/// aliases that disposing would invalidate the input through.
-/// </remarks>
-[<AbstractClass>]
-type FlowLayer(name: string, features: int) =
-    inherit torch.nn.Module(name)
-
-    /// Number of features p of the rows this layer maps.
-    member _.Features = features
-
-    /// Maps latent rows to data rows.
-    /// <param name="z">Latent rows (B, p), float64.</param>
-    /// <returns>The data rows (B, p) and the log-determinant of the forward Jacobian per row (B).</returns>
-    abstract Forward: z: Tensor -> Tensor * Tensor
-
-    /// Maps data rows back to latent rows.
-    /// <param name="x">Data rows (B, p), float64.</param>
-    /// <returns>The latent rows (B, p) and the log-determinant of the inverse Jacobian per row (B).</returns>
-    abstract Inverse: x: Tensor -> Tensor * Tensor
-
-    /// Re-initialises every parameter in place, drawing from the generator, so that the layer is the
-    /// exact identity again.
-    /// <param name="gen">Source of the random hidden-layer weights; consumed in a fixed order.</param>
-    abstract Reset: gen: torch.Generator -> unit
-
-/// A fully connected network (in) -> (out) with tanh hidden layers and a zero-initialised output layer.
-/// With no input features it is a learned constant: a bias (out) repeated for every row.
-/// Weights are plain parameters rather than torch.nn.Linear modules because Linear's constructor draws
-/// its initial weights from torch's global generator, a side effect on global state that seeding by
-/// generator is meant to avoid.
-type internal Mlp(name: string, inFeatures: int, outFeatures: int, hidden: int, depth: int) as this =
-    inherit torch.nn.Module(name)
-
-    // With nothing to condition on, hidden layers would only transform a constant; one bias suffices.
-    let dims =
-        if inFeatures = 0 then [||]
-        else Array.concat [ [| inFeatures |]; Array.create depth hidden; [| outFeatures |] ]
-
-    let weights =
-        Array.init (max 0 (dims.Length - 1)) (fun i ->
-            new Parameter(torch.zeros([| int64 dims[i + 1]; int64 dims[i] |], dtype = dtype), true))
-
-    let biases =
-        if inFeatures = 0 then [| new Parameter(torch.zeros([| int64 outFeatures |], dtype = dtype), true) |]
-        else Array.init weights.Length (fun i -> new Parameter(torch.zeros([| int64 dims[i + 1] |], dtype = dtype), true))
-
-    do
-        weights |> Array.iteri (fun i w -> this.register_parameter(sprintf "w%d" i, w))
-        biases |> Array.iteri (fun i b -> this.register_parameter(sprintf "b%d" i, b))
-
-    /// (B, in) -> (B, out).
-    member _.Apply(x: Tensor) : Tensor =
-        if inFeatures = 0 then
-            use zeros = torch.zeros([| x.shape[0]; int64 outFeatures |], dtype = dtype)
-            zeros + biases[0]
-        else
-            let mutable h = x.alias()
-            for i in 0 .. weights.Length - 1 do
-                let lin = torch.nn.functional.linear(h, weights[i], biases[i])
-                h.Dispose()
-                if i < weights.Length - 1 then
-                    h <- lin.tanh()
-                    lin.Dispose()
-                else
-                    h <- lin
-            h
-
-    /// Hidden layers get PyTorch's default Linear draw U(-1/sqrt(fan_in), 1/sqrt(fan_in)), from the
-    /// generator; the output layer is zero so the network outputs exactly 0 for every input.
-    member _.Reset(gen: torch.Generator) =
-        use _ = torch.no_grad()
-        let last = weights.Length - 1
-        for i in 0 .. last do
-            if i < last then
-                let bound = 1.0 / sqrt (float dims[i])
-                // Tensor.uniform_, not torch.nn.init.uniform_: in TorchSharp 0.107 the latter ignores its
-                // generator argument and draws from the global one, which breaks same seed, same parameters.
-                weights[i].uniform_(-bound, bound, gen) |> ignore
-                biases[i].uniform_(-bound, bound, gen) |> ignore
-            else
-                torch.nn.init.zeros_(weights[i]) |> ignore
-                torch.nn.init.zeros_(biases[i]) |> ignore
-        if inFeatures = 0 then torch.nn.init.zeros_(biases[0]) |> ignore
-
-/// A convolutional network from the kept pixels of an image to (raw s, t) at its transformed pixels: 3 × 3
-/// convolutions with zero padding and tanh between them, the last one zero-initialised so the layer starts as the
-/// exact identity. The input has two channels, the image with its transformed pixels zeroed and the kept-pixel
-/// mask, so the network can tell a kept dark pixel from a transformed one.
-/// <remarks>
-/// Parameters are float64 like every other one, but the convolutions run in float32: TorchSharp's CPU float64
-/// convolution takes the slow unfold path, about 9x the time of float32 at 8 channels on a batch of 512 images.
-/// Invertibility does not suffer: both directions compute s and t from the same kept pixels by the same float32
-/// arithmetic, and the affine map itself stays float64.
-/// </remarks>
-/// <c>keptIndex</c> and <c>transformedIndex</c> are the owning coupling's index tensors (kept and transformed
-/// features), used here, not owned.
-type internal ConvNet(name: string, features: int, width: int, kept: bool[], keptIndex: Tensor, transformedIndex: Tensor,
-                      channels: int, depth: int) as this =
-    inherit torch.nn.Module(name)
-
-    let height = features / width
-    let inChannels = Array.concat [ [| 2 |]; Array.create depth channels ]
-    let outChannels = Array.concat [ Array.create depth channels; [| 2 |] ]
-
-    let weights =
-        Array.init (depth + 1) (fun i ->
-            new Parameter(torch.zeros([| int64 outChannels[i]; int64 inChannels[i]; 3L; 3L |], dtype = dtype), true))
-
-    let biases = Array.init (depth + 1) (fun i -> new Parameter(torch.zeros([| int64 outChannels[i] |], dtype = dtype), true))
-
-    let maskImage =
-        torch.tensor((kept |> Array.map (fun k -> if k then 1.0f else 0.0f) : float32[]), ReadOnlySpan<int64>([| 1L; 1L; int64 height; int64 width |]), dtype = torch.float32)
-
-    do
-        weights |> Array.iteri (fun i w -> this.register_parameter(sprintf "w%d" i, w))
-        biases |> Array.iteri (fun i b -> this.register_parameter(sprintf "b%d" i, b))
-        maskImage.DetachFromDisposeScope() |> ignore
-        this.register_buffer("maskImage", maskImage, false)
-
-    /// (B, |A|) kept features -> raw s (B, |B|) and t (B, |B|).
-    member _.Apply(a: Tensor) : Tensor * Tensor =
-        let b = a.shape[0]
-        use zeros = torch.zeros([| b; int64 features |], dtype = dtype)
-        use placed = zeros.index_copy(1L, keptIndex, a)
-        use single = placed.to_type(torch.float32)
-        use image = single.reshape(b, 1L, int64 height, int64 width)
-        use mask = maskImage.expand(b, 1L, int64 height, int64 width)
-        let mutable h = torch.cat([| image; mask |], 1L)
-        for i in 0 .. depth do
-            use w = weights[i].to_type(torch.float32)
-            use bias = biases[i].to_type(torch.float32)
-            let conv = torch.nn.functional.conv2d(h, w, bias, padding = [| 1L; 1L |])
-            h.Dispose()
-            if i < depth then
-                h <- conv.tanh()
-                conv.Dispose()
-            else
-                h <- conv
-        use out = h
-        use flat = out.reshape(b, 2L, int64 features)
-        use atTransformed = flat.index_select(2L, transformedIndex)
-        use double = atTransformed.to_type(dtype)
-        double.select(1L, 0L).contiguous(), double.select(1L, 1L).contiguous()
-
-    /// Hidden layers get PyTorch's default convolution draw U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = 9 · in
-    /// channels, from the generator; the output layer is zero.
-    member _.Reset(gen: torch.Generator) =
-        use _ = torch.no_grad()
-        for i in 0 .. depth do
-            if i < depth then
-                let bound = 1.0 / sqrt (float (9 * inChannels[i]))
-                weights[i].uniform_(-bound, bound, gen) |> ignore
-                biases[i].uniform_(-bound, bound, gen) |> ignore
-            else
-                torch.nn.init.zeros_(weights[i]) |> ignore
-                torch.nn.init.zeros_(biases[i]) |> ignore
-
-/// One RealNVP affine coupling layer (Dinh et al. 2017, eq. 4-5; EMFlow appendix A, eq. 16).
-/// <remarks>
-/// A binary mask splits the features into a kept part A and a transformed part B:
-/// <c>y_A = z_A</c>, <c>y_B = z_B * exp(s(z_A)) + t(z_A)</c>, <c>logDet = sum_j s_j(z_A)</c>, and the
-/// inverse <c>z_B = (y_B - t(y_A)) * exp(-s(y_A))</c>. The scale is bounded,
-/// <c>s = scale * tanh(raw_s(z_A))</c> with a learned per-feature <c>scale</c> (initially 1), so a single
-/// optimiser step cannot make <c>exp(s)</c> overflow. The s and t networks have tanh hidden layers so the
-/// map and its log-density are smooth, and zero output layers so the layer starts as the exact identity.
-/// When A is empty (the only choice for p = 1) s and t depend on nothing but a learned bias, and the layer
-/// is a learned elementwise affine map.
-/// Dinh, Sohl-Dickstein, Bengio (2017), "Density estimation using Real NVP", ICLR.
-/// </remarks>
-/// <param name="features">p, the number of features of every row; at least 1.</param>
-/// <param name="kept">Mask (p): true for the features in A, kept unchanged; at least one must be false.</param>
-/// <param name="hidden">Width of the hidden layers of s and t; at least 1.</param>
-/// <param name="depth">Number of hidden layers of s and t; 0 makes them affine in z_A.</param>
-/// <param name="seed">Seed of the hidden-layer initialisation.</param>
-/// <param name="network">What computes s and t: <c>Dense</c>, or <c>Convolutional width</c> for images whose width
-/// divides p (then <c>hidden</c> counts channels).</param>
-/// <example><c>use layer = new AffineCoupling(5, alternatingMask 5 0, 128, 2, 1L, Dense)</c></example>
-type AffineCoupling(features: int, kept: bool[], hidden: int, depth: int, seed: int64, network: CouplingNetwork) as this =
-    inherit FlowLayer("AffineCoupling", features)
-
-    do
-        if features < 1 then invalidArg "features" (sprintf "must be at least 1; got %d" features)
-        if isNull kept then nullArg "kept"
-        if kept.Length <> features then
-            invalidArg "kept" (sprintf "Expected a mask of %d entries, got %d" features kept.Length)
-        if Array.forall id kept then invalidArg "kept" "must leave at least one feature to transform; all are kept"
-        if hidden < 1 then invalidArg "hidden" (sprintf "must be at least 1; got %d" hidden)
-        if depth < 0 then invalidArg "depth" (sprintf "must be at least 0; got %d" depth)
-        match network with
-        | Convolutional w when w < 1 || features % w <> 0 ->
-            invalidArg "network" (sprintf "Convolutional width must be at least 1 and divide the %d features; got %d" features w)
-        | _ -> ()
-
-    let idxOf flag =
-        [| for j in 0 .. features - 1 do if kept[j] = flag then int64 j |]
-
-    let keptIdx, transIdx = idxOf true, idxOf false
-    let keptT = torch.tensor(keptIdx, dtype = torch.int64)
-    let transT = torch.tensor(transIdx, dtype = torch.int64)
-    // Rows are rebuilt as cat(A, B), then put back in feature order with the inverse permutation.
-    let unpermute =
-        let order = Array.append keptIdx transIdx
-        let inv = Array.zeroCreate<int64> features
-        order |> Array.iteri (fun pos j -> inv[int j] <- int64 pos)
-        torch.tensor(inv, dtype = torch.int64)
-
-    // Dense layers keep separate s and t networks (their parameter names are part of saved models); a convolutional
-    // one computes both in one pass, which halves the cost of the convolutions that dominate it.
-    let nets =
-        match network with
-        | Dense ->
-            Choice1Of2(new Mlp("s", keptIdx.Length, transIdx.Length, hidden, depth), new Mlp("t", keptIdx.Length, transIdx.Length, hidden, depth))
-        | Convolutional w -> Choice2Of2(new ConvNet("st", features, w, kept, keptT, transT, hidden, depth))
-
-    let scale = new Parameter(torch.ones([| int64 transIdx.Length |], dtype = dtype), true)
-
-    let resetParameters (gen: torch.Generator) =
-        match nets with
-        | Choice1Of2(sNet, tNet) ->
-            sNet.Reset gen
-            tNet.Reset gen
-        | Choice2Of2 st -> st.Reset gen
-        use _ = torch.no_grad()
-        torch.nn.init.ones_(scale) |> ignore
-
-    do
-        match nets with
-        | Choice1Of2(sNet, tNet) ->
-            this.register_module("s", sNet)
-            this.register_module("t", tNet)
-        | Choice2Of2 st -> this.register_module("st", st)
-        this.register_parameter("scale", scale)
-        // Non-persistent buffers: disposed with the module, but derived from the mask, so kept out of the
-        // saved state. Overriding Dispose instead is unsafe: a constructor that throws leaves a finaliser
-        // that would run the override on a half-built F# object.
-        // Index tensors belong to the layer, not to a dispose scope open while the layer is built.
-        for t in [ keptT; transT; unpermute ] do t.DetachFromDisposeScope() |> ignore
-        this.register_buffer("keptIndex", keptT, false)
-        this.register_buffer("transformedIndex", transT, false)
-        this.register_buffer("unpermute", unpermute, false)
-        // Not this.Reset: F# forbids calling the type's own members before construction completes.
-        use gen = generator seed
-        resetParameters gen
-
-    let scaleShift (a: Tensor) =
-        let raw, t =
-            match nets with
-            | Choice1Of2(sNet, tNet) -> sNet.Apply a, tNet.Apply a
-            | Choice2Of2 st -> st.Apply a
-        use raw = raw
-        use bounded = raw.tanh()
-        bounded * scale, t
-
-
-    let assemble (a: Tensor) (b: Tensor) =
-        use joined = torch.cat([| a; b |], 1L)
-        joined.index_select(1L, unpermute)
-
-    /// A layer with dense s and t networks.
-    new(features: int, kept: bool[], hidden: int, depth: int, seed: int64) = new AffineCoupling(features, kept, hidden, depth, seed, Dense)
-
-    /// The features kept unchanged (part A), in ascending order.
-    member _.Kept = Array.copy keptIdx
-
-    /// The features transformed (part B), in ascending order.
-    member _.Transformed = Array.copy transIdx
-
-    /// <inheritdoc />
-    override _.Forward(z: Tensor) =
-        checkRows "z" features z
-        use a = z.index_select(1L, keptT)
-        use b = z.index_select(1L, transT)
-        let s, t = scaleShift a
-        use _s = s
-        use _t = t
-        use es = s.exp()
-        use scaled = b * es
-        use y = scaled + t
-        assemble a y, s.sum(1L)
-
-    /// <inheritdoc />
-    override _.Inverse(x: Tensor) =
-        checkRows "x" features x
-        use a = x.index_select(1L, keptT)
-        use b = x.index_select(1L, transT)
-        let s, t = scaleShift a
-        use _s = s
-        use _t = t
-        use shifted = b - t
-        use negS = s.neg()
-        use ens = negS.exp()
-        use z = shifted * ens
-        assemble a z, negS.sum(1L)
-
-    /// <inheritdoc />
-    override _.Reset(gen: torch.Generator) = resetParameters gen
-
-
-/// The kept-feature mask of coupling layer <c>k</c> of a p-feature flow.
-/// <remarks>
-/// Layers alternate even and odd features (a checkerboard over features), so with p ≥ 2 every feature is
-/// transformed by every other layer and conditions the next one; odd p is fine. With p = 1 there is nothing
-/// to condition on, so every layer keeps nothing and is a learned elementwise affine map.
-/// </remarks>
+/// The mask of coupling layer k under a pattern.
+/// <param name="pattern">Alternating, or checkerboard of an image width dividing p.</param>
 /// <param name="features">p, at least 1.</param>
 /// <param name="k">Layer index, from 0.</param>
 /// <returns>A mask (p): true where the feature is kept.</returns>
-let alternatingMask (features: int) (k: int) : bool[] =
-    if features < 1 then invalidArg "features" (sprintf "must be at least 1; got %d" features)
-    if k < 0 then invalidArg "k" (sprintf "must be at least 0; got %d" k)
-    if features = 1 then [| false |]
-    else Array.init features (fun j -> (j + k) % 2 = 0)
-
-/// The kept-pixel mask of coupling layer <c>k</c> for images of the given width in row-major order: pixel
-/// (r, c) = column r · width + c is kept when r + c + k is even.
-/// <param name="width">Image width, at least 1, dividing p.</param>
-/// <param name="features">p, the number of pixels.</param>
-/// <param name="k">Layer index, from 0.</param>
-/// <returns>A mask (p): true where the pixel is kept.</returns>
-let checkerboardMask (width: int) (features: int) (k: int) : bool[] =
-    if width < 1 || features % width <> 0 then
-        invalidArg "width" (sprintf "must be at least 1 and divide the %d features; got %d" features width)
-    if k < 0 then invalidArg "k" (sprintf "must be at least 0; got %d" k)
-    if features = 1 then [| false |]
-    else Array.init features (fun j -> (j / width + j % width + k) % 2 = 0)
-
-/// The mask of layer k under a pattern.
 let maskOf (pattern: MaskPattern) (features: int) (k: int) : bool[] =
     match pattern with
     | Alternating -> alternatingMask features k
@@ -427,10 +109,15 @@ type Flow(config: FlowConfig) as this =
             invalidArg "config" (sprintf "Convolutional width must be at least 1 and divide the %d features; got %d" config.Features w)
         | _ -> ()
 
+    let convolutionWidth =
+        match config.Network with
+        | Dense -> None
+        | Convolutional w -> Some w
+
     let layers =
         Array.init config.Layers (fun k ->
             // Each layer's own seed is overwritten by the Reset below, which draws all layers from one generator.
-            new AffineCoupling(config.Features, maskOf config.Masks config.Features k, config.Hidden, config.Depth, config.Seed, config.Network))
+            new AffineCoupling(config.Features, maskOf config.Masks config.Features k, config.Hidden, config.Depth, config.Seed, convolutionWidth))
 
     do
         layers |> Array.iteri (fun k l -> this.register_module(sprintf "coupling%d" k, l))
@@ -560,7 +247,7 @@ let loadState (flow: FlowLayer) (values: IReadOnlyDictionary<string, Tensor>) : 
 /// <param name="flow">Any flow layer.</param>
 /// <param name="stream">A writable stream.</param>
 let save (flow: FlowLayer) (stream: Stream) : unit =
-    if isNull stream then nullArg "stream"
+    if isNull (box stream) then nullArg "stream"
     use w = new BinaryWriter(stream, Text.Encoding.UTF8, true)
     flow.save(w) |> ignore
 
@@ -569,6 +256,6 @@ let save (flow: FlowLayer) (stream: Stream) : unit =
 /// <param name="flow">A flow of the same configuration as the saved one.</param>
 /// <param name="stream">A readable stream positioned at the saved flow.</param>
 let load (flow: FlowLayer) (stream: Stream) : unit =
-    if isNull stream then nullArg "stream"
+    if isNull (box stream) then nullArg "stream"
     use r = new BinaryReader(stream, Text.Encoding.UTF8, true)
     flow.load(r, true) |> ignore

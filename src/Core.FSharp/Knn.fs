@@ -29,6 +29,14 @@ let donors (x: torch.Tensor) (mask: torch.Tensor) : Donors =
       Squares = xo * xo
       ColumnMean = xo.sum(dim = 0L) / observed.sum(dim = 0L).clamp_min(sc 1.0) }
 
+/// The pool with its tensors moved out of every dispose scope, so that it lives as long as the model that keeps it;
+/// <see cref="dispose"/> releases it.
+let keep (d: Donors) : Donors =
+    { X = d.X.DetachFromDisposeScope()
+      Observed = d.Observed.DetachFromDisposeScope()
+      Squares = d.Squares.DetachFromDisposeScope()
+      ColumnMean = d.ColumnMean.DetachFromDisposeScope() }
+
 /// Releases the pool's tensors.
 let dispose (d: Donors) =
     d.X.Dispose()

@@ -10,6 +10,16 @@ open EMFlow.Tensors
 /// Gaussian parameters: mean (p) and covariance (p, p).
 type Estimate = { Mu: Tensor; Sigma: Tensor }
 
+/// A copy of an estimate that belongs to no dispose scope and records no gradient: what a fitted model keeps.
+/// <see cref="disposeEstimate"/> releases it.
+let keep (e: Estimate) : Estimate =
+    { Mu = e.Mu.detach().clone().DetachFromDisposeScope(); Sigma = e.Sigma.detach().clone().DetachFromDisposeScope() }
+
+/// Releases an estimate's tensors.
+let disposeEstimate (e: Estimate) =
+    e.Mu.Dispose()
+    e.Sigma.Dispose()
+
 /// Step-size schedule ρ_t = C · t^(−γ).
 type StepSize =
     { /// Scale C, in (0, 1).
@@ -86,9 +96,12 @@ let robust (beta: float) (sigma: Tensor) : Tensor =
     if not (beta >= 0.0) then raise (ArgumentOutOfRangeException("beta", beta, sprintf "beta must be non-negative; got %g." beta))
     if beta = 0.0 then sigma else sigma + torch.diag(sigma.diagonal()) * beta
 
-/// The paper's robust-Σ schedule for UCI data under MAR: β = 1e-2 in iterations 1-2, 1e-3 in 3-4, 0 after.
+/// The paper's robust-Σ schedule for UCI data under MAR, one β per iteration from 1: 1e-2, 1e-2, 1e-3, 1e-3, then 0.
+let paperMarBeta : float[] = [| 1e-2; 1e-2; 1e-3; 1e-3 |]
+
+/// β of iteration <c>iteration</c> (from 1) in <see cref="paperMarBeta"/>: 0 past its end.
 let paperBeta (iteration: int) : float =
-    if iteration <= 2 then 1e-2 elif iteration <= 4 then 1e-3 else 0.0
+    if iteration >= 1 && iteration <= paperMarBeta.Length then paperMarBeta[iteration - 1] else 0.0
 
 /// Which form of the online update to apply.
 type UpdateForm =
@@ -145,3 +158,21 @@ let step (schedule: StepSize) (state: State) (e: Gaussian.Conditional) : State =
         let s' = updateSufficient r s (toSufficient local)
         { state with Estimate = ofSufficient s'; Step = t; Sufficient = Some s'; Buffer = buffer }
     | None -> { state with Estimate = update r state.Estimate local; Step = t; Buffer = buffer }
+
+/// The tensors a state holds: its estimate, its sufficient statistics and its super-batch.
+let private tensorsOf (s: State) : Tensor seq =
+    seq {
+        yield s.Estimate.Mu
+        yield s.Estimate.Sigma
+        match s.Sufficient with
+        | Some suff -> yield suff.S1; yield suff.S2
+        | None -> ()
+        for a, b in s.Buffer.Batches do yield a; yield b }
+
+/// Disposes the tensors of <c>old</c> that <c>next</c> (if any) does not share, so that memory stays flat over
+/// thousands of updates whose states share some tensors with their predecessors.
+let release (old: State) (next: State option) =
+    let kept = Collections.Generic.HashSet<nativeint>()
+    next |> Option.iter (fun n -> for t in tensorsOf n do kept.Add t.Handle |> ignore)
+    for t in tensorsOf old do
+        if not (kept.Contains t.Handle) then t.Dispose()

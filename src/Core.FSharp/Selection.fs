@@ -54,10 +54,7 @@ let holdOutLikeMissingness (seed: int64) (fraction: float) (mask: Tensor) : Tens
             torch.multinomial(weights, k, replacement = false, generator = gen))
 
 /// RMSE over the hidden entries (1.0 in `hidden`), or NaN when nothing is hidden.
-let score (truth: Tensor) (imputed: Tensor) (hidden: Tensor) : float =
-    let count = scalar (hidden.sum())
-    if count = 0.0 then nan
-    else Math.Sqrt(scalar ((((imputed - truth) * hidden).pow(sc 2.0)).sum()) / count)
+let score (truth: Tensor) (imputed: Tensor) (hidden: Tensor) : float = Metrics.rmseOrNaN truth imputed hidden
 
 /// Per feature, the share w in `grid` of imputation b in the blend (1 − w)·a + w·b that has the lowest squared error
 /// on that feature's hidden entries; truth, a, b and hidden are (n, p). A feature without hidden entries takes the

@@ -71,14 +71,13 @@ public static class EMFlowTuning
         if (!(holdOutFraction > 0 && holdOutFraction < 1))
             throw new ArgumentOutOfRangeException(nameof(holdOutFraction), holdOutFraction, $"holdOutFraction must be in (0, 1); got {holdOutFraction}.");
         var c = Validation.check(nameof(data), data, missing is null ? null : Microsoft.FSharp.Core.FSharpOption<bool[,]>.Some(missing));
-        bool[,] visible;
-        double[,] hidden;
+        bool[,] visible, hidden;
         double[] range;
         using (NewDisposeScope())
         {
             var (trainMask, held) = Selection.holdOut(seed, holdOutFraction, c.Mask);
             visible = Tensors.toMask2D(trainMask);
-            hidden = Tensors.toArray2D(held);
+            hidden = Tensors.toMask2D(held);
             // Scored on [0, 1] by the range of the entries the candidates see, as their own scaler would be.
             range = Scaler.fit(c.Values, trainMask).Range;
         }
@@ -90,17 +89,8 @@ public static class EMFlowTuning
             using var imputer = new EMFlowImputer(options);
             imputer.Fit(data, visible, null, cancellationToken);
             var imputed = imputer.Transform(data, visible);
-            double sum = 0;
-            int count = 0;
-            for (int i = 0; i < c.Rows; i++)
-                for (int j = 0; j < c.Columns; j++)
-                    if (hidden[i, j] > 0.5)
-                    {
-                        double d = (imputed[i, j] - data[i, j]) / range[j];
-                        sum += d * d;
-                        count++;
-                    }
-            var score = new TuningScore(label, options, count == 0 ? double.NaN : Math.Sqrt(sum / count), sw.Elapsed.TotalSeconds);
+            var (rmse, _) = Metrics.scaledRmseAndCountOf(range, data, imputed, hidden);
+            var score = new TuningScore(label, options, rmse, sw.Elapsed.TotalSeconds);
             scores.Add(score);
             progress?.Report(FormattableString.Invariant($"{label}: hold-out RMSE {score.HoldOutRmse:F4} ({score.Seconds:F1} s)"));
         }

@@ -120,14 +120,8 @@ public static class ImageProtocol
                 GC.Collect();
                 using var imputer = Create(method, width, height, o);
                 using var sampler = new PeakMemory();
-                var clock = Stopwatch.StartNew();
-                imputer.Fit(trainNaN);
-                double fit = clock.Elapsed.TotalSeconds;
-                clock.Restart();
-                var completed = imputer.Transform(testNaN);
-                double transform = clock.Elapsed.TotalSeconds;
+                var (completed, fit, transform, rmse, _) = Scoring.FitAndScore(imputer, trainNaN, testNaN, test, testMask, name: method);
                 double peak = sampler.Stop();
-                double rmse = Rmse(completed, test, testMask);
                 double accuracy = classifier.Accuracy(completed, testLabels);
                 var iterations = imputer is EMFlowImputer e ? e.History.Select(h => h.Seconds).ToArray() : Array.Empty<double>();
                 int k = Math.Min(o.KeptImages, test.GetLength(0));
@@ -211,16 +205,6 @@ public static class ImageProtocol
         ImageHeight = height,
     };
 
-    /// <summary>RMSE over the entries where <paramref name="mask"/> is true; NaN when there is none.</summary>
-    public static double Rmse(double[,] imputed, double[,] truth, bool[,] mask)
-    {
-        double s = 0; long c = 0;
-        for (int i = 0; i < truth.GetLength(0); i++)
-            for (int j = 0; j < truth.GetLength(1); j++)
-                if (mask[i, j]) { var d = imputed[i, j] - truth[i, j]; s += d * d; c++; }
-        return c == 0 ? double.NaN : Math.Sqrt(s / c);
-    }
-
     private static T[,] Head<T>(T[,] x, int k)
     {
         var r = new T[k, x.GetLength(1)];
@@ -285,8 +269,8 @@ public static class ImageProtocol
         {
             var clock = Stopwatch.StartNew();
             using var imputer = imputerWithRidge(ridge);
-            imputer.Fit(fitRows);
-            scores.Add((ridge, Rmse(imputer.Transform(heldRows), heldTruth, heldMask), clock.Elapsed.TotalSeconds));
+            var score = Scoring.FitAndScore(imputer, fitRows, heldRows, heldTruth, heldMask);
+            scores.Add((ridge, score.Rmse, clock.Elapsed.TotalSeconds));
         }
         return scores;
     }

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using static TorchSharp.torch;
 
 namespace EMFlow.Evaluation;
@@ -324,41 +323,25 @@ public static class Protocol
     /// <param name="split">The split whose test rows were imputed.</param>
     /// <param name="imputed">(test rows, p) completed test rows.</param>
     /// <exception cref="InvalidOperationException"><paramref name="imputed"/> has another shape than the test rows.</exception>
-    public static double HiddenRmse(PreparedTable table, FoldSplit split, double[,] imputed) => HiddenError(table, split, imputed).Rmse;
-
-    private static (double Rmse, int Count) HiddenError(PreparedTable table, FoldSplit split, double[,] imputed)
+    public static double HiddenRmse(PreparedTable table, FoldSplit split, double[,] imputed)
     {
+        ArgumentNullException.ThrowIfNull(table);
+        ArgumentNullException.ThrowIfNull(split);
+        ArgumentNullException.ThrowIfNull(imputed);
         var test = split.TestRowIds;
         int p = table.Values.GetLength(1);
         if (imputed.GetLength(0) != test.Length || imputed.GetLength(1) != p)
             throw new InvalidOperationException($"Got {imputed.GetLength(0)} x {imputed.GetLength(1)} imputed rows for {test.Length} x {p} test rows.");
-        double sum = 0;
-        int count = 0;
-        for (int r = 0; r < test.Length; r++)
-            for (int j = 0; j < p; j++)
-                if (table.Hidden[test[r], j])
-                {
-                    var d = imputed[r, j] - table.Values[test[r], j];
-                    sum += d * d;
-                    count++;
-                }
-        return (count == 0 ? double.NaN : Math.Sqrt(sum / count), count);
+        return Metrics.rmseOf(Rows(table.Values, test), imputed, Rows(table.Hidden, test));
     }
 
     private static FoldResult RunFold(Method method, PreparedTable table, int[] folds, int fold)
     {
         var split = Split(table, folds, fold);
         using var m = method.Create();
-        var sw = Stopwatch.StartNew();
-        m.Fit(split.TrainRows);
-        var fit = sw.Elapsed.TotalSeconds;
-        sw.Restart();
-        var imputed = m.Transform(split.TestRows);
-        var transform = sw.Elapsed.TotalSeconds;
-        if (imputed.GetLength(0) != split.TestRowIds.Length || imputed.GetLength(1) != table.Values.GetLength(1))
-            throw new InvalidOperationException($"Method '{method.Name}' returned {imputed.GetLength(0)} x {imputed.GetLength(1)} for {split.TestRowIds.Length} x {table.Values.GetLength(1)} rows.");
-        var (rmse, count) = HiddenError(table, split, imputed);
-        return new FoldResult(fold, rmse, fit, transform, count, split.TrainRowIds.Length, split.TestRowIds.Length);
+        var test = split.TestRowIds;
+        var s = Scoring.FitAndScore(m, split.TrainRows, split.TestRows, Rows(table.Values, test), Rows(table.Hidden, test), name: method.Name);
+        return new FoldResult(fold, s.Rmse, s.FitSeconds, s.TransformSeconds, s.Scored, split.TrainRowIds.Length, test.Length);
     }
 
     private static int[] FoldsFor(int originalRows, int[] keptRows, ProtocolOptions options)
@@ -376,10 +359,10 @@ public static class Protocol
         return folds;
     }
 
-    private static double[,] Rows(double[,] x, int[] rows)
+    private static T[,] Rows<T>(T[,] x, int[] rows)
     {
         int p = x.GetLength(1);
-        var r = new double[rows.Length, p];
+        var r = new T[rows.Length, p];
         for (int i = 0; i < rows.Length; i++)
             for (int j = 0; j < p; j++)
                 r[i, j] = x[rows[i], j];

@@ -1,42 +1,6 @@
-namespace EMFlow;
+using Microsoft.FSharp.Core;
 
-/// <summary>How EMFlow fills missing values before its first iteration (section 3.4 of the paper).</summary>
-public enum InitialImputation
-{
-    /// <summary>The Gaussian-EM conditional mean: EMFlow starts where Gaussian EM ends, so it can only move away where that helps.</summary>
-    GaussianEm,
-    /// <summary>A random draw from the observed values of the same feature (the paper's choice for tables).</summary>
-    RandomDraw,
-    /// <summary>Per-feature mean of the observed values.</summary>
-    Mean,
-    /// <summary>Per-feature median of the observed values.</summary>
-    Median,
-    /// <summary>Zero on the min-max scale, i.e. each feature's observed minimum. With <see cref="EMFlowOptions.ImageWidth"/> set (images, the paper's appendix G.3 comparison) no Gaussian-EM fit is run and Transform starts new rows at zero too.</summary>
-    Zero,
-    /// <summary>
-    /// Images: each missing pixel takes the value of the nearest observed pixel of the same image (Euclidean
-    /// distance on the pixel grid, ties to the smallest row-major index), the paper's start for MNIST and CIFAR-10
-    /// (section 4.2). Needs <see cref="EMFlowOptions.ImageWidth"/> and <see cref="EMFlowOptions.ImageHeight"/>. No
-    /// Gaussian-EM fit is run (at p = 784 it costs minutes per sweep), and Transform starts new images the same way.
-    /// </summary>
-    NearestPixel,
-    /// <summary>
-    /// k-nearest-neighbour imputation (<see cref="EMFlowOptions.KnnNeighbours"/> donors, nan-Euclidean distance over
-    /// commonly observed features, as <see cref="KnnImputer"/>): donors are the training rows (at most
-    /// <see cref="EMFlowOptions.KnnMaxDonors"/> of them, sampled with the seed), for the training rows themselves and
-    /// for new rows alike, so the fitted model keeps those rows.
-    /// </summary>
-    Knn,
-    /// <summary>
-    /// Per feature, the blend (1 − w)·Gaussian EM + w·<see cref="Knn"/> whose share w (0, 0.1, …, 1) imputes that
-    /// feature's held-out entries (<see cref="EMFlowOptions.ValidationFraction"/>) best; features without held-out
-    /// entries take the share best over all of them (<see cref="EMFlowImputer.KnnShare"/> gives the shares). Gaussian
-    /// EM suits features that are close to linear in the others, kNN tables of clusters or near-duplicate rows, and a
-    /// blend of two different errors is often better than either. Without a hold-out (ValidationFraction 0) every
-    /// share is 0: Gaussian EM. The default.
-    /// </summary>
-    Auto,
-}
+namespace EMFlow;
 
 /// <summary>How the flow's coupling layers split the features into kept and transformed ones.</summary>
 public enum CouplingMask
@@ -108,7 +72,7 @@ public sealed record EMFlowOptions
     /// <summary>β of the robust covariance per iteration (eq. 31); iterations past the end use 0. Default: none (the paper uses 1e-2, 1e-2, 1e-3, 1e-3 under MAR only; <see cref="PaperMarBeta"/>).</summary>
     public IReadOnlyList<double> BetaSchedule { get; init; } = Array.Empty<double>();
     /// <summary>The paper's robust-Σ schedule for MAR data: β = 1e-2, 1e-2, 1e-3, 1e-3, then 0.</summary>
-    public static IReadOnlyList<double> PaperMarBeta { get; } = new[] { 1e-2, 1e-2, 1e-3, 1e-3 };
+    public static IReadOnlyList<double> PaperMarBeta { get; } = Array.AsReadOnly((double[])OnlineEm.paperMarBeta.Clone());
     /// <summary>Rows pooled for each M-step (super-batch, appendix D); 0 pools only the current batch. Default 0.</summary>
     public int SuperBatchSize { get; init; }
     /// <summary>Affine coupling layers of the RealNVP flow. Default 6, as in the paper; 0 gives Gaussian EM run online.</summary>
@@ -185,6 +149,25 @@ public sealed record EMFlowOptions
         CouplingMask == CouplingMask.Checkerboard ? Flow.MaskPattern.NewCheckerboard(ImageWidth!.Value) : Flow.MaskPattern.Alternating,
         CouplingNetwork == CouplingNetwork.Convolutional ? Flow.CouplingNetwork.NewConvolutional(ImageWidth!.Value) : Flow.CouplingNetwork.Dense);
 
+    /// <summary>The settings <see cref="Fitting.fit"/> runs with for a table of <paramref name="features"/> columns:
+    /// the same fit as <see cref="EMFlowImputer"/>'s, for stepping through it from F# (notebook 05).</summary>
+    /// <param name="features">p, the table's column count.</param>
+    public FitSettings ToFitSettings(int features) => new(
+        Iterations, EpochsPerIteration, BatchSize, LearningRate,
+        new Training.StepSettings(Alpha, new OnlineEm.StepSize(StepSizeC, StepSizeGamma, StepSizeFloor), 0.0, MaxGradNorm, Ridge, SecondStep switch
+        {
+            SecondFlowStep.Paper => Training.SecondStep.Paper,
+            SecondFlowStep.ReconstructionOnly => Training.SecondStep.ReconstructionOnly,
+            _ => Training.SecondStep.Skip,
+        }),
+        BetaSchedule.ToArray(), RefitLatentGaussian,
+        SufficientStatisticsUpdate ? OnlineEm.UpdateForm.SufficientStatistics : OnlineEm.UpdateForm.Moments,
+        SuperBatchSize, FlowConfig(features, Seed),
+        new StartSettings(InitialImputation, StartEm, KnnNeighbours, KnnMaxDonors,
+            ImageWidth is int w && ImageHeight is int h ? FSharpOption<Tuple<int, int>>.Some(Tuple.Create(w, h)) : FSharpOption<Tuple<int, int>>.None,
+            Seed),
+        ValidationFraction, HoldOutLikeMissingness, ClampToObservedRange, Seed);
+
     internal void Validate(int rows, int columns)
     {
         static void Require(bool ok, string name, object value, string rule)
@@ -232,6 +215,4 @@ public sealed record EMFlowOptions
         }
         Require(TorchThreads is null or >= 1, nameof(TorchThreads), TorchThreads!, "must be at least 1 when given");
     }
-
-    internal double BetaAt(int iteration) => iteration - 1 < BetaSchedule.Count ? BetaSchedule[iteration - 1] : 0.0;
 }

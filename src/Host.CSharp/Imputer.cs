@@ -105,22 +105,10 @@ public abstract class Imputer : IDisposable
     /// <summary>The scaler of the Fit in progress, or the fitted one: image methods work on the original pixel scale.</summary>
     protected Scaler.MinMax CurrentScaler => _fitting ?? RequireScaler();
 
-    /// <summary>
-    /// Nearest observed pixel imputation (<see cref="Missingness.nearestNeighbourImpute"/>) of scaled rows: pixels
-    /// are copied on the original scale, since each column has its own min-max range, then scaled back.
-    /// </summary>
-    /// <param name="scaler">The scaler <paramref name="x"/> was scaled with.</param>
-    /// <param name="width">Image width; width · height = p.</param>
-    /// <param name="height">Image height.</param>
-    /// <param name="x">(n, p) scaled rows, one image per row in row-major order.</param>
-    /// <param name="mask">(n, p) 1.0 where missing.</param>
-    /// <returns>(n, p) scaled rows with every missing pixel filled.</returns>
-    protected static Tensor NearestPixelFill(Scaler.MinMax scaler, int width, int height, Tensor x, Tensor mask)
-    {
-        var original = Scaler.inverseTransform(scaler, x);
-        var filled = Missingness.nearestNeighbourImpute(width, height, original, mask);
-        return Scaler.transform(scaler, filled);
-    }
+    /// <summary>Nearest observed pixel imputation of scaled rows (n, p), one image per row: pixels are copied on the
+    /// original scale of <paramref name="scaler"/>, since each column has its own min-max range, then scaled back.</summary>
+    protected static Tensor NearestPixelFill(Scaler.MinMax scaler, int width, int height, Tensor x, Tensor mask) =>
+        Starts.nearestPixel(scaler, width, height, x, mask);
 
     /// <summary>Restores a fitted scaler (used by Load).</summary>
     protected void SetScaler(Scaler.MinMax scaler) => _scaler = scaler;
@@ -132,7 +120,7 @@ public abstract class Imputer : IDisposable
         var p = x.shape[1];
         var xs = cat(new[] { x, zeros(1, p, dtype: float64) }, 0);
         var ms = cat(new[] { mask, ones(1, p, dtype: float64) }, 0);
-        var filled = strategy == SimpleStrategy.Mean ? Missingness.meanImpute(xs, ms) : Missingness.medianImpute(xs, ms);
+        var filled = strategy == SimpleStrategy.Mean ? Fill.meanImpute(xs, ms) : Fill.medianImpute(xs, ms);
         return filled[x.shape[0]];
     }
 
@@ -169,21 +157,6 @@ public abstract class Imputer : IDisposable
         Dispose(true);
         GC.SuppressFinalize(this);
     }
-}
-
-/// <summary>Progress of a long fit, reported once per epoch (and once at the start of each phase).</summary>
-/// <param name="Phase">What is running: "initial imputation", "training", "re-imputation".</param>
-/// <param name="Iteration">Current iteration, from 1 (0 during the initial imputation).</param>
-/// <param name="Iterations">Iterations planned.</param>
-/// <param name="Epoch">Epoch within the iteration, from 1 (0 outside training).</param>
-/// <param name="Epochs">Epochs per iteration.</param>
-/// <param name="L1">Mean L1 loss of the epoch (NaN outside training).</param>
-/// <param name="L2">Mean L2 loss of the epoch (NaN outside training).</param>
-/// <param name="Elapsed">Time since Fit started.</param>
-public sealed record TrainingProgress(string Phase, int Iteration, int Iterations, int Epoch, int Epochs, double L1, double L2, TimeSpan Elapsed)
-{
-    /// <summary>Fraction of the planned work done, in [0, 1].</summary>
-    public double Fraction => Iterations * Epochs == 0 ? 0 : Math.Clamp(((Iteration - 1) * (double)Epochs + Epoch) / (Iterations * (double)Epochs), 0, 1);
 }
 
 /// <summary>Sets torch's intra-op thread count for a scope and restores it after: <c>using var _ = new TorchThreadScope(1);</c>.</summary>

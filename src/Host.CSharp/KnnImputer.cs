@@ -44,15 +44,11 @@ public sealed class KnnImputer : Imputer
     protected override void FitScaled(Tensor x, Tensor mask, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
     {
         DisposeState();
-        _pool = Keep(Knn.donors(x, mask));
+        _pool = Knn.keep(Knn.donors(x, mask));
     }
 
     protected override Tensor TransformScaled(Tensor x, Tensor mask) =>
         Knn.impute(K, _pool ?? throw new InvalidOperationException("KnnImputer is not fitted yet; call Fit first."), x, mask);
-
-    /// <summary>Moves the pool's tensors out of the caller's dispose scope, so they live as long as the imputer.</summary>
-    internal static Knn.Donors Keep(Knn.Donors d) => new(
-        d.X.DetachFromDisposeScope(), d.Observed.DetachFromDisposeScope(), d.Squares.DetachFromDisposeScope(), d.ColumnMean.DetachFromDisposeScope());
 
     private void DisposeState()
     {

@@ -1,3 +1,4 @@
+using Microsoft.FSharp.Core;
 using System.Text;
 using System.Text.Json;
 using static TorchSharp.torch;
@@ -14,21 +15,10 @@ internal static class ModelFile
     // Format 2 adds the start the fit used and, for a kNN start, the donor rows; format 1 files still load.
     private const int Version = 2;
 
-    internal sealed record Contents(
-        EMFlowOptions Options,
-        Scaler.MinMax Scaler,
-        OnlineEm.Estimate Gaussian,
-        List<(Flow.Flow Flow, OnlineEm.Estimate Estimate)> Stages,
-        List<IterationRecord> History,
-        List<EpochRecord> Epochs,
-        double InitialValidationRmse,
-        InitialImputation Start,
-        Tensor? KnnShare,
-        Knn.Donors? Donors);
+    internal sealed record Contents(EMFlowOptions Options, Scaler.MinMax Scaler, FitResult Fit);
 
-    public static void Save(string path, EMFlowOptions options, Scaler.MinMax scaler, OnlineEm.Estimate gaussian,
-        IReadOnlyList<(Flow.Flow Flow, OnlineEm.Estimate Estimate)> stages, IReadOnlyList<IterationRecord> history,
-        IReadOnlyList<EpochRecord> epochs, double initialValidationRmse, InitialImputation start, Tensor? knnShare, Knn.Donors? donors)
+    /// <summary>Writes the fit with the iterations up to the selected one; later ones are not saved.</summary>
+    public static void Save(string path, EMFlowOptions options, Scaler.MinMax scaler, FitResult fit)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         // Written to a temporary file first so a failure never leaves a half-written model behind.
@@ -40,22 +30,24 @@ internal static class ModelFile
             w.Write(JsonSerializer.Serialize(options));
             WriteArray(w, scaler.Min);
             WriteArray(w, scaler.Max);
-            w.Write(initialValidationRmse);
-            WriteEstimate(w, gaussian);
-            w.Write((int)start);
+            w.Write(fit.InitialValidationRmse);
+            WriteEstimate(w, fit.Start.Gaussian);
+            w.Write((int)fit.Start.Kind);
+            var knnShare = fit.Start.KnnShare?.Value;
             w.Write(knnShare is not null);
             if (knnShare is not null) WriteTensor(w, knnShare);
+            var donors = fit.Start.Donors?.Value;
             w.Write(donors is not null);
             if (donors is not null)
             {
                 WriteTensor(w, donors.X);
                 WriteTensor(w, donors.Observed);
             }
-            w.Write(stages.Count);
-            foreach (var (flow, estimate) in stages)
+            w.Write(fit.Selected);
+            foreach (var model in fit.Models.Take(fit.Selected))
             {
-                WriteEstimate(w, estimate);
-                var state = Flow.state(flow);
+                WriteEstimate(w, model.Latent);
+                var state = Flow.state(model.Flow);
                 w.Write(state.Count);
                 foreach (var (name, t) in state)
                 {
@@ -64,14 +56,14 @@ internal static class ModelFile
                     t.Dispose();
                 }
             }
-            w.Write(history.Count);
-            foreach (var h in history)
+            w.Write(fit.History.Length);
+            foreach (var h in fit.History)
             {
                 w.Write(h.Iteration); w.Write(h.MeanL1); w.Write(h.MeanL2); w.Write(h.LatentLogLikelihood);
                 w.Write(h.ValidationRmse); w.Write(h.Seconds); w.Write(h.Diverged);
             }
-            w.Write(epochs.Count);
-            foreach (var e in epochs)
+            w.Write(fit.Epochs.Length);
+            foreach (var e in fit.Epochs)
             {
                 w.Write(e.Iteration); w.Write(e.Epoch); w.Write(e.MeanL1); w.Write(e.MeanL2); w.Write(e.MeanReconstruction);
             }
@@ -104,11 +96,11 @@ internal static class ModelFile
             {
                 using var x = ReadTensor(r);
                 using var observed = ReadTensor(r);
-                donors = KnnImputer.Keep(Knn.donors(x, 1.0 - observed));
+                donors = Knn.keep(Knn.donors(x, 1.0 - observed));
             }
         }
         int count = r.ReadInt32();
-        var stages = new List<(Flow.Flow, OnlineEm.Estimate)>();
+        var models = new List<Model>();
         int p = scaler.Min.Length;
         for (int i = 0; i < count; i++)
         {
@@ -119,7 +111,7 @@ internal static class ModelFile
             var flow = Flow.create(options.FlowConfig(p, 0));
             Flow.loadState(flow, state);
             foreach (var t in state.Values) t.Dispose();
-            stages.Add((flow, estimate));
+            models.Add(new Model(flow, estimate));
         }
         var history = new List<IterationRecord>();
         for (int i = r.ReadInt32(); i > 0; i--)
@@ -127,7 +119,11 @@ internal static class ModelFile
         var epochs = new List<EpochRecord>();
         for (int i = r.ReadInt32(); i > 0; i--)
             epochs.Add(new EpochRecord(r.ReadInt32(), r.ReadInt32(), r.ReadDouble(), r.ReadDouble(), r.ReadDouble()));
-        return new Contents(options, scaler, gaussian, stages, history, epochs, initialRmse, start, knnShare, donors);
+        var startState = new Start(start, gaussian,
+            knnShare is null ? FSharpOption<Tensor>.None : FSharpOption<Tensor>.Some(knnShare),
+            donors is null ? FSharpOption<Knn.Donors>.None : FSharpOption<Knn.Donors>.Some(donors));
+        var fit = new FitResult(startState, models.ToArray(), models.Count, history.ToArray(), epochs.ToArray(), double.NaN, initialRmse);
+        return new Contents(options, scaler, fit);
     }
 
     private static void WriteArray(BinaryWriter w, double[] a)

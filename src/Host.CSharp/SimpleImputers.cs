@@ -98,16 +98,13 @@ public sealed class GaussianEmImputer : Imputer
     protected override void FitScaled(Tensor x, Tensor mask, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
     {
         var fit = GaussianEm.fitBatch(new GaussianEm.Settings(Options.MaxIterations, Options.Tolerance, Options.Ridge), x, mask);
-        _estimate = Keep(fit.Estimate);
+        _estimate = OnlineEm.keep(fit.Estimate);
         IterationsRun = fit.Iterations;
         Converged = fit.Converged;
         LogLikelihoodHistory = fit.LogLikelihood.ToArray();
     }
 
     protected override Tensor TransformScaled(Tensor x, Tensor mask) => GaussianEm.impute(Fitted, x, mask);
-
-    internal static OnlineEm.Estimate Keep(OnlineEm.Estimate e) =>
-        new(e.Mu.detach().clone().DetachFromDisposeScope(), e.Sigma.detach().clone().DetachFromDisposeScope());
 
     /// <inheritdoc />
     protected override void Dispose(bool disposing)

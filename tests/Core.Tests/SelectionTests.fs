@@ -59,6 +59,16 @@ let tests =
             Expect.isTrue (Double.IsNaN (Selection.score truth imputed (torch.zeros_like(hidden)))) "NaN"
             Expect.throwsT<ArgumentOutOfRangeException> (fun () -> Selection.holdOut 1L 1.0 hidden |> ignore) "fraction 1"
         }
+        test "score gives the bits of its former formula, sqrt(Σ ((x̂ − x) · h)² / Σ h)" {
+            // EMFlow keeps the iteration with the lowest score: the score must not move when its implementation does.
+            use gen = generator 11L
+            for n in [ 50L; 97L; 500L; 20000L ] do
+                let truth = torch.randn([| n; 6L |], dtype = dtype, generator = gen)
+                let imputed = torch.randn([| n; 6L |], dtype = dtype, generator = gen)
+                let hidden = torch.rand([| n; 6L |], dtype = dtype, generator = gen).lt(sc 0.2).to_type(dtype)
+                let former = Math.Sqrt(scalar ((((imputed - truth) * hidden).pow(sc 2.0)).sum()) / scalar (hidden.sum()))
+                Expect.equal (Selection.score truth imputed hidden) former (sprintf "n = %d" n)
+        }
         test "blend shares pick, per feature, the mix that is best on that feature's hidden entries" {
             // Column 0: truth = a; column 1: truth = b; column 2: truth halfway; column 3: nothing hidden.
             let truth = torch.tensor(array2D [ [ 0.0; 1.0; 0.5; 0.0 ]; [ 0.0; 1.0; 0.5; 0.0 ] ], dtype = dtype)

@@ -1,0 +1,316 @@
+/// EMFlow's fitting policy in one function: the start, then iterations of [training phase, re-imputation phase]
+/// (Algorithms 1 and 2 of the paper), each scored on held-out observed entries, and the selection of the best
+/// iteration. The caller gives settings, a progress sink and a cancellation token and receives one record that owns
+/// every tensor of the fit.
+namespace EMFlow
+
+open System
+open System.Diagnostics
+open System.Threading
+open TorchSharp
+open EMFlow.Tensors
+
+/// Progress of a long fit, reported once per epoch (and once at the start of each phase).
+type TrainingProgress =
+    { /// What is running: "initial imputation", "training", "re-imputation".
+      Phase: string
+      /// Current iteration, from 1 (0 during the initial imputation).
+      Iteration: int
+      /// Iterations planned.
+      Iterations: int
+      /// Epoch within the iteration, from 1 (0 outside training).
+      Epoch: int
+      /// Epochs per iteration.
+      Epochs: int
+      /// Mean L1 loss of the epoch (NaN outside training).
+      L1: float
+      /// Mean L2 loss of the epoch (NaN outside training).
+      L2: float
+      /// Time since the fit started.
+      Elapsed: TimeSpan }
+
+    /// Fraction of the planned work done, in [0, 1].
+    member p.Fraction =
+        if p.Iterations * p.Epochs = 0 then 0.0
+        else Math.Clamp((float (p.Iteration - 1) * float p.Epochs + float p.Epoch) / (float p.Iterations * float p.Epochs), 0.0, 1.0)
+
+/// One iteration of an EMFlow fit.
+type IterationRecord =
+    { /// Iteration number, from 1.
+      Iteration: int
+      /// Mean L1 loss (−log p_X(x̂)) over the iteration's last epoch.
+      MeanL1: float
+      /// Mean L2 loss over the iteration's last epoch.
+      MeanL2: float
+      /// Mean log p_X(x̂) per row after re-imputation, on the [0, 1] scale.
+      LatentLogLikelihood: float
+      /// RMSE on the held-out observed entries after re-imputation ([0, 1] scale); NaN without a hold-out.
+      ValidationRmse: float
+      /// Wall-clock seconds the iteration took.
+      Seconds: float
+      /// True when the iteration was abandoned because the model diverged (non-finite loss or covariance).
+      Diverged: bool }
+
+/// One epoch of an EMFlow fit.
+type EpochRecord =
+    { /// Iteration number, from 1.
+      Iteration: int
+      /// Epoch within the iteration, from 1.
+      Epoch: int
+      /// Mean L1 loss over the epoch's batches.
+      MeanL1: float
+      /// Mean L2 loss over the epoch's batches.
+      MeanL2: float
+      /// Mean squared reconstruction error of observed entries per row.
+      MeanReconstruction: float }
+
+/// Settings of an EMFlow fit, checked by the caller.
+type FitSettings =
+    { /// Iterations of [training phase, re-imputation phase], at least 1.
+      Iterations: int
+      /// Passes over the rows in each training phase, at least 1.
+      Epochs: int
+      /// Rows per mini-batch, at least 2.
+      BatchSize: int
+      /// Adam learning rate of both flow steps.
+      LearningRate: float
+      /// Settings of each training-phase step; its Beta is replaced by the iteration's entry of BetaSchedule.
+      Step: Training.StepSettings
+      /// β of the robust covariance per iteration (eq. 31); iterations past its end use 0.
+      BetaSchedule: float[]
+      /// Re-anchor the latent Gaussian to f⁻¹(x̂) at the start of each epoch after the first, and refit it by batch EM
+      /// after the training phase.
+      RefitLatent: bool
+      /// Online EM on moments (eq. 7-8) or on average sufficient statistics (eq. 28).
+      Form: OnlineEm.UpdateForm
+      /// Rows pooled for each M-step (appendix D); 0 pools only the current batch.
+      SuperBatch: int
+      /// The flow of each iteration; its Seed is replaced by one derived from Seed and the iteration.
+      Flow: Flow.FlowConfig
+      /// The start.
+      Start: StartSettings
+      /// Fraction of the observed entries held out to score each iteration, in [0, 0.5); 0 keeps every iteration.
+      ValidationFraction: float
+      /// Draw the held-out entries in proportion to each column's missing share instead of uniformly.
+      HoldOutLikeMissingness: bool
+      /// Clamp re-imputed values to the observed range of their feature.
+      ClampToObservedRange: bool
+      /// Seed of every random choice.
+      Seed: int64 }
+
+/// A finished fit; it owns its tensors (<c>Fitting.dispose</c>).
+type FitResult =
+    { /// The start, which new rows go through first.
+      Start: Start
+      /// Every iteration completed without diverging, in order.
+      Models: Model[]
+      /// The iteration kept, 0 … Models.Length: 0 is the start itself.
+      Selected: int
+      /// One record per iteration run.
+      History: IterationRecord[]
+      /// One record per epoch run.
+      Epochs: EpochRecord[]
+      /// Seconds spent before the first iteration (validation, hold-out, start).
+      InitialSeconds: float
+      /// Hold-out RMSE of the start (iteration 0), [0, 1] scale; NaN without a hold-out.
+      InitialValidationRmse: float }
+
+/// The fitting policy and the imputation of rows by a fitted model.
+[<RequireQualifiedAccess>]
+module Fitting =
+
+    /// Bounds (p) of re-imputed values on the [0, 1] scale: the observed range, or none.
+    let bounds (s: FitSettings) (p: int64) : Tensor * Tensor =
+        if s.ClampToObservedRange then torch.zeros(p, dtype = dtype), torch.ones(p, dtype = dtype)
+        else torch.full(p, Double.NegativeInfinity, dtype = dtype), torch.full(p, Double.PositiveInfinity, dtype = dtype)
+
+    let private report (progress: IProgress<TrainingProgress>) (p: TrainingProgress) =
+        if not (isNull progress) then progress.Report p
+
+    /// Algorithm 1 for one iteration: <c>s.Epochs</c> passes of <see cref="Training.trainStep"/> over shuffled batches of
+    /// x̂ (n, p) under trainMask (n, p), starting from the online-EM <c>state</c>, with the β of iteration <c>it</c>.
+    /// With <c>s.RefitLatent</c> the latent Gaussian is re-anchored to f⁻¹(x̂) at the start of each epoch after the first.
+    /// <c>onBatch</c> sees each new state and the batch's losses, <c>onEpoch</c> each epoch's record. The state passed
+    /// in stays the caller's; the intermediate ones are released as they are replaced. Raises
+    /// InvalidOperationException on a non-finite loss and OperationCanceledException when the token is cancelled.
+    let trainingPhase (s: FitSettings) (it: int) (flow: Flow.Flow) (optL1: torch.optim.Optimizer) (optL2: torch.optim.Optimizer)
+                      (gen: torch.Generator) (ct: CancellationToken) (onBatch: OnlineEm.State -> Training.StepLosses -> unit)
+                      (onEpoch: EpochRecord -> unit) (state: OnlineEm.State) (xHat: Tensor) (trainMask: Tensor) : OnlineEm.State =
+        let n = xHat.shape[0]
+        let batch = min (int64 s.BatchSize) n
+        let beta = if it - 1 < s.BetaSchedule.Length then s.BetaSchedule[it - 1] else 0.0
+        let step = { s.Step with Beta = beta }
+        let mutable current = state
+        let replace next =
+            if not (obj.ReferenceEquals(current, state)) then OnlineEm.release current (Some next)
+            current <- next
+        for epoch in 1 .. s.Epochs do
+            if s.RefitLatent && epoch > 1 then
+                // Re-anchor to the exact latent MLE under the current flow; the step counter keeps running so later
+                // online updates stay small.
+                let anchored = OnlineEm.init s.Form s.SuperBatch (Training.initialEstimate flow 0.0 xHat)
+                replace { anchored with Step = current.Step }
+            use order = torch.randperm(n, generator = gen)
+            let mutable sum1, sum2, sumR, batches = 0.0, 0.0, 0.0, 0
+            let mutable start = 0L
+            // A lone last row would give a degenerate M-step; it is picked up in the next epoch's order.
+            while start + 1L < n do
+                ct.ThrowIfCancellationRequested()
+                let len = min batch (n - start)
+                if len >= 2L then
+                    use rows = order.narrow(0L, start, len)
+                    use xb = xHat.index_select(0L, rows)
+                    use mb = trainMask.index_select(0L, rows)
+                    let next, losses = Training.trainStep step flow optL1 optL2 current xb mb
+                    replace next
+                    if not (Double.IsFinite losses.L1) || (s.Step.Second <> Training.Skip && not (Double.IsFinite losses.L2)) then
+                        invalidOp (sprintf "Non-finite loss (L1 = %g, L2 = %g)." losses.L1 losses.L2)
+                    onBatch current losses
+                    sum1 <- sum1 + losses.L1
+                    sum2 <- sum2 + losses.L2
+                    sumR <- sumR + losses.Reconstruction
+                    batches <- batches + 1
+                start <- start + batch
+            onEpoch { Iteration = it; Epoch = epoch; MeanL1 = sum1 / float batches; MeanL2 = sum2 / float batches; MeanReconstruction = sumR / float batches }
+        current
+
+    /// The iteration's training phase and re-imputation: a fresh flow at the identity (appendix D), trained on x̂ while
+    /// online EM tracks the latent Gaussian; returns the model, the new x̂ and the losses of the last epoch. Raises
+    /// InvalidOperationException when the model diverges.
+    let private iterate (s: FitSettings) (it: int) (gen: torch.Generator) (ct: CancellationToken) (progress: TrainingProgress -> unit)
+                        (epochs: ResizeArray<EpochRecord>) (xHat: Tensor) (trainMask: Tensor) (lower: Tensor) (upper: Tensor) =
+        let p = xHat.shape[1]
+        let flow = Flow.create { s.Flow with Features = int p; Seed = deriveSeed s.Seed (100 + it) }
+        let mutable latent : OnlineEm.Estimate option = None
+        try
+            let parameters = Flow.parameters flow
+            // Two optimisers: L2's α-scaled reconstruction gradients must not distort L1's moment estimates.
+            use optL1 = torch.optim.Adam(parameters, s.LearningRate)
+            use optL2 = torch.optim.Adam(parameters, s.LearningRate)
+            // The online state keeps Σ without the ridge; each use adds it (GaussianEm.withRidge says why).
+            let initial = OnlineEm.init s.Form s.SuperBatch (Training.initialEstimate flow 0.0 xHat)
+            let mutable l1, l2 = nan, nan
+            let onEpoch (e: EpochRecord) =
+                epochs.Add e
+                l1 <- e.MeanL1
+                l2 <- e.MeanL2
+                progress { Phase = "training"; Iteration = it; Iterations = s.Iterations; Epoch = e.Epoch; Epochs = s.Epochs; L1 = e.MeanL1; L2 = e.MeanL2; Elapsed = TimeSpan.Zero }
+            let state = trainingPhase s it flow optL1 optL2 gen ct (fun _ _ -> ()) onEpoch initial xHat trainMask
+            if not (obj.ReferenceEquals(state, initial)) then OnlineEm.release initial (Some state)
+            progress { Phase = "re-imputation"; Iteration = it; Iterations = s.Iterations; Epoch = s.Epochs; Epochs = s.Epochs; L1 = l1; L2 = l2; Elapsed = TimeSpan.Zero }
+            let kept =
+                if s.RefitLatent then
+                    // The batch refit carries its ridge already.
+                    OnlineEm.release state None
+                    OnlineEm.keep (Training.refitLatent flow s.Step.Ridge xHat trainMask)
+                else
+                    use scope = torch.NewDisposeScope()
+                    let e = OnlineEm.keep (GaussianEm.withRidge s.Step.Ridge state.Estimate)
+                    OnlineEm.release state None
+                    e
+            latent <- Some kept
+            let reimputed = Training.reimpute flow kept lower upper xHat trainMask
+            if not (reimputed.isfinite().all().item<bool>()) then invalidOp "Re-imputation produced non-finite values."
+            { Flow = flow; Latent = kept }, reimputed, l1, l2
+        with _ ->
+            latent |> Option.iter OnlineEm.disposeEstimate
+            flow.Dispose()
+            reraise ()
+
+    /// Fits EMFlow to scaled rows x (n, p) under mask (n, p), 1.0 = missing.
+    /// <param name="settings">The settings; checked by the caller.</param>
+    /// <param name="scaler">The scaler of x, for the image starts, which work on the original pixel scale.</param>
+    /// <param name="progress">Receives a record per epoch and phase; may be null.</param>
+    /// <param name="ct">Checked between batches, and between the start's stages.</param>
+    /// <param name="x">(n, p) float64 on [0, 1], missing entries 0.</param>
+    /// <param name="mask">(n, p) 1.0 where missing.</param>
+    /// <returns>The start, every completed iteration's model, the one kept and the history. An iteration that diverges
+    /// ends the fit and keeps what came before; the iteration with the lowest hold-out error is kept (0: the start),
+    /// or, without a hold-out, the last one (the paper).</returns>
+    /// <exception cref="OperationCanceledException">When the token is cancelled; every tensor made so far is freed.</exception>
+    let fit (settings: FitSettings) (scaler: Scaler.MinMax) (progress: IProgress<TrainingProgress>) (ct: CancellationToken)
+            (x: Tensor) (mask: Tensor) : FitResult =
+        let s = settings
+        let clock = Stopwatch.StartNew()
+        let send (p: TrainingProgress) = report progress { p with Elapsed = clock.Elapsed }
+        use gen = generator (deriveSeed s.Seed 0)
+        send { Phase = "initial imputation"; Iteration = 0; Iterations = s.Iterations; Epoch = 0; Epochs = s.Epochs; L1 = nan; L2 = nan; Elapsed = TimeSpan.Zero }
+        use scope = torch.NewDisposeScope()
+        let trainMask, hidden =
+            if s.HoldOutLikeMissingness then Selection.holdOutLikeMissingness (deriveSeed s.Seed 1) s.ValidationFraction mask
+            else Selection.holdOut (deriveSeed s.Seed 1) s.ValidationFraction mask
+        let mutable start, xHat = Starts.fit s.Start scaler ct x trainMask hidden mask
+        let models = ResizeArray<Model>()
+        try
+            let lower, upper = bounds s x.shape[1]
+            let initialRmse = Selection.score x xHat hidden
+            let initialSeconds = clock.Elapsed.TotalSeconds
+            let history = ResizeArray<IterationRecord>()
+            let epochs = ResizeArray<EpochRecord>()
+            let mutable best, bestScore = 0, initialRmse
+            let mutable stop = false
+            let mutable it = 1
+            while not stop && it <= s.Iterations do
+                let started = clock.Elapsed
+                let outcome =
+                    try Ok (iterate s it gen ct send epochs xHat trainMask lower upper)
+                    with :? InvalidOperationException as e -> Error e
+                let seconds () = (clock.Elapsed - started).TotalSeconds
+                match outcome with
+                | Error _ ->
+                    // Divergence (a non-finite loss, or a covariance that stays indefinite): keep what was fitted so far.
+                    let last = if epochs.Count > 0 && epochs[epochs.Count - 1].Iteration = it then Some epochs[epochs.Count - 1] else None
+                    let l1, l2 = match last with Some e -> e.MeanL1, e.MeanL2 | None -> nan, nan
+                    history.Add { Iteration = it; MeanL1 = l1; MeanL2 = l2; LatentLogLikelihood = nan; ValidationRmse = nan; Seconds = seconds (); Diverged = true }
+                    stop <- true
+                | Ok (model, reimputed, l1, l2) ->
+                    xHat <- reimputed
+                    models.Add model
+                    let score = Selection.score x xHat hidden
+                    let ll = Model.meanLogDensity model xHat
+                    history.Add { Iteration = it; MeanL1 = l1; MeanL2 = l2; LatentLogLikelihood = ll; ValidationRmse = score; Seconds = seconds (); Diverged = false }
+                    // Without a hold-out every completed iteration is kept, as in the paper.
+                    if Double.IsNaN score || score < bestScore then
+                        if not (Double.IsNaN score) then bestScore <- score
+                        best <- it
+                it <- it + 1
+            if s.ValidationFraction > 0.0 && not (Starts.likeImages s.Start) then
+                // New rows start from the Gaussian-EM imputation; now that selection is done, fit it on every
+                // observed entry, the held-out ones included.
+                let full = OnlineEm.keep (GaussianEm.fitBatch s.Start.Em x mask).Estimate
+                OnlineEm.disposeEstimate start.Gaussian
+                start <- { start with Gaussian = full }
+            { Start = start
+              Models = models.ToArray()
+              Selected = best
+              History = history.ToArray()
+              Epochs = epochs.ToArray()
+              InitialSeconds = initialSeconds
+              InitialValidationRmse = initialRmse }
+        with _ ->
+            Starts.dispose start
+            for m in models do Model.dispose m
+            reraise ()
+
+    /// Imputes scaled rows x (m, p) under mask (m, p) with the model as it stood after <c>iterations</c> iterations:
+    /// the start, then each of those iterations' re-imputation in turn, exactly as the training rows went through them.
+    /// Returns (m, p) on the [0, 1] scale.
+    let transform (settings: FitSettings) (scaler: Scaler.MinMax) (fit: FitResult) (iterations: int) (x: Tensor) (mask: Tensor) : Tensor =
+        if iterations < 0 || iterations > fit.Models.Length then
+            raise (ArgumentOutOfRangeException("iterations", iterations, sprintf "must be in 0 … %d; got %d" fit.Models.Length iterations))
+        let lower, upper = bounds settings x.shape[1]
+        let mutable xHat = Starts.apply settings.Start scaler fit.Start x mask
+        for k in 0 .. iterations - 1 do
+            xHat <- Model.reimpute fit.Models[k] lower upper xHat mask
+        xHat
+
+    /// The model a draw or a density uses after <c>iterations</c> iterations: that iteration's, or for 0 the identity
+    /// flow with the start's Gaussian. The identity flow is new and the caller disposes it; a fitted one is not.
+    let modelAt (fit: FitResult) (iterations: int) : Model * bool =
+        if iterations > 0 then fit.Models[iterations - 1], false
+        else { Flow = Flow.identity (int fit.Start.Gaussian.Mu.shape[0]); Latent = fit.Start.Gaussian }, true
+
+    /// Releases every tensor of the fit.
+    let dispose (fit: FitResult) =
+        Starts.dispose fit.Start
+        for m in fit.Models do Model.dispose m

@@ -1,0 +1,166 @@
+/// The start of an EMFlow fit (section 3.4 of the paper): how missing values are filled before the first
+/// iteration, for the training rows and, the same way, for rows imputed later.
+namespace EMFlow
+
+open System
+open System.Threading
+open TorchSharp
+open EMFlow.Tensors
+
+/// How EMFlow fills missing values before its first iteration (section 3.4 of the paper).
+type InitialImputation =
+    /// The Gaussian-EM conditional mean: EMFlow starts where Gaussian EM ends, so it can only move away where that helps.
+    | GaussianEm = 0
+    /// A random draw from the observed values of the same feature (the paper's choice for tables).
+    | RandomDraw = 1
+    /// Per-feature mean of the observed values.
+    | Mean = 2
+    /// Per-feature median of the observed values.
+    | Median = 3
+    /// Zero on the min-max scale, i.e. each feature's observed minimum. With an image shape (the paper's appendix G.3
+    /// comparison) no Gaussian-EM fit is run and new rows start at zero too.
+    | Zero = 4
+    /// Images: each missing pixel takes the value of the nearest observed pixel of the same image (Euclidean distance
+    /// on the pixel grid, ties to the smallest row-major index), the paper's start for MNIST and CIFAR-10 (section
+    /// 4.2). Needs an image shape. No Gaussian-EM fit is run (at p = 784 it costs minutes per sweep), and new images
+    /// start the same way.
+    | NearestPixel = 5
+    /// k-nearest-neighbour imputation (nan-Euclidean distance over commonly observed features): donors are the
+    /// training rows (a seeded sample of at most a set number), for the training rows and for new rows alike, so the
+    /// fitted model keeps those rows.
+    | Knn = 6
+    /// Per feature, the blend (1 − w)·Gaussian EM + w·kNN whose share w (0, 0.1, …, 1) imputes that feature's
+    /// held-out entries best; features without held-out entries take the share best over all of them. Gaussian EM
+    /// suits features close to linear in the others, kNN tables of clusters or near-duplicate rows, and a blend of
+    /// two different errors is often better than either. Without a hold-out every share is 0: Gaussian EM.
+    | Auto = 7
+
+/// Settings of the start.
+type StartSettings =
+    { /// Which start.
+      Kind: InitialImputation
+      /// The Gaussian-EM fit behind the GaussianEm and Auto starts (and the iteration-0 Gaussian of the others).
+      Em: GaussianEm.Settings
+      /// Donors averaged by the kNN start, at least 1.
+      KnnNeighbours: int
+      /// Most training rows kept as kNN donors (a seeded sample of larger tables), at least 1.
+      KnnMaxDonors: int
+      /// (width, height) when each row is one image in row-major order.
+      Image: (int * int) option
+      /// Seed of the donor sample and of the random-draw start.
+      Seed: int64 }
+
+/// What a fitted start keeps so that new rows start as the training rows did.
+type Start =
+    { /// The start that was run.
+      Kind: InitialImputation
+      /// The Gaussian-EM fit ((p), (p, p)); for images, the per-pixel mean and variance. Iteration 0's latent Gaussian.
+      Gaussian: OnlineEm.Estimate
+      /// (p) share of the kNN imputation in each feature's start (1 for Knn, chosen for Auto, absent otherwise).
+      KnnShare: Tensor option
+      /// The kNN donor rows, when some feature's start uses kNN.
+      Donors: Knn.Donors option }
+
+/// Fitting and applying the start.
+[<RequireQualifiedAccess>]
+module Starts =
+
+    /// Shares tried by the Auto start: coarse enough that a few hundred held-out cells per feature can rank them.
+    let shareGrid = [| 0.0; 0.1; 0.2; 0.3; 0.4; 0.5; 0.6; 0.7; 0.8; 0.9; 1.0 |]
+
+    /// Images (nearest-pixel start, or zero start with an image shape): no Gaussian-EM fit, and new rows start
+    /// exactly as the training rows did.
+    let likeImages (s: StartSettings) =
+        s.Kind = InitialImputation.NearestPixel || (s.Kind = InitialImputation.Zero && s.Image.IsSome)
+
+    let private image (s: StartSettings) =
+        s.Image |> Option.defaultWith (fun () -> invalidArg "settings" (sprintf "the %A start needs an image shape" s.Kind))
+
+    /// Nearest observed pixel of scaled rows (n, p): pixels are copied on the original scale, since each column has
+    /// its own min-max range, then scaled back.
+    let nearestPixel (scaler: Scaler.MinMax) (width: int, height: int) (x: Tensor) (mask: Tensor) : Tensor =
+        let original = Scaler.inverseTransform scaler x
+        Scaler.transform scaler (Fill.nearestNeighbourImpute (width, height) original mask)
+
+    /// Rows of the training table that serve as kNN donors: all of them, or a seeded sample of KnnMaxDonors, so that
+    /// the start costs O(n · cap) rather than O(n²).
+    let private donorRows (s: StartSettings) (n: int64) =
+        if n <= int64 s.KnnMaxDonors then torch.arange(n, dtype = torch.int64)
+        else
+            use gen = generator (deriveSeed s.Seed 3)
+            use order = torch.randperm(n, generator = gen)
+            let struct (sorted, _) = order.narrow(0L, 0L, int64 s.KnnMaxDonors).sort()
+            sorted
+
+    /// Fits the start on scaled rows x (n, p) and fills them.
+    /// <param name="scaler">The scaler of x, for image starts, which copy pixels on the original scale.</param>
+    /// <param name="x">(n, p) training rows on [0, 1], missing entries 0.</param>
+    /// <param name="trainMask">(n, p) 1.0 where missing or held out: what the start may not look at.</param>
+    /// <param name="hidden">(n, p) 1.0 at the held-out entries, which choose the Auto shares.</param>
+    /// <param name="mask">(n, p) 1.0 where missing: the donors kept for new rows observe the held-out entries too.</param>
+    /// <returns>The start, owning its tensors (<see cref="dispose"/>), and the filled rows x̂ (n, p).</returns>
+    /// <remarks>The work happens in a dispose scope of its own: its temporaries are several (n, p) tensors, which
+    /// for 60000 images are gigabytes, and are freed here rather than when the fit ends.</remarks>
+    let fit (s: StartSettings) (scaler: Scaler.MinMax) (ct: CancellationToken) (x: Tensor) (trainMask: Tensor) (hidden: Tensor) (mask: Tensor) : Start * Tensor =
+        let n, p = x.shape[0], x.shape[1]
+        use scope = torch.NewDisposeScope()
+        ct.ThrowIfCancellationRequested()
+        // Images skip the Gaussian-EM fit (minutes per sweep at p = 784); the per-pixel moments stand in for the
+        // unused iteration-0 Gaussian.
+        let gaussian =
+            if likeImages s then GaussianEm.initialEstimate x trainMask
+            else (GaussianEm.fitBatch s.Em x trainMask).Estimate
+        ct.ThrowIfCancellationRequested()
+        let noHoldOut = scalar (hidden.sum()) = 0.0
+        let knnStart () =
+            let rows = donorRows s n
+            let pool = Knn.donors (x.index_select(0L, rows)) (trainMask.index_select(0L, rows))
+            let filled = try Knn.impute s.KnnNeighbours pool x trainMask finally Knn.dispose pool
+            let keepDonors () = Knn.donors (x.index_select(0L, rows)) (mask.index_select(0L, rows))
+            filled, keepDonors
+        let xHat, share, donors =
+            match s.Kind with
+            | InitialImputation.Auto when noHoldOut ->
+                // Nothing is held out to compare the two on, so the blend is all Gaussian EM; kNN is not run.
+                GaussianEm.impute gaussian x trainMask, Some (torch.zeros(p, dtype = dtype)), None
+            | InitialImputation.Knn ->
+                let filled, keepDonors = knnStart ()
+                filled, Some (torch.ones(p, dtype = dtype)), Some (keepDonors ())
+            | InitialImputation.Auto ->
+                let knn, keepDonors = knnStart ()
+                let gem = GaussianEm.impute gaussian x trainMask
+                let share = Selection.blendShares shareGrid x gem knn hidden
+                let donors = if share.gt(sc 0.0).any().item<bool>() then Some (keepDonors ()) else None
+                Selection.blend share gem knn, Some share, donors
+            | InitialImputation.NearestPixel -> nearestPixel scaler (image s) x trainMask, None, None
+            | InitialImputation.GaussianEm -> GaussianEm.impute gaussian x trainMask, None, None
+            | InitialImputation.RandomDraw -> Fill.randomDrawImpute (deriveSeed s.Seed 2) x trainMask, None, None
+            | InitialImputation.Mean -> Fill.meanImpute x trainMask, None, None
+            | InitialImputation.Median -> Fill.medianImpute x trainMask, None, None
+            | InitialImputation.Zero -> Fill.zeroImpute x trainMask, None, None
+            | k -> invalidArg "settings" (sprintf "unknown start %A" k)
+        let start =
+            { Kind = s.Kind
+              Gaussian = OnlineEm.keep gaussian
+              KnnShare = share |> Option.map (fun t -> t.DetachFromDisposeScope())
+              Donors = donors |> Option.map Knn.keep }
+        start, xHat.MoveToOuterDisposeScope()
+
+    /// Fills new scaled rows x (m, p) under mask (m, p) as the training rows were: nearest pixels (or zero) for
+    /// images, kNN from the kept training rows or its blend with Gaussian EM when that was the start, else the
+    /// Gaussian-EM conditional mean (the simple table starts too: a mean or a random draw has nothing to learn from
+    /// a new row's observed cells).
+    let apply (s: StartSettings) (scaler: Scaler.MinMax) (start: Start) (x: Tensor) (mask: Tensor) : Tensor =
+        match start.Kind, start.Donors, start.KnnShare with
+        | InitialImputation.Knn, Some donors, _ -> Knn.impute s.KnnNeighbours donors x mask
+        | InitialImputation.Auto, Some donors, Some share ->
+            Selection.blend share (GaussianEm.impute start.Gaussian x mask) (Knn.impute s.KnnNeighbours donors x mask)
+        | InitialImputation.NearestPixel, _, _ -> nearestPixel scaler (image s) x mask
+        | InitialImputation.Zero, _, _ when likeImages s -> Fill.zeroImpute x mask
+        | _ -> GaussianEm.impute start.Gaussian x mask
+
+    /// Releases the start's tensors.
+    let dispose (start: Start) =
+        OnlineEm.disposeEstimate start.Gaussian
+        start.KnnShare |> Option.iter (fun t -> t.Dispose())
+        start.Donors |> Option.iter Knn.dispose
