@@ -51,45 +51,45 @@ type Model(p: int, seed: int64) =
 
 /// The generator's input: observed values kept, missing ones replaced by U(0, 0.01) noise (the paper's choice).
 let private noisy (gen: torch.Generator) (x: Tensor) (observed: Tensor) =
-    let z = torch.rand(x.shape, dtype = dtype, generator = gen) * 0.01
-    x * observed + z * (1.0 - observed)
+    let z = torch.rand(x.shape, dtype = dtype, generator = gen) |> scaleBy 0.01
+    plus (x * observed) (z * oneMinus observed)
 
 // Keeps log away from 0 when the discriminator saturates.
 let private eps = 1e-8
 
 /// One GAIN iteration on a batch (x (B, p) on [0, 1], mask (B, p) with 1.0 = missing): a discriminator step,
 /// then a generator step. Returns (discriminator loss, generator adversarial loss, reconstruction MSE).
-let trainStep (s: Settings) (model: Model) (optD: torch.optim.Optimizer) (optG: torch.optim.Optimizer)
+let trainStep (s: Settings) (model: Model) (optD: Optim.Adam) (optG: Optim.Adam)
               (gen: torch.Generator) (x: Tensor) (mask: Tensor) : float * float * float =
     use scope = torch.NewDisposeScope()
-    let observed = 1.0 - mask
+    let observed = oneMinus mask
     let xTilde = noisy gen x observed
     let b = torch.rand(x.shape, dtype = dtype, generator = gen).lt(sc s.HintRate).to_type(dtype)
     let hint = observed * b
     // Discriminator: tell observed from generated entries.
     let gSample = model.Generate(xTilde, observed).detach()
-    let xHat = x * observed + gSample * mask
+    let xHat = plus (x * observed) (gSample * mask)
     let dProb = model.Discriminate(xHat, hint)
-    let lossD = -((observed * (dProb + eps).log() + mask * (1.0 - dProb + eps).log()).mean())
-    optD.zero_grad()
+    let lossD = -((plus (observed * (dProb |> offsetBy eps).log()) (mask * (oneMinus dProb |> offsetBy eps).log())).mean())
+    optD.ZeroGrad()
     lossD.backward()
-    optD.step() |> ignore
+    optD.Step()
     // Generator: fool the discriminator on missing entries, reconstruct observed ones.
     let gOut = model.Generate(xTilde, observed)
-    let xHat2 = x * observed + gOut * mask
+    let xHat2 = plus (x * observed) (gOut * mask)
     let dProb2 = model.Discriminate(xHat2, hint)
-    let adversarial = -((mask * (dProb2 + eps).log()).mean())
-    let mse = ((observed * x - observed * gOut).pow(sc 2.0)).mean() / (observed.mean() + eps)
-    let lossG = adversarial + mse * s.Alpha
-    optG.zero_grad()
+    let adversarial = -((mask * (dProb2 |> offsetBy eps).log()).mean())
+    let mse = ((observed * x - observed * gOut).pow(sc 2.0)).mean() / (observed.mean() |> offsetBy eps)
+    let lossG = plus adversarial (mse |> scaleBy s.Alpha)
+    optG.ZeroGrad()
     lossG.backward()
-    optG.step() |> ignore
+    optG.Step()
     scalar lossD, scalar adversarial, scalar mse
 
 /// Imputes rows (x (B, p) on [0, 1], mask (B, p) 1.0 = missing) with the generator; observed entries kept.
 let impute (model: Model) (gen: torch.Generator) (x: Tensor) (mask: Tensor) : Tensor =
     use _ = torch.no_grad()
     use scope = torch.NewDisposeScope()
-    let observed = 1.0 - mask
+    let observed = oneMinus mask
     let g = model.Generate(noisy gen x observed, observed)
-    (x * observed + g * mask).MoveToOuterDisposeScope()
+    (plus (x * observed) (g * mask)).MoveToOuterDisposeScope()

@@ -43,42 +43,42 @@ type Model(p: int, s: Settings, seed: int64) =
     /// The flow (data ↔ latent).
     member _.Flow = flow
     /// g(z): a residual map of latent rows (B, p), so it starts near the identity.
-    member _.Embed(z: Tensor) = z + net.Apply z
+    member _.Embed(z: Tensor) = plus z (net.Apply z)
     /// The latent network's parameters.
     member _.NetParameters = net.Parameters
     interface IDisposable with
         member _.Dispose() = flow.Dispose(); net.Dispose()
 
 let private standardLogDensity (z: Tensor) =
-    (z * z + Math.Log(2.0 * Math.PI)).sum(dim = 1L) * -0.5
+    (z * z |> offsetBy (Math.Log(2.0 * Math.PI))).sum(dim = 1L) |> scaleBy -0.5
 
 /// One flow step: maximum likelihood of the current imputations (B, p) under the standard-normal base.
-let flowStep (model: Model) (opt: torch.optim.Optimizer) (xHat: Tensor) : float =
+let flowStep (model: Model) (opt: Optim.Adam) (xHat: Tensor) : float =
     use scope = torch.NewDisposeScope()
     let z, logDet = Flow.toLatent model.Flow xHat
-    let loss = -((standardLogDensity z + logDet).mean())
-    opt.zero_grad()
+    let loss = -((plus (standardLogDensity z) logDet).mean())
+    opt.ZeroGrad()
     loss.backward()
     torch.nn.utils.clip_grad_norm_(Flow.parameters model.Flow, 10.0) |> ignore
-    opt.step() |> ignore
+    opt.Step()
     scalar loss
 
 /// One latent-network step: with the flow fixed, x̃ = f(g(f⁻¹(x̂))) should reproduce the observed entries while
 /// g(z) stays likely under the base. Returns the loss.
-let netStep (s: Settings) (model: Model) (opt: torch.optim.Optimizer) (xHat: Tensor) (mask: Tensor) : float =
+let netStep (s: Settings) (model: Model) (opt: Optim.Adam) (xHat: Tensor) (mask: Tensor) : float =
     use scope = torch.NewDisposeScope()
     let z =
         use _ = torch.no_grad()
         fst (Flow.toLatent model.Flow xHat)
     let e = model.Embed z
     let xTilde, _ = Flow.toData model.Flow e
-    let observed = 1.0 - mask
+    let observed = oneMinus mask
     let mse = (((xTilde - xHat) * observed).pow(sc 2.0)).sum(dim = 1L).mean()
-    let nll = -(standardLogDensity e).mean() / float xHat.shape[1]
-    let loss = mse + nll * s.LikelihoodWeight
-    opt.zero_grad()
+    let nll = -(standardLogDensity e).mean() |> divideBy (float xHat.shape[1])
+    let loss = plus mse (nll |> scaleBy s.LikelihoodWeight)
+    opt.ZeroGrad()
     loss.backward()
-    opt.step() |> ignore
+    opt.Step()
     scalar loss
 
 /// Re-imputation: x̂_m ← f(g(f⁻¹(x̂)))_m, clamped to [lower, upper]; observed entries untouched.

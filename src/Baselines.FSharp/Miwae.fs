@@ -65,33 +65,33 @@ type Model(p: int, s: Settings, seed: int64) =
 
 let private normalLogPdf (x: Tensor) (mean: Tensor) (logScale: Tensor) =
     let d = (x - mean) / logScale.exp()
-    (d * d + log2Pi) * -0.5 - logScale
+    (d * d |> offsetBy log2Pi |> scaleBy -0.5) - logScale
 
 /// Log importance weights (K, B) of K latent samples per row, and the decoder means and log-scales (K, B, p).
 let private weights (model: Model) (gen: torch.Generator) (k: int) (x: Tensor) (mask: Tensor) =
-    let observed = 1.0 - mask
+    let observed = oneMinus mask
     let xz = x * observed
     let qMean, qLogScale = model.Encode xz
     let eps = torch.randn([| int64 k; x.shape[0]; qMean.shape[1] |], dtype = dtype, generator = gen)
-    let z = qMean + qLogScale.exp() * eps
+    let z = plus qMean (qLogScale.exp() * eps)
     let pMean, pLogScale = model.Decode z
     let logPx = (normalLogPdf xz pMean pLogScale * observed).sum(dim = 2L)
     let logPz = (normalLogPdf z (torch.zeros_like(z)) (torch.zeros_like(z))).sum(dim = 2L)
     let logQz = (normalLogPdf z qMean qLogScale).sum(dim = 2L)
-    logPx + logPz - logQz, pMean, pLogScale
+    plus logPx logPz - logQz, pMean, pLogScale
 
 /// The importance-weighted bound per row, averaged over the batch: mean_i log (1/K Σ_k w_ik). Differentiable.
 let bound (model: Model) (gen: torch.Generator) (x: Tensor) (mask: Tensor) : Tensor =
     let logW, _, _ = weights model gen model.Settings.Samples x mask
-    (torch.logsumexp(logW, 0) - Math.Log(float model.Settings.Samples)).mean()
+    (torch.logsumexp(logW, 0) |> offsetBy (-Math.Log(float model.Settings.Samples))).mean()
 
 /// One Adam step on a batch (x (B, p), mask (B, p) 1.0 = missing) maximising the bound; returns the bound.
-let trainStep (model: Model) (opt: torch.optim.Optimizer) (gen: torch.Generator) (x: Tensor) (mask: Tensor) : float =
+let trainStep (model: Model) (opt: Optim.Adam) (gen: torch.Generator) (x: Tensor) (mask: Tensor) : float =
     use scope = torch.NewDisposeScope()
     let b = bound model gen x mask
-    opt.zero_grad()
+    opt.ZeroGrad()
     (-b).backward()
-    opt.step() |> ignore
+    opt.Step()
     scalar b
 
 /// Conditional-mean imputation by self-normalised importance sampling: x̂_m = Σ_k w̃_k E[x_m | z_k].
@@ -101,7 +101,7 @@ let impute (model: Model) (gen: torch.Generator) (x: Tensor) (mask: Tensor) : Te
     let logW, pMean, _ = weights model gen model.Settings.ImputeSamples x mask
     let w = torch.softmax(logW, 0).unsqueeze(2)
     let mean = (w * pMean).sum(dim = 0L)
-    (x * (1.0 - mask) + mean * mask).MoveToOuterDisposeScope()
+    (plus (x * oneMinus mask) (mean * mask)).MoveToOuterDisposeScope()
 
 /// One multiple-imputation draw per row by importance resampling: pick z_k with probability w̃_k, then draw the
 /// missing entries from p(x_m | z_k).
@@ -113,5 +113,5 @@ let sample (model: Model) (gen: torch.Generator) (x: Tensor) (mask: Tensor) : Te
     let index = pick.reshape(1L, x.shape[0], 1L).expand(1L, x.shape[0], x.shape[1])
     let chosenMean = pMean.gather(0L, index).squeeze(0L)
     let chosenScale = pLogScale.gather(0L, index).squeeze(0L).exp()
-    let draw = chosenMean + chosenScale * torch.randn(x.shape, dtype = dtype, generator = gen)
-    (x * (1.0 - mask) + draw * mask).MoveToOuterDisposeScope()
+    let draw = plus chosenMean (chosenScale * torch.randn(x.shape, dtype = dtype, generator = gen))
+    (plus (x * oneMinus mask) (draw * mask)).MoveToOuterDisposeScope()

@@ -138,7 +138,7 @@ type AffineCoupling(features: int, kept: bool[], hidden: int, depth: int, seed: 
         use _t = t
         use es = s.exp()
         use scaled = b * es
-        use y = scaled + t
+        use y = plus scaled t
         assemble a y, s.sum(1L)
 
     /// <inheritdoc />

@@ -108,7 +108,7 @@ type Mlp(name: string, dims: int[], activation: Activation, init: LayerInit, out
     member _.Apply(x: Tensor) : Tensor =
         if constant then
             use zeros = torch.zeros(Array.append x.shape[.. x.shape.Length - 2] [| int64 outFeatures |], dtype = dtype)
-            zeros + biases[0]
+            plus zeros biases[0]
         else
             // Intermediates are disposed as soon as the next layer has read them: the network runs inside long
             // fits, where waiting for a dispose scope would hold a batch's activations per layer.

@@ -122,7 +122,7 @@ module Fitting =
     /// Bounds (p) of re-imputed values on the [0, 1] scale: the observed range, or none.
     let bounds (s: FitSettings) (p: int64) : Tensor * Tensor =
         if s.ClampToObservedRange then torch.zeros(p, dtype = dtype), torch.ones(p, dtype = dtype)
-        else torch.full(p, Double.NegativeInfinity, dtype = dtype), torch.full(p, Double.PositiveInfinity, dtype = dtype)
+        else torch.full(p, sc Double.NegativeInfinity, dtype = dtype), torch.full(p, sc Double.PositiveInfinity, dtype = dtype)
 
     let private report (progress: IProgress<TrainingProgress>) (p: TrainingProgress) =
         if not (isNull progress) then progress.Report p
@@ -133,7 +133,7 @@ module Fitting =
     /// <c>onBatch</c> sees each new state and the batch's losses, <c>onEpoch</c> each epoch's record. The state passed
     /// in stays the caller's; the intermediate ones are released as they are replaced. Raises
     /// InvalidOperationException on a non-finite loss and OperationCanceledException when the token is cancelled.
-    let trainingPhase (s: FitSettings) (it: int) (flow: Flow.Flow) (optL1: torch.optim.Optimizer) (optL2: torch.optim.Optimizer)
+    let trainingPhase (s: FitSettings) (it: int) (flow: Flow.Flow) (optL1: Optim.Adam) (optL2: Optim.Adam)
                       (gen: torch.Generator) (ct: CancellationToken) (onBatch: OnlineEm.State -> Training.StepLosses -> unit)
                       (onEpoch: EpochRecord -> unit) (state: OnlineEm.State) (xHat: Tensor) (trainMask: Tensor) : OnlineEm.State =
         let n = xHat.shape[0]
@@ -185,8 +185,8 @@ module Fitting =
         try
             let parameters = Flow.parameters flow
             // Two optimisers: L2's α-scaled reconstruction gradients must not distort L1's moment estimates.
-            use optL1 = torch.optim.Adam(parameters, s.LearningRate)
-            use optL2 = torch.optim.Adam(parameters, s.LearningRate)
+            use optL1 = new Optim.Adam(parameters, s.LearningRate)
+            use optL2 = new Optim.Adam(parameters, s.LearningRate)
             // The online state keeps Σ without the ridge; each use adds it (GaussianEm.withRidge says why).
             let initial = OnlineEm.init s.Form s.SuperBatch (Training.initialEstimate flow 0.0 xHat)
             let mutable l1, l2 = nan, nan
@@ -202,14 +202,14 @@ module Fitting =
                 if s.RefitLatent then
                     // The batch refit carries its ridge already.
                     OnlineEm.release state None
-                    OnlineEm.keep (Training.refitLatent flow s.Step.Ridge xHat trainMask)
+                    OnlineEm.keep (Training.refitLatentCancellable flow s.Step.Ridge ct xHat trainMask)
                 else
                     use scope = torch.NewDisposeScope()
                     let e = OnlineEm.keep (GaussianEm.withRidge s.Step.Ridge state.Estimate)
                     OnlineEm.release state None
                     e
             latent <- Some kept
-            let reimputed = Training.reimpute flow kept lower upper xHat trainMask
+            let reimputed = Training.reimputeCancellable flow kept lower upper ct xHat trainMask
             if not (reimputed.isfinite().all().item<bool>()) then invalidOp "Re-imputation produced non-finite values."
             { Flow = flow; Latent = kept }, reimputed, l1, l2
         with _ ->
@@ -277,7 +277,7 @@ module Fitting =
             if s.ValidationFraction > 0.0 && not (Starts.likeImages s.Start) then
                 // New rows start from the Gaussian-EM imputation; now that selection is done, fit it on every
                 // observed entry, the held-out ones included.
-                let full = OnlineEm.keep (GaussianEm.fitBatch s.Start.Em x mask).Estimate
+                let full = OnlineEm.keep (GaussianEm.fitBatchCancellable s.Start.Em ct x mask).Estimate
                 OnlineEm.disposeEstimate start.Gaussian
                 start <- { start with Gaussian = full }
             { Start = start
@@ -294,15 +294,19 @@ module Fitting =
 
     /// Imputes scaled rows x (m, p) under mask (m, p) with the model as it stood after <c>iterations</c> iterations:
     /// the start, then each of those iterations' re-imputation in turn, exactly as the training rows went through them.
-    /// Returns (m, p) on the [0, 1] scale.
-    let transform (settings: FitSettings) (scaler: Scaler.MinMax) (fit: FitResult) (iterations: int) (x: Tensor) (mask: Tensor) : Tensor =
+    /// Returns (m, p) on the [0, 1] scale. The token is checked between chunks of rows (OperationCanceledException).
+    let transformCancellable (settings: FitSettings) (scaler: Scaler.MinMax) (fit: FitResult) (iterations: int) (ct: CancellationToken) (x: Tensor) (mask: Tensor) : Tensor =
         if iterations < 0 || iterations > fit.Models.Length then
             raise (ArgumentOutOfRangeException("iterations", iterations, sprintf "must be in 0 … %d; got %d" fit.Models.Length iterations))
         let lower, upper = bounds settings x.shape[1]
-        let mutable xHat = Starts.apply settings.Start scaler fit.Start x mask
+        let mutable xHat = Starts.applyCancellable settings.Start scaler fit.Start ct x mask
         for k in 0 .. iterations - 1 do
-            xHat <- Model.reimpute fit.Models[k] lower upper xHat mask
+            xHat <- Model.reimputeCancellable fit.Models[k] lower upper ct xHat mask
         xHat
+
+    /// <see cref="transformCancellable"/> without a token.
+    let transform (settings: FitSettings) (scaler: Scaler.MinMax) (fit: FitResult) (iterations: int) (x: Tensor) (mask: Tensor) : Tensor =
+        transformCancellable settings scaler fit iterations CancellationToken.None x mask
 
     /// The model a draw or a density uses after <c>iterations</c> iterations: that iteration's, or for 0 the identity
     /// flow with the start's Gaussian. The identity flow is new and the caller disposes it; a fitted one is not.

@@ -131,7 +131,7 @@ type Flow(config: FlowConfig) as this =
             let next, ld = step l cur
             cur.Dispose()
             cur <- next
-            let sum = total + ld
+            let sum = plus total ld
             total.Dispose()
             ld.Dispose()
             total <- sum

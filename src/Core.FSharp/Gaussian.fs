@@ -34,7 +34,7 @@ let cholesky (sigma: Tensor) : Tensor =
             raise (InvalidOperationException(
                 sprintf "The covariance (%d x %d) is not positive definite, even with jitter of %g times its mean diagonal. Check for duplicated or linearly dependent columns." p p jitters[jitters.Length - 1]))
         else
-            let a = if jitters[k] = 0.0 then sigma else sigma + torch.eye(p, dtype = sigma.dtype) * (jitters[k] * scale)
+            let a = if jitters[k] = 0.0 then sigma else plus sigma (torch.eye(p, dtype = sigma.dtype) |> scaleBy (jitters[k] * scale))
             let struct (l, info) = torch.linalg.cholesky_ex(a)
             if info.item<int>() = 0 then l else attempt (k + 1)
     attempt 0
@@ -43,7 +43,7 @@ let cholesky (sigma: Tensor) : Tensor =
 let precision (sigma: Tensor) : Tensor =
     let l = cholesky sigma
     let inv = torch.cholesky_inverse(l)
-    (inv + inv.T) * 0.5
+    plus inv inv.T |> scaleBy 0.5
 
 /// log N(z_i; μ, L Lᵀ) for each row, (B), from the lower Cholesky factor L of Σ.
 let private logDensityFactor (mu: Tensor) (l: Tensor) (z: Tensor) : Tensor =
@@ -51,8 +51,8 @@ let private logDensityFactor (mu: Tensor) (l: Tensor) (z: Tensor) : Tensor =
     let d = (z - mu).T
     let y = torch.linalg.solve_triangular(l, d, upper = false)
     let maha = (y * y).sum(dim = 0L)
-    let logDet = l.diagonal().log().sum() * 2.0
-    (maha + logDet + p * Math.Log(2.0 * Math.PI)) * -0.5
+    let logDet = l.diagonal().log().sum() |> scaleBy 2.0
+    plus maha logDet |> offsetBy (p * Math.Log(2.0 * Math.PI)) |> scaleBy -0.5
 
 /// log N(z_i; μ, Σ) for each row, (B). Differentiable in z (the flow is trained through it); μ and Σ enter
 /// as given.
@@ -75,8 +75,9 @@ let private packIndices (selected: Tensor) =
     let counts = selected.sum(dim = 1L)
     let k = max 1L (int64 (scalar (counts.max())))
     let struct (_, order) = torch.sort(selected, dim = 1L, descending = true, stable = true)
-    let pos = torch.arange(k, dtype = torch.int64).unsqueeze(0)
-    let idx = torch.where(pos.lt(counts.unsqueeze(1)), order.narrow(1L, 0L, k), pos + p)
+    let pos = (range k).unsqueeze(0)
+    use padding = Scalar.op_Implicit p
+    let idx = torch.where(pos.lt(counts.unsqueeze(1)), order.narrow(1L, 0L, k), pos.add(padding, scInt 1L))
     idx, k
 
 /// The (p + k, p + k) matrix with m in the leading block and the identity after it.
@@ -89,7 +90,9 @@ let private withIdentity (m: Tensor) (k: int64) =
 
 /// (B·K·K) positions of each row's K × K block in a row-major (q, q) matrix, for gathering and for summing
 /// blocks back.
-let private blockPositions (idx: Tensor) (q: int64) = (idx.unsqueeze(2) * q + idx.unsqueeze(1)).reshape(-1L)
+let private blockPositions (idx: Tensor) (q: int64) =
+    use rowStride = Scalar.op_Implicit q
+    (plus (idx.unsqueeze(2).mul(rowStride)) (idx.unsqueeze(1))).reshape(-1L)
 
 /// Lower factor (B, K, K) and inverse (B, K, K) of each row's block of a symmetric positive-definite matrix
 /// extended by <see cref="withIdentity"/>, gathered at `positions`; both are the identity on padding, exactly, as
@@ -118,13 +121,14 @@ let private missingBlockForm (lambda: Tensor) (r: Tensor) (mask: Tensor) (covAcc
         if perRow then
             // Padding zeroed and pointed inside (p, p), so the B p² result needs no extended copy.
             let real = idx.lt(sc (float p)).to_type(dtype)
-            let offsets = (torch.arange(b, dtype = torch.int64) * (p * p)).repeat_interleave(k * k)
+            use blockStride = Scalar.op_Implicit (p * p)
+            let offsets = (range b).mul(blockStride).repeat_interleave(k * k)
             let inside = blockPositions (torch.minimum(idx, torch.tensor(p - 1L))) p
             let values = (c * (real.unsqueeze(2) * real.unsqueeze(1))).reshape(-1L)
-            Some (torch.zeros(b * p * p, dtype = dtype).index_add(0L, offsets + inside, values, sc 1.0).reshape(b, p, p))
+            Some (torch.zeros(b * p * p, dtype = dtype).index_add(0L, plus offsets inside, values, sc 1.0).reshape(b, p, p))
         else None
     // log det C = −log det Λ_mm; padding sits on the diagonal as 1 and adds nothing.
-    let logDetC = l.diagonal(dim1 = -2L, dim2 = -1L).log().sum(dim = 1L) * -2.0
+    let logDetC = l.diagonal(dim1 = -2L, dim2 = -1L).log().sum(dim = 1L) |> scaleBy -2.0
     shift, rows, logDetC
 
 /// Observed-block form for rows whose observed block is the smaller: ẑ_m = μ_m + Σ_mo Σ_oo⁻¹ (z_o − μ_o),
@@ -137,7 +141,7 @@ let private missingBlockForm (lambda: Tensor) (r: Tensor) (mask: Tensor) (covAcc
 /// missing entries from μ is this times Σ), the per-row covariances in (p, p) if asked for, and log det C (B).
 let private observedBlockForm (sigmaExt: Tensor) (logDetSigma: Tensor) (d: Tensor) (mask: Tensor) (wAcc: Tensor) (perRow: bool) =
     let b, p, q = mask.shape[0], mask.shape[1], sigmaExt.shape[0]
-    let idx, k = packIndices (1.0 - mask)
+    let idx, k = packIndices (oneMinus mask)
     let positions = blockPositions idx q
     let l, s = blockInverse sigmaExt positions b k
     // Padding carries d = 0, hence w = 0.
@@ -154,7 +158,7 @@ let private observedBlockForm (sigmaExt: Tensor) (logDetSigma: Tensor) (d: Tenso
             Some (sigma.unsqueeze(0) * mm - v.transpose(1L, 2L).bmm(v))
         else None
     // det Σ = det Σ_oo · det C (Schur complement), so log det C = log det Σ − log det Σ_oo.
-    let logDetC = logDetSigma - l.diagonal(dim1 = -2L, dim2 = -1L).log().sum(dim = 1L) * 2.0
+    let logDetC = logDetSigma - (l.diagonal(dim1 = -2L, dim2 = -1L).log().sum(dim = 1L) |> scaleBy 2.0)
     spread, rows, logDetC
 
 /// The rows where `group` is true, sorted by block size so that each chunk pads only to the largest block
@@ -189,9 +193,9 @@ let private forChunks (members: Tensor) (sizes: int64[]) (body: Tensor -> int64 
 let private conditionalCore (mu: Tensor) (sigma: Tensor) (l: Tensor) (z: Tensor) (mask: Tensor) (perRow: bool) =
     let n, p = z.shape[0], z.shape[1]
     let missing = mask.sum(dim = 1L)
-    let observed = missing.neg().add(sc (float p))
+    let observed = missing.neg().add(sc (float p), scInt 1L)
     let pf = float p
-    let blockCost (k: Tensor) = k.pow(sc 3.0) + k.pow(sc 2.0) * 50.0
+    let blockCost (k: Tensor) = plus (k.pow(sc 3.0)) (k.pow(sc 2.0) |> scaleBy 50.0)
     let callCost = 5e6
     let precisionCost = blockCost missing
     // Fully observed rows need nothing: no shift, no covariance, log det C = 0; they cost neither form.
@@ -206,8 +210,8 @@ let private conditionalCore (mu: Tensor) (sigma: Tensor) (l: Tensor) (z: Tensor)
         if split < allPrecision && split < allObserved then cheaper
         elif allPrecision <= allObserved then torch.ones_like(cheaper)
         else torch.zeros_like(cheaper)
-    let logDetSigma = l.diagonal().log().sum() * 2.0
-    let d = (z - mu) * (1.0 - mask)
+    let logDetSigma = l.diagonal().log().sum() |> scaleBy 2.0
+    let d = (z - mu) * oneMinus mask
     let shift = torch.zeros(n, p, dtype = dtype)
     let covSum = torch.zeros(p, p, dtype = dtype)
     let rows = if perRow then Some (torch.zeros(n, p, p, dtype = dtype)) else None
@@ -222,7 +226,7 @@ let private conditionalCore (mu: Tensor) (sigma: Tensor) (l: Tensor) (z: Tensor)
     match precisionRows with
     | Some (members, sizes) ->
         let lambda = torch.cholesky_inverse(l)
-        let lambda = (lambda + lambda.T) * 0.5
+        let lambda = plus lambda lambda.T |> scaleBy 0.5
         let kMax = max 1L (Array.max sizes)
         let q = p + kMax
         let covAcc = torch.zeros(q * q, dtype = dtype)
@@ -234,7 +238,7 @@ let private conditionalCore (mu: Tensor) (sigma: Tensor) (l: Tensor) (z: Tensor)
             let sh, rr, ld = missingBlockForm lambdaExt (r.narrow(0L, start, len)) (mask.index_select(0L, part)) covAcc perRow
             shift.index_copy_(0L, part, sh) |> ignore
             record part rr ld)
-        covSum.add_(covAcc.reshape(q, q).narrow(0L, 0L, p).narrow(1L, 0L, p)) |> ignore
+        covSum.add_(covAcc.reshape(q, q).narrow(0L, 0L, p).narrow(1L, 0L, p), scInt 1L) |> ignore
     | None -> ()
     match observedRows with
     | Some (members, sizes) ->
@@ -252,10 +256,10 @@ let private conditionalCore (mu: Tensor) (sigma: Tensor) (l: Tensor) (z: Tensor)
             record part rr ld)
         shift.index_copy_(0L, members, spread.matmul(sigma)) |> ignore
         let w = wAcc.reshape(q, q).narrow(0L, 0L, p).narrow(1L, 0L, p)
-        covSum.add_(sigma * float count - sigma.matmul(w).matmul(sigma)) |> ignore
+        covSum.add_((sigma |> scaleBy (float count)) - sigma.matmul(w).matmul(sigma), scInt 1L) |> ignore
     | None -> ()
-    let imputed = z * (1.0 - mask) + (mu + shift) * mask
-    imputed, rows, (covSum + covSum.T) * 0.5, logDetC
+    let imputed = plus (z * oneMinus mask) ((plus mu shift) * mask)
+    imputed, rows, (plus covSum covSum.T |> scaleBy 0.5), logDetC
 
 /// Batched E-step (eq. 6, 18-19): each row's missing entries replaced by their conditional mean under
 /// N(μ, Σ), and the sum of the rows' conditional covariances.
@@ -275,7 +279,7 @@ let conditional (mu: Tensor) (sigma: Tensor) (z: Tensor) (mask: Tensor) : Condit
     // p(x_o) = p(x) / p(x_m | x_o) for any completion; at x_m = ẑ_m the denominator is N(ẑ_m; ẑ_m, C), whose log is
     // −(m log 2π + log det C) / 2, so the observed-data likelihood comes from one full-Σ density per row.
     let m = mask.sum(dim = 1L)
-    let logLik = logDensityFactor mu l imputed + (m * Math.Log(2.0 * Math.PI) + logDetC) * 0.5
+    let logLik = plus (logDensityFactor mu l imputed) (plus (m |> scaleBy (Math.Log(2.0 * Math.PI))) logDetC |> scaleBy 0.5)
     { Imputed = imputed.MoveToOuterDisposeScope()
       CovarianceSum = covSum.MoveToOuterDisposeScope()
       LogLikelihood = logLik.MoveToOuterDisposeScope() }
@@ -302,17 +306,17 @@ let sampleConditional (gen: torch.Generator) (mu: Tensor) (sigma: Tensor) (z: Te
     let covs = conditionalCovariances mu sigma mask
     let b, p = mask.shape[0], mask.shape[1]
     // Padding the observed block with identity keeps each factor well defined; the draw is masked after.
-    let padded = covs + torch.diag_embed(1.0 - mask)
-    let l = torch.linalg.cholesky(padded + torch.eye(p, dtype = dtype) * 1e-12)
+    let padded = plus covs (torch.diag_embed(oneMinus mask))
+    let l = torch.linalg.cholesky(plus padded (torch.eye(p, dtype = dtype) |> scaleBy 1e-12))
     let e = torch.randn([| b; p |], dtype = dtype, generator = gen)
-    let draw = mean + l.bmm(e.unsqueeze(2)).squeeze(2) * mask
+    let draw = plus mean (l.bmm(e.unsqueeze(2)).squeeze(2) * mask)
     draw.MoveToOuterDisposeScope()
 
 /// log N(x_o; μ_o, Σ_oo) for each row's observed entries, (B): the observed-data log-likelihood EM climbs.
 /// A fully missing row contributes 0.
 let marginalLogDensity (mu: Tensor) (sigma: Tensor) (x: Tensor) (mask: Tensor) : Tensor =
     use scope = torch.NewDisposeScope()
-    let observed = 1.0 - mask
+    let observed = oneMinus mask
     let b, p = x.shape[0], x.shape[1]
     let idx, k = packIndices observed
     let l = torch.linalg.cholesky((withIdentity sigma k).reshape(-1L).index_select(0L, blockPositions idx (p + k)).reshape(b, k, k))
@@ -320,6 +324,6 @@ let marginalLogDensity (mu: Tensor) (sigma: Tensor) (x: Tensor) (mask: Tensor) :
     let d = torch.cat([| xx - mu; torch.zeros(b, k, dtype = dtype) |], 1L).gather(1L, idx)
     let y = torch.linalg.solve_triangular(l, d.unsqueeze(2), upper = false).squeeze(2)
     let maha = (y * y).sum(dim = 1L)
-    let logDet = l.diagonal(dim1 = -2L, dim2 = -1L).log().sum(dim = 1L) * 2.0
+    let logDet = l.diagonal(dim1 = -2L, dim2 = -1L).log().sum(dim = 1L) |> scaleBy 2.0
     let count = observed.sum(dim = 1L)
-    ((maha + logDet + count * Math.Log(2.0 * Math.PI)) * -0.5).MoveToOuterDisposeScope()
+    (plus (plus maha logDet) (count |> scaleBy (Math.Log(2.0 * Math.PI))) |> scaleBy -0.5).MoveToOuterDisposeScope()

@@ -4,6 +4,7 @@
 module EMFlow.GaussianEm
 
 open System
+open System.Threading
 open TorchSharp
 open EMFlow.Tensors
 open EMFlow.OnlineEm
@@ -38,7 +39,7 @@ let private validate (x: Tensor) (mask: Tensor) (s: Settings) =
     if s.MaxIterations < 1 then raise (ArgumentOutOfRangeException("MaxIterations", s.MaxIterations, "must be at least 1"))
     if not (s.Tolerance >= 0.0) then raise (ArgumentOutOfRangeException("Tolerance", s.Tolerance, "must be non-negative"))
     if not (s.Ridge >= 0.0) then raise (ArgumentOutOfRangeException("Ridge", s.Ridge, "must be non-negative"))
-    let observedCounts = (1.0 - mask).sum(dim = 0L)
+    let observedCounts = (oneMinus mask).sum(dim = 0L)
     let empty = observedCounts.eq(sc 0.0).nonzero()
     if empty.shape[0] > 0L then
         invalidArg "x" (sprintf "Column %d has no observed value; drop it before fitting." (empty[0, 0].item<int64>()))
@@ -66,7 +67,7 @@ let conditional (mu: Tensor) (sigma: Tensor) (z: Tensor) (mask: Tensor) : Gaussi
             let c = Gaussian.conditional mu sigma (z.narrow(0L, s, len)) (mask.narrow(0L, s, len))
             imputed.Add c.Imputed
             logLik.Add c.LogLikelihood
-            covSum.add_(c.CovarianceSum) |> ignore
+            covSum.add_(c.CovarianceSum, scInt 1L) |> ignore
             c.CovarianceSum.Dispose()
             s <- s + len
         { Imputed = torch.cat(imputed.ToArray(), 0L).MoveToOuterDisposeScope()
@@ -85,7 +86,7 @@ let ridge (r: float) (sigma: Tensor) =
     if r = 0.0 then sigma
     else
         let p = sigma.shape[0]
-        sigma + torch.eye(p, dtype = dtype) * (r * max (scalar (sigma.diagonal().mean())) 1e-12)
+        plus sigma (torch.eye(p, dtype = dtype) |> scaleBy (r * max (scalar (sigma.diagonal().mean())) 1e-12))
 
 /// The estimate as an E-step uses it, Σ plus <c>ridge r</c>; new tensors (aliases where r = 0) the caller disposes.
 /// Online EM keeps Σ without the ridge and adds it only here, on use: each online update starts from the previous Σ,
@@ -96,7 +97,7 @@ let withRidge (r: float) (e: Estimate) : Estimate =
 /// Starting point: per-feature mean and variance of the observed values, no correlation; robust to any
 /// missing pattern.
 let initialEstimate (x: Tensor) (mask: Tensor) : Estimate =
-    let observed = 1.0 - mask
+    let observed = oneMinus mask
     let xx = torch.where(mask.gt(sc 0.5), torch.zeros_like(x), x)
     let counts = observed.sum(dim = 0L)
     let mu = xx.sum(dim = 0L) / counts
@@ -109,9 +110,10 @@ let logLikelihood (e: Estimate) (x: Tensor) (mask: Tensor) : float =
     use _ = torch.NewDisposeScope()
     scalar ((conditional e.Mu e.Sigma x mask).LogLikelihood.mean())
 
-/// Batch EM to convergence on (n, p) data with a (n, p) mask (1 = missing).
-/// Raises ArgumentException for a column with no observed value or mismatched shapes.
-let fitBatch (settings: Settings) (x: Tensor) (mask: Tensor) : Fit =
+/// Batch EM to convergence on (n, p) data with a (n, p) mask (1 = missing), checking <c>ct</c> before each sweep.
+/// Raises ArgumentException for a column with no observed value or mismatched shapes, and
+/// OperationCanceledException when the token is cancelled (every tensor made so far is freed).
+let fitBatchCancellable (settings: Settings) (ct: CancellationToken) (x: Tensor) (mask: Tensor) : Fit =
     validate x mask settings
     // Each E-step yields the log-likelihood of the parameters it used, so convergence is judged one sweep
     // behind at no extra cost; the estimate returned is the one whose likelihood was measured last.
@@ -121,6 +123,7 @@ let fitBatch (settings: Settings) (x: Tensor) (mask: Tensor) : Fit =
     let mutable finished = false
     let mutable converged = false
     while not finished do
+        ct.ThrowIfCancellationRequested()
         use scope = torch.NewDisposeScope()
         let c = conditional e.Mu e.Sigma x mask
         let ll = scalar (c.LogLikelihood.mean())
@@ -137,6 +140,11 @@ let fitBatch (settings: Settings) (x: Tensor) (mask: Tensor) : Fit =
             e <- next
     { Estimate = { Mu = e.Mu.MoveToOuterDisposeScope(); Sigma = e.Sigma.MoveToOuterDisposeScope() }
       Iterations = history.Count - 1; Converged = converged; LogLikelihood = List.ofSeq history }
+
+/// Batch EM to convergence on (n, p) data with a (n, p) mask (1 = missing); <see cref="fitBatchCancellable"/>
+/// without a token. Raises ArgumentException for a column with no observed value or mismatched shapes.
+let fitBatch (settings: Settings) (x: Tensor) (mask: Tensor) : Fit =
+    fitBatchCancellable settings CancellationToken.None x mask
 
 /// Online EM: `epochs` passes over shuffled mini-batches of `batchSize` rows, one update each (eq. 7-8 or 28).
 /// The first batch's sample statistics (after a mean fill) start the estimate, as in the paper.

@@ -3,6 +3,7 @@
 module EMFlow.Knn
 
 open System
+open System.Threading
 open TorchSharp
 open EMFlow.Tensors
 
@@ -22,7 +23,7 @@ let private distanceBudget = 1L <<< 21
 
 /// The donor pool of x (n, p) under mask (n, p), 1.0 = missing. Columns that no donor observes fall back to 0.
 let donors (x: torch.Tensor) (mask: torch.Tensor) : Donors =
-    let observed = 1.0 - mask
+    let observed = oneMinus mask
     let xo = x.nan_to_num() * observed
     { X = xo
       Observed = observed
@@ -53,7 +54,9 @@ let dispose (d: Donors) =
 /// observe that feature. Observed entries are returned bit-for-bit. Returns a new (m, p) tensor.
 /// <exception cref="System.ArgumentOutOfRangeException">k below 1.</exception>
 /// <exception cref="System.ArgumentException">x and the pool differ in column count.</exception>
-let impute (k: int) (pool: Donors) (x: torch.Tensor) (mask: torch.Tensor) : torch.Tensor =
+/// <exception cref="System.OperationCanceledException">The token is cancelled; it is checked before each chunk of
+/// rows (about 2M distances, well under a second).</exception>
+let imputeCancellable (k: int) (pool: Donors) (ct: CancellationToken) (x: torch.Tensor) (mask: torch.Tensor) : torch.Tensor =
     if k < 1 then raise (ArgumentOutOfRangeException("k", k, sprintf "k must be at least 1; got %d." k))
     let m, p, n = x.shape[0], x.shape[1], pool.X.shape[0]
     if pool.X.shape[1] <> p then
@@ -66,12 +69,12 @@ let impute (k: int) (pool: Donors) (x: torch.Tensor) (mask: torch.Tensor) : torc
     let fillChunk (start: int64) (len: int64) =
         use scope = torch.NewDisposeScope()
         let mq = mask.narrow(0L, start, len)
-        let oq = 1.0 - mq
+        let oq = oneMinus mq
         let q = x.narrow(0L, start, len).nan_to_num() * oq
         // Σ over common features of (a − b)² = Σ oq·a² · o_b + Σ o_a · o_b·b² − 2 Σ a·b, each a matrix product.
-        let d2 = (q * q).matmul(pool.Observed.T) + oq.matmul(pool.Squares.T) - 2.0 * q.matmul(pool.X.T)
+        let d2 = plus ((q * q).matmul(pool.Observed.T)) (oq.matmul(pool.Squares.T)) - (q.matmul(pool.X.T) |> scaleBy 2.0)
         let common = oq.matmul(pool.Observed.T)
-        let dist = torch.where(common.gt(sc 0.5), (d2.clamp_min(sc 0.0) * float p / common.clamp_min(sc 1.0)).sqrt(), infinity)
+        let dist = torch.where(common.gt(sc 0.5), ((d2.clamp_min(sc 0.0) |> scaleBy (float p)) / common.clamp_min(sc 1.0)).sqrt(), infinity)
         let filled = result.narrow(0L, start, len)
         for j in 0L .. p - 1L do
             if missingPerColumn[int j] > 0.0 && donorCounts[int j] > 0L then
@@ -95,6 +98,10 @@ let impute (k: int) (pool: Donors) (x: torch.Tensor) (mask: torch.Tensor) : torc
                 column.copy_(torch.where(mq.select(1L, j).gt(sc 0.5), pool.ColumnMean[j].expand(len), column)) |> ignore
     let mutable start = 0L
     while start < m do
+        if ct.IsCancellationRequested then
+            result.Dispose()
+            infinity.Dispose()
+            ct.ThrowIfCancellationRequested()
         let len = min chunk (m - start)
         fillChunk start len
         // Each chunk frees a few hundred MB of distance blocks; without a trim glibc keeps most of them, and the
@@ -103,3 +110,7 @@ let impute (k: int) (pool: Donors) (x: torch.Tensor) (mask: torch.Tensor) : torc
         start <- start + len
     infinity.Dispose()
     result
+
+/// <see cref="imputeCancellable"/> without a token.
+let impute (k: int) (pool: Donors) (x: torch.Tensor) (mask: torch.Tensor) : torch.Tensor =
+    imputeCancellable k pool CancellationToken.None x mask

@@ -35,7 +35,7 @@ let private squaredErrors (truth: Tensor) (imputed: Tensor) (mask: Tensor) : flo
     let d, m = missingDiffs truth imputed mask
     use d = d
     use m = m
-    use sq = d.square()
+    use sq = d.mul(d)
     scalar (sq.sum()), scalar (m.sum())
 
 /// Root-mean-square error over the missing entries: sqrt(Σ m_ij (x̂_ij − x_ij)² / Σ m_ij).
@@ -85,7 +85,7 @@ let perFeatureRmse (truth: Tensor) (imputed: Tensor) (mask: Tensor) : float[] =
     use m = m
     let counts = toArray (m.sum(0L))
     requireMissing (Array.sum counts)
-    use sq = d.square()
+    use sq = d.mul(d)
     let sums = toArray (sq.sum(0L))
     Array.map2 (fun s c -> if c = 0.0 then nan else sqrt (s / c)) sums counts
 

@@ -74,7 +74,7 @@ let marProbabilities (x: Tensor) : Tensor =
     use drivers = xd.narrow(1L, 0L, int64 k)
     use mean = drivers.mean([| 0L |], keepdim = true)
     use centred = drivers.sub(mean)
-    use sd = centred.square().mean([| 0L |], keepdim = true).sqrt()
+    use sd = centred.mul(centred).mean([| 0L |], keepdim = true).sqrt()
     // A constant column has sd 0; dividing by 1 instead leaves its centred values, all 0.
     use zeroSd = sd.eq(torch.tensor(0.0, dtype = dtype))
     use ones = torch.ones_like(sd)
@@ -112,16 +112,16 @@ let marProbabilitiesAtRate (rate: float) (x: Tensor) : Tensor =
     let k = marObservedFeatures p
     // Recover each row's score from its trailing probability; clamping keeps logit finite for saturated rows.
     use q = prob.narrow(1L, int64 k, 1L).clamp(sc 1e-300, sc (1.0 - 1e-16))
-    use score = q.log() - (q.neg() + 1.0).log()
+    use score = q.log() - (oneMinus q).log()
     let meanAt (b: float) =
-        use shifted = (score + b).sigmoid()
+        use shifted = (score |> offsetBy b).sigmoid()
         scalar (shifted.mean())
     // The mean of sigmoid(score + b) increases with b: bisection on a bracket wide enough for standardised sums.
     let mutable lo, hi = -100.0, 100.0
     for _ in 1 .. 200 do
         let mid = 0.5 * (lo + hi)
         if meanAt mid < rate then lo <- mid else hi <- mid
-    use trailing = (score + 0.5 * (lo + hi)).sigmoid().expand([| x.shape[0]; int64 (p - k) |])
+    use trailing = (score |> offsetBy (0.5 * (lo + hi))).sigmoid().expand([| x.shape[0]; int64 (p - k) |])
     use leading = torch.zeros([| x.shape[0]; int64 k |], dtype = dtype)
     torch.cat([| leading; trailing |], 1L)
 

@@ -1,5 +1,6 @@
 namespace EMFlow
 
+open System.Threading
 open TorchSharp
 open EMFlow.Tensors
 
@@ -26,6 +27,10 @@ module Model =
     /// to [lower, upper] (each (p)); observed entries copied through. Returns a new (n, p) tensor.
     let reimpute (m: Model) (lower: Tensor) (upper: Tensor) (xHat: Tensor) (mask: Tensor) : Tensor =
         Training.reimpute m.Flow m.Latent lower upper xHat mask
+
+    /// <see cref="reimpute"/>, checking the token before each chunk of rows (OperationCanceledException).
+    let reimputeCancellable (m: Model) (lower: Tensor) (upper: Tensor) (ct: CancellationToken) (xHat: Tensor) (mask: Tensor) : Tensor =
+        Training.reimputeCancellable m.Flow m.Latent lower upper ct xHat mask
 
     /// One draw of the missing entries of x̂ (n, p) from the model's conditional distribution (multiple imputation).
     let sample (gen: torch.Generator) (m: Model) (lower: Tensor) (upper: Tensor) (xHat: Tensor) (mask: Tensor) : Tensor =

@@ -55,18 +55,21 @@ let localEstimate (imputed: Tensor) (covarianceSum: Tensor) : Estimate =
     let b = float imputed.shape[0]
     let mu = imputed.mean([| 0L |])
     let d = imputed - mu
-    let sigma = (d.T.matmul(d) + covarianceSum) / b
-    { Mu = mu; Sigma = (sigma + sigma.T) * 0.5 }
+    let sigma = plus (d.T.matmul(d)) covarianceSum |> divideBy b
+    { Mu = mu; Sigma = plus sigma sigma.T |> scaleBy 0.5 }
 
 /// Sample mean and covariance (divisor n, the maximum-likelihood estimate) of complete rows (n, p).
 let sampleEstimate (rows: Tensor) : Estimate =
     let p = rows.shape[1]
     localEstimate rows (torch.zeros(p, p, dtype = dtype))
 
+/// ρ a + (1 − ρ) b.
+let private mix (rho: float) (a: Tensor) (b: Tensor) = plus (a |> scaleBy rho) (b |> scaleBy (1.0 - rho))
+
 /// The online update (eq. 7-8): θ ← ρ θ_local + (1 − ρ) θ.
 let update (rho: float) (current: Estimate) (local: Estimate) : Estimate =
-    { Mu = local.Mu * rho + current.Mu * (1.0 - rho)
-      Sigma = local.Sigma * rho + current.Sigma * (1.0 - rho) }
+    { Mu = mix rho local.Mu current.Mu
+      Sigma = mix rho local.Sigma current.Sigma }
 
 /// Expected sufficient statistics of a Gaussian: s1 = E[z] (p), s2 = E[z zᵀ] (p, p).
 type Sufficient = { S1: Tensor; S2: Tensor }
@@ -74,27 +77,27 @@ type Sufficient = { S1: Tensor; S2: Tensor }
 /// Local sufficient statistics of one batch: s1 = mean ẑ, s2 = mean (ẑ ẑᵀ + C̃).
 let localSufficient (imputed: Tensor) (covarianceSum: Tensor) : Sufficient =
     let b = float imputed.shape[0]
-    { S1 = imputed.mean([| 0L |]); S2 = (imputed.T.matmul(imputed) + covarianceSum) / b }
+    { S1 = imputed.mean([| 0L |]); S2 = plus (imputed.T.matmul(imputed)) covarianceSum |> divideBy b }
 
 /// Sufficient statistics of an estimate: s1 = μ, s2 = Σ + μ μᵀ.
 let toSufficient (e: Estimate) : Sufficient =
-    { S1 = e.Mu; S2 = e.Sigma + e.Mu.outer(e.Mu) }
+    { S1 = e.Mu; S2 = plus e.Sigma (e.Mu.outer(e.Mu)) }
 
 /// The estimate of sufficient statistics: μ = s1, Σ = s2 − s1 s1ᵀ.
 let ofSufficient (s: Sufficient) : Estimate =
     let sigma = s.S2 - s.S1.outer(s.S1)
-    { Mu = s.S1; Sigma = (sigma + sigma.T) * 0.5 }
+    { Mu = s.S1; Sigma = plus sigma sigma.T |> scaleBy 0.5 }
 
 /// Cappé and Moulines' update on sufficient statistics (eq. 28): s ← ρ s_local + (1 − ρ) s.
 let updateSufficient (rho: float) (current: Sufficient) (local: Sufficient) : Sufficient =
-    { S1 = local.S1 * rho + current.S1 * (1.0 - rho)
-      S2 = local.S2 * rho + current.S2 * (1.0 - rho) }
+    { S1 = mix rho local.S1 current.S1
+      S2 = mix rho local.S2 current.S2 }
 
 /// Robust covariance (eq. 31): Σ + β · Diag(Σ). Keeps conditionals well posed while Σ is still poor.
 /// Raises ArgumentOutOfRangeException for β &lt; 0.
 let robust (beta: float) (sigma: Tensor) : Tensor =
     if not (beta >= 0.0) then raise (ArgumentOutOfRangeException("beta", beta, sprintf "beta must be non-negative; got %g." beta))
-    if beta = 0.0 then sigma else sigma + torch.diag(sigma.diagonal()) * beta
+    if beta = 0.0 then sigma else plus sigma (torch.diag(sigma.diagonal()) |> scaleBy beta)
 
 /// The paper's robust-Σ schedule for UCI data under MAR, one β per iteration from 1: 1e-2, 1e-2, 1e-3, 1e-3, then 0.
 let paperMarBeta : float[] = [| 1e-2; 1e-2; 1e-3; 1e-3 |]
@@ -130,7 +133,7 @@ let pushSuperBatch (buffer: SuperBatch) (imputed: Tensor) (covarianceSum: Tensor
             if r > buffer.Capacity && not acc.IsEmpty then List.rev acc else trim rest r ((x, c) :: acc)
     let batches = trim ((imputed, covarianceSum) :: buffer.Batches) 0 []
     let all = torch.cat(batches |> List.map fst |> List.toArray, 0L)
-    let cov = batches |> List.map snd |> List.reduce (+)
+    let cov = batches |> List.map snd |> List.reduce plus
     { buffer with Batches = batches }, localEstimate all cov
 
 /// State of online EM between batches.

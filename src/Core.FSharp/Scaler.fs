@@ -34,7 +34,8 @@ let private checkFeatures (s: MinMax) (x: Tensor) =
 /// <param name="mask">Mask (n, p), 1.0 = missing, 0.0 = observed.</param>
 /// <returns>The per-feature observed minimum and maximum.</returns>
 /// <exception cref="System.ArgumentException">x is not 2-D, mask has another shape, an observed
-/// entry is NaN, or a column has no observed value (the message names the column index).</exception>
+/// entry is NaN, a column has no observed value, or a column's range max − min overflows a double (e.g. −1e308 and
+/// 1e308), so that it cannot be min-max scaled (the messages name the column index).</exception>
 /// <example><c>let s = Scaler.fit x (Tensors.nanMask x)</c></example>
 let fit (x: Tensor) (mask: Tensor) : MinMax =
     checkMatrix "x" x
@@ -57,7 +58,12 @@ let fit (x: Tensor) (mask: Tensor) : MinMax =
     use negInf = torch.tensor(Double.NegativeInfinity, dtype = dtype)
     use forMin = torch.where(missing, posInf, xd)
     use forMax = torch.where(missing, negInf, xd)
-    { Min = toArray (forMin.amin([| 0L |])); Max = toArray (forMax.amax([| 0L |])) }
+    let lo, hi = toArray (forMin.amin([| 0L |])), toArray (forMax.amax([| 0L |]))
+    match Array.tryFindIndex (fun j -> Double.IsInfinity(hi[j] - lo[j])) [| 0 .. lo.Length - 1 |] with
+    | Some j ->
+        invalidArg "x" (sprintf "column %d ranges from %g to %g: max − min overflows a double, so it cannot be min-max scaled; rescale the column (e.g. divide it by 1e10)" j lo[j] hi[j])
+    | None -> ()
+    { Min = lo; Max = hi }
 
 /// Scales x (n, p) to the fitted [0, 1] range: (x − min) / range, elementwise.
 /// Missing entries holding NaN stay NaN in their own cell and affect no other entry.
@@ -84,7 +90,7 @@ let inverseTransform (s: MinMax) (x: Tensor) : Tensor =
     use range = ofArray (Array.map2 (fun (lo: float) hi -> if hi - lo = 0.0 then 0.0 else hi - lo) s.Min s.Max)
     use xd = x.to_type(dtype)
     use stretched = xd.mul(range)
-    stretched.add(lo)
+    plus stretched lo
 
 /// Fits on the observed entries of x and returns the scaler with the scaled data (n, p).
 /// <exception cref="System.ArgumentException">As for <see cref="fit"/>.</exception>

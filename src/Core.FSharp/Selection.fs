@@ -9,13 +9,14 @@ open EMFlow.Tensors
 /// Gives back one hidden entry per column that would otherwise lose every observed value; returns the training mask
 /// and the hidden entries.
 let private withEveryColumnKept (mask: Tensor) (draw: Tensor) =
-    let observed = 1.0 - mask
+    let observed = oneMinus mask
     let left = (observed - draw).sum(dim = 0L)
     let emptied = left.eq(sc 0.0).to_type(dtype)
-    let firstHidden = (draw * (torch.arange(mask.shape[0], 0L, -1L, dtype = dtype).unsqueeze(1))).argmax(dim = 0L)
+    use rows = Scalar.op_Implicit mask.shape[0]
+    let firstHidden = (draw * (torch.arange(rows, scInt 0L, scInt -1L, dtype = dtype).unsqueeze(1))).argmax(dim = 0L)
     let restore = torch.zeros_like(draw).scatter(0L, firstHidden.unsqueeze(0), emptied.unsqueeze(0))
     let hidden = draw - restore * draw
-    mask + hidden, hidden
+    plus mask hidden, hidden
 
 /// Hides round(fraction · count) observed entries of `mask`, chosen by `pick gen positions k` (k indices into the
 /// observed positions), then keeps every column learnable.
@@ -23,7 +24,7 @@ let private hide (seed: int64) (fraction: float) (mask: Tensor) (pick: torch.Gen
     if not (fraction >= 0.0 && fraction < 1.0) then
         raise (ArgumentOutOfRangeException("fraction", fraction, sprintf "must be in [0, 1); got %g" fraction))
     use gen = generator seed
-    let positions = (1.0 - mask).flatten().nonzero().squeeze(1L)
+    let positions = (oneMinus mask).flatten().nonzero().squeeze(1L)
     let k = int64 (Math.Round(fraction * float positions.shape[0]))
     let chosen = positions.index_select(0L, pick gen positions k)
     let draw = torch.zeros(mask.numel(), dtype = dtype).index_fill(0L, chosen, sc 1.0).reshape(mask.shape)
@@ -49,7 +50,7 @@ let holdOutLikeMissingness (seed: int64) (fraction: float) (mask: Tensor) : Tens
         if k = 0L then torch.zeros(0L, dtype = torch.int64)
         else
             // A floor keeps columns without missing cells drawable, so k entries always exist.
-            let share = mask.mean(dimensions = [| 0L |]) + 1e-3
+            let share = mask.mean(dimensions = [| 0L |]) |> offsetBy 1e-3
             let weights = share.expand(mask.shape).flatten().index_select(0L, positions)
             torch.multinomial(weights, k, replacement = false, generator = gen))
 
@@ -64,7 +65,7 @@ let blendShares (grid: float[]) (truth: Tensor) (a: Tensor) (b: Tensor) (hidden:
     if grid.Length = 0 then raise (ArgumentException("grid must hold at least one share.", "grid"))
     use scope = torch.NewDisposeScope()
     let diff = b - a
-    let errors = torch.stack([| for w in grid -> (((a + w * diff - truth) * hidden).pow(sc 2.0)).sum(dim = 0L) |]) // (g, p)
+    let errors = torch.stack([| for w in grid -> (((plus a (diff |> scaleBy w) - truth) * hidden).pow(sc 2.0)).sum(dim = 0L) |]) // (g, p)
     let shares = torch.tensor(grid, dtype = dtype)
     let perFeature = shares.index_select(0L, errors.argmin(dim = 0L))
     let overall = shares[errors.sum(dim = 1L).argmin()]
@@ -73,4 +74,4 @@ let blendShares (grid: float[]) (truth: Tensor) (a: Tensor) (b: Tensor) (hidden:
     chosen.MoveToOuterDisposeScope()
 
 /// (1 − shares)·a + shares·b, shares (p) broadcast over the rows of a and b (n, p).
-let blend (shares: Tensor) (a: Tensor) (b: Tensor) : Tensor = a + shares.unsqueeze(0L) * (b - a)
+let blend (shares: Tensor) (a: Tensor) (b: Tensor) : Tensor = plus a (shares.unsqueeze(0L) * (b - a))

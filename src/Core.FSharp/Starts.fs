@@ -85,7 +85,7 @@ module Starts =
     /// Rows of the training table that serve as kNN donors: all of them, or a seeded sample of KnnMaxDonors, so that
     /// the start costs O(n · cap) rather than O(n²).
     let private donorRows (s: StartSettings) (n: int64) =
-        if n <= int64 s.KnnMaxDonors then torch.arange(n, dtype = torch.int64)
+        if n <= int64 s.KnnMaxDonors then range n
         else
             use gen = generator (deriveSeed s.Seed 3)
             use order = torch.randperm(n, generator = gen)
@@ -109,13 +109,13 @@ module Starts =
         // unused iteration-0 Gaussian.
         let gaussian =
             if likeImages s then GaussianEm.initialEstimate x trainMask
-            else (GaussianEm.fitBatch s.Em x trainMask).Estimate
+            else (GaussianEm.fitBatchCancellable s.Em ct x trainMask).Estimate
         ct.ThrowIfCancellationRequested()
         let noHoldOut = scalar (hidden.sum()) = 0.0
         let knnStart () =
             let rows = donorRows s n
             let pool = Knn.donors (x.index_select(0L, rows)) (trainMask.index_select(0L, rows))
-            let filled = try Knn.impute s.KnnNeighbours pool x trainMask finally Knn.dispose pool
+            let filled = try Knn.imputeCancellable s.KnnNeighbours pool ct x trainMask finally Knn.dispose pool
             let keepDonors () = Knn.donors (x.index_select(0L, rows)) (mask.index_select(0L, rows))
             filled, keepDonors
         let xHat, share, donors =
@@ -150,14 +150,20 @@ module Starts =
     /// images, kNN from the kept training rows or its blend with Gaussian EM when that was the start, else the
     /// Gaussian-EM conditional mean (the simple table starts too: a mean or a random draw has nothing to learn from
     /// a new row's observed cells).
-    let apply (s: StartSettings) (scaler: Scaler.MinMax) (start: Start) (x: Tensor) (mask: Tensor) : Tensor =
+    /// The token is checked between chunks of the kNN imputation (OperationCanceledException).
+    let applyCancellable (s: StartSettings) (scaler: Scaler.MinMax) (start: Start) (ct: CancellationToken) (x: Tensor) (mask: Tensor) : Tensor =
+        ct.ThrowIfCancellationRequested()
         match start.Kind, start.Donors, start.KnnShare with
-        | InitialImputation.Knn, Some donors, _ -> Knn.impute s.KnnNeighbours donors x mask
+        | InitialImputation.Knn, Some donors, _ -> Knn.imputeCancellable s.KnnNeighbours donors ct x mask
         | InitialImputation.Auto, Some donors, Some share ->
-            Selection.blend share (GaussianEm.impute start.Gaussian x mask) (Knn.impute s.KnnNeighbours donors x mask)
+            Selection.blend share (GaussianEm.impute start.Gaussian x mask) (Knn.imputeCancellable s.KnnNeighbours donors ct x mask)
         | InitialImputation.NearestPixel, _, _ -> nearestPixel scaler (image s) x mask
         | InitialImputation.Zero, _, _ when likeImages s -> Fill.zeroImpute x mask
         | _ -> GaussianEm.impute start.Gaussian x mask
+
+    /// <see cref="applyCancellable"/> without a token.
+    let apply (s: StartSettings) (scaler: Scaler.MinMax) (start: Start) (x: Tensor) (mask: Tensor) : Tensor =
+        applyCancellable s scaler start CancellationToken.None x mask
 
     /// Releases the start's tensors.
     let dispose (start: Start) =

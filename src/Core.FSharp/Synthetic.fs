@@ -21,15 +21,17 @@ let nonlinear (seed: int64) (n: int) (noise: float) : Tensor =
     let e = torch.randn([| int64 n; 7L |], dtype = dtype, generator = gen)
     let col (k: int64) = e.select(1L, k)
     let x1 = col 0L
-    let x2 = x1 * 0.6 + col 1L * 0.8
-    let eps k = col k * noise
+    let x2 = plus (x1 |> scaleBy 0.6) (col 1L |> scaleBy 0.8)
+    let eps k = col k |> scaleBy noise
+    // softplus with TorchSharp's defaults (β 1, threshold 20), whose functional.softplus creates temporary Scalars.
+    let softplus (t: Tensor) = torch.where(t.gt(sc 20.0), t, t.exp().log1p())
     let cols =
         [| x1; x2
-           x1.exp() + eps 2L
-           x2.pow(sc 3.0) + eps 3L
-           (x1 * 2.0).tanh() + eps 4L
-           torch.nn.functional.softplus(x1 + x2) + eps 5L
-           (x1.exp() / (x2.exp() + 1.0)).log1p() + eps 6L |]
+           plus (x1.exp()) (eps 2L)
+           plus (x2.pow(sc 3.0)) (eps 3L)
+           plus ((x1 |> scaleBy 2.0).tanh()) (eps 4L)
+           plus (softplus (plus x1 x2)) (eps 5L)
+           plus ((x1.exp() / (x2.exp() |> offsetBy 1.0)).log1p()) (eps 6L) |]
     torch.stack(cols, 1L).MoveToOuterDisposeScope()
 
 /// n draws (n, p) of a Gaussian with mean 0 and a random, well-conditioned covariance drawn from `seed`.
@@ -39,6 +41,6 @@ let gaussian (seed: int64) (n: int) (p: int) : Tensor =
     use gen = generator seed
     use scope = torch.NewDisposeScope()
     let a = torch.randn([| int64 p; int64 p |], dtype = dtype, generator = gen)
-    let sigma = a.matmul(a.T) / float p + torch.eye(int64 p, dtype = dtype) * 0.5
+    let sigma = plus (a.matmul(a.T) |> divideBy (float p)) (torch.eye(int64 p, dtype = dtype) |> scaleBy 0.5)
     let l = torch.linalg.cholesky(sigma)
     torch.randn([| int64 n; int64 p |], dtype = dtype, generator = gen).matmul(l.T).MoveToOuterDisposeScope()

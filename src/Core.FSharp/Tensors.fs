@@ -69,6 +69,43 @@ let private scalars = System.Collections.Concurrent.ConcurrentDictionary<float, 
 /// the call still reads it. The values used are a handful of constants and feature counts.
 let sc (v: float) : Scalar = scalars.GetOrAdd(v, fun x -> Scalar.op_Implicit x)
 
+let private intScalars = System.Collections.Concurrent.ConcurrentDictionary<int64, Scalar>()
+
+/// An integer torch Scalar, cached and never freed like <see cref="sc"/>; integer tensors need integer Scalars
+/// (an `add` on them refuses a floating-point alpha).
+let scInt (v: int64) : Scalar = intScalars.GetOrAdd(v, fun x -> Scalar.op_Implicit x)
+
+// TorchSharp's arithmetic operators on tensors (a + b, t * 0.5, 1.0 - t, t / n, ...), add(Tensor), square() and
+// the one-argument arange create a Scalar that nothing keeps alive while native code reads it (see sc), so the
+// library never calls them; the helpers below do the same arithmetic with kept Scalars. A value that depends on
+// the data is held by `use` for the one call instead of the cache, which would grow without bound.
+
+/// a + b (alpha 1, as TorchSharp's `+` passes).
+let plus (a: Tensor) (b: Tensor) : Tensor = a.add(b, scInt 1L)
+
+/// t · v.
+let scaleBy (v: float) (t: Tensor) : Tensor =
+    use s = Scalar.op_Implicit v
+    t.mul(s)
+
+/// t / v.
+let divideBy (v: float) (t: Tensor) : Tensor =
+    use s = Scalar.op_Implicit v
+    t.div(s)
+
+/// t + v.
+let offsetBy (v: float) (t: Tensor) : Tensor =
+    use s = Scalar.op_Implicit v
+    t.add(s, scInt 1L)
+
+/// 1 − t, computed as TorchSharp's `1.0 - t` does: −t + 1.
+let oneMinus (t: Tensor) : Tensor = t.neg().add(sc 1.0, scInt 1L)
+
+/// 0, 1, …, n − 1 as an int64 tensor.
+let range (n: int64) : Tensor =
+    use stop = Scalar.op_Implicit n
+    torch.arange(scInt 0L, stop, scInt 1L, dtype = torch.int64)
+
 /// A seed for the `stream`-th independent random choice derived from one user seed (SplitMix64 mixing).
 /// Deriving seeds as seed + k would make streams collide with a user's own seed + k, e.g. a mask drawn
 /// with seed 2 and a hold-out drawn with 1 + 1 would use identical uniforms.

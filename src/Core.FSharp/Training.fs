@@ -5,6 +5,7 @@
 module EMFlow.Training
 
 open System
+open System.Threading
 open TorchSharp
 open EMFlow.Tensors
 open EMFlow.OnlineEm
@@ -47,7 +48,7 @@ type StepLosses =
 /// log p_X(x) per row (B) under flow f and latent N(μ, Σ) (eq. 3): log N(f⁻¹(x)) + log|det ∂f⁻¹/∂x|.
 let logDensity (flow: Flow.FlowLayer) (e: Estimate) (x: Tensor) : Tensor =
     let z, logDet = Flow.toLatent flow x
-    Gaussian.logDensity e.Mu e.Sigma z + logDet
+    plus (Gaussian.logDensity e.Mu e.Sigma z) logDet
 
 /// L1 (eq. 11): −mean log p_X(x̂) over the batch; differentiable in the flow's parameters.
 let l1Loss (flow: Flow.FlowLayer) (e: Estimate) (xHat: Tensor) : Tensor =
@@ -68,25 +69,25 @@ let latentEStep (flow: Flow.FlowLayer) (mu: Tensor) (sigmaE: Tensor) (xHat: Tens
 let l2Loss (flow: Flow.FlowLayer) (e: Estimate) (alpha: float) (xHat: Tensor) (mask: Tensor) (zHat: Tensor) : Tensor * Tensor =
     let xTilde, logDet = Flow.toData flow zHat
     let logP = Gaussian.logDensity e.Mu e.Sigma zHat - logDet
-    let recon = (((xTilde - xHat) * (1.0 - mask)).pow(sc 2.0)).sum(dim = 1L)
-    -(logP - recon * alpha).mean(), recon.mean()
+    let recon = (((xTilde - xHat) * oneMinus mask).pow(sc 2.0)).sum(dim = 1L)
+    -(logP - (recon |> scaleBy alpha)).mean(), recon.mean()
 
 /// The reconstruction part of L2 alone: α · mean squared error of f(ẑ) on observed entries.
 let reconstructionLoss (flow: Flow.FlowLayer) (alpha: float) (xHat: Tensor) (mask: Tensor) (zHat: Tensor) : Tensor * Tensor =
     let xTilde, _ = Flow.toData flow zHat
-    let recon = (((xTilde - xHat) * (1.0 - mask)).pow(sc 2.0)).sum(dim = 1L)
-    recon.mean() * alpha, recon.mean()
+    let recon = (((xTilde - xHat) * oneMinus mask).pow(sc 2.0)).sum(dim = 1L)
+    recon.mean() |> scaleBy alpha, recon.mean()
 
-let private clipAndStep (settings: StepSettings) (flow: Flow.FlowLayer) (opt: torch.optim.Optimizer) (loss: Tensor) =
+let private clipAndStep (settings: StepSettings) (flow: Flow.FlowLayer) (opt: Optim.Adam) (loss: Tensor) =
     let ps = Flow.parameters flow
     // The identity flow has nothing to train (and no graph to differentiate).
     if ps.Length > 0 then
-        opt.zero_grad()
+        opt.ZeroGrad()
         loss.backward()
         let norm = torch.nn.utils.clip_grad_norm_(ps, settings.MaxGradNorm)
         // A non-finite gradient would poison every parameter through Adam's moments: skip the step instead.
-        if Double.IsFinite norm then opt.step() |> ignore
-        else opt.zero_grad()
+        if Double.IsFinite norm then opt.Step()
+        else opt.ZeroGrad()
 
 /// Keeps an estimate's tensors alive beyond the current dispose scope.
 let private keep (e: Estimate) = { Mu = e.Mu.MoveToOuterDisposeScope(); Sigma = e.Sigma.MoveToOuterDisposeScope() }
@@ -98,7 +99,7 @@ let private keep (e: Estimate) = { Mu = e.Mu.MoveToOuterDisposeScope(); Sigma = 
 /// <param name="mask">(B, p) 1.0 where the entry is missing (imputed) in xHat.</param>
 /// <returns>The updated online-EM state (tensors outliving the call; Σ without the ridge, which
 /// <c>GaussianEm.withRidge settings.Ridge</c> adds for use) and the step's losses.</returns>
-let trainStep (settings: StepSettings) (flow: Flow.FlowLayer) (optL1: torch.optim.Optimizer) (optL2: torch.optim.Optimizer)
+let trainStep (settings: StepSettings) (flow: Flow.FlowLayer) (optL1: Optim.Adam) (optL2: Optim.Adam)
               (state: State) (xHat: Tensor) (mask: Tensor) : State * StepLosses =
     use scope = torch.NewDisposeScope()
     // The state keeps Σ without the ridge (GaussianEm.withRidge says why); it is added where Σ is used.
@@ -126,17 +127,21 @@ let trainStep (settings: StepSettings) (flow: Flow.FlowLayer) (optL1: torch.opti
 let private chunk = 4096L
 
 /// The rows 0 … n − 1 in chunks: f start len gives each chunk's (len, k) result inside a dispose scope of its own,
-/// without gradients; the results are concatenated, (n, k).
-let private byChunks (n: int64) (f: int64 -> int64 -> Tensor) : Tensor =
+/// without gradients; the results are concatenated, (n, k). The token is checked before each chunk.
+let private byChunksCancellable (ct: CancellationToken) (n: int64) (f: int64 -> int64 -> Tensor) : Tensor =
     use _ = torch.no_grad()
+    use outer = torch.NewDisposeScope()
     let parts =
         [| let mutable s = 0L
            while s < n do
+               ct.ThrowIfCancellationRequested()
                let len = min chunk (n - s)
                use scope = torch.NewDisposeScope()
                yield (f s len).MoveToOuterDisposeScope()
                s <- s + len |]
-    if parts.Length = 1 then parts[0] else torch.cat(parts, 0L)
+    (if parts.Length = 1 then parts[0] else torch.cat(parts, 0L)).MoveToOuterDisposeScope()
+
+let private byChunks (n: int64) (f: int64 -> int64 -> Tensor) : Tensor = byChunksCancellable CancellationToken.None n f
 
 /// f⁻¹(x̂) of every row (n, p), in chunks and without gradients.
 let private latentOf (flow: Flow.FlowLayer) (xHat: Tensor) : Tensor =
@@ -155,11 +160,16 @@ let initialEstimate (flow: Flow.FlowLayer) (ridgeFraction: float) (xHat: Tensor)
 /// data's mask, EM to convergence. Online EM tracked μ and Σ while the flow moved under it; with the flow now
 /// fixed, the exact maximum-likelihood latent Gaussian is cheap to compute for a table that fits in memory.
 /// <c>ridgeFraction</c> is added to Σ's diagonal, relative to its mean, after each M-step.
-let refitLatent (flow: Flow.FlowLayer) (ridgeFraction: float) (xHat: Tensor) (mask: Tensor) : Estimate =
+/// The token is checked before each chunk and each EM sweep.
+let refitLatentCancellable (flow: Flow.FlowLayer) (ridgeFraction: float) (ct: CancellationToken) (xHat: Tensor) (mask: Tensor) : Estimate =
     use scope = torch.NewDisposeScope()
-    let z = latentOf flow xHat
-    let fit = GaussianEm.fitBatch { GaussianEm.defaults with MaxIterations = 200; Ridge = ridgeFraction } z mask
+    let z = byChunksCancellable ct xHat.shape[0] (fun s len -> fst (Flow.toLatent flow (xHat.narrow(0L, s, len))))
+    let fit = GaussianEm.fitBatchCancellable { GaussianEm.defaults with MaxIterations = 200; Ridge = ridgeFraction } ct z mask
     keep fit.Estimate
+
+/// <see cref="refitLatentCancellable"/> without a token.
+let refitLatent (flow: Flow.FlowLayer) (ridgeFraction: float) (xHat: Tensor) (mask: Tensor) : Estimate =
+    refitLatentCancellable flow ridgeFraction CancellationToken.None xHat mask
 
 /// x̂ with its missing entries (mask 1.0) replaced by x̃ clamped to [lower, upper] and its observed entries kept:
 /// the last step of every re-imputation.
@@ -175,14 +185,19 @@ let fillMissing (lower: Tensor) (upper: Tensor) (xTilde: Tensor) (xHat: Tensor) 
 /// <returns>(n, p) new imputations.</returns>
 /// <remarks>Clamping to the training range keeps one poorly modelled region of the flow from sending an
 /// imputation far outside anything observed.</remarks>
-let reimpute (flow: Flow.FlowLayer) (e: Estimate) (lower: Tensor) (upper: Tensor) (xHat: Tensor) (mask: Tensor) : Tensor =
-    byChunks xHat.shape[0] (fun s len ->
+/// The token is checked before each chunk of 4096 rows (OperationCanceledException).
+let reimputeCancellable (flow: Flow.FlowLayer) (e: Estimate) (lower: Tensor) (upper: Tensor) (ct: CancellationToken) (xHat: Tensor) (mask: Tensor) : Tensor =
+    byChunksCancellable ct xHat.shape[0] (fun s len ->
         let x = xHat.narrow(0L, s, len)
         let m = mask.narrow(0L, s, len)
         let z, _ = Flow.toLatent flow x
         let zHat = GaussianEm.conditionalMean e.Mu e.Sigma z m
         let xTilde, _ = Flow.toData flow zHat
         fillMissing lower upper xTilde x m)
+
+/// <see cref="reimputeCancellable"/> without a token.
+let reimpute (flow: Flow.FlowLayer) (e: Estimate) (lower: Tensor) (upper: Tensor) (xHat: Tensor) (mask: Tensor) : Tensor =
+    reimputeCancellable flow e lower upper CancellationToken.None xHat mask
 
 /// Mean log p_X(x̂) per row over all rows, in chunks and without gradients: the history's latent fit.
 let meanLogDensity (flow: Flow.FlowLayer) (e: Estimate) (xHat: Tensor) : float =

@@ -47,8 +47,12 @@ let check (paramName: string) (data: float[,]) (missing: bool[,] option) : Check
     match Array.tryFindIndex ((=) 0) observedPerColumn with
     | Some j -> invalidArg paramName (sprintf "Column %d has no observed value; drop it before imputing." j)
     | None -> ()
-    { Values = torch.tensor(values, dtype = dtype).reshape(int64 n, int64 p)
-      Mask = torch.tensor(mask, dtype = dtype).reshape(int64 n, int64 p)
+    // Callers may run outside a dispose scope: a temporary tensor nobody holds can be finalized while the next call
+    // reads it, so each is held (and freed) here.
+    use flatValues = torch.tensor(values, dtype = dtype)
+    use flatMask = torch.tensor(mask, dtype = dtype)
+    { Values = flatValues.reshape(int64 n, int64 p)
+      Mask = flatMask.reshape(int64 n, int64 p)
       Rows = n
       Columns = p }
 
@@ -68,7 +72,9 @@ let checkForTransform (paramName: string) (expected: int) (data: float[,]) (miss
     let padded = Array2D.init (n + 1) p (fun i j -> if i < n then data[i, j] else 0.0)
     let paddedMask = missing |> Option.map (fun m -> Array2D.init (n + 1) p (fun i j -> i < n && m[i, j]))
     let c = check paramName padded paddedMask
-    { Values = c.Values.narrow(0L, 0L, int64 n); Mask = c.Mask.narrow(0L, 0L, int64 n); Rows = n; Columns = p }
+    use values = c.Values
+    use mask = c.Mask
+    { Values = values.narrow(0L, 0L, int64 n); Mask = mask.narrow(0L, 0L, int64 n); Rows = n; Columns = p }
 
 /// The rows of a checked table as a (n, p) array with NaN where missing (for returning to a caller).
 let toNaNArray (values: Tensor) (mask: Tensor) : float[,] =

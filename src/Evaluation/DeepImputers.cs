@@ -31,7 +31,7 @@ public abstract class DeepImputer<TOptions, TModel> : Imputer
     /// <summary>The settings.</summary>
     public TOptions Options { get; }
 
-    /// <summary>The trained model; null before Fit and after a failed one.</summary>
+    /// <summary>The trained model; null before the first successful Fit. A failed or cancelled refit keeps the previous one.</summary>
     protected TModel? Model { get; private set; }
 
     /// <inheritdoc />
@@ -51,18 +51,20 @@ public abstract class DeepImputer<TOptions, TModel> : Imputer
     {
         using var threads = new TorchThreadScope(Options.TorchThreads);
         var clock = Stopwatch.StartNew();
-        Release();
         var model = CreateModel((int)x.shape[1]);
         try
         {
             Train(model, x, mask, progress, clock, ct);
-            Model = model;
         }
         catch
         {
+            // A failed or cancelled refit leaves the previous model in place.
             model.Dispose();
             throw;
         }
+        var previous = Model;
+        Model = model;
+        previous?.Dispose();
     }
 
     /// <summary>Disposes the model (and whatever else a subclass keeps from a fit).</summary>
@@ -118,8 +120,8 @@ public sealed class GainImputer : DeepImputer<GainOptions, Gain.Model>
     protected override void Train(Gain.Model model, Tensor x, Tensor mask, IProgress<TrainingProgress>? progress, Stopwatch clock, CancellationToken ct)
     {
         using var gen = Tensors.generator(Tensors.deriveSeed(Options.Seed, 2));
-        using var optD = optim.Adam(model.DiscriminatorParameters, Options.LearningRate);
-        using var optG = optim.Adam(model.GeneratorParameters, Options.LearningRate);
+        using var optD = new Optim.Adam(model.DiscriminatorParameters, Options.LearningRate);
+        using var optG = new Optim.Adam(model.GeneratorParameters, Options.LearningRate);
         long n = x.shape[0], batch = Math.Min(Options.BatchSize, n);
         int every = Math.Max(1, Options.Iterations / 100);
         for (int it = 1; it <= Options.Iterations; it++)
@@ -189,7 +191,7 @@ public sealed class MiwaeImputer : DeepImputer<MiwaeOptions, Miwae.Model>
     {
         var history = new List<double>();
         using var gen = Tensors.generator(Tensors.deriveSeed(Options.Seed, 2));
-        using var opt = optim.Adam(model.Parameters, Options.LearningRate);
+        using var opt = new Optim.Adam(model.Parameters, Options.LearningRate);
         long n = x.shape[0], batch = Math.Min(Options.BatchSize, n);
         for (int epoch = 1; epoch <= Options.Epochs; epoch++)
         {
@@ -298,11 +300,11 @@ public sealed class McFlowImputer : DeepImputer<McFlowOptions, McFlow.Model>
     protected override void Train(McFlow.Model model, Tensor x, Tensor mask, IProgress<TrainingProgress>? progress, Stopwatch clock, CancellationToken ct)
     {
         using var gen = Tensors.generator(Tensors.deriveSeed(Options.Seed, 2));
-        using var optFlow = optim.Adam(Flow.parameters(model.Flow), Options.LearningRate);
-        using var optNet = optim.Adam(model.NetParameters, Options.LearningRate);
+        using var optFlow = new Optim.Adam(Flow.parameters(model.Flow), Options.LearningRate);
+        using var optNet = new Optim.Adam(model.NetParameters, Options.LearningRate);
         long n = x.shape[0], batch = Math.Min(Options.BatchSize, n);
         var fill = FillValues(x, mask, SimpleStrategy.Mean);
-        var xHat = where(mask.gt(0.5), fill.expand(x.shape), x);
+        var xHat = where(mask.gt(Tensors.sc(0.5)), fill.expand(x.shape), x);
         using var lower = zeros(x.shape[1], dtype: float64);
         using var upper = ones(x.shape[1], dtype: float64);
         for (int epoch = 1; epoch <= Options.Epochs; epoch++)
@@ -327,13 +329,15 @@ public sealed class McFlowImputer : DeepImputer<McFlowOptions, McFlow.Model>
             xHat = McFlow.reimpute(model, lower, upper, xHat, mask);
             progress?.Report(new TrainingProgress("training", 1, 1, epoch, Options.Epochs, flowLoss / count, netLoss / count, clock.Elapsed));
         }
+        var previous = _fill;
         _fill = fill.clone().DetachFromDisposeScope();
+        previous?.Dispose();
     }
 
     /// <inheritdoc />
     protected override Tensor TransformScaled(Tensor x, Tensor mask)
     {
-        var xHat = where(mask.gt(0.5), _fill!.expand(x.shape), x);
+        var xHat = where(mask.gt(Tensors.sc(0.5)), _fill!.expand(x.shape), x);
         var lower = zeros(x.shape[1], dtype: float64);
         var upper = ones(x.shape[1], dtype: float64);
         for (int k = 0; k < Options.TransformPasses; k++)

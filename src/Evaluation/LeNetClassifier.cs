@@ -97,7 +97,7 @@ public sealed class LeNetClassifier : IDisposable
         using var xs = x;
         using var ys = tensor(labels.Select(l => (long)l).ToArray(), dtype: int64);
         using var gen = Tensors.generator(Tensors.deriveSeed(_seed, 1));
-        using var opt = optim.Adam(_parameters, learningRate);
+        using var opt = new Optim.Adam(_parameters, learningRate);
         long n = x.shape[0];
         var losses = new List<double>();
         for (int e = 0; e < epochs; e++)
@@ -109,9 +109,9 @@ public sealed class LeNetClassifier : IDisposable
                 using var scope = NewDisposeScope();
                 var rows = order.narrow(0, s, Math.Min(batchSize, n - s));
                 var loss = F.cross_entropy(Logits(xs.index_select(0, rows)), ys.index_select(0, rows));
-                opt.zero_grad();
+                opt.ZeroGrad();
                 loss.backward();
-                opt.step();
+                opt.Step();
                 sum += loss.item<float>(); batches++;
             }
             losses.Add(sum / batches);

@@ -36,16 +36,16 @@ public sealed class EMFlowImputer : Imputer
     public EMFlowOptions Options { get; }
 
     /// <summary>Iterations completed by the last Fit.</summary>
-    public int IterationsRun => _fit?.History.Length ?? 0;
+    public int IterationsRun => FitOrNull?.History.Length ?? 0;
 
     /// <summary>The iteration whose model is used (0: the initial imputation was best on the hold-out).</summary>
-    public int SelectedIteration => _fit?.Selected ?? 0;
+    public int SelectedIteration => FitOrNull?.Selected ?? 0;
 
     /// <summary>The initial imputation of the last Fit, <see cref="EMFlowOptions.InitialImputation"/>. New rows start
     /// the same way, except that the simple table starts (<see cref="InitialImputation.Mean"/>,
     /// <see cref="InitialImputation.Median"/>, <see cref="InitialImputation.RandomDraw"/>,
     /// <see cref="InitialImputation.Zero"/> without an image shape) start new rows from Gaussian EM.</summary>
-    public InitialImputation SelectedStart => _fit?.Start.Kind ?? Options.InitialImputation;
+    public InitialImputation SelectedStart => FitOrNull?.Start.Kind ?? Options.InitialImputation;
 
     /// <summary>Per feature (p), the share of the kNN imputation in the start, the rest being Gaussian EM's: all 1 for
     /// <see cref="InitialImputation.Knn"/>, chosen per feature on the held-out entries for
@@ -62,20 +62,20 @@ public sealed class EMFlowImputer : Imputer
 
     /// <summary>Iterations whose model can still impute through <see cref="TransformAtIteration"/>: every iteration
     /// the last Fit completed without diverging; after <see cref="Load"/>, the saved (selected) ones.</summary>
-    public int AvailableIterations => _fit?.Models.Length ?? 0;
+    public int AvailableIterations => FitOrNull?.Models.Length ?? 0;
 
     /// <summary>Seconds the last Fit spent before its first iteration (validation, hold-out, initial imputation);
     /// with <see cref="IterationRecord.Seconds"/> it places each iteration on a time axis. NaN after <see cref="Load"/>.</summary>
-    public double InitialSeconds => _fit?.InitialSeconds ?? double.NaN;
+    public double InitialSeconds => FitOrNull?.InitialSeconds ?? double.NaN;
 
     /// <summary>Hold-out RMSE of the initial imputation (iteration 0), [0, 1] scale; NaN without a hold-out.</summary>
-    public double InitialValidationRmse => _fit?.InitialValidationRmse ?? double.NaN;
+    public double InitialValidationRmse => FitOrNull?.InitialValidationRmse ?? double.NaN;
 
     /// <summary>One record per iteration run.</summary>
-    public IReadOnlyList<IterationRecord> History => _fit?.History ?? Array.Empty<IterationRecord>();
+    public IReadOnlyList<IterationRecord> History => FitOrNull?.History ?? Array.Empty<IterationRecord>();
 
     /// <summary>One record per epoch run.</summary>
-    public IReadOnlyList<EpochRecord> EpochHistory => _fit?.Epochs ?? Array.Empty<EpochRecord>();
+    public IReadOnlyList<EpochRecord> EpochHistory => FitOrNull?.Epochs ?? Array.Empty<EpochRecord>();
 
     /// <summary>Latent mean μ (p) of the selected model (the Gaussian-EM mean when iteration 0 was selected).</summary>
     /// <exception cref="InvalidOperationException">Before Fit.</exception>
@@ -84,6 +84,16 @@ public sealed class EMFlowImputer : Imputer
     /// <summary>Latent covariance Σ (p, p) of the selected model.</summary>
     /// <exception cref="InvalidOperationException">Before Fit.</exception>
     public double[,] Sigma => Tensors.toArray2D(FinalEstimate.Sigma);
+
+    // The fit, or null before Fit; throws ObjectDisposedException after Dispose, as every member does.
+    private FitResult? FitOrNull
+    {
+        get
+        {
+            ThrowIfDisposed();
+            return _fit;
+        }
+    }
 
     private FitResult Fitted
     {
@@ -123,7 +133,12 @@ public sealed class EMFlowImputer : Imputer
     }
 
     /// <inheritdoc />
-    protected override Tensor TransformScaled(Tensor x, Tensor mask) => Fitting.transform(_settings!, CurrentScaler, Fitted, Fitted.Selected, x, mask);
+    protected override Tensor TransformScaled(Tensor x, Tensor mask) => TransformScaled(x, mask, CancellationToken.None);
+
+    /// <inheritdoc />
+    /// <remarks>The token is checked between chunks of rows of the start (kNN) and of each re-imputation.</remarks>
+    protected override Tensor TransformScaled(Tensor x, Tensor mask, CancellationToken cancellationToken) =>
+        Fitting.transformCancellable(_settings!, CurrentScaler, Fitted, Fitted.Selected, cancellationToken, x, mask);
 
     /// <summary>
     /// Imputes rows with the model as it stood after <paramref name="iteration"/> iterations, whether or not that
@@ -205,27 +220,43 @@ public sealed class EMFlowImputer : Imputer
         Tensor logp;
         try { logp = ModelModule.logDensity(model, imputed); }
         finally { if (owned) model.Flow.Dispose(); }
-        double logRange = scaler.Range.Sum(Math.Log);
-        return Tensors.toArray(logp - logRange);
+        using var logRange = scaler.Range.Sum(Math.Log).ToScalar();
+        return Tensors.toArray(logp.sub(logRange));
     }
 
-    /// <summary>Writes the fitted model (options, scaler, Gaussian-EM fit, every selected iteration's flow and latent Gaussian) to one file; iterations after the selected one are not saved.</summary>
+    /// <summary>Writes the fitted model (options, scaler, column names, Gaussian-EM fit, every selected iteration's flow
+    /// and latent Gaussian) to one file, format 3, with a SHA-256 checksum of its content; iterations after the selected
+    /// one are not saved.</summary>
     /// <param name="path">File to create or overwrite.</param>
+    /// <param name="columnNames">Names of the fitted columns to store, when the imputer was fitted without them
+    /// (<see cref="Imputer.ColumnNames"/> otherwise, which they must then equal); null stores <see cref="Imputer.ColumnNames"/>.</param>
     /// <exception cref="InvalidOperationException">Before Fit.</exception>
-    public void Save(string path)
+    /// <exception cref="ArgumentException">The names are not one distinct name per column, or differ from <see cref="Imputer.ColumnNames"/>.</exception>
+    public void Save(string path, IReadOnlyList<string>? columnNames = null)
     {
         var scaler = RequireScaler();
-        ModelFile.Save(path, Options, scaler, Fitted);
+        var names = ColumnNames;
+        if (columnNames is not null)
+        {
+            var given = CheckNames(nameof(columnNames), columnNames, scaler.Features);
+            if (names is not null && !names.SequenceEqual(given, StringComparer.Ordinal))
+                throw new ArgumentException($"The imputer was fitted on columns {string.Join(", ", names.Select(n => $"'{n}'"))}; the names given differ.", nameof(columnNames));
+            names = given;
+        }
+        ModelFile.Save(path, Options, scaler, Fitted, names);
     }
 
-    /// <summary>Reads a model written by <see cref="Save"/>; the loaded model transforms exactly as the saved one did.</summary>
+    /// <summary>Reads a model written by <see cref="Save"/>; the loaded model transforms exactly as the saved one did,
+    /// and <see cref="Imputer.ColumnNames"/> holds the stored names (null for files of formats 1 and 2, or saved without names).</summary>
     /// <param name="path">A file written by <see cref="Save"/>.</param>
-    /// <exception cref="InvalidDataException">The file is not an EMFlow model.</exception>
+    /// <exception cref="InvalidDataException">The file is not an EMFlow model, or is damaged or truncated (its
+    /// checksum does not match, or its content cannot be read); the message names the file.</exception>
     public static EMFlowImputer Load(string path)
     {
         var m = ModelFile.Load(path);
         var imputer = new EMFlowImputer(m.Options);
         imputer.SetScaler(m.Scaler);
+        imputer.SetColumnNames(m.ColumnNames);
         imputer._fit = m.Fit;
         imputer._settings = m.Options.ToFitSettings(m.Scaler.Features);
         return imputer;

@@ -41,14 +41,20 @@ public sealed class KnnImputer : Imputer
         if (K < 1) throw new ArgumentOutOfRangeException(nameof(K), K, $"K must be at least 1; got {K}.");
     }
 
+    /// <remarks>The new donor pool replaces the old one only when complete.</remarks>
     protected override void FitScaled(Tensor x, Tensor mask, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
     {
+        cancellationToken.ThrowIfCancellationRequested();
+        var pool = Knn.keep(Knn.donors(x, mask));
         DisposeState();
-        _pool = Knn.keep(Knn.donors(x, mask));
+        _pool = pool;
     }
 
-    protected override Tensor TransformScaled(Tensor x, Tensor mask) =>
-        Knn.impute(K, _pool ?? throw new InvalidOperationException("KnnImputer is not fitted yet; call Fit first."), x, mask);
+    protected override Tensor TransformScaled(Tensor x, Tensor mask) => TransformScaled(x, mask, CancellationToken.None);
+
+    /// <remarks>The token is checked before each chunk of rows (about 2M distances).</remarks>
+    protected override Tensor TransformScaled(Tensor x, Tensor mask, CancellationToken cancellationToken) =>
+        Knn.imputeCancellable(K, _pool ?? throw new InvalidOperationException("KnnImputer is not fitted yet; call Fit first."), cancellationToken, x, mask);
 
     private void DisposeState()
     {

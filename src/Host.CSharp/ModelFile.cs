@@ -1,4 +1,5 @@
 using Microsoft.FSharp.Core;
+using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using static TorchSharp.torch;
@@ -9,24 +10,28 @@ namespace EMFlow;
 /// The one-file format of a fitted <see cref="EMFlowImputer"/>: a header, the options as JSON, the scaler, the
 /// Gaussian-EM fit, and each kept iteration's latent Gaussian and flow parameters (by name), all little-endian.
 /// </summary>
+/// <remarks>Format 3: the header (magic, version), the SHA-256 of the payload (32 bytes) and the payload's length
+/// (int64), then the payload, which ends with the column names (count, −1 for none, then each name). A file whose
+/// checksum or length does not match, or whose content cannot be read, raises <see cref="InvalidDataException"/>
+/// naming the file. Formats 1 and 2 carry no checksum and no names; they still load, and damage found while reading
+/// them raises the same exception.</remarks>
 internal static class ModelFile
 {
     private const string Magic = "EMFLOW-MODEL";
-    // Format 2 adds the start the fit used and, for a kNN start, the donor rows; format 1 files still load.
-    private const int Version = 2;
+    // Format 2 adds the start the fit used and, for a kNN start, the donor rows; format 3 a checksum and the column
+    // names. Formats 1 and 2 still load.
+    private const int Version = 3;
 
-    internal sealed record Contents(EMFlowOptions Options, Scaler.MinMax Scaler, FitResult Fit);
+    internal sealed record Contents(EMFlowOptions Options, Scaler.MinMax Scaler, FitResult Fit, string[]? ColumnNames);
 
     /// <summary>Writes the fit with the iterations up to the selected one; later ones are not saved.</summary>
-    public static void Save(string path, EMFlowOptions options, Scaler.MinMax scaler, FitResult fit)
+    public static void Save(string path, EMFlowOptions options, Scaler.MinMax scaler, FitResult fit, IReadOnlyList<string>? columnNames = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
-        // Written to a temporary file first so a failure never leaves a half-written model behind.
-        var tmp = path + ".tmp";
-        using (var w = new BinaryWriter(File.Create(tmp), Encoding.UTF8))
+        if (Directory.Exists(path)) throw new ArgumentException($"'{path}' is a folder; give a file name for the model.", nameof(path));
+        var payload = new MemoryStream();
+        using (var w = new BinaryWriter(payload, Encoding.UTF8, leaveOpen: true))
         {
-            w.Write(Magic);
-            w.Write(Version);
             w.Write(JsonSerializer.Serialize(options));
             WriteArray(w, scaler.Min);
             WriteArray(w, scaler.Max);
@@ -67,6 +72,19 @@ internal static class ModelFile
             {
                 w.Write(e.Iteration); w.Write(e.Epoch); w.Write(e.MeanL1); w.Write(e.MeanL2); w.Write(e.MeanReconstruction);
             }
+            w.Write(columnNames?.Count ?? -1);
+            foreach (var name in columnNames ?? Array.Empty<string>()) w.Write(name);
+        }
+        var bytes = payload.GetBuffer().AsSpan(0, (int)payload.Length);
+        // Written to a temporary file first so a failure never leaves a half-written model behind.
+        var tmp = path + ".tmp";
+        using (var w = new BinaryWriter(File.Create(tmp), Encoding.UTF8))
+        {
+            w.Write(Magic);
+            w.Write(Version);
+            w.Write(SHA256.HashData(bytes));
+            w.Write((long)bytes.Length);
+            w.Write(bytes);
         }
         File.Move(tmp, path, overwrite: true);
     }
@@ -74,13 +92,48 @@ internal static class ModelFile
     public static Contents Load(string path)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
-        using var r = new BinaryReader(File.OpenRead(path), Encoding.UTF8);
+        using var file = File.OpenRead(path);
+        using var header = new BinaryReader(file, Encoding.UTF8, leaveOpen: true);
         string magic;
-        try { magic = r.ReadString(); }
-        catch (EndOfStreamException) { magic = ""; }
+        try { magic = header.ReadString(); }
+        catch (Exception e) when (e is EndOfStreamException or IOException or FormatException) { magic = ""; }
         if (magic != Magic) throw new InvalidDataException($"'{path}' is not an EMFlow model file.");
-        int version = r.ReadInt32();
-        if (version is < 1 or > Version) throw new InvalidDataException($"'{path}' has model format {version}; this library reads formats 1 to {Version}.");
+        int version;
+        try { version = header.ReadInt32(); }
+        catch (EndOfStreamException) { throw Damaged(path, "it ends inside its header"); }
+        if (version is < 1 or > Version) throw new InvalidDataException($"'{path}' has model format {version}; this library reads formats 1 to {Version} (a damaged file, or one written by a newer version).");
+        Stream body = file;
+        if (version >= 3)
+        {
+            var expected = header.ReadBytes(32);
+            if (expected.Length < 32 || file.Length - file.Position < 8) throw Damaged(path, "it ends inside its header (truncated)");
+            long length = header.ReadInt64();
+            long left = file.Length - file.Position;
+            if (length != left)
+                throw Damaged(path, length > left ? $"it is truncated ({left} of {length} content bytes)" : $"its content length {length} does not match the {left} bytes present");
+            var content = new byte[length];
+            file.ReadExactly(content);
+            if (!SHA256.HashData(content).AsSpan().SequenceEqual(expected)) throw Damaged(path, "its SHA-256 checksum does not match its content");
+            body = new MemoryStream(content, writable: false);
+        }
+        try
+        {
+            using var r = new BinaryReader(body, Encoding.UTF8, leaveOpen: true);
+            var contents = Read(r, version);
+            if (version >= 3 && body.Position != body.Length) throw new InvalidDataException("unread bytes follow the content");
+            return contents;
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            throw Damaged(path, e.Message.TrimEnd('.'), e);
+        }
+    }
+
+    private static InvalidDataException Damaged(string path, string why, Exception? inner = null) =>
+        new($"'{path}' is a damaged EMFlow model file: {why}.", inner);
+
+    private static Contents Read(BinaryReader r, int version)
+    {
         var options = JsonSerializer.Deserialize<EMFlowOptions>(r.ReadString()) ?? throw new InvalidDataException("Missing options.");
         var scaler = new Scaler.MinMax(ReadArray(r), ReadArray(r));
         double initialRmse = r.ReadDouble();
@@ -96,7 +149,7 @@ internal static class ModelFile
             {
                 using var x = ReadTensor(r);
                 using var observed = ReadTensor(r);
-                donors = Knn.keep(Knn.donors(x, 1.0 - observed));
+                donors = Knn.keep(Knn.donors(x, Tensors.oneMinus(observed)));
             }
         }
         int count = r.ReadInt32();
@@ -123,7 +176,18 @@ internal static class ModelFile
             knnShare is null ? FSharpOption<Tensor>.None : FSharpOption<Tensor>.Some(knnShare),
             donors is null ? FSharpOption<Knn.Donors>.None : FSharpOption<Knn.Donors>.Some(donors));
         var fit = new FitResult(startState, models.ToArray(), models.Count, history.ToArray(), epochs.ToArray(), double.NaN, initialRmse);
-        return new Contents(options, scaler, fit);
+        string[]? names = null;
+        if (version >= 3)
+        {
+            int nameCount = r.ReadInt32();
+            if (nameCount >= 0)
+            {
+                if (nameCount != p) throw new InvalidDataException($"it stores {nameCount} column names for {p} columns");
+                names = new string[nameCount];
+                for (int j = 0; j < nameCount; j++) names[j] = r.ReadString();
+            }
+        }
+        return new Contents(options, scaler, fit, names);
     }
 
     private static void WriteArray(BinaryWriter w, double[] a)
@@ -134,7 +198,10 @@ internal static class ModelFile
 
     private static double[] ReadArray(BinaryReader r)
     {
-        var a = new double[r.ReadInt32()];
+        int length = r.ReadInt32();
+        if (length < 0 || (long)length * sizeof(double) > r.BaseStream.Length - r.BaseStream.Position)
+            throw new InvalidDataException($"an array length of {length} does not fit in the rest of the file");
+        var a = new double[length];
         for (int i = 0; i < a.Length; i++) a[i] = r.ReadDouble();
         return a;
     }
@@ -148,7 +215,9 @@ internal static class ModelFile
 
     private static Tensor ReadTensor(BinaryReader r)
     {
-        var shape = new long[r.ReadInt32()];
+        int rank = r.ReadInt32();
+        if (rank is < 0 or > 8) throw new InvalidDataException($"a tensor rank of {rank} is not one this format writes");
+        var shape = new long[rank];
         for (int i = 0; i < shape.Length; i++) shape[i] = r.ReadInt64();
         return tensor(ReadArray(r), dtype: float64).reshape(shape).DetachFromDisposeScope();
     }

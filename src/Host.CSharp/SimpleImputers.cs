@@ -30,12 +30,15 @@ public sealed class MeanImputer : Imputer
 
     protected override void FitScaled(Tensor x, Tensor mask, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
     {
+        cancellationToken.ThrowIfCancellationRequested();
+        // The new fill is built first and replaces the old one only when complete.
+        var fill = FillValues(x, mask, Strategy).clone().DetachFromDisposeScope();
         _fill?.Dispose();
-        _fill = FillValues(x, mask, Strategy).clone().DetachFromDisposeScope();
+        _fill = fill;
     }
 
     protected override Tensor TransformScaled(Tensor x, Tensor mask) =>
-        where(mask.gt(0.5), _fill!.expand(x.shape), x);
+        where(mask.gt(Tensors.sc(0.5)), _fill!.expand(x.shape), x);
 
     /// <inheritdoc />
     protected override void Dispose(bool disposing)
@@ -70,22 +73,40 @@ public sealed class GaussianEmImputer : Imputer
     /// <summary>The settings.</summary>
     public GaussianEmOptions Options { get; }
 
+    private int _iterationsRun;
+    private bool _converged;
+    private IReadOnlyList<double> _logLikelihoodHistory = Array.Empty<double>();
+
     /// <summary>EM sweeps run by the last Fit.</summary>
-    public int IterationsRun { get; private set; }
+    /// <exception cref="ObjectDisposedException">After Dispose.</exception>
+    public int IterationsRun { get { ThrowIfDisposed(); return _iterationsRun; } private set => _iterationsRun = value; }
 
     /// <summary>Whether the last Fit met the tolerance before <see cref="GaussianEmOptions.MaxIterations"/>; non-convergence is reported, not thrown.</summary>
-    public bool Converged { get; private set; }
+    /// <exception cref="ObjectDisposedException">After Dispose.</exception>
+    public bool Converged { get { ThrowIfDisposed(); return _converged; } private set => _converged = value; }
 
     /// <summary>Mean observed-data log-likelihood per row after each sweep (on the [0, 1] scale).</summary>
-    public IReadOnlyList<double> LogLikelihoodHistory { get; private set; } = Array.Empty<double>();
+    /// <exception cref="ObjectDisposedException">After Dispose.</exception>
+    public IReadOnlyList<double> LogLikelihoodHistory { get { ThrowIfDisposed(); return _logLikelihoodHistory; } private set => _logLikelihoodHistory = value; }
 
     /// <summary>Fitted mean (p) on the [0, 1] scale.</summary>
+    /// <exception cref="InvalidOperationException">Before Fit.</exception>
+    /// <exception cref="ObjectDisposedException">After Dispose.</exception>
     public double[] Mu => Tensors.toArray(Fitted.Mu);
 
     /// <summary>Fitted covariance (p, p) on the [0, 1] scale.</summary>
+    /// <exception cref="InvalidOperationException">Before Fit.</exception>
+    /// <exception cref="ObjectDisposedException">After Dispose.</exception>
     public double[,] Sigma => Tensors.toArray2D(Fitted.Sigma);
 
-    private OnlineEm.Estimate Fitted => _estimate ?? throw new InvalidOperationException("GaussianEmImputer is not fitted yet; call Fit first.");
+    private OnlineEm.Estimate Fitted
+    {
+        get
+        {
+            RequireScaler();
+            return _estimate ?? throw new InvalidOperationException("GaussianEmImputer is not fitted yet; call Fit first.");
+        }
+    }
 
     /// <inheritdoc />
     protected override void ValidateSettings(int rows, int columns)
@@ -95,10 +116,13 @@ public sealed class GaussianEmImputer : Imputer
         if (!(Options.Ridge >= 0)) throw new ArgumentOutOfRangeException(nameof(Options.Ridge), Options.Ridge, "Ridge must be non-negative.");
     }
 
+    /// <remarks>The token is checked before each EM sweep; the new estimate replaces the old one only when the fit succeeds.</remarks>
     protected override void FitScaled(Tensor x, Tensor mask, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
     {
-        var fit = GaussianEm.fitBatch(new GaussianEm.Settings(Options.MaxIterations, Options.Tolerance, Options.Ridge), x, mask);
+        var fit = GaussianEm.fitBatchCancellable(new GaussianEm.Settings(Options.MaxIterations, Options.Tolerance, Options.Ridge), cancellationToken, x, mask);
+        var previous = _estimate;
         _estimate = OnlineEm.keep(fit.Estimate);
+        if (previous is not null) OnlineEm.disposeEstimate(previous);
         IterationsRun = fit.Iterations;
         Converged = fit.Converged;
         LogLikelihoodHistory = fit.LogLikelihood.ToArray();
@@ -157,7 +181,8 @@ public sealed class NearestPixelImputer : Imputer
             throw new ArgumentException($"width × height must equal the {columns} columns of the data; got {Width} × {Height} = {(long)Width * Height}.", "data");
     }
 
-    protected override void FitScaled(Tensor x, Tensor mask, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken) { }
+    protected override void FitScaled(Tensor x, Tensor mask, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken) =>
+        cancellationToken.ThrowIfCancellationRequested();
 
     protected override Tensor TransformScaled(Tensor x, Tensor mask) => NearestPixelFill(CurrentScaler, Width, Height, x, mask);
 }

@@ -12,8 +12,13 @@ namespace EMFlow;
 /// <para>Fields follow RFC 4180: separated by a comma (or another separator), optionally enclosed in double quotes,
 /// in which separators, line breaks and doubled quotes ("") are literal. The file is read one record at a time;
 /// it is never held as one string.</para>
-/// <para>A cell is missing when its text, trimmed, is empty, <c>NA</c>, <c>NaN</c>, or one of the caller's tokens.
-/// A column is numeric when every other cell parses as a number (invariant culture, e.g. <c>-1.5e3</c>).</para>
+/// <para>A cell is missing when its text, trimmed, is empty, <c>NA</c> or <c>NaN</c> in any letter case (<c>nan</c>,
+/// <c>na</c>), or one of the caller's tokens. A column is numeric when every other cell parses as a number (invariant
+/// culture, e.g. <c>-1.5e3</c>). An infinite cell (<c>inf</c>, <c>-Infinity</c>, <c>1e999</c>) is rejected with
+/// <see cref="FormatException"/> naming its line and column: observed values must be finite.</para>
+/// <para>Header names must be distinct. Blank lines at the end of the file are ignored (with one column, a blank line
+/// before a non-blank one is a missing cell). A header that is one column holding a semicolon, tab or bar is taken
+/// for a file separated by that character and rejected, unless the separator is given explicitly.</para>
 /// </remarks>
 /// <example>
 /// <code>
@@ -24,7 +29,8 @@ namespace EMFlow;
 /// </example>
 public sealed class Table
 {
-    private static readonly string[] DefaultMissing = { "", "NA", "NaN" };
+    private static readonly HashSet<string> DefaultMissing = new(StringComparer.OrdinalIgnoreCase) { "", "NA", "NaN" };
+    private static readonly char[] LikelySeparators = { ';', '\t', '|' };
 
     private readonly string[] _header;          // raw header fields, as written
     private readonly List<string[]> _cells;     // raw fields of each row, as written
@@ -63,11 +69,13 @@ public sealed class Table
     /// <param name="path">The file; UTF-8 unless it starts with another byte-order mark.</param>
     /// <param name="missingTokens">Further texts that mark a missing cell, besides empty, <c>NA</c> and <c>NaN</c>.</param>
     /// <param name="skipNonNumeric">Keep non-numeric columns as text, untouched, instead of rejecting them.</param>
-    /// <param name="separator">Field separator. Default comma.</param>
+    /// <param name="separator">Field separator. Default (null) comma, rejecting a file that looks separated by another character.</param>
     /// <returns>The table.</returns>
     /// <exception cref="FileNotFoundException">No such file.</exception>
-    /// <exception cref="FormatException">A malformed record, or (without <paramref name="skipNonNumeric"/>) a non-numeric column; the message names the line and the column.</exception>
-    public static Table Read(string path, IEnumerable<string>? missingTokens = null, bool skipNonNumeric = false, char separator = ',')
+    /// <exception cref="FormatException">A malformed record, an infinite cell, repeated header names, a file that looks
+    /// separated by another character, or (without <paramref name="skipNonNumeric"/>) a non-numeric column; the
+    /// message names the line and the column.</exception>
+    public static Table Read(string path, IEnumerable<string>? missingTokens = null, bool skipNonNumeric = false, char? separator = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         using var reader = new StreamReader(path, Encoding.UTF8, detectEncodingFromByteOrderMarks: true);
@@ -78,44 +86,71 @@ public sealed class Table
     /// <param name="reader">The text; read to its end, not disposed.</param>
     /// <param name="missingTokens">Further texts that mark a missing cell, besides empty, <c>NA</c> and <c>NaN</c>.</param>
     /// <param name="skipNonNumeric">Keep non-numeric columns as text, untouched, instead of rejecting them.</param>
-    /// <param name="separator">Field separator. Default comma; a quote or line break is rejected.</param>
+    /// <param name="separator">Field separator. Default (null) comma, rejecting a one-column header that holds a
+    /// semicolon, tab or bar (the file is then most likely separated by it); a quote or line break is rejected.</param>
     /// <returns>The table.</returns>
-    /// <exception cref="FormatException">No header, a malformed record, or (without <paramref name="skipNonNumeric"/>) a non-numeric column.</exception>
-    public static Table Read(TextReader reader, IEnumerable<string>? missingTokens = null, bool skipNonNumeric = false, char separator = ',')
+    /// <exception cref="FormatException">No header, a malformed record, an infinite cell, repeated header names, a file
+    /// that looks separated by another character, or (without <paramref name="skipNonNumeric"/>) a non-numeric column.</exception>
+    public static Table Read(TextReader reader, IEnumerable<string>? missingTokens = null, bool skipNonNumeric = false, char? separator = null)
     {
         ArgumentNullException.ThrowIfNull(reader);
         if (separator is '"' or '\r' or '\n')
             throw new ArgumentOutOfRangeException(nameof(separator), separator, "The separator cannot be a quote or a line break.");
-        var tokens = new HashSet<string>(DefaultMissing, StringComparer.Ordinal);
+        bool guessed = separator is null;
+        char sep = separator ?? ',';
+        var tokens = new HashSet<string>(StringComparer.Ordinal);
         if (missingTokens is not null)
             foreach (var t in missingTokens) tokens.Add((t ?? throw new ArgumentException("A missing token is null.", nameof(missingTokens))).Trim());
 
-        var records = new RecordReader(reader, separator);
+        var records = new RecordReader(reader, sep);
         if (!records.Next(out var header, out var headerValues, out _))
             throw new FormatException("The CSV has no header row.");
         var names = headerValues.Select(v => v.Trim()).ToArray();
         int p = names.Length;
         string newLine = records.LastLineEnding ?? "\n";
+        if (guessed && p == 1 && names[0].IndexOfAny(LikelySeparators) is int at and >= 0)
+        {
+            var likely = names[0][at] == '\t' ? "tab" : $"'{names[0][at]}'";
+            throw new FormatException($"The header '{names[0]}' reads as one column: the file looks separated by {likely}, not by commas. Give the separator (Table.Read's separator, emflow's --separator).");
+        }
+        var repeated = names.GroupBy(n => n, StringComparer.Ordinal).Where(g => g.Count() > 1).Select(g => $"'{g.Key}'").ToArray();
+        if (repeated.Length > 0)
+            throw new FormatException($"The header repeats column name{(repeated.Length > 1 ? "s" : "")} {string.Join(", ", repeated)}; each column needs its own name.");
 
         var cells = new List<string[]>();
         var numericSoFar = Enumerable.Repeat(true, p).ToArray();
         var columns = Enumerable.Range(0, p).Select(_ => new List<double>()).ToArray();
+        // With one column a blank line is a missing cell, unless only blank lines follow it to the end of the file.
+        int pendingBlank = 0;
         while (records.Next(out var raw, out var values, out int line))
         {
             // A blank line (one empty field) is not a record of a table with several columns.
-            if (raw.Length == 1 && p > 1 && raw[0].Length == 0) continue;
+            if (raw.Length == 1 && raw[0].Length == 0)
+            {
+                if (p == 1) pendingBlank++;
+                continue;
+            }
+            for (; pendingBlank > 0; pendingBlank--)
+            {
+                if (numericSoFar[0]) columns[0].Add(double.NaN);
+                cells.Add(new[] { "" });
+            }
             if (raw.Length != p)
                 throw new FormatException($"Line {line} has {raw.Length} fields; the header has {p}.");
             for (int j = 0; j < p; j++)
             {
                 if (!numericSoFar[j]) continue;
                 var text = values[j].Trim();
-                if (tokens.Contains(text)) { columns[j].Add(double.NaN); continue; }
+                if (DefaultMissing.Contains(text) || tokens.Contains(text)) { columns[j].Add(double.NaN); continue; }
                 if (double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var v) && !double.IsNaN(v))
                 {
+                    if (double.IsInfinity(v))
+                        throw new FormatException($"Column '{names[j]}', line {line}: '{values[j]}' is {(v > 0 ? "+" : "-")}∞; observed values must be finite (mark a missing value with an empty cell, NA or NaN).");
                     columns[j].Add(v);
                     continue;
                 }
+                if (IsInfinityText(text))
+                    throw new FormatException($"Column '{names[j]}', line {line}: '{values[j]}' is {(text.StartsWith('-') ? "-" : "+")}∞; observed values must be finite (mark a missing value with an empty cell, NA or NaN).");
                 if (!skipNonNumeric)
                     throw new FormatException($"Column '{names[j]}' is not numeric: line {line} holds '{values[j]}'. Mark missing values with a token or pass non-numeric columns through (skipNonNumeric).");
                 numericSoFar[j] = false;
@@ -137,7 +172,14 @@ public sealed class Table
                 missing[i, k] = double.IsNaN(col[i]);
             }
         }
-        return new Table(header, names, cells, numeric, missing, matrix, separator, newLine);
+        return new Table(header, names, cells, numeric, missing, matrix, sep, newLine);
+    }
+
+    /// <summary>inf, Inf, +inf, -INF, infinity, ∞ and the like, which double.TryParse does not all take.</summary>
+    private static bool IsInfinityText(string text)
+    {
+        var t = text.TrimStart('+', '-');
+        return t.Equals("inf", StringComparison.OrdinalIgnoreCase) || t.Equals("infinity", StringComparison.OrdinalIgnoreCase) || t == "∞";
     }
 
     /// <summary>The numeric columns as a matrix.</summary>

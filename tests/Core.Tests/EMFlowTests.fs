@@ -37,8 +37,8 @@ let tests =
         test "with the identity flow the training phase reduces to online Gaussian EM" {
             let e0, x, mask = problem 3L 256 4 0.25
             use flow = Flow.identity 4
-            use opt1 = torch.optim.SGD([| new Flow.Parameter(torch.zeros(1L)) |], 0.1)
-            use opt2 = torch.optim.SGD([| new Flow.Parameter(torch.zeros(1L)) |], 0.1)
+            use opt1 = new Optim.Adam([| new Flow.Parameter(torch.zeros(1L)) |], 0.1)
+            use opt2 = new Optim.Adam([| new Flow.Parameter(torch.zeros(1L)) |], 0.1)
             let mutable viaFlow = init Moments 0 e0
             let mutable direct = init Moments 0 e0
             for b in 0 .. 7 do
@@ -54,8 +54,8 @@ let tests =
         test "the ridge is added where Σ is used, not stored: it does not compound over online steps" {
             let e0, x, mask = problem 3L 256 4 0.25
             use flow = Flow.identity 4
-            use opt1 = torch.optim.SGD([| new Flow.Parameter(torch.zeros(1L)) |], 0.1)
-            use opt2 = torch.optim.SGD([| new Flow.Parameter(torch.zeros(1L)) |], 0.1)
+            use opt1 = new Optim.Adam([| new Flow.Parameter(torch.zeros(1L)) |], 0.1)
+            use opt2 = new Optim.Adam([| new Flow.Parameter(torch.zeros(1L)) |], 0.1)
             let meanDiagonalAfter (r: float) =
                 let mutable state = init Moments 0 e0
                 for b in 0 .. 7 do
@@ -89,8 +89,8 @@ let tests =
             let mask = Missingness.mcarLike 7L 0.2 x
             let xHat = GaussianEm.impute (GaussianEm.fitBatch GaussianEm.defaults x mask).Estimate x mask
             use flow = Flow.create { Flow.defaultConfig 7 8L with Hidden = 32 }
-            use opt1 = torch.optim.Adam(Flow.parameters flow, 1e-3)
-            use opt2 = torch.optim.Adam(Flow.parameters flow, 1e-3)
+            use opt1 = new Optim.Adam(Flow.parameters flow, 1e-3)
+            use opt2 = new Optim.Adam(Flow.parameters flow, 1e-3)
             let mutable state = init Moments 0 (Training.initialEstimate flow 1e-6 xHat)
             let first = ref nan
             let mutable last = nan

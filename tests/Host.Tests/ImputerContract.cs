@@ -108,4 +108,36 @@ public abstract class ImputerContract
             for (int j = 0; j < 4; j++)
                 Assert.Equal(viaNaN[i, j], viaMask[i, j], 9);
     }
+
+    /// <summary>Reports on the fitting thread, so a cancellation it requests lands before the next check.</summary>
+    private sealed class InlineProgress(Action<TrainingProgress> report) : IProgress<TrainingProgress>
+    {
+        public void Report(TrainingProgress value) => report(value);
+    }
+
+    [Theory, MemberData("Imputers")]
+    public void A_refit_cancelled_midway_leaves_the_previous_model_bit_for_bit(string name)
+    {
+        var (_, data) = TestData.Table(80);
+        var (_, other) = TestData.Table(90, seed: 2);
+        var (_, probe) = TestData.Table(30, seed: 3);
+        using var imputer = Create(name);
+        imputer.Fit(data);
+        var before = imputer.Transform(probe);
+        using var cts = new CancellationTokenSource();
+        try
+        {
+            imputer.Fit(other, progress: new InlineProgress(_ => cts.Cancel()), cancellationToken: cts.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            var after = imputer.Transform(probe);
+            for (int i = 0; i < before.GetLength(0); i++)
+                for (int j = 0; j < before.GetLength(1); j++)
+                    Assert.Equal(BitConverter.DoubleToInt64Bits(before[i, j]), BitConverter.DoubleToInt64Bits(after[i, j]));
+            return;
+        }
+        // Only an imputer that reports no progress before its last check may finish: nothing could cancel it midway.
+        Assert.True(imputer.IsFitted);
+    }
 }

@@ -115,4 +115,75 @@ public class TableTests
         }
         finally { File.Delete(path); }
     }
+
+    [Theory]
+    [InlineData("inf", "+")]
+    [InlineData("-inf", "-")]
+    [InlineData("Inf", "+")]
+    [InlineData("-Infinity", "-")]
+    [InlineData("1e999", "+")]
+    public void An_infinite_cell_is_rejected_naming_the_line_and_the_header_name(string cell, string sign)
+    {
+        var ex = Assert.Throws<FormatException>(() => Parse($"a,b\n1,2\n3,{cell}\n"));
+        Assert.Contains("'b'", ex.Message);
+        Assert.Contains("line 3", ex.Message);
+        Assert.Contains(sign + "∞", ex.Message);
+        // Passing non-numeric columns through does not let an infinity in either.
+        Assert.Throws<FormatException>(() => Parse($"a,b\n1,2\n3,{cell}\n", skip: true));
+    }
+
+    [Fact]
+    public void Missing_spellings_are_missing_in_any_letter_case()
+    {
+        var t = Parse("a,b\nnan,1\nNAN,na\nNaN,NA\n,2\n3,4\n");
+        Assert.Equal(new[] { "a", "b" }, t.NumericColumns);
+        Assert.Equal(6, t.MissingCount);
+    }
+
+    [Fact]
+    public void Repeated_header_names_are_rejected_naming_them()
+    {
+        var ex = Assert.Throws<FormatException>(() => Parse("x,y,x,z,y\n1,2,3,4,5\n"));
+        Assert.Contains("'x'", ex.Message);
+        Assert.Contains("'y'", ex.Message);
+        Assert.DoesNotContain("'z'", ex.Message);
+    }
+
+    [Fact]
+    public void Trailing_blank_lines_are_not_rows_but_a_blank_line_inside_a_one_column_table_is_missing()
+    {
+        var t = Parse("a\n1\n\n3\n\n\n");
+        Assert.Equal(3, t.RowCount);
+        Assert.Equal(1, t.MissingCount);
+        Assert.Equal("a\n1\n\n3\n", Text(t));
+        Assert.Equal(2, Parse("a,b\n1,2\n\n3,4\n\n").RowCount);
+    }
+
+    [Theory]
+    [InlineData(';', "';'")]
+    [InlineData('\t', "tab")]
+    public void A_file_separated_by_another_character_is_detected_and_read_with_that_separator(char separator, string named)
+    {
+        var csv = $"a{separator}b{separator}c{separator}d\n1{separator}2{separator}3{separator}4\n";
+        var ex = Assert.Throws<FormatException>(() => Parse(csv));
+        Assert.Contains(named, ex.Message);
+        Assert.Contains("separator", ex.Message);
+        var t = Table.Read(new StringReader(csv), separator: separator);
+        Assert.Equal(new[] { "a", "b", "c", "d" }, t.NumericColumns);
+        Assert.Equal(4, t.ToMatrix()[0, 3]);
+    }
+
+    [Fact]
+    public void A_column_whose_range_overflows_is_rejected_saying_why()
+    {
+        var data = new double[,] { { 1e308, 1 }, { -1e308, 2 }, { double.NaN, 3 }, { 0, double.NaN } };
+        foreach (var imputer in new Imputer[] { new GaussianEmImputer(), new EMFlowImputer(TestData.QuickEMFlow()), new MeanImputer() })
+            using (imputer)
+            {
+                var ex = Assert.Throws<ArgumentException>(() => imputer.Fit(data));
+                Assert.Contains("column 0", ex.Message);
+                Assert.Contains("overflows", ex.Message);
+                Assert.False(imputer.IsFitted);
+            }
+    }
 }

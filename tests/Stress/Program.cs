@@ -1,0 +1,195 @@
+// Stress test for TorchSharp's temporary-Scalar race (issue 15): fits every imputer over and over while a second thread
+// allocates and forces garbage collections. TorchSharp 0.107 frees a Scalar in its finalizer while native code may still
+// read it, so a library call that creates a temporary Scalar fails or crashes under this load within seconds; the
+// library keeps every Scalar it passes, and this program is the proof. Every fit under load must also reproduce, bit for
+// bit, the same seeded fit run before the collecting thread starts.
+//
+//   emflow-stress [--seconds S | --minutes M] [--imputers a,b,...] [--list]
+//   exit code 0: no exception and every result identical; 1: an exception or a differing result; 2: bad arguments.
+using System.Diagnostics;
+using EMFlow;
+using EMFlow.Baselines;
+using EMFlow.Evaluation;
+
+var seconds = 8.0;
+string[]? only = null;
+for (int i = 0; i < args.Length; i++)
+{
+    switch (args[i])
+    {
+        case "--seconds" when i + 1 < args.Length: seconds = double.Parse(args[++i], System.Globalization.CultureInfo.InvariantCulture); break;
+        case "--minutes" when i + 1 < args.Length: seconds = 60 * double.Parse(args[++i], System.Globalization.CultureInfo.InvariantCulture); break;
+        case "--imputers" when i + 1 < args.Length: only = args[++i].Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries); break;
+        case "--list": foreach (var c in StressCases.All) Console.WriteLine(c.Name); return 0;
+        default:
+            Console.Error.WriteLine("usage: emflow-stress [--seconds S | --minutes M] [--imputers a,b,...] [--list]");
+            return 2;
+    }
+}
+var cases = only is null ? StressCases.All : only.Select(n => StressCases.All.FirstOrDefault(c => c.Name == n)
+    ?? throw new ArgumentException($"unknown imputer '{n}'; expected one of {string.Join(", ", StressCases.All.Select(c => c.Name))}")).ToArray();
+
+TorchSharp.torch.set_num_threads(1);
+Console.WriteLine($"{"imputer",-16} {"fits",6} {"seconds",8} {"collections",11}  identical");
+bool ok = true;
+foreach (var c in cases)
+{
+    var line = Stress.Run(c, TimeSpan.FromSeconds(seconds));
+    Console.WriteLine(line.Text);
+    ok &= line.Ok;
+}
+return ok ? 0 : 1;
+
+/// <summary>One imputer (or the LeNet classifier) as a seeded fit that returns its result as numbers.</summary>
+sealed record StressCase(string Name, Func<double[]> Fit);
+
+static class Stress
+{
+    public static (bool Ok, string Text) Run(StressCase c, TimeSpan duration)
+    {
+        // The reference: the same seeded fit with no other thread running.
+        var reference = c.Fit();
+        long fits = 0, collections = 0;
+        var stop = 0;
+        var collector = new Thread(() =>
+        {
+            var keep = new object[64];
+            for (long k = 0; Volatile.Read(ref stop) == 0; k++)
+            {
+                for (int i = 0; i < 256; i++) keep[i % keep.Length] = new byte[64 + i];
+                GC.Collect();
+                if (k % 8 == 0) GC.WaitForPendingFinalizers();
+                Interlocked.Increment(ref collections);
+            }
+        }) { IsBackground = true, Name = "collector" };
+        var clock = Stopwatch.StartNew();
+        collector.Start();
+        string? failure = null;
+        try
+        {
+            do
+            {
+                var result = c.Fit();
+                fits++;
+                if (!Identical(reference, result)) { failure = $"fit {fits} differs from the reference fit"; break; }
+            } while (clock.Elapsed < duration);
+        }
+        catch (Exception e)
+        {
+            failure = $"fit {fits + 1} threw {e.GetType().Name}: {e.Message.Split('\n')[0].Trim()}";
+        }
+        Volatile.Write(ref stop, 1);
+        collector.Join();
+        var text = $"{c.Name,-16} {fits,6} {clock.Elapsed.TotalSeconds,8:F1} {Interlocked.Read(ref collections),11}  "
+            + (failure is null ? "yes" : "FAILED after " + clock.Elapsed.TotalSeconds.ToString("F1") + " s: " + failure);
+        return (failure is null, text);
+    }
+
+    static bool Identical(double[] a, double[] b) =>
+        a.Length == b.Length && a.Zip(b).All(p => BitConverter.DoubleToInt64Bits(p.First) == BitConverter.DoubleToInt64Bits(p.Second));
+}
+
+static class StressCases
+{
+    // Small seeded data, so each fit takes well under a second and a run makes many of them.
+    static readonly double[,] Table = WithMissing(CorrelatedTable(160, 6, seed: 1), 0.2, seed: 2);
+    static readonly (double[,] Images, int[] Labels) Images8 = ImagesOf(96, 8, 8, seed: 3);
+    static readonly double[,] Images8Missing = WithMissing(Images8.Images, 0.3, seed: 4);
+    static readonly (double[,] Images, int[] Labels) Images12 = ImagesOf(64, 12, 12, seed: 5);
+
+    static double[] Impute(Func<Imputer> create, double[,] data)
+    {
+        using var imputer = create();
+        return Flatten(imputer.FitTransform(data));
+    }
+
+    static EMFlowOptions SmallEMFlow => new()
+    {
+        Seed = 7, TorchThreads = 1, Iterations = 2, EpochsPerIteration = 2, BatchSize = 64, CouplingLayers = 2, HiddenWidth = 16,
+        StartSweeps = 20, SecondStep = SecondFlowStep.Paper,
+    };
+
+    public static readonly StressCase[] All =
+    {
+        new("mean", () => Impute(() => new MeanImputer(), Table)),
+        new("median", () => Impute(() => new MeanImputer(SimpleStrategy.Median), Table)),
+        new("knn", () => Impute(() => new KnnImputer(5), Table)),
+        new("gaussian-em", () => Impute(() => new GaussianEmImputer(new GaussianEmOptions { MaxIterations = 30 }), Table)),
+        new("emflow", () => Impute(() => new EMFlowImputer(SmallEMFlow), Table)),
+        // The other branches of the fit: sufficient-statistics update, kNN start, a hold-out shaped like the
+        // missingness, the reconstruction-only second step and a β schedule.
+        new("emflow-variant", () => Impute(() => new EMFlowImputer(SmallEMFlow with
+        {
+            SufficientStatisticsUpdate = true, InitialImputation = InitialImputation.Knn, HoldOutLikeMissingness = true,
+            SecondStep = SecondFlowStep.ReconstructionOnly, BetaSchedule = new[] { 0.5, 1.0 }, RefitLatentGaussian = false,
+        }), Table)),
+        new("emflow-conv", () => Impute(() => new EMFlowImputer(SmallEMFlow with
+        {
+            ImageWidth = 8, ImageHeight = 8, CouplingMask = CouplingMask.Checkerboard, CouplingNetwork = CouplingNetwork.Convolutional,
+            HiddenWidth = 4, SuperBatchSize = 48, Iterations = 1, EpochsPerIteration = 1,
+        }), Images8Missing)),
+        new("nearest-pixel", () => Impute(() => new NearestPixelImputer(8, 8), Images8Missing)),
+        new("gain", () => Impute(() => new GainImputer(new GainOptions { Seed = 7, TorchThreads = 1, Iterations = 150, BatchSize = 64 }), Table)),
+        new("miwae", () => Impute(() => new MiwaeImputer(new MiwaeOptions
+        {
+            Seed = 7, TorchThreads = 1, Epochs = 4, Hidden = 16, Latent = 3, Samples = 5, ImputeSamples = 10, BatchSize = 64,
+        }), Table)),
+        new("mcflow", () => Impute(() => new McFlowImputer(new McFlowOptions
+        {
+            Seed = 7, TorchThreads = 1, Epochs = 3, BatchSize = 64, CouplingLayers = 2, HiddenWidth = 16, TransformPasses = 2,
+        }), Table)),
+        new("lenet", () =>
+        {
+            using var net = new LeNetClassifier(12, 12, classes: 3, seed: 7);
+            net.Fit(Images12.Images, Images12.Labels, epochs: 2, batchSize: 16, torchThreads: 1);
+            return net.EpochLosses.Concat(net.Predict(Images12.Images).Select(l => (double)l)).ToArray();
+        }),
+    };
+
+    static double[] Flatten(double[,] a) => a.Cast<double>().ToArray();
+
+    static double[,] CorrelatedTable(int n, int p, int seed)
+    {
+        var rng = new Random(seed);
+        var x = new double[n, p];
+        for (int i = 0; i < n; i++)
+        {
+            double z = Normal(rng);
+            for (int j = 0; j < p; j++) x[i, j] = (j + 1) * z + 0.5 * Normal(rng) + j;
+        }
+        return x;
+    }
+
+    static (double[,], int[]) ImagesOf(int n, int w, int h, int seed)
+    {
+        // Three classes of blurred bars (horizontal, vertical, diagonal) with noise: a learnable image task.
+        var rng = new Random(seed);
+        var x = new double[n, w * h];
+        var labels = new int[n];
+        for (int i = 0; i < n; i++)
+        {
+            int label = i % 3, at = rng.Next(1, Math.Min(w, h) - 1);
+            labels[i] = label;
+            for (int r = 0; r < h; r++)
+                for (int c = 0; c < w; c++)
+                {
+                    int d = label switch { 0 => Math.Abs(r - at), 1 => Math.Abs(c - at), _ => Math.Abs(r - c) };
+                    x[i, r * w + c] = Math.Clamp(1.0 / (1 + d * d) + 0.1 * Normal(rng), 0, 1);
+                }
+        }
+        return (x, labels);
+    }
+
+    static double[,] WithMissing(double[,] x, double rate, int seed)
+    {
+        var rng = new Random(seed);
+        var y = (double[,])x.Clone();
+        int n = y.GetLength(0), p = y.GetLength(1);
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < p; j++)
+                if (j != i % p && rng.NextDouble() < rate) y[i, j] = double.NaN;   // each row keeps one entry
+        return y;
+    }
+
+    static double Normal(Random rng) => Math.Sqrt(-2 * Math.Log(1 - rng.NextDouble())) * Math.Cos(2 * Math.PI * rng.NextDouble());
+}
