@@ -1,41 +1,41 @@
 using System.Diagnostics;
+using System.Globalization;
 using System.Text;
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 
 namespace EMFlow.Tests;
 
-/// <summary>One code cell of a notebook: its position among the code cells, among all cells, and its lines.</summary>
-internal sealed record CodeCell(int CodeIndex, int CellIndex, string[] Lines);
-
-/// <summary>What a headless run of a notebook gave.</summary>
-/// <param name="Succeeded">True when every cell ran without error.</param>
-/// <param name="FailedCell">The failing code cell (its index among the notebook's cells, markdown included), or null.</param>
-/// <param name="Output">Standard output of the run.</param>
-/// <param name="Errors">Standard error of the run (compiler errors, exceptions).</param>
-/// <param name="Seconds">Wall-clock seconds, build included.</param>
-internal sealed record NotebookRun(bool Succeeded, int? FailedCell, string Output, string Errors, double Seconds)
+/// <summary>What a run of a notebook in the .NET Interactive kernel gave.</summary>
+/// <param name="Succeeded">True when nbconvert finished and no cell produced an error output.</param>
+/// <param name="FailedCell">The first failing code cell (its index among all cells, markdown included), or null.</param>
+/// <param name="Error">The failing cell's source, error and stream output, or nbconvert's own error.</param>
+/// <param name="Executed">The executed copy of the notebook (outputs included), or null when nbconvert wrote none.</param>
+/// <param name="Seconds">Wall-clock seconds, kernel start included.</param>
+/// <param name="CellSeconds">Seconds per executed code cell, by cell index.</param>
+internal sealed record NotebookRun(bool Succeeded, int? FailedCell, string Error, JsonObject? Executed, double Seconds, IReadOnlyDictionary<int, double> CellSeconds)
 {
-    /// <summary>A failure message naming the notebook and the cell, with the tail of both streams.</summary>
+    /// <summary>A failure message naming the notebook and the cell.</summary>
     public string Describe(string notebook) =>
-        $"{notebook} failed in cell {(FailedCell is int c ? c.ToString() : "?")} (cells counted from 0, markdown included)."
-        + $"\n--- stderr (tail) ---\n{Tail(Errors)}\n--- stdout (tail) ---\n{Tail(Output)}";
+        $"{notebook} failed in cell {(FailedCell is int c ? c.ToString(CultureInfo.InvariantCulture) : "?")} (cells counted from 0, markdown included).\n{Error}";
 
-    private static string Tail(string s, int chars = 4000) => s.Length <= chars ? s : "..." + s[^chars..];
+    /// <summary>One line: total seconds and the slowest cells.</summary>
+    public string Timing() =>
+        $"{Seconds:F1} s in all; cells: " + string.Join(", ", CellSeconds.OrderBy(kv => kv.Key).Select(kv => $"{kv.Key}: {kv.Value:F1} s"));
 }
 
 /// <summary>
-/// Runs a notebook's code cells in order without a .NET Interactive kernel (which cannot be started on CI
-/// machines). F# notebooks become one script for <c>dotnet fsi</c>, each cell its own submission (cells are
-/// separated by <c>;;</c>), so <c>#r</c> may appear in any cell as it may in a kernel. C# notebooks become the
-/// top-level statements of a generated console project: <c>#r</c> lines turn into references and <c>using</c>
-/// directives are hoisted to the top. Both get a <c>display</c> fallback that prints the value, the kernel's
-/// own being absent, and print a marker before each cell, so a runtime failure is traced to the last marker
-/// seen and a compile error to the line range of its cell.
+/// Runs a notebook the way a user's Jupyter does: <c>jupyter nbconvert --execute</c> (Debian's Jupyter,
+/// <c>/usr/bin/jupyter</c>) with the project-local kernelspecs that <c>./build.sh kernel</c> writes to
+/// <c>.jupyter/kernels</c>, so the stock .NET Interactive kernel (the local tool) runs every cell. Errors are kept
+/// in the executed copy (<c>--allow-errors</c>), which is then read for the first failing cell, its compiler
+/// diagnostics (the kernel prints them as stream output) and the per-cell timings.
 /// </summary>
 internal static class NotebookRunner
 {
-    private const string Marker = "__CELL__ ";
+    /// <summary>Debian's Jupyter; the first python3 on PATH may be another interpreter without it.</summary>
+    public const string Jupyter = "/usr/bin/jupyter";
 
     /// <summary>The repository root: the nearest folder above the test assembly holding EMFlow.sln.</summary>
     public static string RepositoryRoot()
@@ -45,36 +45,20 @@ internal static class NotebookRunner
         throw new InvalidOperationException($"No EMFlow.sln above {AppContext.BaseDirectory}.");
     }
 
-    /// <summary>The kernel language of a notebook, from its kernelspec: "fsharp" or "csharp".</summary>
-    public static string Language(JsonElement notebook)
-    {
-        var name = notebook.GetProperty("metadata").GetProperty("kernelspec").GetProperty("name").GetString();
-        return name switch
-        {
-            ".net-fsharp" => "fsharp",
-            ".net-csharp" => "csharp",
-            _ => throw new InvalidDataException($"Unsupported kernelspec '{name}'; expected .net-fsharp or .net-csharp."),
-        };
-    }
+    /// <summary>The folder that holds the project-local kernelspecs (JUPYTER_PATH).</summary>
+    public static string JupyterPath => Path.Combine(RepositoryRoot(), ".jupyter");
 
-    /// <summary>The code cells in order; a cell in another language than the notebook's is an error.</summary>
-    public static List<CodeCell> CodeCells(JsonElement notebook)
+    /// <summary>Null when Jupyter and both kernelspecs are in place, else what is missing and the command that fixes it.</summary>
+    public static string? MissingSetup()
     {
-        var language = Language(notebook);
-        var cells = new List<CodeCell>();
-        int index = 0;
-        foreach (var cell in notebook.GetProperty("cells").EnumerateArray())
+        if (!File.Exists(Jupyter))
+            return $"{Jupyter} was not found: install Debian's Jupyter (see README, Notebooks) and run ./build.sh kernel.";
+        foreach (var lang in new[] { "fsharp", "csharp" })
         {
-            if (cell.GetProperty("cell_type").GetString() == "code")
-            {
-                if (cell.TryGetProperty("metadata", out var meta) && meta.TryGetProperty("dotnet_interactive", out var di)
-                    && di.TryGetProperty("language", out var lang) && lang.GetString() != language)
-                    throw new InvalidDataException($"Cell {index} is {lang.GetString()}; the runner executes {language} notebooks only in {language}.");
-                cells.Add(new CodeCell(cells.Count, index, Source(cell).Replace("\r\n", "\n").Split('\n')));
-            }
-            index++;
+            var spec = Path.Combine(JupyterPath, "kernels", $".net-{lang}", "kernel.json");
+            if (!File.Exists(spec)) return $"The kernelspec {spec} is missing: run ./build.sh kernel.";
         }
-        return cells;
+        return null;
     }
 
     /// <summary>A cell's source, stored either as one string or as a list of lines.</summary>
@@ -86,171 +70,83 @@ internal static class NotebookRunner
             : source.GetString() ?? "";
     }
 
-    /// <summary>Runs the notebook at <paramref name="path"/> with its folder as working directory.</summary>
-    public static NotebookRun Run(string path, IReadOnlyDictionary<string, string> environment, TimeSpan timeout)
+    /// <summary>A cell's source or an output's text, stored either as one string or as a list of lines.</summary>
+    public static string Text(JsonNode? node) => node switch
     {
-        using var doc = JsonDocument.Parse(File.ReadAllText(path));
-        var cells = CodeCells(doc.RootElement);
-        var workDir = Path.Combine(Path.GetTempPath(), "emflow-notebooks", Path.GetFileNameWithoutExtension(path) + "-" + Guid.NewGuid().ToString("N")[..8]);
-        Directory.CreateDirectory(workDir);
-        try
-        {
-            return Language(doc.RootElement) == "fsharp"
-                ? RunFSharp(path, cells, workDir, environment, timeout)
-                : RunCSharp(path, cells, workDir, environment, timeout);
-        }
-        finally
-        {
-            try { Directory.Delete(workDir, true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
-        }
-    }
-
-    // `#r "path"` / `#load "path"`; nuget references are left to the tool.
-    private static readonly Regex Directive = new(@"^(\s*#(?:r|load)\s+@?"")([^""]+)("".*)$");
-
-    /// <summary>A <c>#r</c>/<c>#load</c> path made absolute against the notebook's folder: the generated script lives elsewhere.</summary>
-    private static string AbsolutePaths(string line, string notebookDir)
-    {
-        var m = Directive.Match(line);
-        if (!m.Success || m.Groups[2].Value.StartsWith("nuget:", StringComparison.Ordinal) || Path.IsPathRooted(m.Groups[2].Value)) return line;
-        return m.Groups[1].Value + Path.GetFullPath(Path.Combine(notebookDir, m.Groups[2].Value)) + m.Groups[3].Value;
-    }
-
-    private static NotebookRun RunFSharp(string path, List<CodeCell> cells, string workDir, IReadOnlyDictionary<string, string> env, TimeSpan timeout)
-    {
-        var notebookDir = Path.GetDirectoryName(Path.GetFullPath(path))!;
-        var script = new List<string>
-        {
-            "let display (value: obj) = printfn \"%O\" value; value",
-            ";;",
-        };
-        var ranges = new List<(int First, int Last, CodeCell Cell)>();
-        foreach (var cell in cells)
-        {
-            script.Add($"printfn \"{Marker}{cell.CodeIndex}\"");
-            script.Add(";;");
-            int first = script.Count + 1;
-            script.AddRange(cell.Lines.Select(l => AbsolutePaths(l, notebookDir)));
-            ranges.Add((first, script.Count, cell));
-            script.Add(";;");
-        }
-        var file = Path.Combine(workDir, Path.GetFileNameWithoutExtension(path) + ".fsx");
-        File.WriteAllLines(file, script);
-        var clock = Stopwatch.StartNew();
-        var (exit, stdout, stderr) = Execute("dotnet", ["fsi", "--nologo", file], notebookDir, env, timeout);
-        bool compileError = Regex.IsMatch(stderr, @"error FS\d+");
-        bool ok = exit == 0 && !compileError;
-        return new NotebookRun(ok, ok ? null : Locate(stderr, stdout, Regex.Escape(Path.GetFileName(file)), ranges, cells), stdout, stderr, clock.Elapsed.TotalSeconds);
-    }
-
-    // A `using` directive (not a using statement or declaration): `using A.B;`, `using static A.B;`, `using X = A.B;`.
-    private static readonly Regex UsingDirective = new(@"^\s*using\s+(static\s+)?[A-Za-z_][\w.]*(\s*=\s*[\w.<>, ]+)?\s*;\s*$");
-
-    private static NotebookRun RunCSharp(string path, List<CodeCell> cells, string workDir, IReadOnlyDictionary<string, string> env, TimeSpan timeout)
-    {
-        var notebookDir = Path.GetDirectoryName(Path.GetFullPath(path))!;
-        var references = new List<string>();
-        var usings = new List<string>();
-        var bodies = new List<(CodeCell Cell, List<string> Lines)>();
-        foreach (var cell in cells)
-        {
-            var lines = new List<string>();
-            foreach (var raw in cell.Lines)
-            {
-                var m = Directive.Match(raw);
-                if (m.Success)
-                {
-                    if (m.Groups[2].Value.StartsWith("nuget:", StringComparison.Ordinal))
-                        throw new InvalidDataException($"Cell {cell.CellIndex}: the C# runner does not resolve '#r \"nuget:\"' references.");
-                    references.Add(Path.GetFullPath(Path.Combine(notebookDir, m.Groups[2].Value)));
-                    lines.Add("");   // keeps the cell's line numbers
-                }
-                else if (UsingDirective.IsMatch(raw))
-                {
-                    if (!usings.Contains(raw.Trim())) usings.Add(raw.Trim());
-                    lines.Add("");
-                }
-                else lines.Add(raw);
-            }
-            bodies.Add((cell, lines));
-        }
-        var program = new List<string>(usings);
-        var ranges = new List<(int First, int Last, CodeCell Cell)>();
-        foreach (var (cell, lines) in bodies)
-        {
-            program.Add($"System.Console.WriteLine(\"{Marker}{cell.CodeIndex}\");");
-            int first = program.Count + 1;
-            program.AddRange(lines);
-            ranges.Add((first, program.Count, cell));
-        }
-        // The kernel's display renders rich output; headless, the value's text is all there is to show.
-        program.Add("static object display(object value) { System.Console.WriteLine(value); return value; }");
-        File.WriteAllLines(Path.Combine(workDir, "Program.cs"), program);
-        var refs = string.Concat(references.Distinct().Select(r => $"\n    <Reference Include=\"{r}\" />"));
-        File.WriteAllText(Path.Combine(workDir, "Notebook.csproj"), $"""
-            <Project Sdk="Microsoft.NET.Sdk">
-              <PropertyGroup>
-                <OutputType>Exe</OutputType>
-                <TargetFramework>net10.0</TargetFramework>
-                <ImplicitUsings>enable</ImplicitUsings>
-                <Nullable>disable</Nullable>
-                <NoWarn>CS8321</NoWarn>
-                <AssemblyName>Notebook</AssemblyName>
-              </PropertyGroup>
-              <ItemGroup>{refs}
-              </ItemGroup>
-            </Project>
-            """);
-        var clock = Stopwatch.StartNew();
-        var (buildExit, buildOut, buildErr) = Execute("dotnet", ["build", "-c", "Release", "-nologo", "-v", "q", "-clp:ErrorsOnly"], workDir, env, timeout);
-        if (buildExit != 0)
-        {
-            var all = buildOut + buildErr;
-            return new NotebookRun(false, Locate(all, "", "Program\\.cs", ranges, cells), buildOut, buildErr, clock.Elapsed.TotalSeconds);
-        }
-        var output = Path.Combine(workDir, "bin", "Release", "net10.0");
-        // Native torch libraries and the F# runtime sit beside the referenced assemblies, not in any reference's
-        // dependency list: copy those folders whole.
-        foreach (var folder in references.Select(Path.GetDirectoryName).Distinct())
-            CopyMissing(folder!, output);
-        var remaining = timeout - clock.Elapsed;
-        var (exit, stdout, stderr) = Execute("dotnet", [Path.Combine(output, "Notebook.dll")], notebookDir, env, remaining > TimeSpan.Zero ? remaining : TimeSpan.FromSeconds(1));
-        bool ok = exit == 0;
-        return new NotebookRun(ok, ok ? null : Locate(stderr, stdout, "Program\\.cs", ranges, cells), stdout, stderr, clock.Elapsed.TotalSeconds);
-    }
-
-    private static void CopyMissing(string from, string to)
-    {
-        foreach (var file in Directory.EnumerateFiles(from, "*", SearchOption.AllDirectories))
-        {
-            var target = Path.Combine(to, Path.GetRelativePath(from, file));
-            if (File.Exists(target)) continue;
-            Directory.CreateDirectory(Path.GetDirectoryName(target)!);
-            File.Copy(file, target);
-        }
-    }
+        JsonArray lines => string.Concat(lines.Select(l => l?.GetValue<string>())),
+        JsonValue value => value.GetValue<string>(),
+        _ => "",
+    };
 
     /// <summary>
-    /// The failing cell (index among all cells): the cell whose lines hold the first reported compile error,
-    /// else the cell after the last marker printed (it started and did not finish).
+    /// Executes the notebook at <paramref name="path"/> in its own folder (so its relative <c>#r</c> paths hold) and
+    /// writes the executed copy to <paramref name="outputDir"/> as NAME.out.ipynb.
     /// </summary>
-    private static int? Locate(string errors, string output, string fileRegex, List<(int First, int Last, CodeCell Cell)> ranges, List<CodeCell> cells)
+    public static NotebookRun Run(string path, IReadOnlyDictionary<string, string> environment, TimeSpan timeout, string outputDir)
     {
-        var error = Regex.Match(errors, fileRegex + @"\((\d+),\d+\): error");
-        if (error.Success)
+        Directory.CreateDirectory(outputDir);
+        var name = Path.GetFileNameWithoutExtension(path);
+        var executedPath = Path.Combine(outputDir, name + ".out.ipynb");
+        if (File.Exists(executedPath)) File.Delete(executedPath);
+        var env = new Dictionary<string, string>(environment)
         {
-            int line = int.Parse(error.Groups[1].Value);
-            foreach (var (first, last, cell) in ranges)
-                if (line >= first && line <= last) return cell.CellIndex;
-        }
-        var markers = Regex.Matches(output, "^" + Marker + @"(\d+)\s*$", RegexOptions.Multiline);
-        if (markers.Count == 0) return null;
-        int code = int.Parse(markers[^1].Groups[1].Value);
-        return cells[code].CellIndex;
+            ["JUPYTER_PATH"] = JupyterPath,
+            ["PYDEVD_DISABLE_FILE_VALIDATION"] = "1",
+        };
+        var cellTimeout = (int)Math.Max(60, timeout.TotalSeconds);
+        var clock = Stopwatch.StartNew();
+        var (exit, stdout, stderr) = Execute(Jupyter,
+            ["nbconvert", "--to", "notebook", "--execute", "--allow-errors",
+             $"--ExecutePreprocessor.timeout={cellTimeout}", "--ExecutePreprocessor.startup_timeout=300",
+             "--output-dir", outputDir, "--output", name + ".out.ipynb", Path.GetFullPath(path)],
+            Path.GetDirectoryName(Path.GetFullPath(path))!, env, timeout);
+        var seconds = clock.Elapsed.TotalSeconds;
+        if (!File.Exists(executedPath))
+            return new NotebookRun(false, null, $"nbconvert exited with {exit} and wrote no executed copy.\n--- nbconvert ---\n{Tail(stderr + stdout)}", null, seconds, new Dictionary<int, double>());
+        var executed = JsonNode.Parse(File.ReadAllText(executedPath))!.AsObject();
+        var (failed, error) = FirstError(executed);
+        if (failed is null && exit != 0)
+            error = $"nbconvert exited with {exit}.\n--- nbconvert ---\n{Tail(stderr + stdout)}";
+        return new NotebookRun(exit == 0 && failed is null, failed, error, executed, seconds, CellSeconds(executed));
     }
 
+    /// <summary>The first code cell with an error output, and a description: its source, the error and its stream output.</summary>
+    public static (int? Cell, string Error) FirstError(JsonObject notebook)
+    {
+        var cells = notebook["cells"]!.AsArray();
+        for (int i = 0; i < cells.Count; i++)
+        {
+            var outputs = cells[i]!["outputs"] as JsonArray;
+            if (outputs is null) continue;
+            var error = outputs.FirstOrDefault(o => (string?)o!["output_type"] == "error");
+            if (error is null) continue;
+            var streams = string.Concat(outputs.Where(o => (string?)o!["output_type"] == "stream").Select(o => Text(o!["text"])));
+            var traceback = error["traceback"] is JsonArray tb ? string.Join("\n", tb.Select(l => (string?)l)) : "";
+            return (i, $"--- cell {i} ---\n{Text(cells[i]!["source"])}\n--- error ---\n{(string?)error["ename"]}: {(string?)error["evalue"]}\n{traceback}\n--- output ---\n{Tail(streams)}");
+        }
+        return (null, "");
+    }
+
+    /// <summary>Seconds per executed code cell, from the timings nbclient records in each cell's metadata.</summary>
+    private static Dictionary<int, double> CellSeconds(JsonObject notebook)
+    {
+        var result = new Dictionary<int, double>();
+        var cells = notebook["cells"]!.AsArray();
+        for (int i = 0; i < cells.Count; i++)
+        {
+            var execution = cells[i]!["metadata"]?["execution"];
+            if (execution?["iopub.execute_input"] is JsonValue start && execution["shell.execute_reply"] is JsonValue end
+                && DateTimeOffset.TryParse(start.GetValue<string>(), CultureInfo.InvariantCulture, out var t0)
+                && DateTimeOffset.TryParse(end.GetValue<string>(), CultureInfo.InvariantCulture, out var t1))
+                result[i] = (t1 - t0).TotalSeconds;
+        }
+        return result;
+    }
+
+    private static string Tail(string s, int chars = 6000) => s.Length <= chars ? s : "..." + s[^chars..];
+
     /// <summary>Runs a process to completion or to the timeout (then kills its whole tree), capturing both streams.</summary>
-    private static (int Exit, string Stdout, string Stderr) Execute(string file, string[] args, string workDir, IReadOnlyDictionary<string, string> env, TimeSpan timeout)
+    public static (int Exit, string Stdout, string Stderr) Execute(string file, string[] args, string workDir, IReadOnlyDictionary<string, string> env, TimeSpan timeout)
     {
         var info = new ProcessStartInfo(file)
         {
@@ -279,4 +175,70 @@ internal static class NotebookRunner
         process.WaitForExit();   // drains the asynchronous readers
         return (process.ExitCode, stdout.ToString(), stderr.ToString());
     }
+}
+
+/// <summary>Checks on the outputs of an executed notebook: charts that draw, offline.</summary>
+internal static class ChartOutputs
+{
+    /// <summary>A code cell that shows a chart: it calls the notebooks' <c>show</c> (EMFlow.Notebooks' Charts.show).</summary>
+    private static readonly Regex ShowCall = new(@"^\s*(show|Charts\.show\s+\w+)\s+""[^""]+""", RegexOptions.Multiline);
+
+    /// <summary>The banner at the top of plotly.js's source (minified builds keep it).</summary>
+    private static readonly Regex PlotlyJs = new(@"\*\s*plotly\.js v\d+\.\d+\.\d+");
+
+    /// <summary>A plotting call that needs plotly.js on the page.</summary>
+    private static readonly Regex PlottingCall = new(@"\bPlotly\.(newPlot|react|plot)\s*\(");
+
+    /// <summary>A script fetched from the network: it would not load offline.</summary>
+    private static readonly Regex RemoteScript = new(@"<script[^>]*\bsrc\s*=\s*[""']?(https?:)?//", RegexOptions.IgnoreCase);
+
+    private static IEnumerable<string> RichTexts(JsonNode output)
+    {
+        if (output["data"] is not JsonObject data) yield break;
+        foreach (var (mime, value) in data)
+            if (mime is "text/html" or "application/javascript" or "image/svg+xml") yield return NotebookRunner.Text(value);
+    }
+
+    /// <summary>
+    /// Every problem found: a chart cell without a renderable rich output (a text/html output with a plotting
+    /// call and its div, or an image), a plotting call with no plotly.js source in that output or an earlier one
+    /// of the notebook, a script loaded from the network. Empty when the charts draw offline.
+    /// </summary>
+    public static List<string> Problems(JsonObject notebook)
+    {
+        var problems = new List<string>();
+        bool libraryLoaded = false;
+        var cells = notebook["cells"]!.AsArray();
+        for (int i = 0; i < cells.Count; i++)
+        {
+            var cell = cells[i]!;
+            if ((string?)cell["cell_type"] != "code") continue;
+            bool chartShown = false;
+            foreach (var output in (cell["outputs"] as JsonArray ?? []).Select(o => o!))
+            {
+                if (output["data"] is JsonObject data && (data.ContainsKey("image/png") || data.ContainsKey("image/svg+xml"))) chartShown = true;
+                foreach (var text in RichTexts(output))
+                {
+                    var library = PlotlyJs.Match(text);
+                    var call = PlottingCall.Match(text);
+                    if (call.Success)
+                    {
+                        if (!libraryLoaded && !(library.Success && library.Index < call.Index))
+                            problems.Add($"cell {i}: an output calls Plotly.{call.Groups[1].Value} but no output up to it carries plotly.js; the chart would stay blank.");
+                        if (text.Contains("<div", StringComparison.Ordinal)) chartShown = true;
+                    }
+                    if (library.Success) libraryLoaded = true;
+                    if (RemoteScript.IsMatch(text))
+                        problems.Add($"cell {i}: an output loads a script from the network; it would not draw offline.");
+                }
+            }
+            if (ShowCall.IsMatch(NotebookRunner.Text(cell["source"])) && !chartShown)
+                problems.Add($"cell {i} shows a chart but has no renderable rich output (text/html with a plotting call and its div, or an image).");
+        }
+        return problems;
+    }
+
+    /// <summary>The code cells that show a chart.</summary>
+    public static int ChartCells(JsonObject notebook) =>
+        notebook["cells"]!.AsArray().Count(c => (string?)c!["cell_type"] == "code" && ShowCall.IsMatch(NotebookRunner.Text(c["source"])));
 }
