@@ -11,53 +11,122 @@ public static class App
     public const int Failure = 1;
     /// <summary>Exit code of bad arguments or bad input; a one-line message names the problem.</summary>
     public const int BadInput = 2;
+    /// <summary>Exit code of a run cancelled by Ctrl+C (128 + SIGINT, as shells report it); nothing is written.</summary>
+    public const int Cancelled = 130;
 
     internal const string Usage = """
         emflow: impute missing values in tables with EMFlow (a normalizing flow with online EM), Gaussian EM or simple baselines.
 
         Usage:
-          emflow demo [--rows N] [--seed S] [--threads T] [--epochs N] [--hidden-width W] [--report FILE | --no-report] [--png-dir DIR] [--quiet]
-          emflow impute INPUT.csv -o OUTPUT.csv [options]
-          emflow evaluate DATA.csv [--mechanism mcar|mar|mnar] [--rate 0.2] [--folds 5] [--methods mean,knn,gaussian-em,emflow]
-                          [--seed S] [--threads T] [--mask MASK.csv] [--fold-ids FOLDS.txt] [--drop-target] [--quiet]
-                          (--rate: the MCAR rate; with mar, the expected rate over the last 30% of features, without it
-                          appendix E's own rate)
-          emflow help
+          emflow impute INPUT.csv -o OUTPUT.csv [options]   complete a table
+          emflow evaluate DATA.csv [options]                score methods on a complete table (the paper's protocol)
+          emflow demo [options]                             a one-minute tour on a synthetic table
+          emflow COMMAND --help                             the command's options, defaults and an example
+          emflow --version                                  the version
 
-        impute options:
-          -o, --output FILE       completed table (required); observed cells are written back as they were
+        Progress goes to stderr: a bar on a terminal, plain lines otherwise. Results go to stdout.
+        Exit codes: 0 success, 1 unexpected failure, 2 bad arguments or input, 130 cancelled (Ctrl+C; a second Ctrl+C
+        ends the process at once).
+        """;
+
+    internal const string ImputeHelp = """
+        emflow impute INPUT.csv -o OUTPUT.csv [options]
+
+        Fits an imputer on the numeric columns of INPUT.csv and writes the completed table; observed cells are written
+        back exactly as they were. Nothing is written if the input is bad or the run is cancelled.
+
+        Options:
+          -o, --output FILE       completed table (required)
           --method NAME           emflow (default), gaussian-em, mean or median
-          --missing TOKEN         a further text that marks a missing cell (empty, NA and NaN always do)
+          --missing TOKEN         a further text that marks a missing cell (empty, NA, NaN and nan always do)
+          --separator C           field separator of INPUT.csv: one character, or tab (default ,)
           --skip-non-numeric      pass non-numeric columns through untouched instead of rejecting them
           --iterations N          EMFlow iterations (default 2)
           --epochs N              training epochs per iteration (default 40)
           --batch-size N          rows per batch (default 256)
           --learning-rate X       Adam learning rate (default 0.001)
-          --start NAME            EMFlow's initial imputation: auto (default; per feature the blend of Gaussian EM and
-                                  kNN that is best on held-out cells), gaussian-em or knn
+          --start NAME            EMFlow's initial imputation (iteration 0): auto (default; per feature the blend of
+                                  Gaussian EM and kNN that is best on held-out cells), gaussian-em or knn
           --seed S                seed of every random choice (default 0)
           --threads T             torch threads (default: torch's choice)
           --multiple K            also write K sampled imputations OUTPUT.1.csv ... OUTPUT.K.csv (emflow only)
           --model FILE            save the fitted EMFlow model
-          --load FILE             impute with a saved EMFlow model instead of fitting one
+          --load FILE             impute with a saved EMFlow model instead of fitting one (columns matched by name)
           --report FILE           write a self-contained HTML report (plots open offline)
           --png-dir DIR           write the report's figures as PNG files
-          --quiet                 no progress bar and no summary
+          -q, --quiet             no progress and no summary
+          -h, --help              this help
 
-        evaluate: the paper's protocol on a complete table (min-max scaled; the test fold is only re-imputed; RMSE over
-        hidden cells, mean ± std over folds). Methods: mean, median, knn, gaussian-em, emflow, emflow-paper, and the
-        paper's competitors gain, miwae, mcflow. --mask takes a
-        0/1 CSV with header (1 = missing) and --fold-ids one fold id per row, to compare with other tools on identical splits.
+        EMFlow keeps the iteration with the lowest error on held-out observed cells; iteration 0 is its start. The
+        summary names the iteration kept, the hold-out error of each, the start's kNN share per feature and the time.
 
-        Exit codes: 0 success, 1 unexpected failure, 2 bad arguments or input.
+        Example:
+          emflow impute concrete.csv -o concrete-imputed.csv --threads 2 --report concrete.html
         """;
+
+    internal const string EvaluateHelp = """
+        emflow evaluate DATA.csv [options]
+
+        The paper's protocol on a complete table: min-max scaling, cells hidden by a missingness mechanism, k-fold
+        cross-validation where the test fold is only re-imputed, RMSE over the hidden cells (mean ± std over folds).
+        Cells already missing in DATA.csv are never scored (a warning says how many there are).
+
+        Options:
+          --mechanism NAME        mcar (default), mar or mnar
+          --rate X                the MCAR rate (default 0.2); with mar, the expected rate over the last 30% of
+                                  features (without it, appendix E's own rate)
+          --folds K               cross-validation folds (default 5)
+          --methods LIST          comma-separated (default mean,knn,gaussian-em,emflow); also median, emflow-paper and
+                                  the paper's competitors gain, miwae, mcflow
+          --seed S                seed of the mask, the folds and the methods (default 0)
+          --threads T             torch threads (default 1)
+          --mask MASK.csv         a 0/1 CSV with header (1 = hidden) instead of the mechanism
+          --fold-ids FOLDS.txt    one fold id per row, to compare with other tools on identical splits
+          --drop-target           drop a last column named target
+          --format NAME           table (default, for reading), json (one JSON object per method and fold: RMSE,
+                                  seconds, the method's peak memory, the mechanism and the realised rate), csv
+                                  (the same fields) or markdown (the summary table)
+          -q, --quiet             no per-fold progress on stderr
+          -h, --help              this help
+
+        Example:
+          emflow evaluate concrete.csv --mechanism mar --folds 5 --methods mean,gaussian-em,emflow --format json > runs.jsonl
+        """;
+
+    internal const string DemoHelp = """
+        emflow demo [options]
+
+        Hides 20% of a seeded non-Gaussian synthetic table (made in code, nothing to download), imputes it with the
+        mean, Gaussian EM and EMFlow, prints the RMSE of each on the hidden cells and writes an HTML report.
+
+        Options:
+          --rows N                rows of the synthetic table (default 3000)
+          --seed S                seed (default 1)
+          --threads T             torch threads (default 2)
+          --epochs N              EMFlow epochs per iteration (default 20; 40 is the library's default)
+          --hidden-width W        width of the flow's coupling networks (default 128)
+          --report FILE           the HTML report (default emflow-demo-report.html)
+          --no-report             write no report
+          --png-dir DIR           write the report's figures as PNG files
+          -q, --quiet             no progress and no table
+          -h, --help              this help
+
+        Example:
+          emflow demo --threads 2 --report demo.html
+        """;
+
+    /// <summary>The tool's version, as the package carries it.</summary>
+    internal static string Version =>
+        typeof(App).Assembly.GetCustomAttributes(typeof(System.Reflection.AssemblyInformationalVersionAttribute), false)
+            .OfType<System.Reflection.AssemblyInformationalVersionAttribute>().FirstOrDefault()?.InformationalVersion.Split('+')[0]
+        ?? typeof(App).Assembly.GetName().Version?.ToString() ?? "unknown";
 
     /// <summary>Runs one command line.</summary>
     /// <param name="args">The words after <c>emflow</c>.</param>
     /// <param name="stdout">Where results and the progress bar go.</param>
     /// <param name="stderr">Where error messages go.</param>
     /// <param name="cancellationToken">Stops a running fit; nothing is written then.</param>
-    /// <returns>0 success, 2 bad arguments or input, 1 anything else.</returns>
+    /// <returns>0 success, 2 bad arguments or input, 130 cancelled, 1 anything else.</returns>
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(args);
@@ -65,30 +134,43 @@ public static class App
         ArgumentNullException.ThrowIfNull(stderr);
         if (args.Length == 0 || args[0] is "help" or "--help" or "-h")
         {
-            stdout.WriteLine(Usage);
+            // "emflow help impute" is "emflow impute --help".
+            var text = args.Length > 1 ? HelpFor(args[1]) ?? Usage : Usage;
+            stdout.WriteLine(text);
             return args.Length == 0 ? BadInput : Success;
         }
+        if (args[0] is "--version" or "version")
+        {
+            stdout.WriteLine($"emflow {Version}");
+            return Success;
+        }
         var rest = args[1..];
+        // Asked anywhere among a command's words, --help prints that command's help and nothing runs.
+        if (HelpFor(args[0]) is { } help && rest.Any(w => w is "--help" or "-h"))
+        {
+            stdout.WriteLine(help);
+            return Success;
+        }
         try
         {
             var console = ConsoleFor(stdout);
             switch (args[0])
             {
                 case "demo":
-                    DemoCommand.Run(rest, console, Interactive(stdout), cancellationToken);
+                    DemoCommand.Run(rest, console, Interactive(stdout), stderr, cancellationToken);
                     return Success;
                 case "impute":
-                    ImputeCommand.Run(rest, console, Interactive(stdout), cancellationToken);
+                    ImputeCommand.Run(rest, console, Interactive(stdout), stderr, cancellationToken);
                     return Success;
                 case "evaluate":
-                    EvaluateCommand.Run(rest, console, cancellationToken);
+                    EvaluateCommand.Run(rest, console, stdout, stderr, cancellationToken);
                     return Success;
                 default:
                     throw new UsageException($"unknown command '{args[0]}'; the commands are demo, impute and evaluate (emflow help)");
             }
         }
         catch (UsageException e) { return Fail(stderr, e.Message, BadInput); }
-        catch (OperationCanceledException) { return Fail(stderr, "cancelled; no output was written", Failure); }
+        catch (OperationCanceledException) { return Fail(stderr, "cancelled; no output was written", Cancelled); }
         catch (FileNotFoundException e) { return Fail(stderr, $"file not found: {e.FileName ?? e.Message}", BadInput); }
         catch (DirectoryNotFoundException e) { return Fail(stderr, e.Message, BadInput); }
         catch (InvalidDataException e) { return Fail(stderr, e.Message, BadInput); }
@@ -96,6 +178,14 @@ public static class App
         catch (ArgumentException e) { return Fail(stderr, e.Message, BadInput); }
         catch (Exception e) { return Fail(stderr, $"{e.GetType().Name}: {e.Message}", Failure); }
     }
+
+    private static string? HelpFor(string command) => command switch
+    {
+        "impute" => ImputeHelp,
+        "evaluate" => EvaluateHelp,
+        "demo" => DemoHelp,
+        _ => null,
+    };
 
     private static int Fail(TextWriter stderr, string message, int code)
     {
@@ -108,14 +198,29 @@ public static class App
     private static bool Interactive(TextWriter stdout) =>
         ReferenceEquals(stdout, Console.Out) && !Console.IsOutputRedirected && AnsiConsole.Profile.Capabilities.Interactive;
 
-    private static IAnsiConsole ConsoleFor(TextWriter stdout) =>
-        ReferenceEquals(stdout, Console.Out)
-            ? AnsiConsole.Console
-            : AnsiConsole.Create(new AnsiConsoleSettings
-            {
-                Ansi = AnsiSupport.No,
-                ColorSystem = ColorSystemSupport.NoColors,
-                Interactive = InteractionSupport.No,
-                Out = new AnsiConsoleOutput(stdout),
-            });
+    /// <summary>The terminal's console, or, for a pipe, a file or a test's writer, plain text that never wraps (a
+    /// console that is not a terminal reports 80 columns, and Spectre would break file names there) and draws
+    /// tables in ASCII.</summary>
+    private static IAnsiConsole ConsoleFor(TextWriter stdout)
+    {
+        if (Interactive(stdout)) return AnsiConsole.Console;
+        var console = AnsiConsole.Create(new AnsiConsoleSettings
+        {
+            Ansi = AnsiSupport.No,
+            ColorSystem = ColorSystemSupport.NoColors,
+            Interactive = InteractionSupport.No,
+            Out = new AnsiConsoleOutput(stdout),
+        });
+        console.Profile.Width = Unwrapped;
+        // Tables in ASCII (Spectre's safe borders) rather than box drawing, for logs and for tools that read them.
+        console.Profile.Capabilities.Unicode = false;
+        return console;
+    }
+
+    /// <summary>Box drawing on a terminal, ASCII elsewhere.</summary>
+    internal static TableBorder TableBorderFor(IAnsiConsole console) =>
+        console.Profile.Capabilities.Unicode ? TableBorder.Square : TableBorder.Ascii;
+
+    /// <summary>The width given to a console that is not a terminal: wide enough that no line is broken.</summary>
+    internal const int Unwrapped = 32_767;
 }

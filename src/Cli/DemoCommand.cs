@@ -13,9 +13,9 @@ internal static class DemoCommand
     public const string DefaultReport = "emflow-demo-report.html";
     private const double MissingRate = 0.2;
 
-    public static void Run(string[] words, IAnsiConsole console, bool interactive, CancellationToken ct)
+    public static void Run(string[] words, IAnsiConsole console, bool interactive, TextWriter stderr, CancellationToken ct)
     {
-        var a = new Arguments(words, new HashSet<string> { "--quiet", "--no-report" }, new Dictionary<string, string>());
+        var a = new Arguments(words, new HashSet<string> { "--quiet", "--no-report" }, new Dictionary<string, string> { ["-q"] = "--quiet" });
         int rows = a.Int("--rows", 3000, min: 50);
         long seed = a.Long("--seed", 1);
         int threads = a.Int("--threads", 2, min: 1);
@@ -59,7 +59,7 @@ internal static class DemoCommand
             {
                 double[,]? result = null;
                 Fitting.Run(console, interactive && !quiet, "EMFlow", progress =>
-                    result = emflowImputed = emflow.FitTransform(incomplete, progress: progress, cancellationToken: ct));
+                    result = emflowImputed = emflow.FitTransform(incomplete, progress: progress, cancellationToken: ct), quiet ? null : stderr);
                 return result!;
             }));
             details = new ReportData
@@ -85,7 +85,7 @@ internal static class DemoCommand
 
         if (!quiet)
         {
-            var table = new Spectre.Console.Table().AddColumn("Method").AddColumn(new TableColumn("RMSE").RightAligned()).AddColumn(new TableColumn("Seconds").RightAligned());
+            var table = new Spectre.Console.Table().Border(App.TableBorderFor(console)).AddColumn("Method").AddColumn(new TableColumn("RMSE").RightAligned()).AddColumn(new TableColumn("Seconds").RightAligned());
             foreach (var s in scores)
                 table.AddRow(s.Method, s.Rmse.ToString("F4", System.Globalization.CultureInfo.InvariantCulture), s.Seconds.ToString("F1", System.Globalization.CultureInfo.InvariantCulture));
             console.Write(table);

@@ -11,9 +11,9 @@ namespace EMFlow.Cli;
 /// </summary>
 internal static class EvaluateCommand
 {
-    public static void Run(string[] words, IAnsiConsole console, CancellationToken ct)
+    public static void Run(string[] words, IAnsiConsole console, TextWriter stdout, TextWriter stderr, CancellationToken ct)
     {
-        var a = new Arguments(words, new HashSet<string> { "--quiet", "--drop-target" }, new Dictionary<string, string>());
+        var a = new Arguments(words, new HashSet<string> { "--quiet", "--drop-target" }, new Dictionary<string, string> { ["-q"] = "--quiet" });
         var mechanismName = a.Text("--mechanism") ?? "mcar";
         bool rateGiven = a.Text("--rate") is not null;
         double rate = a.Positive("--rate", 0.2);
@@ -25,7 +25,10 @@ internal static class EvaluateCommand
         var foldsPath = a.Text("--fold-ids");
         bool quiet = a.Flag("--quiet");
         bool dropTarget = a.Flag("--drop-target");
+        var format = a.Text("--format") ?? "table";
         a.RejectUnknown(1);
+        if (format is not ("table" or "json" or "csv" or "markdown"))
+            throw new UsageException($"--format must be table, json, csv or markdown; got '{format}'");
         if (a.Positional.Count != 1) throw new UsageException("evaluate needs one input file: emflow evaluate DATA.csv [options]");
         var mechanism = mechanismName switch
         {
@@ -39,9 +42,23 @@ internal static class EvaluateCommand
             if (!Method.StandardNames.Contains(m) && !Method.CompetitorNames.Contains(m))
                 throw new UsageException($"unknown method '{m}'; the methods are {string.Join(", ", Method.StandardNames.Concat(Method.CompetitorNames))}");
 
-        var (columns, values) = CsvTable.Read(a.Positional[0]);
+        string[] columns;
+        double[,] values;
+        try
+        {
+            (columns, values) = CsvTable.Read(a.Positional[0]);
+        }
+        catch (FormatException e) when (e.Message.IndexOf(" Mark missing values", StringComparison.Ordinal) is var cut and > 0)
+        {
+            throw new UsageException(e.Message[..cut] + " evaluate scores numeric columns only: drop that column first.");
+        }
         if (dropTarget && columns.Length > 0 && columns[^1] == "target")
             values = DropLastColumn(values);
+        int already = 0;
+        foreach (var v in values) if (double.IsNaN(v)) already++;
+        if (already > 0)
+            stderr.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"emflow: warning: {Path.GetFileName(a.Positional[0])} already has {already} missing cells ({already / (double)values.Length:P1}); they are never scored, only the cells the protocol hides are"));
         var options = new ProtocolOptions
         {
             Folds = folds,
@@ -49,18 +66,99 @@ internal static class EvaluateCommand
             Mechanism = mechanism,
             Mask = maskPath is null ? null : CsvTable.ReadMask(maskPath),
             FoldIds = foldsPath is null ? null : CsvTable.ReadFolds(foldsPath),
-            Log = quiet ? null : new Progress<string>(line => console.MarkupLine(Markup.Escape(line))),
+            // Progress goes to stderr, so stdout holds only the results (a script can read them).
+            Log = quiet ? null : new Inline(line => { stderr.WriteLine("emflow: " + line); stderr.Flush(); }),
         };
         var methods = methodNames.Select(m => Method.Standard(m, seed, o => o with { TorchThreads = threads })).ToList();
         ct.ThrowIfCancellationRequested();
         var result = Protocol.Run(values, methods, options);
 
-        var table = new Spectre.Console.Table().AddColumns("Method", "RMSE (mean ± std)", "Seconds per fold");
+        var dataset = Path.GetFileName(a.Positional[0]);
+        switch (format)
+        {
+            case "json": WriteJson(stdout, dataset, result, seed); break;
+            case "csv": WriteCsv(stdout, dataset, result, seed); break;
+            case "markdown": WriteMarkdown(stdout, dataset, result, folds); break;
+            default:
+                var table = new Spectre.Console.Table().Border(App.TableBorderFor(console)).AddColumns("Method", "RMSE (mean ± std)", "Seconds per fold");
+                foreach (var m in result.Methods)
+                    table.AddRow(m.Method, $"{m.MeanRmse.ToString("F4", CultureInfo.InvariantCulture)} ± {m.StdRmse.ToString("F4", CultureInfo.InvariantCulture)}",
+                        m.SecondsPerFold.ToString("F1", CultureInfo.InvariantCulture));
+                console.WriteLine(Heading(dataset, result, folds));
+                console.Write(table);
+                break;
+        }
+        stdout.Flush();
+    }
+
+    private static string Heading(string dataset, EvaluationResult result, int folds) =>
+        $"{dataset}: {result.Mechanism}, {result.Folds.Length} rows in {folds} folds; hidden rate {result.Table.HiddenRate.ToString("F3", CultureInfo.InvariantCulture)}";
+
+    /// <summary>The fields of one line per method and fold, in order, for JSON and CSV alike.</summary>
+    private static IEnumerable<(string Name, object? Value)> Fields(string dataset, EvaluationResult result, MethodResult m, FoldResult f, long seed) => new (string, object?)[]
+    {
+        ("dataset", dataset),
+        ("method", m.Method),
+        ("fold", f.Fold),
+        ("rmse", Finite(f.Rmse)),
+        ("fitSeconds", f.FitSeconds),
+        ("imputeSeconds", f.TransformSeconds),
+        ("seconds", f.FitSeconds + f.TransformSeconds),
+        // Measured over all of the method's folds (the resident-set high-water mark), so the same on each of its lines.
+        ("peakMemoryBytes", m.PeakWorkingSetBytes),
+        ("mechanism", result.Mechanism),
+        ("hiddenRate", result.Table.HiddenRate),
+        ("scoredCells", f.Scored),
+        ("trainRows", f.TrainRows),
+        ("testRows", f.TestRows),
+        ("seed", seed),
+    };
+
+    private static double? Finite(double v) => double.IsFinite(v) ? v : null;
+
+    private static void WriteJson(TextWriter w, string dataset, EvaluationResult result, long seed)
+    {
         foreach (var m in result.Methods)
-            table.AddRow(m.Method, $"{m.MeanRmse.ToString("F4", CultureInfo.InvariantCulture)} ± {m.StdRmse.ToString("F4", CultureInfo.InvariantCulture)}",
-                m.SecondsPerFold.ToString("F1", CultureInfo.InvariantCulture));
-        console.WriteLine($"{Path.GetFileName(a.Positional[0])}: {result.Mechanism}, {result.Folds.Length} rows in {folds} folds; hidden rate {result.Table.HiddenRate.ToString("F3", CultureInfo.InvariantCulture)}");
-        console.Write(table);
+            foreach (var f in m.Folds)
+                w.WriteLine(System.Text.Json.JsonSerializer.Serialize(Fields(dataset, result, m, f, seed).ToDictionary(x => x.Name, x => x.Value)));
+    }
+
+    private static void WriteCsv(TextWriter w, string dataset, EvaluationResult result, long seed)
+    {
+        bool header = true;
+        foreach (var m in result.Methods)
+            foreach (var f in m.Folds)
+            {
+                var fields = Fields(dataset, result, m, f, seed).ToList();
+                if (header) { w.WriteLine(string.Join(",", fields.Select(x => x.Name))); header = false; }
+                w.WriteLine(string.Join(",", fields.Select(x => Csv(x.Value))));
+            }
+    }
+
+    private static string Csv(object? value) => value switch
+    {
+        null => "",
+        double d => d.ToString("R", CultureInfo.InvariantCulture),
+        IFormattable n => n.ToString(null, CultureInfo.InvariantCulture),
+        var o when o.ToString() is { } t && t.IndexOfAny(new[] { ',', '"', '\n', '\r' }) >= 0 => "\"" + t.Replace("\"", "\"\"") + "\"",
+        var o => o.ToString() ?? "",
+    };
+
+    private static void WriteMarkdown(TextWriter w, string dataset, EvaluationResult result, int folds)
+    {
+        var c = CultureInfo.InvariantCulture;
+        w.WriteLine(Heading(dataset, result, folds));
+        w.WriteLine();
+        w.WriteLine("| Method | RMSE (mean) | RMSE (std) | Seconds per fold | Peak memory (MiB) |");
+        w.WriteLine("|---|---:|---:|---:|---:|");
+        foreach (var m in result.Methods)
+            w.WriteLine(string.Create(c, $"| {m.Method} | {m.MeanRmse:F4} | {m.StdRmse:F4} | {m.SecondsPerFold:F1} | {m.PeakWorkingSetBytes / 1048576.0:F0} |"));
+    }
+
+    /// <summary>Reports on the calling thread, in order (Progress&lt;T&gt; would post to the thread pool).</summary>
+    private sealed class Inline(Action<string> report) : IProgress<string>
+    {
+        public void Report(string value) => report(value);
     }
 
     private static double[,] DropLastColumn(double[,] v)

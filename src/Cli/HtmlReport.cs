@@ -66,7 +66,8 @@ internal static class HtmlReport
             foreach (var fig in section.Figures)
             {
                 var div = $"fig{id++}";
-                sb.Append($"<div id=\"{div}\" class=\"{section.Css}\"></div>\n<script>Plotly.newPlot(\"{div}\", ")
+                var style = fig.Style is null ? "" : $" style=\"{fig.Style}\"";
+                sb.Append($"<div id=\"{div}\" class=\"{section.Css}\"{style}></div>\n<script>Plotly.newPlot(\"{div}\", ")
                   .Append(JsonSerializer.Serialize(fig.Data)).Append(", ").Append(JsonSerializer.Serialize(fig.Layout))
                   .Append(section.Css == "small" ? ", {\"displayModeBar\": false}" : ", {\"responsive\": true, \"displaylogo\": false}")
                   .Append(");</script>\n");
@@ -77,7 +78,7 @@ internal static class HtmlReport
         return sb.ToString();
     }
 
-    private sealed record Figure(object[] Data, object Layout);
+    private sealed record Figure(object[] Data, object Layout, string? Style = null);
     private sealed record Section(string Heading, string Css, List<Figure> Figures);
 
     private static List<Section> Figures(ReportData d)
@@ -133,15 +134,21 @@ internal static class HtmlReport
         {
             var (observed, imputed) = d.Split(j);
             if (imputed.Length == 0) continue;
+            var axis = HistogramAxis(observed.Concat(imputed.Where(double.IsFinite)).ToArray());
+            // Both histograms share the bins, so their densities compare; a clipped axis bins only its own range.
+            object bins = axis.Range is { } clip ? new { start = clip[0], end = clip[1], size = (clip[1] - clip[0]) / 40 } : new { };
             var data = new object[]
             {
-                new { type = "histogram", name = "observed", x = observed, histnorm = "probability density", opacity = 0.6, marker = new { color = Palette[0] }, nbinsx = 40 },
-                new { type = "histogram", name = $"imputed ({d.ImputedBy})", x = Finite(imputed), histnorm = "probability density", opacity = 0.6, marker = new { color = Palette[1] }, nbinsx = 40 },
+                new { type = "histogram", name = "observed", x = observed, histnorm = "probability density", opacity = 0.6, marker = new { color = Palette[0] }, nbinsx = 40, xbins = bins },
+                new { type = "histogram", name = $"imputed ({d.ImputedBy})", x = Finite(imputed), histnorm = "probability density", opacity = 0.6, marker = new { color = Palette[1] }, nbinsx = 40, xbins = bins },
             };
             hist.Add(new(data, new
             {
                 title = new { text = $"{d.Features[j]} ({imputed.Length} imputed)" },
-                barmode = "overlay", showlegend = j == 0, margin = new { t = 40, l = 40, r = 10, b = 30 },
+                xaxis = axis.Range is { } range
+                    ? (object)new { range, title = new { text = axis.Title, font = new { size = 10 } } }
+                    : new { title = new { text = axis.Title, font = new { size = 10 } } },
+                barmode = "overlay", showlegend = j == 0, margin = new { t = 40, l = 40, r = 10, b = 45 },
                 legend = new { x = 0.55, y = 1 },
             }));
         }
@@ -155,13 +162,45 @@ internal static class HtmlReport
             {
                 new { type = "heatmap", z, x = names, y = names, zmin = -1, zmax = 1, colorscale = "RdBu", reversescale = true, texttemplate = "%{z:.2f}" },
             };
+            // Margins from the longest name, so no label is clipped (about 7 px per character at plotly's 12 px font).
+            int margin = LabelMargin(names);
+            int side = 400 + margin;
             sections.Add(new("Latent correlation matrix (learned Σ as correlations)", "square", new()
             {
-                new(data, new { yaxis = new { autorange = "reversed" }, margin = new { t = 20, l = 100, b = 100 } }),
+                new(data, new { yaxis = new { autorange = "reversed", automargin = true }, xaxis = new { tickangle = -45, automargin = true }, margin = new { t = 20, l = margin, b = margin, r = 20 } },
+                    Style: $"width:{side + 120}px;height:{side}px"),
             }));
         }
         return sections;
     }
+
+    /// <summary>Left and bottom margin, in pixels, that fits the longest of <paramref name="labels"/>.</summary>
+    internal static int LabelMargin(IEnumerable<string> labels) =>
+        Math.Max(60, 7 * labels.Select(l => l.Length).DefaultIfEmpty(0).Max() + 20);
+
+    /// <summary>
+    /// The x axis of a feature's histogram: the whole range, unless a few outliers would squash the bulk of the values
+    /// into a few bins (the whole range more than 1.25 times the 1st–99th percentile range); then the 1st–99th
+    /// percentile range, and the axis title says so and how many values lie outside.
+    /// </summary>
+    internal static (double[]? Range, string Title) HistogramAxis(double[] values)
+    {
+        if (values.Length < 20) return (null, "value");
+        var sorted = values.OrderBy(v => v).ToArray();
+        double lo = Quantile(sorted, 0.01), hi = Quantile(sorted, 0.99), min = sorted[0], max = sorted[^1];
+        if (!(hi > lo) || max - min <= 1.25 * (hi - lo)) return (null, "value");
+        int outside = sorted.Count(v => v < lo || v > hi);
+        return (new[] { lo, hi }, $"value; axis: 1st–99th percentile ({outside} outside, range {G(min)} to {G(max)})");
+    }
+
+    private static double Quantile(double[] sorted, double q)
+    {
+        double at = q * (sorted.Length - 1);
+        int k = (int)Math.Floor(at);
+        return k + 1 < sorted.Length ? sorted[k] + (at - k) * (sorted[k + 1] - sorted[k]) : sorted[k];
+    }
+
+    private static string G(double v) => v.ToString("G4", CultureInfo.InvariantCulture);
 
     private static object Layout(string title, string x, string y) => new
     {

@@ -15,12 +15,13 @@ internal static class ImputeCommand
     private static readonly Dictionary<string, string> Aliases = new() { ["-o"] = "--output", ["-q"] = "--quiet" };
     private static readonly string[] FitSettings = { "--iterations", "--epochs", "--batch-size", "--learning-rate", "--seed", "--threads", "--start" };
 
-    public static void Run(string[] words, IAnsiConsole console, bool interactive, CancellationToken ct)
+    public static void Run(string[] words, IAnsiConsole console, bool interactive, TextWriter stderr, CancellationToken ct)
     {
         var a = new Arguments(words, Flags, Aliases);
         var output = a.Text("--output");
         var method = a.Text("--method") ?? "emflow";
         var token = a.Text("--missing");
+        var separatorText = a.Text("--separator");
         bool skip = a.Flag("--skip-non-numeric");
         bool quiet = a.Flag("--quiet");
         int multiple = a.Int("--multiple", 0, min: 1);
@@ -61,13 +62,29 @@ internal static class ImputeCommand
         }
         if (modelIn is not null && given.Count > 0 && given.Any(g => g != "--seed"))
             throw new UsageException($"--load imputes with the saved model's settings; {given.First(g => g != "--seed")} does not apply");
-        if (!File.Exists(input)) throw new UsageException($"input file not found: {input}");
+        char? separator = separatorText switch
+        {
+            null => null,
+            "tab" or "\\t" => '\t',
+            { Length: 1 } s when s[0] is not ('"' or '\r' or '\n') => s[0],
+            var other => throw new UsageException($"--separator must be one character (or tab); got '{other}'"),
+        };
+        if (!File.Exists(input)) throw new UsageException(Directory.Exists(input) ? $"input {input} is a folder, not a file" : $"input file not found: {input}");
         if (modelIn is not null && !File.Exists(modelIn)) throw new UsageException($"model file not found: {modelIn}");
         RequireFolder(output, "output");
         if (modelOut is not null) RequireFolder(modelOut, "model");
         if (report is not null) RequireFolder(report, "report");
 
-        var table = Table.Read(input, token is null ? null : new[] { token }, skip);
+        Table table;
+        try
+        {
+            table = Table.Read(input, token is null ? null : new[] { token }, skip, separator);
+        }
+        catch (FormatException e) when (e.Message.Contains("(skipNonNumeric)", StringComparison.Ordinal))
+        {
+            // The library names its parameter; a user of the command line needs the flag.
+            throw new UsageException(e.Message.Replace("(skipNonNumeric)", "(--skip-non-numeric)", StringComparison.Ordinal));
+        }
         if (table.NumericColumns.Count == 0) throw new UsageException($"{input} has no numeric column to impute");
         if (table.RowCount == 0) throw new UsageException($"{input} has a header but no rows");
         var data = table.ToMatrix();
@@ -80,27 +97,41 @@ internal static class ImputeCommand
         double[,] completed;
         IReadOnlyList<double[,]> draws = Array.Empty<double[,]>();
         ReportData? details = null;
+        string[] fitSummary = Array.Empty<string>();
         string label = method;
         using (var imputer = modelIn is not null ? EMFlowImputer.Load(modelIn) : Create(method, options))
         {
+            // The model's column order: the table's, or, for a saved model that stores names, the order it was fitted in.
+            var order = Enumerable.Range(0, table.NumericColumns.Count).ToArray();
             if (modelIn is not null)
             {
-                if (imputer.FeatureCount != table.NumericColumns.Count)
-                    throw new UsageException($"the model was fitted on {imputer.FeatureCount} numeric columns; {input} has {table.NumericColumns.Count}");
-                completed = imputer.Transform(data);
+                if (imputer.ColumnNames is { } fitted)
+                {
+                    // Matched by name, in any order; a missing or extra name is an ArgumentException naming it (exit 2).
+                    completed = imputer.Transform(data, table.NumericColumns, cancellationToken: ct);
+                    order = fitted.Select(n => table.NumericColumns.ToList().IndexOf(n)).ToArray();
+                }
+                else
+                {
+                    // Formats 1 and 2 store no names: the columns can only be matched by position.
+                    if (imputer.FeatureCount != table.NumericColumns.Count)
+                        throw new UsageException($"the model was fitted on {imputer.FeatureCount} numeric columns; {input} has {table.NumericColumns.Count}");
+                    completed = imputer.Transform(data, cancellationToken: ct);
+                }
                 label = $"the model in {modelIn}";
             }
             else
             {
-                double[,]? result = null;
                 Fitting.Run(console, interactive && !quiet, $"{method} on {Path.GetFileName(input)}", progress =>
-                    result = imputer.FitTransform(data, progress: progress, cancellationToken: ct));
-                completed = result!;
+                    imputer.Fit(data, table.NumericColumns, progress: progress, cancellationToken: ct), quiet ? null : stderr);
+                completed = imputer.Transform(data, cancellationToken: ct);
             }
             if (imputer is EMFlowImputer flow && multiple > 0)
-                draws = flow.SampleImputations(data, multiple, seed: Tensors.deriveSeed(options.Seed, 7));
+                draws = flow.SampleImputations(Permuted(data, order), multiple, seed: Tensors.deriveSeed(options.Seed, 7))
+                    .Select(d => Unpermuted(d, order)).ToArray();
             if (report is not null || pngDir is not null)
                 details = Details(input, method, table, data, completed, imputer);
+            if (imputer is EMFlowImputer trained && modelIn is null) fitSummary = FitSummary(trained, table.NumericColumns);
             ct.ThrowIfCancellationRequested();
 
             table.WithImputed(completed).Write(output);
@@ -114,11 +145,47 @@ internal static class ImputeCommand
         if (quiet) return;
         console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"Imputed {table.MissingCount} missing cells in {table.NumericColumns.Count} numeric columns of {table.RowCount} rows with {label} in {clock.Elapsed.TotalSeconds:F1} s: {output}"));
+        foreach (var line in fitSummary) console.WriteLine(line);
         if (draws.Count > 0) console.WriteLine($"Sampled imputations: {string.Join(", ", Enumerable.Range(1, draws.Count).Select(k => Numbered(output, k)))}");
         if (modelOut is not null) console.WriteLine($"Model: {modelOut}");
         if (report is not null) console.WriteLine($"Report: {report}");
         if (pngs.Count > 0) console.WriteLine($"Figures: {pngs.Count} PNG files in {pngDir}");
     }
+
+    /// <summary>
+    /// What the fit chose and why, for the terminal: the iteration kept, the hold-out RMSE of each iteration (0 = the
+    /// start), the start's kNN share per feature, and where the time went.
+    /// </summary>
+    internal static string[] FitSummary(EMFlowImputer flow, IReadOnlyList<string> names)
+    {
+        var c = CultureInfo.InvariantCulture;
+        var lines = new List<string>();
+        var errors = new[] { (It: 0, Rmse: flow.InitialValidationRmse, Diverged: false) }
+            .Concat(flow.History.Select(h => (It: h.Iteration, Rmse: h.ValidationRmse, Diverged: h.Diverged)))
+            .Select(e => string.Create(c, $"{e.It}: {(e.Diverged ? "diverged" : double.IsFinite(e.Rmse) ? e.Rmse.ToString("F4", c) : "n/a")}{(e.It == flow.SelectedIteration ? " (kept)" : "")}"));
+        var why = flow.SelectedIteration == 0
+            ? "no training iteration beat the start on the hold-out, so the start's imputation is used"
+            : "the lowest hold-out error";
+        lines.Add(string.Create(c, $"EMFlow kept iteration {flow.SelectedIteration} of {flow.IterationsRun} (iteration 0 = the start): {why}."));
+        lines.Add("Hold-out RMSE per iteration ([0, 1] scale, observed cells held out): " + string.Join(", ", errors));
+        var share = flow.KnnShare;
+        if (share.Length == names.Count)
+            lines.Add($"Start ({StartName(flow.SelectedStart)}), kNN share per feature (the rest Gaussian EM): "
+                + string.Join(", ", names.Select((n, j) => $"{n} {share[j].ToString("0.0#", c)}")));
+        var time = new List<string>();
+        if (double.IsFinite(flow.InitialSeconds)) time.Add(string.Create(c, $"start {flow.InitialSeconds:F1} s"));
+        time.AddRange(flow.History.Select(h => string.Create(c, $"iteration {h.Iteration} {h.Seconds:F1} s")));
+        if (time.Count > 0) lines.Add("Time: " + string.Join(", ", time) + ".");
+        return lines.ToArray();
+    }
+
+    private static string StartName(InitialImputation start) => start switch
+    {
+        InitialImputation.Auto => "auto",
+        InitialImputation.Knn => "knn",
+        InitialImputation.GaussianEm => "gaussian-em",
+        var other => other.ToString().ToLowerInvariant(),
+    };
 
     /// <summary>OUTPUT.csv → OUTPUT.k.csv.</summary>
     internal static string Numbered(string output, int k)
@@ -137,8 +204,27 @@ internal static class ImputeCommand
 
     private static void RequireFolder(string file, string what)
     {
+        if (Directory.Exists(file)) throw new UsageException($"{what} {file} is a folder; give a file name");
         var dir = Path.GetDirectoryName(Path.GetFullPath(file))!;
         if (!Directory.Exists(dir)) throw new UsageException($"{what} folder not found: {dir}");
+    }
+
+    /// <summary>The columns of <paramref name="data"/> in the order <paramref name="order"/> lists them.</summary>
+    private static double[,] Permuted(double[,] data, int[] order)
+    {
+        var result = new double[data.GetLength(0), order.Length];
+        for (int i = 0; i < data.GetLength(0); i++)
+            for (int k = 0; k < order.Length; k++) result[i, k] = data[i, order[k]];
+        return result;
+    }
+
+    /// <summary>The inverse of <see cref="Permuted"/>.</summary>
+    private static double[,] Unpermuted(double[,] data, int[] order)
+    {
+        var result = new double[data.GetLength(0), order.Length];
+        for (int i = 0; i < data.GetLength(0); i++)
+            for (int k = 0; k < order.Length; k++) result[i, order[k]] = data[i, k];
+        return result;
     }
 
     private static ReportData Details(string input, string method, Table table, double[,] data, double[,] completed, Imputer imputer)

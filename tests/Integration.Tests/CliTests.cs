@@ -90,6 +90,9 @@ public sealed class CliTests : IDisposable
         var (code, _, err) = Run("impute", input, "-o", output, "--method", "mean", "--missing", "?");
         Assert.Equal(App.BadInput, code);
         Assert.Contains("'label'", err);
+        // The command line's flag, not the library's parameter name.
+        Assert.Contains("--skip-non-numeric", err);
+        Assert.DoesNotContain("(skipNonNumeric)", err);
         Assert.Single(err.TrimEnd().Split('\n'));
         Assert.False(File.Exists(output));
         Assert.Single(Directory.GetFiles(_dir));
@@ -167,12 +170,13 @@ public sealed class CliTests : IDisposable
         Assert.True(code == 0, err);
         Assert.Equal(File.ReadAllLines(fitted), File.ReadAllLines(again));
 
-        // A table with a different number of numeric columns is refused by name of the problem.
+        // A table with other columns is refused naming the missing and the unknown ones.
         var other = PathOf("other.csv");
         File.WriteAllText(other, "x,y\n1,\n2,3\n");
         (code, _, err) = Run("impute", other, "-o", PathOf("o.csv"), "--load", model);
         Assert.Equal(App.BadInput, code);
-        Assert.Contains("3 numeric columns", err);
+        Assert.Contains("'c'", err);
+        Assert.Contains("'x'", err);
     }
 
     [Fact]
@@ -188,6 +192,32 @@ public sealed class CliTests : IDisposable
         Assert.Contains("Plotly.newPlot", html);
         Assert.Contains("\"heatmap\"", html);
         Assert.True(html.Length > 1_000_000, "plotly.js should be inlined");
+    }
+
+    [Fact]
+    public void The_report_clips_outliers_from_histogram_axes_and_leaves_room_for_long_labels()
+    {
+        var rng = new Random(7);
+        var lines = new List<string> { "a,an_unusually_long_feature_name,c" };
+        for (int i = 0; i < 200; i++)
+        {
+            double a = rng.NextDouble();
+            // Column c: the bulk in [0, 1] and two far outliers, which would squash its histogram into one bin.
+            double c = i == 5 ? 1000 : i == 6 ? -800 : rng.NextDouble();
+            string C = i % 9 == 4 ? "" : c.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            string B = i % 7 == 2 ? "" : (2 * a + rng.NextDouble()).ToString(System.Globalization.CultureInfo.InvariantCulture);
+            lines.Add($"{a.ToString(System.Globalization.CultureInfo.InvariantCulture)},{B},{C}");
+        }
+        var input = PathOf("outliers.csv");
+        File.WriteAllLines(input, lines);
+        var report = PathOf("r.html");
+        var (code, _, err) = Run(new[] { "impute", input, "-o", PathOf("o.csv"), "--report", report }.Concat(Quick).ToArray());
+        Assert.True(code == 0, err);
+        var html = File.ReadAllText(report);
+        // c's axis is clipped and says so; b's is not (the figure's JSON writes the en dash as \u2013).
+        Assert.Single(System.Text.RegularExpressions.Regex.Matches(html, @"axis: 1st\\u201399th percentile \(\d+ outside, range -800 to 1000\)"));
+        // The heatmap's left margin fits the 30-character name (7 px a character, plus 20).
+        Assert.Contains("\"l\":230", html);
     }
 
     [Fact]
@@ -216,5 +246,325 @@ public sealed class CliTests : IDisposable
         Assert.Contains("±", stdout);
         Assert.Equal(App.BadInput, Run("evaluate", input, "--mechanism", "sometimes").Code);
         Assert.Equal(App.BadInput, Run("evaluate", input, "--methods", "magic").Code);
+    }
+
+    /// <summary>Fits and saves a model of the standard input (columns a, b, c).</summary>
+    private (string Input, string Model, string Fitted) SavedModel()
+    {
+        var input = WriteInput();
+        var model = PathOf("m.model");
+        var fitted = PathOf("fitted.csv");
+        var (code, _, err) = Run(new[] { "impute", input, "-o", fitted, "--missing", "?", "--model", model }.Concat(Quick).ToArray());
+        Assert.True(code == 0, err);
+        return (input, model, fitted);
+    }
+
+    /// <summary>The file's lines with their fields in the order <paramref name="order"/> gives.</summary>
+    private static string[] Reordered(string[] lines, int[] order) =>
+        lines.Select(l => string.Join(",", order.Select(k => l.Split(',')[k]))).ToArray();
+
+    [Fact]
+    public void Load_matches_columns_by_name_in_any_order()
+    {
+        var (input, model, fitted) = SavedModel();
+        var reversed = PathOf("reversed.csv");
+        File.WriteAllLines(reversed, Reordered(File.ReadAllLines(input), new[] { 2, 1, 0 }));
+        var output = PathOf("reversed-out.csv");
+        var (code, _, err) = Run("impute", reversed, "-o", output, "--missing", "?", "--load", model, "--quiet");
+        Assert.True(code == 0, err);
+        Assert.Equal(Reordered(File.ReadAllLines(fitted), new[] { 2, 1, 0 }), File.ReadAllLines(output));
+    }
+
+    [Fact]
+    public void Load_rejects_a_missing_or_an_extra_column_by_name_with_exit_2()
+    {
+        var (input, model, _) = SavedModel();
+        var renamed = PathOf("renamed.csv");
+        var lines = File.ReadAllLines(input);
+        lines[0] = "a,b,z";
+        File.WriteAllLines(renamed, lines);
+        var (code, _, err) = Run("impute", renamed, "-o", PathOf("o.csv"), "--missing", "?", "--load", model);
+        Assert.Equal(App.BadInput, code);
+        Assert.Contains("'c'", err);
+        Assert.Contains("'z'", err);
+        Assert.Single(err.TrimEnd().Split('\n'));
+        Assert.False(File.Exists(PathOf("o.csv")));
+    }
+
+    [Theory]
+    [InlineData("flip")]
+    [InlineData("truncate")]
+    [InlineData("length")]
+    public void A_damaged_or_truncated_model_exits_2_with_one_line_naming_the_file(string damage)
+    {
+        var (input, model, _) = SavedModel();
+        var bytes = File.ReadAllBytes(model);
+        switch (damage)
+        {
+            case "flip": bytes[bytes.Length / 2] ^= 0x01; break;
+            case "truncate": bytes = bytes[..(bytes.Length / 2)]; break;
+            case "length": BitConverter.GetBytes(int.MaxValue).CopyTo(bytes, bytes.Length / 3); break;
+        }
+        File.WriteAllBytes(model, bytes);
+        var (code, _, err) = Run("impute", input, "-o", PathOf("o.csv"), "--missing", "?", "--load", model);
+        Assert.Equal(App.BadInput, code);
+        Assert.Contains(model, err);
+        Assert.Single(err.TrimEnd().Split('\n'));
+    }
+
+    [Theory]
+    [InlineData("inf")]
+    [InlineData("-inf")]
+    [InlineData("Inf")]
+    public void An_infinite_cell_exits_2_naming_the_line_and_the_column(string cell)
+    {
+        var input = PathOf("inf.csv");
+        File.WriteAllText(input, $"x,y\n1,2\n2,4\n3,{cell}\n4,\n");
+        var (code, _, err) = Run("impute", input, "-o", PathOf("o.csv"), "--method", "mean");
+        Assert.Equal(App.BadInput, code);
+        Assert.Contains("'y'", err);
+        Assert.Contains("line 4", err);
+        Assert.Contains("∞", err);
+    }
+
+    [Theory]
+    [InlineData("emflow")]
+    [InlineData("gaussian-em")]
+    public void Lowercase_nan_is_missing_and_a_range_that_overflows_exits_2_saying_why(string method)
+    {
+        var input = PathOf("nan.csv");
+        File.WriteAllText(input, "x,y\n1,2\nnan,4\n3,6\n4,\n5,10\n");
+        var extra = method == "emflow" ? Quick : new[] { "--quiet" };
+        var (code, _, err) = Run(new[] { "impute", input, "-o", PathOf("o.csv"), "--method", method }.Concat(extra).ToArray());
+        Assert.True(code == 0, err);
+
+        var huge = PathOf("huge.csv");
+        File.WriteAllText(huge, "x,y\n1e308,2\n-1e308,4\n0,\n5,10\n");
+        (code, _, err) = Run(new[] { "impute", huge, "-o", PathOf("h.csv"), "--method", method }.Concat(extra).ToArray());
+        Assert.Equal(App.BadInput, code);
+        Assert.Contains("overflows", err);
+        Assert.False(File.Exists(PathOf("h.csv")));
+    }
+
+    [Fact]
+    public void An_output_path_that_is_a_folder_exits_2()
+    {
+        var input = WriteInput();
+        var folder = Directory.CreateDirectory(PathOf("folder")).FullName;
+        var (code, _, err) = Run("impute", input, "-o", folder, "--method", "mean", "--missing", "?");
+        Assert.Equal(App.BadInput, code);
+        Assert.Contains("folder", err);
+    }
+
+    [Fact]
+    public void Repeated_header_names_exit_2_naming_them()
+    {
+        var input = PathOf("dup.csv");
+        File.WriteAllText(input, "a,b,a\n1,2,3\n4,,6\n");
+        var (code, _, err) = Run("impute", input, "-o", PathOf("o.csv"), "--method", "mean");
+        Assert.Equal(App.BadInput, code);
+        Assert.Contains("'a'", err);
+    }
+
+    [Fact]
+    public void A_trailing_blank_line_is_not_an_extra_row_of_a_one_column_table()
+    {
+        var input = PathOf("one.csv");
+        File.WriteAllText(input, "v\n1\n\n3\n4\n\n");
+        var output = PathOf("o.csv");
+        var (code, _, err) = Run("impute", input, "-o", output, "--method", "mean", "--quiet");
+        Assert.True(code == 0, err);
+        var lines = File.ReadAllLines(output);
+        Assert.Equal(new[] { "v", "1" }, lines[..2]);
+        Assert.Equal(5, lines.Length);
+        Assert.Equal(8.0 / 3, double.Parse(lines[2], System.Globalization.CultureInfo.InvariantCulture), 12);
+    }
+
+    [Fact]
+    public void A_semicolon_separated_file_is_detected_and_read_with_separator()
+    {
+        var input = PathOf("semi.csv");
+        File.WriteAllText(input, "a;b;c;d\n1;2;3;4\n2;;6;8\n3;6;9;\n");
+        var (code, _, err) = Run("impute", input, "-o", PathOf("o.csv"), "--method", "mean");
+        Assert.Equal(App.BadInput, code);
+        Assert.Contains("--separator", err);
+        Assert.Contains("';'", err);
+        (code, _, err) = Run("impute", input, "-o", PathOf("o.csv"), "--method", "mean", "--separator", ";", "--quiet");
+        Assert.True(code == 0, err);
+        Assert.Equal("2;4;6;8", File.ReadAllLines(PathOf("o.csv"))[2]);
+    }
+
+    [Fact]
+    public void A_cancelled_run_exits_130_and_writes_nothing()
+    {
+        var input = WriteInput();
+        var output = PathOf("o.csv");
+        var e = new StringWriter();
+        int code = App.Run(new[] { "impute", input, "-o", output, "--missing", "?" }.Concat(Quick).ToArray(), new StringWriter(), e, new CancellationToken(canceled: true));
+        Assert.Equal(App.Cancelled, code);
+        Assert.Contains("cancelled", e.ToString());
+        Assert.False(File.Exists(output));
+    }
+
+    [Theory]
+    [InlineData("impute", "--skip-non-numeric")]
+    [InlineData("evaluate", "--format")]
+    [InlineData("demo", "--epochs")]
+    public void Every_command_prints_its_own_help_with_options_defaults_and_an_example(string command, string option)
+    {
+        foreach (var args in new[] { new[] { command, "--help" }, new[] { command, "-h" }, new[] { command, "in.csv", "--help" }, new[] { "help", command } })
+        {
+            var (code, output, err) = Run(args);
+            Assert.True(code == App.Success, $"{string.Join(" ", args)}: {err}");
+            Assert.Empty(err);
+            Assert.StartsWith($"emflow {command}", output);
+            Assert.Contains(option, output);
+            Assert.Contains("(default", output);
+            Assert.Contains("Example:", output);
+            Assert.Contains($"  emflow {command}", output[output.IndexOf("Example:", StringComparison.Ordinal)..]);
+        }
+    }
+
+    [Fact]
+    public void Version_prints_the_version()
+    {
+        var (code, output, _) = Run("--version");
+        Assert.Equal(App.Success, code);
+        Assert.Matches(@"^emflow \d+\.\d+\.\d+", output.Trim());
+    }
+
+    [Fact]
+    public void Impute_summarises_the_kept_iteration_the_hold_out_errors_the_start_shares_and_the_time()
+    {
+        var input = WriteInput();
+        var (code, output, err) = Run(new[] { "impute", input, "-o", PathOf("out.csv"), "--missing", "?" }.Concat(Quick.Where(w => w != "--quiet")).ToArray());
+        Assert.True(code == 0, err);
+        var lines = output.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        Assert.Matches(@"^EMFlow kept iteration [01] of 1 \(iteration 0 = the start\)", lines.Single(l => l.StartsWith("EMFlow kept", StringComparison.Ordinal)));
+        // One hold-out error per iteration, the start included, and the kept one marked.
+        Assert.Matches(@"^Hold-out RMSE per iteration .*: 0: \d\.\d{4}( \(kept\))?, 1: (\d\.\d{4}|diverged)( \(kept\))?$", lines.Single(l => l.StartsWith("Hold-out RMSE", StringComparison.Ordinal)));
+        Assert.Single(lines, l => l.Contains("(kept)", StringComparison.Ordinal));
+        Assert.Matches(@"kNN share per feature .*: a \d\.\d+, b \d\.\d+, c \d\.\d+$", lines.Single(l => l.StartsWith("Start (auto)", StringComparison.Ordinal)));
+        Assert.Matches(@"^Time: start \d+\.\d s, iteration 1 \d+\.\d s\.$", lines.Single(l => l.StartsWith("Time:", StringComparison.Ordinal)));
+        Assert.Matches(@"^Imputed \d+ missing cells .* in \d+\.\d s: ", lines[0]);
+    }
+
+    [Fact]
+    public void Output_that_is_not_a_terminal_gets_plain_progress_on_stderr_and_unwrapped_lines()
+    {
+        var input = WriteInput();
+        // A path far longer than 80 columns: it must come out on one line, whole.
+        var deep = Directory.CreateDirectory(Path.Combine(_dir, new string('d', 70), new string('e', 70))).FullName;
+        var output = Path.Combine(deep, "a-completed-table-with-a-long-name.csv");
+        var (code, stdout, err) = Run(new[] { "impute", input, "-o", output, "--missing", "?" }.Concat(Quick.Where(w => w != "--quiet")).ToArray());
+        Assert.True(code == 0, err);
+        Assert.Contains(output, stdout.Split('\n').Select(l => l.TrimEnd()).First());
+        var progress = err.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.NotEmpty(progress);
+        Assert.All(progress, l => Assert.StartsWith("emflow: emflow on in.csv: ", l));
+        foreach (var text in new[] { stdout, err })
+        {
+            Assert.DoesNotContain('\r', text);
+            Assert.DoesNotContain('\u001b', text);                                    // no escape sequences
+            Assert.DoesNotMatch("[\u2500-\u259f]", text);                            // no box drawing or bar blocks
+        }
+        // Quiet is quiet on both streams.
+        var quiet = Run(new[] { "impute", input, "-o", output, "--missing", "?" }.Concat(Quick).ToArray());
+        Assert.Equal("", quiet.Out + quiet.Err);
+    }
+
+    /// <summary>A complete table of 80 rows (a, b = 2a + noise, c), optionally with a few cells already missing.</summary>
+    private string WriteComplete(int alreadyMissing = 0)
+    {
+        var rng = new Random(5);
+        var lines = new List<string> { "a,b,c" };
+        for (int i = 0; i < 80; i++)
+        {
+            double a = rng.NextDouble();
+            var cells = new[] { a, 2 * a + 0.1 * rng.NextDouble(), rng.NextDouble() }.Select(v => v.ToString(System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+            if (i < alreadyMissing) cells[2] = "";
+            lines.Add(string.Join(",", cells));
+        }
+        var input = PathOf(alreadyMissing > 0 ? "gappy.csv" : "complete.csv");
+        File.WriteAllLines(input, lines);
+        return input;
+    }
+
+    [Fact]
+    public void Evaluate_format_json_writes_one_object_per_method_and_fold()
+    {
+        var input = WriteComplete();
+        var (code, stdout, err) = Run("evaluate", input, "--folds", "2", "--methods", "mean,gaussian-em", "--format", "json");
+        Assert.True(code == App.Success, err);
+        var lines = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(4, lines.Length);
+        var docs = lines.Select(l => System.Text.Json.JsonDocument.Parse(l).RootElement).ToList();
+        Assert.Equal(new[] { "mean", "mean", "gaussian-em", "gaussian-em" }, docs.Select(d => d.GetProperty("method").GetString()));
+        Assert.Equal(new[] { 0, 1, 0, 1 }, docs.Select(d => d.GetProperty("fold").GetInt32()));
+        foreach (var d in docs)
+        {
+            Assert.InRange(d.GetProperty("rmse").GetDouble(), 0.0, 1.0);
+            Assert.True(d.GetProperty("seconds").GetDouble() >= 0);
+            Assert.True(d.GetProperty("peakMemoryBytes").GetInt64() > 0);
+            Assert.StartsWith("MCAR", d.GetProperty("mechanism").GetString(), StringComparison.OrdinalIgnoreCase);
+            Assert.InRange(d.GetProperty("hiddenRate").GetDouble(), 0.1, 0.3);
+            Assert.Equal("complete.csv", d.GetProperty("dataset").GetString());
+        }
+        // Progress went to stderr, never into the results.
+        Assert.Contains("fold 1", err);
+    }
+
+    [Fact]
+    public void Evaluate_format_csv_and_markdown()
+    {
+        var input = WriteComplete();
+        var csv = Run("evaluate", input, "--folds", "2", "--methods", "mean,gaussian-em", "--format", "csv", "--quiet");
+        Assert.True(csv.Code == App.Success, csv.Err);
+        var rows = csv.Out.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(5, rows.Length);
+        var header = rows[0].Split(',');
+        Assert.Equal(new[] { "dataset", "method", "fold", "rmse" }, header[..4]);
+        Assert.Contains("peakMemoryBytes", header);
+        Assert.All(rows.Skip(1), r => Assert.True(double.TryParse(r.Split(',')[3], System.Globalization.CultureInfo.InvariantCulture, out _), r));
+
+        var md = Run("evaluate", input, "--folds", "2", "--methods", "mean,gaussian-em", "--format", "markdown", "--quiet");
+        Assert.True(md.Code == App.Success, md.Err);
+        Assert.Contains("| Method | RMSE (mean) |", md.Out);
+        Assert.Contains("|---|", md.Out);
+        Assert.Contains("| gaussian-em | 0.", md.Out);
+        Assert.Equal("", md.Err);
+        Assert.Equal(App.BadInput, Run("evaluate", input, "--format", "xml").Code);
+
+        // The default table, when the output is not a terminal, is drawn in ASCII.
+        var table = Run("evaluate", input, "--folds", "2", "--methods", "mean", "--quiet");
+        Assert.True(table.Code == App.Success, table.Err);
+        Assert.Contains("| mean", table.Out);
+        Assert.DoesNotMatch("[\u2500-\u259f]", table.Out);
+    }
+
+    [Fact]
+    public void Evaluate_warns_on_stderr_when_the_table_already_has_missing_cells()
+    {
+        var input = WriteComplete(alreadyMissing: 4);
+        var (code, stdout, err) = Run("evaluate", input, "--folds", "2", "--methods", "mean", "--format", "json", "--quiet");
+        Assert.True(code == App.Success, err);
+        Assert.Contains("warning", err);
+        Assert.Contains("already has 4 missing cells", err);
+        Assert.Contains("never scored", err);
+        Assert.DoesNotContain("warning", stdout);
+        Assert.DoesNotContain("warning", Run("evaluate", WriteComplete(), "--folds", "2", "--methods", "mean", "--quiet").Err);
+    }
+
+    [Fact]
+    public void The_first_Ctrl_C_cancels_and_the_second_ends_the_process_with_130()
+    {
+        var exits = new List<int>();
+        var err = new StringWriter();
+        using var keys = new CancelKeys(err, exits.Add);
+        Assert.True(keys.Press());
+        Assert.True(keys.Token.IsCancellationRequested);
+        Assert.Empty(exits);
+        Assert.False(keys.Press());
+        Assert.Equal(new[] { App.Cancelled }, exits);
     }
 }
