@@ -125,10 +125,7 @@ case "${1:-}" in
   jupyter)
     shift
     if [ ! -f .jupyter/kernels/.net-fsharp/kernel.json ]; then echo "error: run ./build.sh kernel first" >&2; exit 2; fi
-    if ! "$JUPYTER" notebook --version >/dev/null 2>&1; then
-      echo "error: Jupyter Notebook is not installed; on Debian 12: sudo apt-get install jupyter-notebook" >&2
-      exit 2
-    fi
+    debian_packages jupyter-notebook
     export JUPYTER_PATH="$PWD/.jupyter" PYDEVD_DISABLE_FILE_VALIDATION=1
     root_flag=(); if [ "$(id -u)" -eq 0 ]; then root_flag=(--allow-root); fi   # containers and CI run as root
     exec "$JUPYTER" notebook --notebook-dir="$PWD/notebooks" "${root_flag[@]}" "$@" ;;
