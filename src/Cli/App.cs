@@ -37,7 +37,7 @@ public static class App
 
         Options:
           -o, --output FILE       completed table (required)
-          --method NAME           emflow (default), gaussian-em, mean or median
+          --method NAME           emflow (default), gaussian-em, mean, median or forest
           --missing TOKEN         a further text that marks a missing cell (empty, NA, NaN and nan always do)
           --separator C           field separator of INPUT.csv: one character, or tab (default ,)
           --skip-non-numeric      pass non-numeric columns through untouched instead of rejecting them
@@ -50,8 +50,9 @@ public static class App
           --seed S                seed of every random choice (default 0)
           --threads T             torch threads (default: torch's choice)
           --multiple K            also write K sampled imputations OUTPUT.1.csv ... OUTPUT.K.csv (emflow only)
-          --model FILE            save the fitted EMFlow model
-          --load FILE             impute with a saved EMFlow model instead of fitting one (columns matched by name)
+          --model FILE            save the fitted EMFlow (or, with --method forest, forest) model
+          --load FILE             impute with a saved EMFlow model instead of fitting one (columns matched by name);
+                                  a forest model with --method forest
           --report FILE           write a self-contained HTML report (plots open offline)
           --png-dir DIR           write the report's figures as PNG files
           -q, --quiet             no progress and no summary

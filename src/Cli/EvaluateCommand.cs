@@ -39,8 +39,8 @@ internal static class EvaluateCommand
             _ => throw new UsageException($"--mechanism must be mcar, mar or mnar; got '{mechanismName}'"),
         };
         foreach (var m in methodNames)
-            if (!Method.StandardNames.Contains(m) && !Method.CompetitorNames.Contains(m))
-                throw new UsageException($"unknown method '{m}'; the methods are {string.Join(", ", Method.StandardNames.Concat(Method.CompetitorNames))}");
+            if (!Method.StandardNames.Contains(m) && !Method.CompetitorNames.Contains(m) && !Method.TreeNames.Contains(m))
+                throw new UsageException($"unknown method '{m}'; the methods are {string.Join(", ", Method.StandardNames.Concat(Method.CompetitorNames).Concat(Method.TreeNames))}");
 
         string[] columns;
         double[,] values;

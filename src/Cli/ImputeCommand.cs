@@ -52,13 +52,15 @@ internal static class ImputeCommand
         if (a.Positional.Count == 0) throw new UsageException("impute needs an input file: emflow impute INPUT.csv -o OUTPUT.csv");
         var input = a.Positional[0];
         if (output is null) throw new UsageException("impute needs an output file: -o OUTPUT.csv");
-        if (method is not ("emflow" or "gaussian-em" or "mean" or "median"))
-            throw new UsageException($"--method must be emflow, gaussian-em, mean or median; got '{method}'");
+        if (method is not ("emflow" or "gaussian-em" or "mean" or "median" or "forest"))
+            throw new UsageException($"--method must be emflow, gaussian-em, mean, median or forest; got '{method}'");
         if (method != "emflow")
         {
-            var emflowOnly = new[] { ("--multiple", multiple > 0), ("--model", modelOut is not null), ("--load", modelIn is not null) }
+            // A forest model saves and loads too (ForestImputer.Save / Load); the other methods keep no model file.
+            bool files = method == "forest";
+            var emflowOnly = new[] { ("--multiple", multiple > 0), ("--model", !files && modelOut is not null), ("--load", !files && modelIn is not null) }
                 .Concat(given.Where(g => g != "--seed").Select(g => (g, true))).FirstOrDefault(o => o.Item2).Item1;
-            if (emflowOnly is not null) throw new UsageException($"{emflowOnly} applies to --method emflow only");
+            if (emflowOnly is not null) throw new UsageException($"{emflowOnly} applies to --method emflow{(emflowOnly is "--model" or "--load" ? " or forest" : "")} only");
         }
         if (modelIn is not null && given.Count > 0 && given.Any(g => g != "--seed"))
             throw new UsageException($"--load imputes with the saved model's settings; {given.First(g => g != "--seed")} does not apply");
@@ -99,7 +101,7 @@ internal static class ImputeCommand
         ReportData? details = null;
         string[] fitSummary = Array.Empty<string>();
         string label = method;
-        using (var imputer = modelIn is not null ? EMFlowImputer.Load(modelIn) : Create(method, options))
+        using (Imputer imputer = modelIn is null ? Create(method, options) : method == "forest" ? ForestImputer.Load(modelIn) : EMFlowImputer.Load(modelIn))
         {
             // The model's column order: the table's, or, for a saved model that stores names, the order it was fitted in.
             var order = Enumerable.Range(0, table.NumericColumns.Count).ToArray();
@@ -137,7 +139,11 @@ internal static class ImputeCommand
             table.WithImputed(completed).Write(output);
             for (int k = 0; k < draws.Count; k++)
                 table.WithImputed(draws[k]).Write(Numbered(output, k + 1));
-            if (modelOut is not null) ((EMFlowImputer)imputer).Save(modelOut);
+            if (modelOut is not null)
+            {
+                if (imputer is ForestImputer forest) forest.Save(modelOut);
+                else ((EMFlowImputer)imputer).Save(modelOut);
+            }
         }
         if (report is not null) HtmlReport.Write(report, details!);
         var pngs = pngDir is null ? Array.Empty<string>() : PngReport.Write(pngDir, details!);
@@ -199,6 +205,8 @@ internal static class ImputeCommand
         "mean" => new MeanImputer(SimpleStrategy.Mean),
         "median" => new MeanImputer(SimpleStrategy.Median),
         "gaussian-em" => new GaussianEmImputer(),
+        // missForest-style trees (EMFlow.Forest); --seed is its one setting here.
+        "forest" => new ForestImputer(new ForestOptions { Seed = options.Seed }),
         _ => new EMFlowImputer(options),
     };
 

@@ -43,6 +43,9 @@ public sealed record Method(string Name, Func<IImputationMethod> Create)
             "median" => Of(name, () => new MeanImputer(SimpleStrategy.Median)),
             "knn" => Of(name, () => new KnnImputer(5)),
             "gaussian-em" => Of(name, () => new GaussianEmImputer()),
+            // missForest-style tree ensembles (EMFlow.Forest: LightGBM by default, or ML.NET FastForest); run only when named.
+            "forest" => Of(name, () => new ForestImputer(new ForestOptions { Seed = seed })),
+            "forest-fastforest" => Of(name, () => new ForestImputer(new ForestOptions { Seed = seed, Trainer = ForestTrainer.FastForest })),
             "emflow" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed }))),
             "emflow-shaped-holdout" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOutLikeMissingness = true }))),
             "emflow-auto-start" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, InitialImputation = InitialImputation.Auto }))),
@@ -54,7 +57,7 @@ public sealed record Method(string Name, Func<IImputationMethod> Create)
             // Settings chosen per fold on the training rows' own held-out entries (EMFlowTuning), then refitted.
             "emflow-tuned" => new Method(name, () => new TunedEMFlowMethod(adjust(new EMFlowOptions { Seed = seed }), adjust, seed)),
             "mcflow" => Of(name, () => new McFlowImputer(new McFlowOptions { Seed = seed, TorchThreads = adjust(new EMFlowOptions()).TorchThreads })),
-            _ => throw new ArgumentException($"Unknown method '{name}'; expected one of {string.Join(", ", StandardNames.Concat(CompetitorNames).Concat(VariantNames))}.", nameof(name)),
+            _ => throw new ArgumentException($"Unknown method '{name}'; expected one of {string.Join(", ", StandardNames.Concat(CompetitorNames).Concat(TreeNames).Concat(VariantNames))}.", nameof(name)),
         };
     }
 
@@ -65,6 +68,10 @@ public sealed record Method(string Name, Func<IImputationMethod> Create)
     /// searched per fold), "emflow-shaped-holdout" (<see cref="EMFlowOptions.HoldOutLikeMissingness"/>),
     /// "emflow-auto-start" (<see cref="InitialImputation.Auto"/>), "emflow-knn-start" (<see cref="InitialImputation.Knn"/>).</summary>
     public static IReadOnlyList<string> VariantNames { get; } = new[] { "emflow-tuned", "emflow-shaped-holdout", "emflow-auto-start", "emflow-knn-start" };
+
+    /// <summary>The missForest-style <see cref="ForestImputer"/> (EMFlow.Forest), also accepted by <see cref="Standard"/> but
+    /// run only when named: "forest" (LightGBM gbdt, the default trainer), "forest-fastforest" (ML.NET's FastForest random forest).</summary>
+    public static IReadOnlyList<string> TreeNames { get; } = new[] { "forest", "forest-fastforest" };
 
     /// <summary>The paper's deep competitors, also accepted by <see cref="Standard"/> but run only when named (they
     /// train for minutes per fold): "gain", "miwae", "mcflow".</summary>

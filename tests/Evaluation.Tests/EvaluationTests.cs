@@ -234,13 +234,14 @@ public class EvaluationTests
     public void Standard_methods_run_end_to_end_and_knn_beats_the_mean()
     {
         var data = TestData.Table(150).Complete;
-        var methods = new[] { "mean", "median", "knn", "gaussian-em" }.Select(m => Method.Standard(m)).ToList();
+        var methods = new[] { "mean", "median", "knn", "gaussian-em", "forest" }.Select(m => Method.Standard(m)).ToList();
         methods.Add(Method.Of("emflow", () => new EMFlowImputer(TestData.QuickEMFlow())));
         var result = Protocol.Run(data, methods, new ProtocolOptions { Seed = 5, Folds = 3 });
         Assert.All(result.Methods, m => Assert.InRange(m.MeanRmse, 0.0, 0.5));
         Assert.All(result.Methods, m => Assert.True(m.PeakWorkingSetBytes > 0));
         var rmse = result.Methods.ToDictionary(m => m.Method, m => m.MeanRmse);
         Assert.True(rmse["knn"] < rmse["mean"], $"knn {rmse["knn"]} mean {rmse["mean"]}");
-        Assert.Throws<ArgumentException>(() => Method.Standard("forest"));
+        Assert.True(rmse["forest"] < rmse["mean"], $"forest {rmse["forest"]} mean {rmse["mean"]}");
+        Assert.Throws<ArgumentException>(() => Method.Standard("random-forest"));
     }
 }

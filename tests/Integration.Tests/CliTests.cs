@@ -43,6 +43,7 @@ public sealed class CliTests : IDisposable
     [InlineData("mean")]
     [InlineData("median")]
     [InlineData("gaussian-em")]
+    [InlineData("forest")]
     [InlineData("emflow")]
     public void Impute_writes_observed_cells_verbatim_and_fills_every_missing_cell(string method)
     {
@@ -69,6 +70,20 @@ public sealed class CliTests : IDisposable
                     Assert.Equal(before[j], after[j]);
             }
         }
+    }
+
+    [Fact]
+    public void Forest_model_saved_with_model_and_read_with_load_imputes_the_same()
+    {
+        var input = WriteInput(withText: true);
+        var model = PathOf("forest.model");
+        var first = PathOf("forest1.csv");
+        var second = PathOf("forest2.csv");
+        var fit = Run("impute", input, "-o", first, "--method", "forest", "--missing", "?", "--skip-non-numeric", "--quiet", "--model", model);
+        Assert.True(fit.Code == 0, fit.Err);
+        var load = Run("impute", input, "-o", second, "--method", "forest", "--missing", "?", "--skip-non-numeric", "--quiet", "--load", model);
+        Assert.True(load.Code == 0, load.Err);
+        Assert.Equal(File.ReadAllLines(first), File.ReadAllLines(second));
     }
 
     /// <summary>Splits a line of the test table, whose only quoted field holds one comma.</summary>
@@ -240,9 +255,10 @@ public sealed class CliTests : IDisposable
         }
         var input = PathOf("complete.csv");
         File.WriteAllLines(input, lines);
-        var (code, stdout, err) = Run("evaluate", input, "--folds", "2", "--methods", "mean,gaussian-em", "--quiet");
+        var (code, stdout, err) = Run("evaluate", input, "--folds", "2", "--methods", "mean,gaussian-em,forest", "--quiet");
         Assert.True(code == App.Success, err);
         Assert.Contains("gaussian-em", stdout);
+        Assert.Contains("forest", stdout);
         Assert.Contains("±", stdout);
         Assert.Equal(App.BadInput, Run("evaluate", input, "--mechanism", "sometimes").Code);
         Assert.Equal(App.BadInput, Run("evaluate", input, "--methods", "magic").Code);

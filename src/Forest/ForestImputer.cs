@@ -1,0 +1,343 @@
+using System.Diagnostics;
+using Microsoft.ML;
+using Microsoft.ML.Data;
+using Microsoft.ML.Trainers.FastTree;
+using Microsoft.ML.Trainers.LightGbm;
+using static TorchSharp.torch;
+
+namespace EMFlow;
+
+/// <summary>
+/// missForest-style iterative imputation (Stekhoven and Bühlmann 2012) with one tree ensemble per feature (LightGBM
+/// by default, or ML.NET's FastForest random forest; <see cref="ForestOptions.Trainer"/>):
+/// start from each feature's mean; in order of increasing missingness, fit a model of each incomplete feature on
+/// the rows where it is observed (predictors: every other feature, with the current imputations) and predict it
+/// where it is missing; sweep again until the change between sweeps, Σ(new − old)² / Σ new² over the imputed
+/// cells, grows, and keep the sweep before it (at most <see cref="ForestOptions.MaxSweeps"/>).
+/// </summary>
+/// <remarks>
+/// <para>Fit keeps every kept sweep's models, so Transform imputes new rows without refitting: their missing cells
+/// start from the training means, then each kept sweep's models are applied in the fitted order. Features complete
+/// at Fit get one model too, fitted on the final imputed training table, so they can be imputed in new rows.</para>
+/// <para>Work is done on plain arrays on the [0, 1] scale (single precision inside ML.NET). With
+/// <see cref="ForestOptions.Threads"/> = 1 (the default) the same seed gives the same output bit for bit.
+/// Progress is reported after each feature's model; the cancellation token is checked before each.</para>
+/// <para>Lives in EMFlow.Forest, not EMFlow.dll, because it brings ML.NET.</para>
+/// </remarks>
+/// <example>
+/// <code>
+/// using var forest = new ForestImputer(new ForestOptions { Seed = 1 });
+/// double[,] completed = forest.FitTransform(table);   // NaN = missing
+/// forest.Save("model.forest");
+/// </code>
+/// </example>
+public sealed class ForestImputer : Imputer
+{
+    private Fitted? _fitted;
+    private readonly MLContext _ml = NewContext(0);
+
+    /// <summary>An imputer with the given settings (checked at Fit).</summary>
+    public ForestImputer(ForestOptions? options = null) => Options = options ?? new ForestOptions();
+
+    /// <summary>The settings.</summary>
+    public ForestOptions Options { get; }
+
+    /// <summary>Sweeps kept by the last Fit (the ones Transform applies).</summary>
+    /// <exception cref="InvalidOperationException">Before Fit.</exception>
+    public int SweepsKept => State.Sweeps.Length;
+
+    /// <summary>The change Σ(new − old)² / Σ new² over the imputed training cells after each sweep run (the last one
+    /// may be the sweep that grew and was dropped).</summary>
+    /// <exception cref="InvalidOperationException">Before Fit.</exception>
+    public IReadOnlyList<double> Changes => State.Changes;
+
+    private Fitted State
+    {
+        get
+        {
+            RequireScaler();
+            return _fitted ?? throw new InvalidOperationException("ForestImputer is not fitted yet; call Fit first.");
+        }
+    }
+
+    /// <inheritdoc />
+    protected override void ValidateSettings(int rows, int columns)
+    {
+        var o = Options;
+        if (o.MaxSweeps < 1) throw new ArgumentOutOfRangeException(nameof(o.MaxSweeps), o.MaxSweeps, "MaxSweeps must be at least 1.");
+        if (o.Trees < 1) throw new ArgumentOutOfRangeException(nameof(o.Trees), o.Trees, "Trees must be at least 1.");
+        if (o.Leaves < 2) throw new ArgumentOutOfRangeException(nameof(o.Leaves), o.Leaves, "Leaves must be at least 2.");
+        if (o.MinimumRowsPerLeaf < 1) throw new ArgumentOutOfRangeException(nameof(o.MinimumRowsPerLeaf), o.MinimumRowsPerLeaf, "MinimumRowsPerLeaf must be at least 1.");
+        if (!(o.FeatureFraction > 0 && o.FeatureFraction <= 1)) throw new ArgumentOutOfRangeException(nameof(o.FeatureFraction), o.FeatureFraction, "FeatureFraction must be in (0, 1].");
+        if (!(o.LearningRate > 0)) throw new ArgumentOutOfRangeException(nameof(o.LearningRate), o.LearningRate, "LearningRate must be positive.");
+        if (o.Threads < 1) throw new ArgumentOutOfRangeException(nameof(o.Threads), o.Threads, "Threads must be at least 1.");
+        if (!Enum.IsDefined(o.Trainer)) throw new ArgumentOutOfRangeException(nameof(o.Trainer), o.Trainer, "Unknown trainer.");
+    }
+
+    /// <remarks>The new models replace the old ones only when the fit succeeds.</remarks>
+    protected override void FitScaled(Tensor x, Tensor mask, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        var clock = Stopwatch.StartNew();
+        var values = Tensors.toArray2D(x);
+        var missing = Tensors.toMask2D(mask);
+        int n = values.GetLength(0), p = values.GetLength(1);
+        var means = new double[p];
+        var missCount = new int[p];
+        for (int j = 0; j < p; j++)
+        {
+            double sum = 0;
+            for (int i = 0; i < n; i++)
+                if (missing[i, j]) missCount[j]++; else sum += values[i, j];
+            means[j] = sum / (n - missCount[j]);
+        }
+        var order = Enumerable.Range(0, p).OrderBy(j => missCount[j]).ThenBy(j => j).ToArray();
+        var incomplete = order.Where(j => missCount[j] > 0).ToArray();
+        var current = (double[,])values.Clone();
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < p; j++)
+                if (missing[i, j]) current[i, j] = means[j];
+
+        var sweeps = new List<FeatureModel?[]>();
+        var changes = new List<double>();
+        var kept = (double[,])current.Clone();
+        double previous = double.PositiveInfinity;
+        for (int s = 1; s <= Options.MaxSweeps && incomplete.Length > 0; s++)
+        {
+            var models = new FeatureModel?[p];
+            for (int k = 0; k < incomplete.Length; k++)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                int j = incomplete[k];
+                var model = Train(current, missing, j, Tensors.deriveSeed(Options.Seed, s * p + j));
+                models[j] = model;
+                var rows = Rows(missing, j, wantMissing: true);
+                var predicted = model.Predict(_ml, current, rows, j);
+                for (int r = 0; r < rows.Length; r++) current[rows[r], j] = predicted[r];
+                progress?.Report(new TrainingProgress("forest sweep", s, Options.MaxSweeps, k + 1, incomplete.Length, double.NaN, double.NaN, clock.Elapsed));
+            }
+            double num = 0, den = 0;
+            for (int i = 0; i < n; i++)
+                foreach (var j in incomplete)
+                    if (missing[i, j])
+                    {
+                        double d = current[i, j] - kept[i, j];
+                        num += d * d;
+                        den += current[i, j] * current[i, j];
+                    }
+            double change = den > 0 ? num / den : 0;
+            changes.Add(change);
+            // missForest stops at the first sweep whose change is no smaller than the one before, and returns the
+            // imputations of the sweep before it.
+            if (change >= previous) break;
+            sweeps.Add(models);
+            kept = (double[,])current.Clone();
+            previous = change;
+        }
+        if (sweeps.Count == 0) sweeps.Add(new FeatureModel?[p]);
+
+        // Features complete at Fit still need a model for new rows: one each, on the kept imputations.
+        var complete = new FeatureModel?[p];
+        var full = order.Where(j => missCount[j] == 0).ToArray();
+        for (int k = 0; k < full.Length; k++)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            int j = full[k];
+            complete[j] = Train(kept, missing, j, Tensors.deriveSeed(Options.Seed, (Options.MaxSweeps + 1) * p + j));
+            progress?.Report(new TrainingProgress("forest complete features", sweeps.Count, Options.MaxSweeps, k + 1, full.Length, double.NaN, double.NaN, clock.Elapsed));
+        }
+        cancellationToken.ThrowIfCancellationRequested();
+        _fitted = new Fitted(Options, means, order, sweeps.ToArray(), complete, changes.ToArray());
+    }
+
+    /// <inheritdoc />
+    protected override Tensor TransformScaled(Tensor x, Tensor mask) => TransformScaled(x, mask, CancellationToken.None);
+
+    /// <remarks>The token is checked before each feature of each sweep.</remarks>
+    protected override Tensor TransformScaled(Tensor x, Tensor mask, CancellationToken cancellationToken)
+    {
+        var f = State;
+        var current = Tensors.toArray2D(x);
+        var missing = Tensors.toMask2D(mask);
+        int m = current.GetLength(0), p = current.GetLength(1);
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < p; j++)
+                if (missing[i, j]) current[i, j] = f.Means[j];
+        foreach (var models in f.Sweeps)
+            foreach (var j in f.Order)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                var model = models[j] ?? f.Complete[j];
+                if (model is null) continue;
+                var rows = Rows(missing, j, wantMissing: true);
+                if (rows.Length == 0) continue;
+                var predicted = model.Predict(_ml, current, rows, j);
+                for (int r = 0; r < rows.Length; r++) current[rows[r], j] = predicted[r];
+            }
+        return Tensors.ofArray2D(current);
+    }
+
+    private static int[] Rows(bool[,] missing, int j, bool wantMissing)
+    {
+        var rows = new List<int>();
+        for (int i = 0; i < missing.GetLength(0); i++)
+            if (missing[i, j] == wantMissing) rows.Add(i);
+        return rows.ToArray();
+    }
+
+    private FeatureModel Train(double[,] current, bool[,] missing, int j, long seed)
+    {
+        int p = current.GetLength(1);
+        var rows = Rows(missing, j, wantMissing: false);
+        double first = current[rows[0], j], sum = 0;
+        bool constant = true;
+        foreach (var i in rows)
+        {
+            sum += current[i, j];
+            constant &= current[i, j] == first;
+        }
+        // Nothing for trees to learn: too few rows, a constant target, or no predictor.
+        if (p == 1 || constant || rows.Length < 2 * Options.MinimumRowsPerLeaf)
+            return FeatureModel.Constant(sum / rows.Length);
+        var ml = NewContext((int)(seed & 0x7FFFFFFF));
+        var data = Examples(ml, current, rows, j);
+        var o = Options;
+        IEstimator<ITransformer> trainer = o.Trainer switch
+        {
+            ForestTrainer.LightGbm => ml.Regression.Trainers.LightGbm(new LightGbmRegressionTrainer.Options
+            {
+                NumberOfIterations = o.Trees,
+                NumberOfLeaves = o.Leaves,
+                MinimumExampleCountPerLeaf = o.MinimumRowsPerLeaf,
+                LearningRate = o.LearningRate,
+                NumberOfThreads = o.Threads,
+                Seed = (int)(seed & 0x7FFFFFFF),
+                Booster = new GradientBooster.Options { FeatureFraction = o.FeatureFraction },
+                Silent = true,
+                Verbose = false,
+            }),
+            _ => ml.Regression.Trainers.FastForest(new FastForestRegressionTrainer.Options
+            {
+                NumberOfTrees = o.Trees,
+                NumberOfLeaves = o.Leaves,
+                MinimumExampleCountPerLeaf = o.MinimumRowsPerLeaf,
+                FeatureFraction = o.FeatureFraction,
+                NumberOfThreads = o.Threads,
+                Seed = (int)(seed & 0x7FFFFFFF),
+                FeatureSelectionSeed = (int)((seed >> 32) & 0x7FFFFFFF),
+            }),
+        };
+        return FeatureModel.Trained(trainer.Fit(data));
+    }
+
+    private static MLContext NewContext(int seed)
+    {
+        var ml = new MLContext(seed);
+        ml.ComponentCatalog.RegisterAssembly(typeof(FastForestRegressionTrainer).Assembly);
+        ml.ComponentCatalog.RegisterAssembly(typeof(LightGbmRegressionTrainer).Assembly);
+        return ml;
+    }
+
+    private sealed class Example
+    {
+        public float Label;
+        public float[] Features = Array.Empty<float>();
+    }
+
+    private static SchemaDefinition Schema(int predictors)
+    {
+        var def = SchemaDefinition.Create(typeof(Example));
+        def[nameof(Example.Features)].ColumnType = new VectorDataViewType(NumberDataViewType.Single, predictors);
+        return def;
+    }
+
+    /// <summary>The rows of <paramref name="current"/> as ML.NET examples: feature <paramref name="j"/> the label, every other one a predictor.</summary>
+    private static IDataView Examples(MLContext ml, double[,] current, int[] rows, int j)
+    {
+        int p = current.GetLength(1);
+        var examples = new Example[rows.Length];
+        for (int r = 0; r < rows.Length; r++)
+        {
+            int i = rows[r];
+            var features = new float[p - 1];
+            for (int c = 0, k = 0; c < p; c++)
+                if (c != j) features[k++] = (float)current[i, c];
+            examples[r] = new Example { Label = (float)current[i, j], Features = features };
+        }
+        return ml.Data.LoadFromEnumerable(examples, Schema(p - 1));
+    }
+
+    /// <summary>One feature's model: a constant, or an ML.NET regression transformer.</summary>
+    internal sealed class FeatureModel
+    {
+        private FeatureModel(double value, ITransformer? model) { Value = value; Model = model; }
+        public double Value { get; }
+        public ITransformer? Model { get; }
+        public static FeatureModel Constant(double value) => new(value, null);
+        public static FeatureModel Trained(ITransformer model) => new(double.NaN, model);
+
+        public double[] Predict(MLContext ml, double[,] current, int[] rows, int j)
+        {
+            if (Model is null) return Enumerable.Repeat(Value, rows.Length).ToArray();
+            var scored = Model.Transform(Examples(ml, current, rows, j));
+            return scored.GetColumn<float>("Score").Select(v => (double)v).ToArray();
+        }
+
+        /// <summary>The model as ML.NET writes it (for <see cref="Model"/> only).</summary>
+        public byte[] Serialize(MLContext ml, int predictors)
+        {
+            using var stream = new MemoryStream();
+            var schema = ml.Data.LoadFromEnumerable(Array.Empty<Example>(), Schema(predictors)).Schema;
+            ml.Model.Save(Model!, schema, stream);
+            return stream.ToArray();
+        }
+
+        public static FeatureModel Deserialize(MLContext ml, byte[] bytes)
+        {
+            using var stream = new MemoryStream(bytes, writable: false);
+            return Trained(ml.Model.Load(stream, out _));
+        }
+    }
+
+    internal sealed record Fitted(ForestOptions Options, double[] Means, int[] Order, FeatureModel?[][] Sweeps, FeatureModel?[] Complete, double[] Changes);
+
+    /// <summary>Writes the fitted model (settings, scaler, means, order, every kept model, column names) to one
+    /// file with a SHA-256 checksum of its content.</summary>
+    /// <param name="path">File to write (replaced if present); written to a temporary file first.</param>
+    /// <param name="columnNames">Names to store instead of <see cref="Imputer.ColumnNames"/>; p distinct texts.</param>
+    /// <exception cref="InvalidOperationException">Before Fit.</exception>
+    public void Save(string path, IReadOnlyList<string>? columnNames = null)
+    {
+        var f = State;
+        var scaler = RequireScaler();
+        var names = columnNames ?? ColumnNames;
+        if (columnNames is not null && (columnNames.Count != scaler.Features || columnNames.Any(string.IsNullOrWhiteSpace) || columnNames.Distinct(StringComparer.Ordinal).Count() != columnNames.Count))
+            throw new ArgumentException($"Expected {scaler.Features} distinct, non-empty column names; got {columnNames.Count}.", nameof(columnNames));
+        ForestModelFile.Save(path, scaler, f, names, (m, predictors) => m.Serialize(_ml, predictors));
+    }
+
+    /// <summary>Reads a model written by <see cref="Save"/>; it transforms exactly as the saved one did.</summary>
+    /// <exception cref="InvalidDataException">Not a forest model file, or a damaged one (checksum, length, content).</exception>
+    public static ForestImputer Load(string path)
+    {
+        var ml = NewContext(0);
+        var (scaler, fitted, names) = ForestModelFile.Load(path, bytes => FeatureModel.Deserialize(ml, bytes));
+        var imputer = new ForestImputer(fitted.Options);
+        imputer.Restore(scaler, fitted, names);
+        return imputer;
+    }
+
+    private void Restore(Scaler.MinMax scaler, Fitted fitted, IReadOnlyList<string>? names)
+    {
+        SetScaler(scaler);
+        _fitted = fitted;
+        SetColumnNames(names);
+    }
+
+    /// <inheritdoc />
+    protected override void Dispose(bool disposing)
+    {
+        _fitted = null;
+        base.Dispose(disposing);
+    }
+}

@@ -1,0 +1,165 @@
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using FeatureModel = EMFlow.ForestImputer.FeatureModel;
+
+namespace EMFlow;
+
+/// <summary>
+/// The one-file format of a fitted <see cref="ForestImputer"/>, laid out like EMFlow's own model file: a header
+/// (magic, version), the SHA-256 of the payload (32 bytes) and the payload's length (int64), then the payload: the
+/// options as JSON, the scaler, the training means, the feature order, each kept sweep's models, the complete
+/// features' models, the sweep changes and the column names. Each tree model is the bytes ML.NET's
+/// <c>Model.Save</c> writes. A file whose checksum or length does not match, or whose content cannot be read, raises
+/// <see cref="InvalidDataException"/> naming the file.
+/// </summary>
+internal static class ForestModelFile
+{
+    private const string Magic = "EMFLOW-FOREST";
+    private const int Version = 1;
+
+    public static void Save(string path, Scaler.MinMax scaler, ForestImputer.Fitted f, IReadOnlyList<string>? names, Func<FeatureModel, int, byte[]> serialize)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        if (Directory.Exists(path)) throw new ArgumentException($"'{path}' is a folder; give a file name for the model.", nameof(path));
+        int p = scaler.Features;
+        var payload = new MemoryStream();
+        using (var w = new BinaryWriter(payload, Encoding.UTF8, leaveOpen: true))
+        {
+            w.Write(JsonSerializer.Serialize(f.Options));
+            WriteArray(w, scaler.Min);
+            WriteArray(w, scaler.Max);
+            WriteArray(w, f.Means);
+            w.Write(f.Order.Length);
+            foreach (var j in f.Order) w.Write(j);
+            w.Write(f.Sweeps.Length);
+            foreach (var sweep in f.Sweeps)
+                foreach (var m in sweep) WriteModel(w, m, p, serialize);
+            foreach (var m in f.Complete) WriteModel(w, m, p, serialize);
+            WriteArray(w, f.Changes);
+            w.Write(names?.Count ?? -1);
+            foreach (var name in names ?? Array.Empty<string>()) w.Write(name);
+        }
+        var bytes = payload.GetBuffer().AsSpan(0, (int)payload.Length);
+        var tmp = path + ".tmp";
+        using (var w = new BinaryWriter(File.Create(tmp), Encoding.UTF8))
+        {
+            w.Write(Magic);
+            w.Write(Version);
+            w.Write(SHA256.HashData(bytes));
+            w.Write((long)bytes.Length);
+            w.Write(bytes);
+        }
+        File.Move(tmp, path, overwrite: true);
+    }
+
+    public static (Scaler.MinMax Scaler, ForestImputer.Fitted Fitted, string[]? Names) Load(string path, Func<byte[], FeatureModel> deserialize)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        using var file = File.OpenRead(path);
+        using var header = new BinaryReader(file, Encoding.UTF8, leaveOpen: true);
+        string magic;
+        try { magic = header.ReadString(); }
+        catch (Exception e) when (e is EndOfStreamException or IOException or FormatException) { magic = ""; }
+        if (magic != Magic) throw new InvalidDataException($"'{path}' is not an EMFlow forest model file.");
+        byte[] content;
+        try
+        {
+            int version = header.ReadInt32();
+            if (version != Version) throw new InvalidDataException($"'{path}' has forest model format {version}; this library reads format {Version}.");
+            var expected = header.ReadBytes(32);
+            if (expected.Length < 32 || file.Length - file.Position < 8) throw Damaged(path, "it ends inside its header (truncated)");
+            long length = header.ReadInt64();
+            long left = file.Length - file.Position;
+            if (length != left) throw Damaged(path, length > left ? $"it is truncated ({left} of {length} content bytes)" : $"its content length {length} does not match the {left} bytes present");
+            content = new byte[length];
+            file.ReadExactly(content);
+            if (!SHA256.HashData(content).AsSpan().SequenceEqual(expected)) throw Damaged(path, "its SHA-256 checksum does not match its content");
+        }
+        catch (EndOfStreamException) { throw Damaged(path, "it ends inside its header"); }
+        try
+        {
+            using var r = new BinaryReader(new MemoryStream(content, writable: false), Encoding.UTF8);
+            var options = JsonSerializer.Deserialize<ForestOptions>(r.ReadString()) ?? throw new InvalidDataException("missing options");
+            var scaler = new Scaler.MinMax(ReadArray(r), ReadArray(r));
+            int p = scaler.Features;
+            var means = ReadArray(r);
+            int count = r.ReadInt32();
+            if (count != p || means.Length != p) throw new InvalidDataException($"it stores {count} features in its order for {p} columns");
+            var order = new int[p];
+            for (int k = 0; k < p; k++)
+            {
+                order[k] = r.ReadInt32();
+                if (order[k] < 0 || order[k] >= p) throw new InvalidDataException($"feature {order[k]} is out of range");
+            }
+            int sweeps = r.ReadInt32();
+            if (sweeps < 1 || sweeps > Math.Max(1, options.MaxSweeps)) throw new InvalidDataException($"{sweeps} kept sweeps is not a count this format writes");
+            var models = new FeatureModel?[sweeps][];
+            for (int s = 0; s < sweeps; s++)
+            {
+                models[s] = new FeatureModel?[p];
+                for (int j = 0; j < p; j++) models[s][j] = ReadModel(r, deserialize);
+            }
+            var complete = new FeatureModel?[p];
+            for (int j = 0; j < p; j++) complete[j] = ReadModel(r, deserialize);
+            var changes = ReadArray(r);
+            string[]? names = null;
+            int nameCount = r.ReadInt32();
+            if (nameCount >= 0)
+            {
+                if (nameCount != p) throw new InvalidDataException($"it stores {nameCount} column names for {p} columns");
+                names = new string[nameCount];
+                for (int j = 0; j < nameCount; j++) names[j] = r.ReadString();
+            }
+            if (r.BaseStream.Position != r.BaseStream.Length) throw new InvalidDataException("unread bytes follow the content");
+            return (scaler, new ForestImputer.Fitted(options, means, order, models, complete, changes), names);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            throw Damaged(path, e.Message.TrimEnd('.'), e);
+        }
+    }
+
+    private static InvalidDataException Damaged(string path, string why, Exception? inner = null) =>
+        new($"'{path}' is a damaged EMFlow forest model file: {why}.", inner);
+
+    private static void WriteModel(BinaryWriter w, FeatureModel? m, int p, Func<FeatureModel, int, byte[]> serialize)
+    {
+        if (m is null) { w.Write((byte)0); return; }
+        if (m.Model is null) { w.Write((byte)1); w.Write(m.Value); return; }
+        w.Write((byte)2);
+        var bytes = serialize(m, p - 1);
+        w.Write(bytes.Length);
+        w.Write(bytes);
+    }
+
+    private static FeatureModel? ReadModel(BinaryReader r, Func<byte[], FeatureModel> deserialize)
+    {
+        switch (r.ReadByte())
+        {
+            case 0: return null;
+            case 1: return FeatureModel.Constant(r.ReadDouble());
+            case 2:
+                int length = r.ReadInt32();
+                if (length < 0 || length > r.BaseStream.Length - r.BaseStream.Position) throw new InvalidDataException($"a model length of {length} does not fit in the rest of the file");
+                return deserialize(r.ReadBytes(length));
+            case var tag: throw new InvalidDataException($"model tag {tag} is not one this format writes");
+        }
+    }
+
+    private static void WriteArray(BinaryWriter w, double[] a)
+    {
+        w.Write(a.Length);
+        foreach (var v in a) w.Write(v);
+    }
+
+    private static double[] ReadArray(BinaryReader r)
+    {
+        int length = r.ReadInt32();
+        if (length < 0 || (long)length * sizeof(double) > r.BaseStream.Length - r.BaseStream.Position)
+            throw new InvalidDataException($"an array length of {length} does not fit in the rest of the file");
+        var a = new double[length];
+        for (int i = 0; i < a.Length; i++) a[i] = r.ReadDouble();
+        return a;
+    }
+}

@@ -1,0 +1,45 @@
+namespace EMFlow;
+
+/// <summary>The tree ensemble <see cref="ForestImputer"/> fits for each feature.</summary>
+public enum ForestTrainer
+{
+    /// <summary>LightGBM (native, through ML.NET's wrapper), gradient-boosted trees (gbdt). The default: on Concrete it
+    /// imputed better than FastForest at a seventh of the time and a third of the memory (bench/README.md, "Tree ensembles").</summary>
+    LightGbm,
+    /// <summary>ML.NET's FastForest: a random forest (bagged regression trees, each on a random share of the
+    /// features), the model of the original missForest.</summary>
+    FastForest,
+}
+
+/// <summary>Settings of <see cref="ForestImputer"/>.</summary>
+public sealed record ForestOptions
+{
+    /// <summary>The per-feature model. Default <see cref="ForestTrainer.LightGbm"/>.</summary>
+    public ForestTrainer Trainer { get; init; } = ForestTrainer.LightGbm;
+
+    /// <summary>Most sweeps over the features (missForest's <c>maxiter</c>). Default 10.</summary>
+    public int MaxSweeps { get; init; } = 10;
+
+    /// <summary>Trees per feature model (boosting rounds for LightGBM). Default 100.</summary>
+    public int Trees { get; init; } = 100;
+
+    /// <summary>Most leaves per tree. Default 32.</summary>
+    public int Leaves { get; init; } = 32;
+
+    /// <summary>Fewest training rows in a leaf. Default 5 (missForest's regression <c>nodesize</c>).</summary>
+    public int MinimumRowsPerLeaf { get; init; } = 5;
+
+    /// <summary>Share of the predictors each tree may use (FastForest) or each boosting round samples (LightGBM), in (0, 1].
+    /// Default 0.7.</summary>
+    public double FeatureFraction { get; init; } = 0.7;
+
+    /// <summary>Learning rate of <see cref="ForestTrainer.LightGbm"/>; unused by FastForest. Default 0.1.</summary>
+    public double LearningRate { get; init; } = 0.1;
+
+    /// <summary>Seed of every model (each feature and sweep gets its own stream derived from it). Default 0.</summary>
+    public long Seed { get; init; }
+
+    /// <summary>Threads of each trainer. Default 1, which makes a fit bit-for-bit reproducible; more threads may
+    /// change the last bits of the trees.</summary>
+    public int Threads { get; init; } = 1;
+}
