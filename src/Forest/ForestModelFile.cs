@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using FeatureModel = EMFlow.ForestImputer.FeatureModel;
@@ -23,34 +22,22 @@ internal static class ForestModelFile
         ArgumentException.ThrowIfNullOrEmpty(path);
         if (Directory.Exists(path)) throw new ArgumentException($"'{path}' is a folder; give a file name for the model.", nameof(path));
         int p = scaler.Features;
-        var payload = new MemoryStream();
-        using (var w = new BinaryWriter(payload, Encoding.UTF8, leaveOpen: true))
+        ChecksummedFile.Write(path, Magic, Version, w =>
         {
             w.Write(JsonSerializer.Serialize(f.Options));
-            WriteArray(w, scaler.Min);
-            WriteArray(w, scaler.Max);
-            WriteArray(w, f.Means);
+            ChecksummedFile.WriteArray(w, scaler.Min);
+            ChecksummedFile.WriteArray(w, scaler.Max);
+            ChecksummedFile.WriteArray(w, f.Means);
             w.Write(f.Order.Length);
             foreach (var j in f.Order) w.Write(j);
             w.Write(f.Sweeps.Length);
             foreach (var sweep in f.Sweeps)
                 foreach (var m in sweep) WriteModel(w, m, p, serialize);
             foreach (var m in f.Complete) WriteModel(w, m, p, serialize);
-            WriteArray(w, f.Changes);
+            ChecksummedFile.WriteArray(w, f.Changes);
             w.Write(names?.Count ?? -1);
             foreach (var name in names ?? Array.Empty<string>()) w.Write(name);
-        }
-        var bytes = payload.GetBuffer().AsSpan(0, (int)payload.Length);
-        var tmp = path + ".tmp";
-        using (var w = new BinaryWriter(File.Create(tmp), Encoding.UTF8))
-        {
-            w.Write(Magic);
-            w.Write(Version);
-            w.Write(SHA256.HashData(bytes));
-            w.Write((long)bytes.Length);
-            w.Write(bytes);
-        }
-        File.Move(tmp, path, overwrite: true);
+        });
     }
 
     public static (Scaler.MinMax Scaler, ForestImputer.Fitted Fitted, string[]? Names) Load(string path, Func<byte[], FeatureModel> deserialize)
@@ -58,32 +45,19 @@ internal static class ForestModelFile
         ArgumentException.ThrowIfNullOrEmpty(path);
         using var file = File.OpenRead(path);
         using var header = new BinaryReader(file, Encoding.UTF8, leaveOpen: true);
-        string magic;
-        try { magic = header.ReadString(); }
-        catch (Exception e) when (e is EndOfStreamException or IOException or FormatException) { magic = ""; }
-        if (magic != Magic) throw new InvalidDataException($"'{path}' is not an EMFlow forest model file.");
-        byte[] content;
-        try
-        {
-            int version = header.ReadInt32();
-            if (version != Version) throw new InvalidDataException($"'{path}' has forest model format {version}; this library reads format {Version}.");
-            var expected = header.ReadBytes(32);
-            if (expected.Length < 32 || file.Length - file.Position < 8) throw Damaged(path, "it ends inside its header (truncated)");
-            long length = header.ReadInt64();
-            long left = file.Length - file.Position;
-            if (length != left) throw Damaged(path, length > left ? $"it is truncated ({left} of {length} content bytes)" : $"its content length {length} does not match the {left} bytes present");
-            content = new byte[length];
-            file.ReadExactly(content);
-            if (!SHA256.HashData(content).AsSpan().SequenceEqual(expected)) throw Damaged(path, "its SHA-256 checksum does not match its content");
-        }
+        if (ChecksummedFile.ReadMagic(header) != Magic) throw new InvalidDataException($"'{path}' is not an EMFlow forest model file.");
+        int version;
+        try { version = header.ReadInt32(); }
         catch (EndOfStreamException) { throw Damaged(path, "it ends inside its header"); }
+        if (version != Version) throw new InvalidDataException($"'{path}' has forest model format {version}; this library reads format {Version}.");
+        var content = ChecksummedFile.ReadPayload(file, header, why => Damaged(path, why));
         try
         {
             using var r = new BinaryReader(new MemoryStream(content, writable: false), Encoding.UTF8);
             var options = JsonSerializer.Deserialize<ForestOptions>(r.ReadString()) ?? throw new InvalidDataException("missing options");
-            var scaler = new Scaler.MinMax(ReadArray(r), ReadArray(r));
+            var scaler = new Scaler.MinMax(ChecksummedFile.ReadArray(r), ChecksummedFile.ReadArray(r));
             int p = scaler.Features;
-            var means = ReadArray(r);
+            var means = ChecksummedFile.ReadArray(r);
             int count = r.ReadInt32();
             if (count != p || means.Length != p) throw new InvalidDataException($"it stores {count} features in its order for {p} columns");
             var order = new int[p];
@@ -102,7 +76,7 @@ internal static class ForestModelFile
             }
             var complete = new FeatureModel?[p];
             for (int j = 0; j < p; j++) complete[j] = ReadModel(r, deserialize);
-            var changes = ReadArray(r);
+            var changes = ChecksummedFile.ReadArray(r);
             string[]? names = null;
             int nameCount = r.ReadInt32();
             if (nameCount >= 0)
@@ -145,21 +119,5 @@ internal static class ForestModelFile
                 return deserialize(r.ReadBytes(length));
             case var tag: throw new InvalidDataException($"model tag {tag} is not one this format writes");
         }
-    }
-
-    private static void WriteArray(BinaryWriter w, double[] a)
-    {
-        w.Write(a.Length);
-        foreach (var v in a) w.Write(v);
-    }
-
-    private static double[] ReadArray(BinaryReader r)
-    {
-        int length = r.ReadInt32();
-        if (length < 0 || (long)length * sizeof(double) > r.BaseStream.Length - r.BaseStream.Position)
-            throw new InvalidDataException($"an array length of {length} does not fit in the rest of the file");
-        var a = new double[length];
-        for (int i = 0; i < a.Length; i++) a[i] = r.ReadDouble();
-        return a;
     }
 }

@@ -1,5 +1,4 @@
 using Microsoft.FSharp.Core;
-using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using static TorchSharp.torch;
@@ -29,12 +28,11 @@ internal static class ModelFile
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         if (Directory.Exists(path)) throw new ArgumentException($"'{path}' is a folder; give a file name for the model.", nameof(path));
-        var payload = new MemoryStream();
-        using (var w = new BinaryWriter(payload, Encoding.UTF8, leaveOpen: true))
+        ChecksummedFile.Write(path, Magic, Version, w =>
         {
             w.Write(JsonSerializer.Serialize(options));
-            WriteArray(w, scaler.Min);
-            WriteArray(w, scaler.Max);
+            ChecksummedFile.WriteArray(w, scaler.Min);
+            ChecksummedFile.WriteArray(w, scaler.Max);
             w.Write(fit.InitialValidationRmse);
             WriteEstimate(w, fit.Start.Gaussian);
             w.Write((int)fit.Start.Kind);
@@ -74,19 +72,7 @@ internal static class ModelFile
             }
             w.Write(columnNames?.Count ?? -1);
             foreach (var name in columnNames ?? Array.Empty<string>()) w.Write(name);
-        }
-        var bytes = payload.GetBuffer().AsSpan(0, (int)payload.Length);
-        // Written to a temporary file first so a failure never leaves a half-written model behind.
-        var tmp = path + ".tmp";
-        using (var w = new BinaryWriter(File.Create(tmp), Encoding.UTF8))
-        {
-            w.Write(Magic);
-            w.Write(Version);
-            w.Write(SHA256.HashData(bytes));
-            w.Write((long)bytes.Length);
-            w.Write(bytes);
-        }
-        File.Move(tmp, path, overwrite: true);
+        });
     }
 
     public static Contents Load(string path)
@@ -94,10 +80,7 @@ internal static class ModelFile
         ArgumentException.ThrowIfNullOrEmpty(path);
         using var file = File.OpenRead(path);
         using var header = new BinaryReader(file, Encoding.UTF8, leaveOpen: true);
-        string magic;
-        try { magic = header.ReadString(); }
-        catch (Exception e) when (e is EndOfStreamException or IOException or FormatException) { magic = ""; }
-        if (magic != Magic) throw new InvalidDataException($"'{path}' is not an EMFlow model file.");
+        if (ChecksummedFile.ReadMagic(header) != Magic) throw new InvalidDataException($"'{path}' is not an EMFlow model file.");
         int version;
         try { version = header.ReadInt32(); }
         catch (EndOfStreamException) { throw Damaged(path, "it ends inside its header"); }
@@ -105,15 +88,7 @@ internal static class ModelFile
         Stream body = file;
         if (version >= 3)
         {
-            var expected = header.ReadBytes(32);
-            if (expected.Length < 32 || file.Length - file.Position < 8) throw Damaged(path, "it ends inside its header (truncated)");
-            long length = header.ReadInt64();
-            long left = file.Length - file.Position;
-            if (length != left)
-                throw Damaged(path, length > left ? $"it is truncated ({left} of {length} content bytes)" : $"its content length {length} does not match the {left} bytes present");
-            var content = new byte[length];
-            file.ReadExactly(content);
-            if (!SHA256.HashData(content).AsSpan().SequenceEqual(expected)) throw Damaged(path, "its SHA-256 checksum does not match its content");
+            var content = ChecksummedFile.ReadPayload(file, header, why => Damaged(path, why));
             body = new MemoryStream(content, writable: false);
         }
         try
@@ -135,7 +110,7 @@ internal static class ModelFile
     private static Contents Read(BinaryReader r, int version)
     {
         var options = JsonSerializer.Deserialize<EMFlowOptions>(r.ReadString()) ?? throw new InvalidDataException("Missing options.");
-        var scaler = new Scaler.MinMax(ReadArray(r), ReadArray(r));
+        var scaler = new Scaler.MinMax(ChecksummedFile.ReadArray(r), ChecksummedFile.ReadArray(r));
         double initialRmse = r.ReadDouble();
         var gaussian = ReadEstimate(r);
         var start = options.InitialImputation;
@@ -190,27 +165,11 @@ internal static class ModelFile
         return new Contents(options, scaler, fit, names);
     }
 
-    private static void WriteArray(BinaryWriter w, double[] a)
-    {
-        w.Write(a.Length);
-        foreach (var v in a) w.Write(v);
-    }
-
-    private static double[] ReadArray(BinaryReader r)
-    {
-        int length = r.ReadInt32();
-        if (length < 0 || (long)length * sizeof(double) > r.BaseStream.Length - r.BaseStream.Position)
-            throw new InvalidDataException($"an array length of {length} does not fit in the rest of the file");
-        var a = new double[length];
-        for (int i = 0; i < a.Length; i++) a[i] = r.ReadDouble();
-        return a;
-    }
-
     private static void WriteTensor(BinaryWriter w, Tensor t)
     {
         w.Write(t.shape.Length);
         foreach (var d in t.shape) w.Write(d);
-        WriteArray(w, Tensors.toArray(t));
+        ChecksummedFile.WriteArray(w, Tensors.toArray(t));
     }
 
     private static Tensor ReadTensor(BinaryReader r)
@@ -219,7 +178,7 @@ internal static class ModelFile
         if (rank is < 0 or > 8) throw new InvalidDataException($"a tensor rank of {rank} is not one this format writes");
         var shape = new long[rank];
         for (int i = 0; i < shape.Length; i++) shape[i] = r.ReadInt64();
-        return tensor(ReadArray(r), dtype: float64).reshape(shape).DetachFromDisposeScope();
+        return tensor(ChecksummedFile.ReadArray(r), dtype: float64).reshape(shape).DetachFromDisposeScope();
     }
 
     private static void WriteEstimate(BinaryWriter w, OnlineEm.Estimate e)
