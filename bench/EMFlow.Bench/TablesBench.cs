@@ -21,6 +21,8 @@ internal sealed class Observed(IImputationMethod inner, Action<string> sink) : I
         var note = inner switch
         {
             TunedEMFlowMethod t => $"{t.Tuning!.BestLabel}; iteration {t.Imputer!.SelectedIteration} of {t.Imputer.IterationsRun}",
+            ImputerMethod { Imputer: EMFlowImputer e } when e.StartCandidates.Count > 0 && e.Options.InitialImputation is InitialImputation.Auto
+                => $"start weights {StartWeightSummary(e)}, iteration {e.SelectedIteration} of {e.IterationsRun}",
             ImputerMethod { Imputer: EMFlowImputer e } when e.Options.InitialImputation is InitialImputation.Auto or InitialImputation.Knn
                 => $"kNN share {string.Join("/", e.KnnShare.Select(w => w.ToString("0.#", System.Globalization.CultureInfo.InvariantCulture)))}, iteration {e.SelectedIteration} of {e.IterationsRun}",
             ImputerMethod { Imputer: EMFlowImputer e } => $"iteration {e.SelectedIteration} of {e.IterationsRun}",
@@ -32,6 +34,16 @@ internal sealed class Observed(IImputationMethod inner, Action<string> sink) : I
     public double[,] Transform(double[,] rows) => inner.Transform(rows);
 
     public void Dispose() => inner.Dispose();
+
+    // Each blended imputer's mean weight over the features, e.g. "gaussian-em .31 / knn .22 / forest .47".
+    private static string StartWeightSummary(EMFlowImputer e)
+    {
+        var w = e.StartWeights;
+        var names = e.StartNames;
+        int p = w.GetLength(0);
+        return string.Join(" / ", names.Select((n, c) =>
+            $"{n} {Enumerable.Range(0, p).Average(j => w[j, c]).ToString(".00", System.Globalization.CultureInfo.InvariantCulture)}"));
+    }
 }
 
 /// <summary>

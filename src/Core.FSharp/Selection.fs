@@ -75,3 +75,52 @@ let blendShares (grid: float[]) (truth: Tensor) (a: Tensor) (b: Tensor) (hidden:
 
 /// (1 − shares)·a + shares·b, shares (p) broadcast over the rows of a and b (n, p).
 let blend (shares: Tensor) (a: Tensor) (b: Tensor) : Tensor = plus a (shares.unsqueeze(0L) * (b - a))
+
+/// The weight vectors tried by <see cref="blendWeights"/> for k candidates: every vector of multiples of 1/steps
+/// that sums to 1, the first candidate's weight varying slowest and largest first, so that earlier vectors favour
+/// the earlier candidates. Returns (g, k), g = C(steps + k − 1, k − 1).
+let simplexGrid (k: int) (steps: int) : float[][] =
+    if k < 1 then raise (ArgumentOutOfRangeException("k", k, sprintf "must be at least 1; got %d" k))
+    if steps < 1 then raise (ArgumentOutOfRangeException("steps", steps, sprintf "must be at least 1; got %d" steps))
+    let rec go (k: int) (left: int) : int list list =
+        if k = 1 then [ [ left ] ]
+        else [ for first in left .. -1 .. 0 do for rest in go (k - 1) (left - first) -> first :: rest ]
+    [| for v in go k steps -> [| for c in v -> float c / float steps |] |]
+
+/// Per feature, the weights w (k) in `grid` (g, k) of the blend Σ_c w_c·candidates[c] with the lowest squared error
+/// on that feature's hidden entries plus `prior` pseudo-entries at the mean squared error over all features' hidden
+/// entries; truth, each candidate and hidden are (n, p). With prior = 0 each feature is on its own; a feature without
+/// hidden entries takes the weights best over all of them, and with nothing hidden every feature takes the first
+/// candidate. Ties go to the earlier grid row. Returns (p, k).
+/// <remarks>With three candidates the grid has 66 rows, and a feature with a few dozen hidden entries would pick
+/// among them mostly by chance; the pooled error is the prior that a feature's own entries must outweigh, as in an
+/// empirical-Bayes shrinkage toward the weights best for the whole table. Each feature's error is wᵀ G w with G
+/// (k, k) the Gram matrix of the candidates' residuals on its hidden entries, so the grid costs O(g·k²·p) after one
+/// pass over the rows, whatever n is.</remarks>
+let blendWeights (grid: float[][]) (prior: float) (truth: Tensor) (candidates: Tensor[]) (hidden: Tensor) : Tensor =
+    if candidates.Length = 0 then raise (ArgumentException("at least one candidate is needed.", "candidates"))
+    if grid.Length = 0 || grid |> Array.exists (fun w -> w.Length <> candidates.Length) then
+        raise (ArgumentException(sprintf "grid must hold rows of %d weights." candidates.Length, "grid"))
+    use scope = torch.NewDisposeScope()
+    let k = int64 candidates.Length
+    let residuals = torch.stack([| for c in candidates -> (c - truth) * hidden |], dim = 2L) // (n, p, k)
+    let gram = torch.einsum("npk,npl->pkl", residuals, residuals) // (p, k, k)
+    let w = torch.tensor(Array.concat grid, dtype = dtype).reshape(int64 grid.Length, k) // (g, k)
+    let errors = torch.einsum("gk,pkl,gl->gp", w, gram, w) // (g, p) sums of squares
+    let total = scalar (hidden.sum())
+    if total = 0.0 then
+        torch.zeros(hidden.shape[1], k, dtype = dtype).index_fill(1L, torch.tensor([| 0L |]), sc 1.0).MoveToOuterDisposeScope()
+    else
+        // The pooled mean error stands in for `prior` entries; a feature with none of its own takes the pooled best
+        // (the prior is floored so that it still breaks those ties).
+        let pooled = errors.sum(dim = 1L, keepdim = true) |> scaleBy (max prior 1e-9 / total)
+        let chosen = w.index_select(0L, (plus errors pooled).argmin(dim = 0L))
+        chosen.contiguous().MoveToOuterDisposeScope()
+
+/// Σ_c weights[:, c]·candidates[c]: weights (p, k) broadcast over the rows of each candidate (n, p).
+let blendAll (weights: Tensor) (candidates: Tensor[]) : Tensor =
+    use scope = torch.NewDisposeScope()
+    let mutable sum = candidates[0] * weights.select(1L, 0L).unsqueeze(0L)
+    for c in 1 .. candidates.Length - 1 do
+        sum <- plus sum (candidates[c] * weights.select(1L, int64 c).unsqueeze(0L))
+    sum.MoveToOuterDisposeScope()

@@ -33,7 +33,32 @@ type InitialImputation =
     /// held-out entries best; features without held-out entries take the share best over all of them. Gaussian EM
     /// suits features close to linear in the others, kNN tables of clusters or near-duplicate rows, and a blend of
     /// two different errors is often better than either. Without a hold-out every share is 0: Gaussian EM.
+    /// With other candidates (<see cref="StartSettings.Candidates"/>, e.g. EMFlow.Forest's tree ensembles) the blend
+    /// is over all of them: per feature, the weights in multiples of 0.1 summing to 1 that are best on its held-out
+    /// entries.
     | Auto = 7
+
+/// A start candidate once fitted: it fills new rows as it filled the training rows.
+type IFittedStartCandidate =
+    inherit IDisposable
+    /// Fills scaled rows x (m, p), missing where mask (m, p) is 1.0 (value 0 there); returns (m, p) on the [0, 1]
+    /// scale with the observed entries of x unchanged. Checks the token between its own stages.
+    abstract Fill: x: Tensor * mask: Tensor * ct: CancellationToken -> Tensor
+    /// The fitted state as bytes, for the model file; <see cref="IStartCandidate.Load"/> reads them back.
+    abstract Save: unit -> byte[]
+
+/// An imputer from another assembly that joins the Auto start's per-feature blend beside Gaussian EM and kNN, such as
+/// EMFlow.Forest's tree ensembles (<c>ForestStart</c>). It never sees the held-out entries, which choose the blend.
+/// <remarks>Model files name the implementing type and create it through its parameterless constructor to call
+/// <see cref="Load"/>, so an implementation needs one.</remarks>
+type IStartCandidate =
+    /// Short name in reports and shares, e.g. "forest".
+    abstract Name: string
+    /// Fits on scaled training rows x (n, p), missing where mask (n, p) is 1.0 (value 0 there), and returns the fitted
+    /// candidate with the rows filled (n, p), observed entries unchanged. Same seed, same result.
+    abstract Fit: x: Tensor * mask: Tensor * seed: int64 * ct: CancellationToken -> IFittedStartCandidate * Tensor
+    /// The fitted candidate that <see cref="IFittedStartCandidate.Save"/> wrote.
+    abstract Load: bytes: byte[] -> IFittedStartCandidate
 
 /// Settings of the start.
 type StartSettings =
@@ -48,7 +73,9 @@ type StartSettings =
       /// (width, height) when each row is one image in row-major order.
       Image: (int * int) option
       /// Seed of the donor sample and of the random-draw start.
-      Seed: int64 }
+      Seed: int64
+      /// Imputers from other assemblies that join the Auto blend (empty: Gaussian EM and kNN only).
+      Candidates: IStartCandidate[] }
 
 /// What a fitted start keeps so that new rows start as the training rows did.
 type Start =
@@ -59,7 +86,12 @@ type Start =
       /// (p) share of the kNN imputation in each feature's start (1 for Knn, chosen for Auto, absent otherwise).
       KnnShare: Tensor option
       /// The kNN donor rows, when some feature's start uses kNN.
-      Donors: Knn.Donors option }
+      Donors: Knn.Donors option
+      /// The Auto blend's other candidates, fitted (empty unless <see cref="StartSettings.Candidates"/> was given).
+      Extra: (IStartCandidate * IFittedStartCandidate)[]
+      /// (p, 2 + Extra.Length) weights of Gaussian EM, kNN and each extra candidate per feature, rows summing to 1;
+      /// present with extra candidates (KnnShare is then its second column).
+      Weights: Tensor option }
 
 /// Fitting and applying the start.
 [<RequireQualifiedAccess>]
@@ -67,6 +99,14 @@ module Starts =
 
     /// Shares tried by the Auto start: coarse enough that a few hundred held-out cells per feature can rank them.
     let shareGrid = [| 0.0; 0.1; 0.2; 0.3; 0.4; 0.5; 0.6; 0.7; 0.8; 0.9; 1.0 |]
+
+    /// Steps of the weight grid when other candidates join the blend: weights in multiples of 0.1, as the shares.
+    let shareSteps = 10
+
+    /// Pseudo-entries at the table-wide error that each feature's own held-out entries must outweigh when other
+    /// candidates join the blend (<see cref="Selection.blendWeights"/>): a feature with 100 held-out entries weighs
+    /// its own evidence and the table's equally. Chosen by that reasoning, not tuned on any benchmark's folds.
+    let sharePrior = 100.0
 
     /// Images (nearest-pixel start, or zero start with an image shape): no Gaussian-EM fit, and new rows start
     /// exactly as the training rows did.
@@ -92,16 +132,8 @@ module Starts =
             let struct (sorted, _) = order.narrow(0L, 0L, int64 s.KnnMaxDonors).sort()
             sorted
 
-    /// Fits the start on scaled rows x (n, p) and fills them.
-    /// <param name="scaler">The scaler of x, for image starts, which copy pixels on the original scale.</param>
-    /// <param name="x">(n, p) training rows on [0, 1], missing entries 0.</param>
-    /// <param name="trainMask">(n, p) 1.0 where missing or held out: what the start may not look at.</param>
-    /// <param name="hidden">(n, p) 1.0 at the held-out entries, which choose the Auto shares.</param>
-    /// <param name="mask">(n, p) 1.0 where missing: the donors kept for new rows observe the held-out entries too.</param>
-    /// <returns>The start, owning its tensors (<see cref="dispose"/>), and the filled rows x̂ (n, p).</returns>
-    /// <remarks>The work happens in a dispose scope of its own: its temporaries are several (n, p) tensors, which
-    /// for 60000 images are gigabytes, and are freed here rather than when the fit ends.</remarks>
-    let fit (s: StartSettings) (scaler: Scaler.MinMax) (ct: CancellationToken) (x: Tensor) (trainMask: Tensor) (hidden: Tensor) (mask: Tensor) : Start * Tensor =
+    let private fitInto (extra: ResizeArray<IStartCandidate * IFittedStartCandidate>) (s: StartSettings) (scaler: Scaler.MinMax) (ct: CancellationToken)
+                        (x: Tensor) (trainMask: Tensor) (hidden: Tensor) (mask: Tensor) : Start * Tensor =
         let n, p = x.shape[0], x.shape[1]
         use scope = torch.NewDisposeScope()
         ct.ThrowIfCancellationRequested()
@@ -112,6 +144,7 @@ module Starts =
             else (GaussianEm.fitBatchCancellable s.Em ct x trainMask).Estimate
         ct.ThrowIfCancellationRequested()
         let noHoldOut = scalar (hidden.sum()) = 0.0
+        let mutable weights : Tensor option = None
         let knnStart () =
             let rows = donorRows s n
             let pool = Knn.donors (x.index_select(0L, rows)) (trainMask.index_select(0L, rows))
@@ -126,6 +159,21 @@ module Starts =
             | InitialImputation.Knn ->
                 let filled, keepDonors = knnStart ()
                 filled, Some (torch.ones(p, dtype = dtype)), Some (keepDonors ())
+            | InitialImputation.Auto when s.Candidates.Length > 0 ->
+                let knn, keepDonors = knnStart ()
+                let gem = GaussianEm.impute gaussian x trainMask
+                let others =
+                    s.Candidates |> Array.mapi (fun c candidate ->
+                        ct.ThrowIfCancellationRequested()
+                        let fitted, filled = candidate.Fit(x, trainMask, deriveSeed s.Seed (10 + c), ct)
+                        extra.Add((candidate, fitted))
+                        filled)
+                let all = Array.append [| gem; knn |] others
+                let w = Selection.blendWeights (Selection.simplexGrid all.Length shareSteps) sharePrior x all hidden
+                weights <- Some w
+                let share = w.select(1L, 1L).contiguous()
+                let donors = if share.gt(sc 0.0).any().item<bool>() then Some (keepDonors ()) else None
+                Selection.blendAll w all, Some share, donors
             | InitialImputation.Auto ->
                 let knn, keepDonors = knnStart ()
                 let gem = GaussianEm.impute gaussian x trainMask
@@ -143,8 +191,26 @@ module Starts =
             { Kind = s.Kind
               Gaussian = OnlineEm.keep gaussian
               KnnShare = share |> Option.map (fun t -> t.DetachFromDisposeScope())
-              Donors = donors |> Option.map Knn.keep }
+              Donors = donors |> Option.map Knn.keep
+              Extra = extra.ToArray()
+              Weights = weights |> Option.map (fun t -> t.DetachFromDisposeScope()) }
         start, xHat.MoveToOuterDisposeScope()
+
+    /// Fits the start on scaled rows x (n, p) and fills them.
+    /// <param name="scaler">The scaler of x, for image starts, which copy pixels on the original scale.</param>
+    /// <param name="x">(n, p) training rows on [0, 1], missing entries 0.</param>
+    /// <param name="trainMask">(n, p) 1.0 where missing or held out: what the start may not look at.</param>
+    /// <param name="hidden">(n, p) 1.0 at the held-out entries, which choose the Auto shares.</param>
+    /// <param name="mask">(n, p) 1.0 where missing: the donors kept for new rows observe the held-out entries too.</param>
+    /// <returns>The start, owning its tensors (<see cref="dispose"/>), and the filled rows x̂ (n, p).</returns>
+    /// <remarks>The work happens in a dispose scope of its own: its temporaries are several (n, p) tensors, which
+    /// for 60000 images are gigabytes, and are freed here rather than when the fit ends.</remarks>
+    let fit (s: StartSettings) (scaler: Scaler.MinMax) (ct: CancellationToken) (x: Tensor) (trainMask: Tensor) (hidden: Tensor) (mask: Tensor) : Start * Tensor =
+        let extra = ResizeArray<IStartCandidate * IFittedStartCandidate>()
+        try fitInto extra s scaler ct x trainMask hidden mask
+        with _ ->
+            for _, fitted in extra do fitted.Dispose()
+            reraise ()
 
     /// Fills new scaled rows x (m, p) under mask (m, p) as the training rows were: nearest pixels (or zero) for
     /// images, kNN from the kept training rows or its blend with Gaussian EM when that was the start, else the
@@ -155,6 +221,13 @@ module Starts =
         ct.ThrowIfCancellationRequested()
         match start.Kind, start.Donors, start.KnnShare with
         | InitialImputation.Knn, Some donors, _ -> Knn.imputeCancellable s.KnnNeighbours donors ct x mask
+        | InitialImputation.Auto, _, _ when start.Weights.IsSome ->
+            use scope = torch.NewDisposeScope()
+            let gem = GaussianEm.impute start.Gaussian x mask
+            // Without donors kNN's weight is 0 everywhere, so any stand-in of the right shape will do.
+            let knn = match start.Donors with Some donors -> Knn.imputeCancellable s.KnnNeighbours donors ct x mask | None -> gem
+            let others = start.Extra |> Array.map (fun (_, fitted) -> fitted.Fill(x, mask, ct))
+            (Selection.blendAll start.Weights.Value (Array.append [| gem; knn |] others)).MoveToOuterDisposeScope()
         | InitialImputation.Auto, Some donors, Some share ->
             Selection.blend share (GaussianEm.impute start.Gaussian x mask) (Knn.imputeCancellable s.KnnNeighbours donors ct x mask)
         | InitialImputation.NearestPixel, _, _ -> nearestPixel scaler (image s) x mask
@@ -170,3 +243,5 @@ module Starts =
         OnlineEm.disposeEstimate start.Gaussian
         start.KnnShare |> Option.iter (fun t -> t.Dispose())
         start.Donors |> Option.iter Knn.dispose
+        start.Weights |> Option.iter (fun t -> t.Dispose())
+        for _, fitted in start.Extra do fitted.Dispose()

@@ -75,7 +75,45 @@ public sealed class ForestImputer : Imputer
     }
 
     /// <remarks>The new models replace the old ones only when the fit succeeds.</remarks>
-    protected override void FitScaled(Tensor x, Tensor mask, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
+    protected override void FitScaled(Tensor x, Tensor mask, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken) =>
+        FitCore(x, mask, progress, cancellationToken);
+
+    /// <summary>Fits on rows already on the [0, 1] scale, as a start candidate of EMFlow does: the scaler is the
+    /// identity. Returns the kept sweep's imputation of the rows (n, p).</summary>
+    internal double[,] FitUnscaled(Tensor x, Tensor mask, CancellationToken cancellationToken)
+    {
+        ThrowIfDisposed();
+        ValidateSettings((int)x.shape[0], (int)x.shape[1]);
+        int p = (int)x.shape[1];
+        var kept = FitCore(x, mask, null, cancellationToken);
+        SetScaler(new Scaler.MinMax(new double[p], Enumerable.Repeat(1.0, p).ToArray()));
+        return kept;
+    }
+
+    /// <summary>Imputes rows already on the [0, 1] scale with the fitted models (after <see cref="FitUnscaled"/> or
+    /// <see cref="Restore"/>).</summary>
+    internal Tensor TransformUnscaled(Tensor x, Tensor mask, CancellationToken cancellationToken) => TransformScaled(x, mask, cancellationToken);
+
+    /// <summary>The fitted state as <see cref="ForestModelFile.WritePayload"/> writes it.</summary>
+    internal byte[] SavePayload()
+    {
+        using var stream = new MemoryStream();
+        using (var w = new BinaryWriter(stream, System.Text.Encoding.UTF8, leaveOpen: true))
+            ForestModelFile.WritePayload(w, RequireScaler(), State, null, (m, predictors) => m.Serialize(_ml, predictors));
+        return stream.ToArray();
+    }
+
+    /// <summary>An imputer restored from <see cref="SavePayload"/>'s bytes.</summary>
+    internal static ForestImputer LoadPayload(byte[] bytes)
+    {
+        var ml = NewContext(0);
+        var (scaler, fitted, names) = ForestModelFile.ReadPayload(bytes, b => FeatureModel.Deserialize(ml, b));
+        var imputer = new ForestImputer(fitted.Options);
+        imputer.Restore(scaler, fitted, names);
+        return imputer;
+    }
+
+    private double[,] FitCore(Tensor x, Tensor mask, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
         var clock = Stopwatch.StartNew();
@@ -148,6 +186,7 @@ public sealed class ForestImputer : Imputer
         }
         cancellationToken.ThrowIfCancellationRequested();
         _fitted = new Fitted(Options, means, order, sweeps.ToArray(), complete, changes.ToArray());
+        return kept;
     }
 
     /// <inheritdoc />

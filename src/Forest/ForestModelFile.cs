@@ -21,8 +21,14 @@ internal static class ForestModelFile
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         if (Directory.Exists(path)) throw new ArgumentException($"'{path}' is a folder; give a file name for the model.", nameof(path));
+        ChecksummedFile.Write(path, Magic, Version, w => WritePayload(w, scaler, f, names, serialize));
+    }
+
+    /// <summary>The payload alone: what a file holds after its header, and what an EMFlow model file embeds for a
+    /// forest start (<see cref="ForestStart"/>).</summary>
+    public static void WritePayload(BinaryWriter w, Scaler.MinMax scaler, ForestImputer.Fitted f, IReadOnlyList<string>? names, Func<FeatureModel, int, byte[]> serialize)
+    {
         int p = scaler.Features;
-        ChecksummedFile.Write(path, Magic, Version, w =>
         {
             w.Write(JsonSerializer.Serialize(f.Options));
             ChecksummedFile.WriteArray(w, scaler.Min);
@@ -37,7 +43,7 @@ internal static class ForestModelFile
             ChecksummedFile.WriteArray(w, f.Changes);
             w.Write(names?.Count ?? -1);
             foreach (var name in names ?? Array.Empty<string>()) w.Write(name);
-        });
+        }
     }
 
     public static (Scaler.MinMax Scaler, ForestImputer.Fitted Fitted, string[]? Names) Load(string path, Func<byte[], FeatureModel> deserialize)
@@ -52,6 +58,19 @@ internal static class ForestModelFile
         if (version != Version) throw new InvalidDataException($"'{path}' has forest model format {version}; this library reads format {Version}.");
         var content = ChecksummedFile.ReadPayload(file, header, why => Damaged(path, why));
         try
+        {
+            return ReadPayload(content, deserialize);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            throw Damaged(path, e.Message.TrimEnd('.'), e);
+        }
+    }
+
+    /// <summary>Reads what <see cref="WritePayload"/> wrote; damage raises <see cref="InvalidDataException"/> or an
+    /// <see cref="IOException"/>.</summary>
+    public static (Scaler.MinMax Scaler, ForestImputer.Fitted Fitted, string[]? Names) ReadPayload(byte[] content, Func<byte[], FeatureModel> deserialize)
+    {
         {
             using var r = new BinaryReader(new MemoryStream(content, writable: false), Encoding.UTF8);
             var options = JsonSerializer.Deserialize<ForestOptions>(r.ReadString()) ?? throw new InvalidDataException("missing options");
@@ -87,10 +106,6 @@ internal static class ForestModelFile
             }
             if (r.BaseStream.Position != r.BaseStream.Length) throw new InvalidDataException("unread bytes follow the content");
             return (scaler, new ForestImputer.Fitted(options, means, order, models, complete, changes), names);
-        }
-        catch (Exception e) when (e is not OutOfMemoryException)
-        {
-            throw Damaged(path, e.Message.TrimEnd('.'), e);
         }
     }
 

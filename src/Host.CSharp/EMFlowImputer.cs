@@ -30,7 +30,31 @@ public sealed class EMFlowImputer : Imputer
     private FitSettings? _settings;
 
     /// <summary>An imputer with the given settings (checked at Fit).</summary>
-    public EMFlowImputer(EMFlowOptions? options = null) => Options = options ?? new EMFlowOptions();
+    public EMFlowImputer(EMFlowOptions? options = null) : this(options, Array.Empty<IStartCandidate>()) { }
+
+    /// <summary>An imputer whose <see cref="InitialImputation.Auto"/> start blends Gaussian EM, kNN and
+    /// <paramref name="startCandidates"/>, per feature, with the weights best on the held-out entries; for example
+    /// <c>new EMFlowImputer(options, new[] { new ForestStart() })</c> with EMFlow.Forest's tree ensembles.</summary>
+    /// <param name="options">The settings (checked at Fit); null for the defaults.</param>
+    /// <param name="startCandidates">Imputers that join the blend, each with a distinct <see cref="IStartCandidate.Name"/>
+    /// other than "gaussian-em" and "knn". They are used only by the Auto start.</param>
+    /// <exception cref="ArgumentException">A candidate is null or its name is repeated or reserved.</exception>
+    public EMFlowImputer(EMFlowOptions? options, IReadOnlyList<IStartCandidate> startCandidates)
+    {
+        Options = options ?? new EMFlowOptions();
+        ArgumentNullException.ThrowIfNull(startCandidates);
+        var names = new HashSet<string>(StringComparer.Ordinal) { "gaussian-em", "knn" };
+        foreach (var c in startCandidates)
+        {
+            if (c is null) throw new ArgumentException("startCandidates holds a null entry.", nameof(startCandidates));
+            if (string.IsNullOrWhiteSpace(c.Name) || !names.Add(c.Name))
+                throw new ArgumentException($"Start candidate names must be distinct, non-empty and not 'gaussian-em' or 'knn'; got '{c.Name}'.", nameof(startCandidates));
+        }
+        StartCandidates = startCandidates.ToArray();
+    }
+
+    /// <summary>The imputers that join the Auto start's blend besides Gaussian EM and kNN (empty by default).</summary>
+    public IReadOnlyList<IStartCandidate> StartCandidates { get; }
 
     /// <summary>The settings.</summary>
     public EMFlowOptions Options { get; }
@@ -57,6 +81,28 @@ public sealed class EMFlowImputer : Imputer
         {
             var fit = Fitted;
             return fit.Start.KnnShare is { } share ? Tensors.toArray(share.Value) : new double[RequireScaler().Features];
+        }
+    }
+
+    /// <summary>Names of the start's blended imputers, in the column order of <see cref="StartWeights"/>:
+    /// "gaussian-em", "knn", then each start candidate's name.</summary>
+    /// <exception cref="InvalidOperationException">Before Fit.</exception>
+    public IReadOnlyList<string> StartNames => new[] { "gaussian-em", "knn" }.Concat(Fitted.Start.Extra.Select(e => e.Item1.Name)).ToArray();
+
+    /// <summary>(p, k) weight of each of the start's imputers (<see cref="StartNames"/>) per feature, each row summing
+    /// to 1: with start candidates, chosen per feature on the held-out entries in multiples of 0.1; otherwise the
+    /// Gaussian-EM and kNN shares (<see cref="KnnShare"/>).</summary>
+    /// <exception cref="InvalidOperationException">Before Fit.</exception>
+    public double[,] StartWeights
+    {
+        get
+        {
+            var fit = Fitted;
+            if (fit.Start.Weights is { } w) return Tensors.toArray2D(w.Value);
+            var share = KnnShare;
+            var result = new double[share.Length, 2];
+            for (int j = 0; j < share.Length; j++) { result[j, 0] = 1 - share[j]; result[j, 1] = share[j]; }
+            return result;
         }
     }
 
@@ -125,7 +171,7 @@ public sealed class EMFlowImputer : Imputer
     protected override void FitScaled(Tensor x, Tensor mask, IProgress<TrainingProgress>? progress, CancellationToken ct)
     {
         using var threads = new TorchThreadScope(Options.TorchThreads);
-        var settings = Options.ToFitSettings((int)x.shape[1]);
+        var settings = Options.ToFitSettings((int)x.shape[1], StartCandidates);
         var fit = Fitting.fit(settings, CurrentScaler, progress!, ct, x, mask);
         Clear();
         _fit = fit;
@@ -225,7 +271,7 @@ public sealed class EMFlowImputer : Imputer
     }
 
     /// <summary>Writes the fitted model (options, scaler, column names, Gaussian-EM fit, every selected iteration's flow
-    /// and latent Gaussian) to one file, format 3, with a SHA-256 checksum of its content; iterations after the selected
+    /// and latent Gaussian, and the start candidates' fitted state) to one file, format 3 (4 with start candidates), with a SHA-256 checksum of its content; iterations after the selected
     /// one are not saved.</summary>
     /// <param name="path">File to create or overwrite.</param>
     /// <param name="columnNames">Names of the fitted columns to store, when the imputer was fitted without them
@@ -251,14 +297,16 @@ public sealed class EMFlowImputer : Imputer
     /// <param name="path">A file written by <see cref="Save"/>.</param>
     /// <exception cref="InvalidDataException">The file is not an EMFlow model, or is damaged or truncated (its
     /// checksum does not match, or its content cannot be read); the message names the file.</exception>
+    /// <exception cref="TypeLoadException">The model was fitted with a start candidate whose assembly is not loaded
+    /// (EMFlow.Forest for <c>ForestStart</c>); the message names the file and the assembly.</exception>
     public static EMFlowImputer Load(string path)
     {
         var m = ModelFile.Load(path);
-        var imputer = new EMFlowImputer(m.Options);
+        var imputer = new EMFlowImputer(m.Options, m.Fit.Start.Extra.Select(e => e.Item1).ToArray());
         imputer.SetScaler(m.Scaler);
         imputer.SetColumnNames(m.ColumnNames);
         imputer._fit = m.Fit;
-        imputer._settings = m.Options.ToFitSettings(m.Scaler.Features);
+        imputer._settings = m.Options.ToFitSettings(m.Scaler.Features, imputer.StartCandidates);
         return imputer;
     }
 

@@ -152,7 +152,8 @@ public sealed record EMFlowOptions
     /// <summary>The settings <see cref="Fitting.fit"/> runs with for a table of <paramref name="features"/> columns:
     /// the same fit as <see cref="EMFlowImputer"/>'s, for stepping through it from F# (notebook 05).</summary>
     /// <param name="features">p, the table's column count.</param>
-    public FitSettings ToFitSettings(int features) => new(
+    /// <param name="startCandidates">Imputers that join the <see cref="InitialImputation.Auto"/> blend (none when null).</param>
+    public FitSettings ToFitSettings(int features, IReadOnlyList<IStartCandidate>? startCandidates = null) => new(
         Iterations, EpochsPerIteration, BatchSize, LearningRate,
         new Training.StepSettings(Alpha, new OnlineEm.StepSize(StepSizeC, StepSizeGamma, StepSizeFloor), 0.0, MaxGradNorm, Ridge, SecondStep switch
         {
@@ -165,7 +166,7 @@ public sealed record EMFlowOptions
         SuperBatchSize, FlowConfig(features, Seed),
         new StartSettings(InitialImputation, StartEm, KnnNeighbours, KnnMaxDonors,
             ImageWidth is int w && ImageHeight is int h ? FSharpOption<Tuple<int, int>>.Some(Tuple.Create(w, h)) : FSharpOption<Tuple<int, int>>.None,
-            Seed),
+            Seed, (startCandidates ?? Array.Empty<IStartCandidate>()).ToArray()),
         ValidationFraction, HoldOutLikeMissingness, ClampToObservedRange, Seed);
 
     internal void Validate(int rows, int columns)

@@ -9,7 +9,8 @@ namespace EMFlow;
 /// The one-file format of a fitted <see cref="EMFlowImputer"/>: a header, the options as JSON, the scaler, the
 /// Gaussian-EM fit, and each kept iteration's latent Gaussian and flow parameters (by name), all little-endian.
 /// </summary>
-/// <remarks>Format 3: the header (magic, version), the SHA-256 of the payload (32 bytes) and the payload's length
+/// <remarks>Format 3 (4 when the start has candidates from other assemblies, which it adds after the kNN donors:
+/// each candidate's type, name and saved state, and the blend weights): the header (magic, version), the SHA-256 of the payload (32 bytes) and the payload's length
 /// (int64), then the payload, which ends with the column names (count, −1 for none, then each name). A file whose
 /// checksum or length does not match, or whose content cannot be read, raises <see cref="InvalidDataException"/>
 /// naming the file. Formats 1 and 2 carry no checksum and no names; they still load, and damage found while reading
@@ -18,8 +19,9 @@ internal static class ModelFile
 {
     private const string Magic = "EMFLOW-MODEL";
     // Format 2 adds the start the fit used and, for a kNN start, the donor rows; format 3 a checksum and the column
-    // names. Formats 1 and 2 still load.
-    private const int Version = 3;
+    // names; format 4 the start's other candidates (their type, name and saved state) and blend weights. Formats 1 to
+    // 3 still load.
+    private const int Version = 4;
 
     internal sealed record Contents(EMFlowOptions Options, Scaler.MinMax Scaler, FitResult Fit, string[]? ColumnNames);
 
@@ -28,7 +30,9 @@ internal static class ModelFile
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         if (Directory.Exists(path)) throw new ArgumentException($"'{path}' is a folder; give a file name for the model.", nameof(path));
-        ChecksummedFile.Write(path, Magic, Version, w =>
+        // A model without start candidates is written as format 3, so readers of that format still open it.
+        bool candidates = fit.Start.Extra.Length > 0 || fit.Start.Weights is not null;
+        ChecksummedFile.Write(path, Magic, candidates ? Version : 3, w =>
         {
             w.Write(JsonSerializer.Serialize(options));
             ChecksummedFile.WriteArray(w, scaler.Min);
@@ -46,6 +50,7 @@ internal static class ModelFile
                 WriteTensor(w, donors.X);
                 WriteTensor(w, donors.Observed);
             }
+            if (candidates) WriteCandidates(w, fit.Start);
             w.Write(fit.Selected);
             foreach (var model in fit.Models.Take(fit.Selected))
             {
@@ -75,6 +80,24 @@ internal static class ModelFile
         });
     }
 
+    // Format 4: each candidate's type (to create it when loading), name and saved state, then the blend weights.
+    private static void WriteCandidates(BinaryWriter w, Start start)
+    {
+        w.Write(start.Extra.Length);
+        foreach (var (candidate, fitted) in start.Extra.Select(e => e.ToValueTuple()))
+        {
+            var type = candidate.GetType();
+            w.Write($"{type.FullName}, {type.Assembly.GetName().Name}");
+            w.Write(candidate.Name);
+            var bytes = fitted.Save();
+            w.Write(bytes.Length);
+            w.Write(bytes);
+        }
+        var weights = start.Weights?.Value;
+        w.Write(weights is not null);
+        if (weights is not null) WriteTensor(w, weights);
+    }
+
     public static Contents Load(string path)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
@@ -98,10 +121,33 @@ internal static class ModelFile
             if (version >= 3 && body.Position != body.Length) throw new InvalidDataException("unread bytes follow the content");
             return contents;
         }
-        catch (Exception e) when (e is not OutOfMemoryException)
+        catch (Exception e) when (e is not OutOfMemoryException and not MissingStartCandidateException)
         {
             throw Damaged(path, e.Message.TrimEnd('.'), e);
         }
+        catch (MissingStartCandidateException e)
+        {
+            throw new TypeLoadException($"'{path}' was fitted with {e.Message}", e);
+        }
+    }
+
+    private sealed class MissingStartCandidateException(string message) : Exception(message);
+
+    // The candidate's own assembly reads its state; a model file names the type, which must be loadable here.
+    private static IStartCandidate CreateCandidate(string typeName, string name)
+    {
+        var assembly = typeName[(typeName.LastIndexOf(',') + 1)..].Trim();
+        var fullName = typeName[..Math.Max(0, typeName.LastIndexOf(','))];
+        // Hosts such as notebooks load packages into the process without putting them on the probing path.
+        var type = Type.GetType(typeName, throwOnError: false)
+            ?? AppDomain.CurrentDomain.GetAssemblies().Where(a => a.GetName().Name == assembly).Select(a => a.GetType(fullName)).FirstOrDefault(t => t is not null);
+        if (type is null)
+        {
+            throw new MissingStartCandidateException($"the start candidate '{name}' ({typeName}); load the assembly {assembly} (for example, reference its package) before loading the model.");
+        }
+        if (!typeof(IStartCandidate).IsAssignableFrom(type) || type.GetConstructor(Type.EmptyTypes) is null)
+            throw new InvalidDataException($"{typeName} is not a start candidate with a parameterless constructor");
+        return (IStartCandidate)Activator.CreateInstance(type)!;
     }
 
     private static InvalidDataException Damaged(string path, string why, Exception? inner = null) =>
@@ -127,6 +173,22 @@ internal static class ModelFile
                 donors = Knn.keep(Knn.donors(x, Tensors.oneMinus(observed)));
             }
         }
+        var extra = new List<Tuple<IStartCandidate, IFittedStartCandidate>>();
+        Tensor? weights = null;
+        if (version >= 4)
+        {
+            for (int c = r.ReadInt32(); c > 0; c--)
+            {
+                var typeName = r.ReadString();
+                var name = r.ReadString();
+                int length = r.ReadInt32();
+                if (length < 0 || length > r.BaseStream.Length - r.BaseStream.Position) throw new InvalidDataException($"a start candidate length of {length} does not fit in the rest of the file");
+                var bytes = r.ReadBytes(length);
+                var candidate = CreateCandidate(typeName, name);
+                extra.Add(Tuple.Create(candidate, candidate.Load(bytes)));
+            }
+            if (r.ReadBoolean()) weights = ReadTensor(r);
+        }
         int count = r.ReadInt32();
         var models = new List<Model>();
         int p = scaler.Min.Length;
@@ -149,7 +211,9 @@ internal static class ModelFile
             epochs.Add(new EpochRecord(r.ReadInt32(), r.ReadInt32(), r.ReadDouble(), r.ReadDouble(), r.ReadDouble()));
         var startState = new Start(start, gaussian,
             knnShare is null ? FSharpOption<Tensor>.None : FSharpOption<Tensor>.Some(knnShare),
-            donors is null ? FSharpOption<Knn.Donors>.None : FSharpOption<Knn.Donors>.Some(donors));
+            donors is null ? FSharpOption<Knn.Donors>.None : FSharpOption<Knn.Donors>.Some(donors),
+            extra.ToArray(),
+            weights is null ? FSharpOption<Tensor>.None : FSharpOption<Tensor>.Some(weights));
         var fit = new FitResult(startState, models.ToArray(), models.Count, history.ToArray(), epochs.ToArray(), double.NaN, initialRmse);
         string[]? names = null;
         if (version >= 3)

@@ -85,4 +85,41 @@ let tests =
             let mixed = Selection.blend (torch.tensor([| 0.0; 1.0; 0.5; 0.25 |], dtype = dtype)) a b |> Tensors.toArray2D
             Expect.equal mixed.[1, 2] 0.5 "the blend"
         }
+        test "the simplex grid holds every weight vector in steps that sums to 1, the first candidate's largest first" {
+            let grid = Selection.simplexGrid 3 10
+            Expect.equal grid.Length 66 "C(12, 2) vectors"
+            Expect.sequenceEqual grid[0] [| 1.0; 0.0; 0.0 |] "all first candidate first"
+            Expect.sequenceEqual grid[grid.Length - 1] [| 0.0; 0.0; 1.0 |] "all last candidate last"
+            for w in grid do Expect.floatClose Accuracy.high (Array.sum w) 1.0 "sums to 1"
+            Expect.equal (grid |> Array.map (fun w -> String.Join(",", w)) |> Array.distinct).Length 66 "no repeats"
+            Expect.equal (Selection.simplexGrid 2 10 |> Array.map (fun w -> w[1])) Starts.shareGrid "two candidates: the share grid"
+            Expect.throwsT<ArgumentOutOfRangeException> (fun () -> Selection.simplexGrid 0 10 |> ignore) "k = 0"
+        }
+        test "blend weights pick, per feature, the mix best on its hidden entries, pulled toward the table's best by the prior" {
+            use gen = generator 5L
+            let n = 400L
+            let truth = torch.rand([| n; 3L |], dtype = dtype, generator = gen)
+            let noise () = torch.randn([| n; 3L |], dtype = dtype, generator = gen) |> scaleBy 0.1
+            // Candidate 0 is exact on column 0, candidate 1 on column 1, candidate 2 on column 2; the others are noisy.
+            let exactOn j = truth + noise () * (torch.ones(3L, dtype = dtype).index_fill(0L, torch.tensor([| int64 j |]), sc 0.0))
+            let candidates = [| exactOn 0; exactOn 1; exactOn 2 |]
+            let hidden = torch.rand([| n; 3L |], dtype = dtype, generator = gen).lt(sc 0.5).to_type(dtype)
+            let grid = Selection.simplexGrid 3 10
+            let own = Selection.blendWeights grid 0.0 truth candidates hidden |> Tensors.toArray2D
+            for j in 0 .. 2 do
+                for c in 0 .. 2 do Expect.equal own[j, c] (if c = j then 1.0 else 0.0) (sprintf "feature %d, candidate %d" j c)
+            // A prior far larger than the hidden entries makes every feature take the table's best weights.
+            let pooled = Selection.blendWeights grid 1e9 truth candidates hidden |> Tensors.toArray2D
+            for j in 1 .. 2 do
+                for c in 0 .. 2 do Expect.equal pooled[j, c] pooled[0, c] "one vector for all features"
+            // A feature without hidden entries takes the table's best; nothing hidden at all: the first candidate.
+            let noneOn2 = hidden * torch.tensor([| 1.0; 1.0; 0.0 |], dtype = dtype)
+            let partial = Selection.blendWeights grid 0.0 truth candidates noneOn2 |> Tensors.toArray2D
+            let overall = Selection.blendWeights grid 1e9 truth candidates noneOn2 |> Tensors.toArray2D
+            for c in 0 .. 2 do Expect.equal partial[2, c] overall[0, c] "no hidden entries: the pooled best"
+            let nothing = Selection.blendWeights grid 0.0 truth candidates (torch.zeros_like(hidden)) |> Tensors.toArray2D
+            for j in 0 .. 2 do Expect.sequenceEqual [| nothing[j, 0]; nothing[j, 1]; nothing[j, 2] |] [| 1.0; 0.0; 0.0 |] "first candidate"
+            let blended = Selection.blendAll (torch.tensor(array2D [ [ 1.0; 0.0; 0.0 ]; [ 0.0; 1.0; 0.0 ]; [ 0.0; 0.0; 1.0 ] ], dtype = dtype)) candidates
+            Expect.isTrue (blended.allclose(truth)) "the identity weights give back each exact column"
+        }
     ]

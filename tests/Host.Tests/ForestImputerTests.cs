@@ -73,6 +73,103 @@ public sealed class ForestImputerTests
         }
     }
 
+    // Six independent columns and two thresholds of them: the noise columns spoil kNN's distances and a Gaussian
+    // cannot follow a step, while trees split at the threshold.
+    private static double[,] Stepped(int n, int seed, out double[,] complete)
+    {
+        var rng = new Random(seed);
+        complete = new double[n, 8];
+        var data = new double[n, 8];
+        for (int i = 0; i < n; i++)
+        {
+            for (int j = 0; j < 6; j++) complete[i, j] = rng.NextDouble();
+            complete[i, 6] = (complete[i, 0] > 0.5 ? 1.0 : 0.0) + 0.02 * rng.NextDouble();
+            complete[i, 7] = (complete[i, 1] > 0.3 ? 1.0 : 0.0) + 0.02 * rng.NextDouble();
+            for (int j = 0; j < 8; j++) data[i, j] = rng.NextDouble() < 0.15 ? double.NaN : complete[i, j];
+        }
+        return data;
+    }
+
+    [Fact]
+    public void ForestStart_joins_EMFlow_s_blend_is_weighed_per_feature_and_saves_with_the_model()
+    {
+        var data = Stepped(400, 1, out _);
+        var probe = Stepped(80, 2, out var probeTruth);
+        var options = TestData.QuickEMFlow() with { Iterations = 1, EpochsPerIteration = 1, ValidationFraction = 0.1 };
+        var forest = new ForestOptions { Trees = 100, Leaves = 8, MaxSweeps = 3 };
+        using var a = new EMFlowImputer(options, new[] { new ForestStart(forest) });
+        using var b = new EMFlowImputer(options, new[] { new ForestStart(forest) });
+        var completed = a.FitTransform(data);
+        AssertBitForBit(completed, b.FitTransform(data));
+        Assert.Equal(new[] { "gaussian-em", "knn", "forest" }, a.StartNames);
+        var w = a.StartWeights;
+        Assert.Equal(8, w.GetLength(0));
+        Assert.Equal(3, w.GetLength(1));
+        for (int j = 0; j < 8; j++)
+        {
+            Assert.Equal(1.0, w[j, 0] + w[j, 1] + w[j, 2], 9);
+            Assert.Equal(w[j, 1], a.KnnShare[j], 12);
+        }
+        // The stepped columns lean on the trees.
+        Assert.True(w[6, 2] >= 0.5 && w[7, 2] >= 0.5, $"forest weights {w[6, 2]}, {w[7, 2]}");
+        for (int i = 0; i < 400; i++)
+            for (int j = 0; j < 8; j++)
+                if (!double.IsNaN(data[i, j])) Assert.Equal(data[i, j], completed[i, j]);
+
+        var imputed = a.Transform(probe);
+        using var plain = new EMFlowImputer(options);
+        plain.Fit(data);
+        var without = plain.Transform(probe);
+        Assert.True(Rmse(probeTruth, imputed, probe, 6) < Rmse(probeTruth, without, probe, 6)
+            && Rmse(probeTruth, imputed, probe, 7) < Rmse(probeTruth, without, probe, 7),
+            "the forest in the start imputes the threshold columns of new rows better than Gaussian EM and kNN alone");
+
+        var path = Path.Combine(Path.GetTempPath(), $"emflow-forest-{Guid.NewGuid():N}.model");
+        try
+        {
+            a.Save(path);
+            using var loaded = EMFlowImputer.Load(path);
+            Assert.Equal(a.StartNames, loaded.StartNames);
+            Assert.IsType<ForestStart>(Assert.Single(loaded.StartCandidates));
+            AssertBitForBit(imputed, loaded.Transform(probe));
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [Fact]
+    public void Start_candidates_are_checked_and_a_cancelled_refit_keeps_the_model()
+    {
+        Assert.Throws<ArgumentException>(() => new EMFlowImputer(null, new[] { new ForestStart(), new ForestStart() }));
+        Assert.Throws<ArgumentException>(() => new EMFlowImputer(null, new IStartCandidate[] { null! }));
+        var data = Stepped(150, 3, out _);
+        var options = TestData.QuickEMFlow() with { Iterations = 1, EpochsPerIteration = 1 };
+        using var imputer = new EMFlowImputer(options, new[] { new ForestStart(new ForestOptions { Trees = 5, Leaves = 4, MaxSweeps = 2 }) });
+        imputer.Fit(data);
+        var before = imputer.Transform(data);
+        using var cts = new CancellationTokenSource();
+        // Cancelled as the start begins: the forest is never fitted, and the first model stays.
+        var progress = new Sink(p => { if (p.Phase == "initial imputation") cts.Cancel(); });
+        Assert.ThrowsAny<OperationCanceledException>(() => imputer.Fit(data, progress: progress, cancellationToken: cts.Token));
+        AssertBitForBit(before, imputer.Transform(data));
+    }
+
+    private static double Rmse(double[,] truth, double[,] imputed, double[,] withMissing, int column)
+    {
+        double sum = 0;
+        int count = 0;
+        for (int i = 0; i < truth.GetLength(0); i++)
+            if (double.IsNaN(withMissing[i, column]))
+            {
+                double d = imputed[i, column] - truth[i, column];
+                sum += d * d;
+                count++;
+            }
+        return Math.Sqrt(sum / Math.Max(count, 1));
+    }
+
     private sealed class Sink(Action<TrainingProgress> report) : IProgress<TrainingProgress>
     {
         public void Report(TrainingProgress value) => report(value);
