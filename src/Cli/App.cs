@@ -46,7 +46,8 @@ public static class App
           --batch-size N          rows per batch (default 256)
           --learning-rate X       Adam learning rate (default 0.001)
           --start NAME            EMFlow's initial imputation (iteration 0): auto (default; per feature the blend of
-                                  Gaussian EM and kNN that is best on held-out cells), gaussian-em or knn
+                                  Gaussian EM and kNN that is best on held-out cells), auto-forest (the same blend
+                                  with the forest as a third candidate; slower), gaussian-em or knn
           --seed S                seed of every random choice (default 0)
           --threads T             torch threads (default: torch's choice)
           --multiple K            also write K sampled imputations OUTPUT.1.csv ... OUTPUT.K.csv (emflow only)

@@ -41,12 +41,14 @@ internal static class ImputeCommand
             TorchThreads = a.Text("--threads") is null ? null : a.Int("--threads", 1, min: 1),
             InitialImputation = a.Text("--start") switch
             {
-                null or "auto" => InitialImputation.Auto,
+                null or "auto" or "auto-forest" => InitialImputation.Auto,
                 "gaussian-em" => InitialImputation.GaussianEm,
                 "knn" => InitialImputation.Knn,
-                var other => throw new UsageException($"--start must be auto, gaussian-em or knn; got '{other}'"),
+                var other => throw new UsageException($"--start must be auto, auto-forest, gaussian-em or knn; got '{other}'"),
             },
         };
+        // The tree ensembles join the start's blend as a third candidate.
+        bool forestStart = a.Text("--start") == "auto-forest";
         a.RejectUnknown(1);
 
         if (a.Positional.Count == 0) throw new UsageException("impute needs an input file: emflow impute INPUT.csv -o OUTPUT.csv");
@@ -101,7 +103,7 @@ internal static class ImputeCommand
         ReportData? details = null;
         string[] fitSummary = Array.Empty<string>();
         string label = method;
-        using (Imputer imputer = modelIn is null ? Create(method, options) : method == "forest" ? ForestImputer.Load(modelIn) : EMFlowImputer.Load(modelIn))
+        using (Imputer imputer = modelIn is null ? Create(method, options, forestStart) : method == "forest" ? ForestImputer.Load(modelIn) : EMFlowImputer.Load(modelIn))
         {
             // The model's column order: the table's, or, for a saved model that stores names, the order it was fitted in.
             var order = Enumerable.Range(0, table.NumericColumns.Count).ToArray();
@@ -175,7 +177,15 @@ internal static class ImputeCommand
         lines.Add(string.Create(c, $"EMFlow kept iteration {flow.SelectedIteration} of {flow.IterationsRun} (iteration 0 = the start): {why}."));
         lines.Add("Hold-out RMSE per iteration ([0, 1] scale, observed cells held out): " + string.Join(", ", errors));
         var share = flow.KnnShare;
-        if (share.Length == names.Count)
+        if (flow.StartCandidates.Count > 0 && flow.SelectedStart == InitialImputation.Auto)
+        {
+            var w = flow.StartWeights;
+            var starts = flow.StartNames;
+            if (w.GetLength(0) == names.Count)
+                lines.Add($"Start (auto, blend of {string.Join(", ", starts)}), weights per feature: "
+                    + string.Join("; ", names.Select((n, j) => $"{n} " + string.Join("/", starts.Select((_, k) => w[j, k].ToString("0.0#", c))))));
+        }
+        else if (share.Length == names.Count)
             lines.Add($"Start ({StartName(flow.SelectedStart)}), kNN share per feature (the rest Gaussian EM): "
                 + string.Join(", ", names.Select((n, j) => $"{n} {share[j].ToString("0.0#", c)}")));
         var time = new List<string>();
@@ -200,14 +210,14 @@ internal static class ImputeCommand
         return output[..^ext.Length] + "." + k.ToString(CultureInfo.InvariantCulture) + ext;
     }
 
-    private static Imputer Create(string method, EMFlowOptions options) => method switch
+    private static Imputer Create(string method, EMFlowOptions options, bool forestStart) => method switch
     {
         "mean" => new MeanImputer(SimpleStrategy.Mean),
         "median" => new MeanImputer(SimpleStrategy.Median),
         "gaussian-em" => new GaussianEmImputer(),
         // missForest-style trees (EMFlow.Forest); --seed is its one setting here.
         "forest" => new ForestImputer(new ForestOptions { Seed = options.Seed }),
-        _ => new EMFlowImputer(options),
+        _ => forestStart ? new EMFlowImputer(options, new[] { new ForestStart() }) : new EMFlowImputer(options),
     };
 
     private static void RequireFolder(string file, string what)

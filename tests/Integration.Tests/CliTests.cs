@@ -155,6 +155,22 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public void Start_auto_forest_blends_three_imputers_reports_their_weights_and_its_model_reloads()
+    {
+        var input = WriteInput();
+        var model = PathOf("forest-start.model");
+        var fitted = PathOf("fitted.csv");
+        var (code, output, err) = Run(new[] { "impute", input, "-o", fitted, "--missing", "?", "--start", "auto-forest", "--model", model }.Concat(Quick.Where(w => w != "--quiet")).ToArray());
+        Assert.True(code == 0, err);
+        var lines = output.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        Assert.Matches(@"^Start \(auto, blend of gaussian-em, knn, forest\), weights per feature: a [\d.]+/[\d.]+/[\d.]+; b ", lines.Single(l => l.StartsWith("Start (auto", StringComparison.Ordinal)));
+        var again = PathOf("again.csv");
+        (code, _, err) = Run("impute", input, "-o", again, "--missing", "?", "--load", model, "--quiet");
+        Assert.True(code == 0, err);
+        Assert.Equal(File.ReadAllLines(fitted), File.ReadAllLines(again));
+    }
+
+    [Fact]
     public void Multiple_2_writes_two_sampled_tables_that_differ_only_at_missing_cells()
     {
         var input = WriteInput();
