@@ -10,30 +10,6 @@ open System.Threading
 open TorchSharp
 open EMFlow.Tensors
 
-/// Progress of a long fit, reported once per epoch (and once at the start of each phase).
-type TrainingProgress =
-    { /// What is running: "initial imputation", "training", "re-imputation".
-      Phase: string
-      /// Current iteration, from 1 (0 during the initial imputation).
-      Iteration: int
-      /// Iterations planned.
-      Iterations: int
-      /// Epoch within the iteration, from 1 (0 outside training).
-      Epoch: int
-      /// Epochs per iteration.
-      Epochs: int
-      /// Mean L1 loss of the epoch (NaN outside training).
-      L1: float
-      /// Mean L2 loss of the epoch (NaN outside training).
-      L2: float
-      /// Time since the fit started.
-      Elapsed: TimeSpan }
-
-    /// Fraction of the planned work done, in [0, 1].
-    member p.Fraction =
-        if p.Iterations * p.Epochs = 0 then 0.0
-        else Math.Clamp((float (p.Iteration - 1) * float p.Epochs + float p.Epoch) / (float p.Iterations * float p.Epochs), 0.0, 1.0)
-
 /// One iteration of an EMFlow fit.
 type IterationRecord =
     { /// Iteration number, from 1.
@@ -239,7 +215,13 @@ module Fitting =
         let trainMask, hidden =
             if s.HoldOutLikeMissingness then Selection.holdOutLikeMissingness (deriveSeed s.Seed 1) s.ValidationFraction mask
             else Selection.holdOut (deriveSeed s.Seed 1) s.ValidationFraction mask
-        let mutable start, xHat = Starts.fit s.Start scaler ct x trainMask hidden mask
+        // A start candidate's own steps are shown inside the start's phase.
+        let startProgress =
+            { new IProgress<TrainingProgress> with
+                member _.Report p =
+                    send { Phase = sprintf "initial imputation (%s %d/%d, %d/%d)" p.Phase p.Iteration p.Iterations p.Epoch p.Epochs
+                           Iteration = 0; Iterations = s.Iterations; Epoch = 0; Epochs = s.Epochs; L1 = nan; L2 = nan; Elapsed = TimeSpan.Zero } }
+        let mutable start, xHat = Starts.fit s.Start scaler startProgress ct x trainMask hidden mask
         let models = ResizeArray<Model>()
         try
             let lower, upper = bounds s x.shape[1]

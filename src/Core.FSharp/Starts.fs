@@ -56,7 +56,9 @@ type IStartCandidate =
     abstract Name: string
     /// Fits on scaled training rows x (n, p), missing where mask (n, p) is 1.0 (value 0 there), and returns the fitted
     /// candidate with the rows filled (n, p), observed entries unchanged. Same seed, same result.
-    abstract Fit: x: Tensor * mask: Tensor * seed: int64 * ct: CancellationToken -> IFittedStartCandidate * Tensor
+    /// Its steps go to progress (may be null), whose Phase, Iteration/Iterations and Epoch/Epochs it may use as it
+    /// likes; EMFlow shows them inside its "initial imputation" phase.
+    abstract Fit: x: Tensor * mask: Tensor * seed: int64 * progress: IProgress<TrainingProgress> * ct: CancellationToken -> IFittedStartCandidate * Tensor
     /// The fitted candidate that <see cref="IFittedStartCandidate.Save"/> wrote.
     abstract Load: bytes: byte[] -> IFittedStartCandidate
 
@@ -132,7 +134,7 @@ module Starts =
             let struct (sorted, _) = order.narrow(0L, 0L, int64 s.KnnMaxDonors).sort()
             sorted
 
-    let private fitInto (extra: ResizeArray<IStartCandidate * IFittedStartCandidate>) (s: StartSettings) (scaler: Scaler.MinMax) (ct: CancellationToken)
+    let private fitInto (extra: ResizeArray<IStartCandidate * IFittedStartCandidate>) (s: StartSettings) (scaler: Scaler.MinMax) (progress: IProgress<TrainingProgress>) (ct: CancellationToken)
                         (x: Tensor) (trainMask: Tensor) (hidden: Tensor) (mask: Tensor) : Start * Tensor =
         let n, p = x.shape[0], x.shape[1]
         use scope = torch.NewDisposeScope()
@@ -165,7 +167,7 @@ module Starts =
                 let others =
                     s.Candidates |> Array.mapi (fun c candidate ->
                         ct.ThrowIfCancellationRequested()
-                        let fitted, filled = candidate.Fit(x, trainMask, deriveSeed s.Seed (10 + c), ct)
+                        let fitted, filled = candidate.Fit(x, trainMask, deriveSeed s.Seed (10 + c), progress, ct)
                         extra.Add((candidate, fitted))
                         filled)
                 let all = Array.append [| gem; knn |] others
@@ -198,6 +200,7 @@ module Starts =
 
     /// Fits the start on scaled rows x (n, p) and fills them.
     /// <param name="scaler">The scaler of x, for image starts, which copy pixels on the original scale.</param>
+    /// <param name="progress">Receives the start candidates' steps; may be null.</param>
     /// <param name="x">(n, p) training rows on [0, 1], missing entries 0.</param>
     /// <param name="trainMask">(n, p) 1.0 where missing or held out: what the start may not look at.</param>
     /// <param name="hidden">(n, p) 1.0 at the held-out entries, which choose the Auto shares.</param>
@@ -205,9 +208,9 @@ module Starts =
     /// <returns>The start, owning its tensors (<see cref="dispose"/>), and the filled rows x̂ (n, p).</returns>
     /// <remarks>The work happens in a dispose scope of its own: its temporaries are several (n, p) tensors, which
     /// for 60000 images are gigabytes, and are freed here rather than when the fit ends.</remarks>
-    let fit (s: StartSettings) (scaler: Scaler.MinMax) (ct: CancellationToken) (x: Tensor) (trainMask: Tensor) (hidden: Tensor) (mask: Tensor) : Start * Tensor =
+    let fit (s: StartSettings) (scaler: Scaler.MinMax) (progress: IProgress<TrainingProgress>) (ct: CancellationToken) (x: Tensor) (trainMask: Tensor) (hidden: Tensor) (mask: Tensor) : Start * Tensor =
         let extra = ResizeArray<IStartCandidate * IFittedStartCandidate>()
-        try fitInto extra s scaler ct x trainMask hidden mask
+        try fitInto extra s scaler progress ct x trainMask hidden mask
         with _ ->
             for _, fitted in extra do fitted.Dispose()
             reraise ()

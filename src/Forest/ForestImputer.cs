@@ -80,12 +80,12 @@ public sealed class ForestImputer : Imputer
 
     /// <summary>Fits on rows already on the [0, 1] scale, as a start candidate of EMFlow does: the scaler is the
     /// identity. Returns the kept sweep's imputation of the rows (n, p).</summary>
-    internal double[,] FitUnscaled(Tensor x, Tensor mask, CancellationToken cancellationToken)
+    internal double[,] FitUnscaled(Tensor x, Tensor mask, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
     {
         ThrowIfDisposed();
         ValidateSettings((int)x.shape[0], (int)x.shape[1]);
         int p = (int)x.shape[1];
-        var kept = FitCore(x, mask, null, cancellationToken);
+        var kept = FitCore(x, mask, progress, cancellationToken);
         SetScaler(new Scaler.MinMax(new double[p], Enumerable.Repeat(1.0, p).ToArray()));
         return kept;
     }

@@ -31,12 +31,13 @@ public sealed class ForestStart : IStartCandidate
     public string Name => "forest";
 
     /// <inheritdoc />
-    public Tuple<IFittedStartCandidate, Tensor> Fit(Tensor x, Tensor mask, long seed, CancellationToken ct)
+    /// <remarks>Progress is reported after each feature's model, as <see cref="ForestImputer"/> reports it.</remarks>
+    public Tuple<IFittedStartCandidate, Tensor> Fit(Tensor x, Tensor mask, long seed, IProgress<TrainingProgress>? progress, CancellationToken ct)
     {
         var forest = new ForestImputer(Options with { Seed = seed });
         try
         {
-            var filled = forest.FitUnscaled(x, mask, ct);
+            var filled = forest.FitUnscaled(x, mask, progress, ct);
             return Tuple.Create<IFittedStartCandidate, Tensor>(new Fitted(forest), Tensors.ofArray2D(filled));
         }
         catch

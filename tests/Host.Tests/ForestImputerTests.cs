@@ -140,14 +140,16 @@ public sealed class ForestImputerTests
     }
 
     [Fact]
-    public void Start_candidates_are_checked_and_a_cancelled_refit_keeps_the_model()
+    public void Start_candidates_are_checked_report_progress_inside_the_start_and_a_cancelled_refit_keeps_the_model()
     {
         Assert.Throws<ArgumentException>(() => new EMFlowImputer(null, new[] { new ForestStart(), new ForestStart() }));
         Assert.Throws<ArgumentException>(() => new EMFlowImputer(null, new IStartCandidate[] { null! }));
         var data = Stepped(150, 3, out _);
         var options = TestData.QuickEMFlow() with { Iterations = 1, EpochsPerIteration = 1 };
         using var imputer = new EMFlowImputer(options, new[] { new ForestStart(new ForestOptions { Trees = 5, Leaves = 4, MaxSweeps = 2 }) });
-        imputer.Fit(data);
+        var seen = new List<TrainingProgress>();
+        imputer.Fit(data, progress: new Sink(seen.Add));
+        Assert.Contains(seen, p => p.Phase.StartsWith("initial imputation (forest sweep 1/2, 1/", StringComparison.Ordinal) && p.Iteration == 0);
         var before = imputer.Transform(data);
         using var cts = new CancellationTokenSource();
         // Cancelled as the start begins: the forest is never fitted, and the first model stays.
