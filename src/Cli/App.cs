@@ -49,7 +49,7 @@ public static class App
                                   Gaussian EM and kNN that is best on held-out cells), auto-forest (the same blend
                                   with the forest as a third candidate; slower), gaussian-em or knn
           --seed S                seed of every random choice (default 0)
-          --threads T             torch threads (default: torch's choice)
+          --threads T             torch threads (default 1)
           --multiple K            also write K sampled imputations OUTPUT.1.csv ... OUTPUT.K.csv (emflow only)
           --model FILE            save the fitted EMFlow (or, with --method forest, forest) model
           --load FILE             impute with a saved EMFlow model instead of fitting one (columns matched by name);
@@ -104,7 +104,7 @@ public static class App
         Options:
           --rows N                rows of the synthetic table (default 3000)
           --seed S                seed (default 1)
-          --threads T             torch threads (default 2)
+          --threads T             torch threads (default 1)
           --epochs N              EMFlow epochs per iteration (default 20; 40 is the library's default)
           --hidden-width W        width of the flow's coupling networks (default 128)
           --report FILE           the HTML report (default emflow-demo-report.html)

@@ -18,7 +18,7 @@ internal static class DemoCommand
         var a = new Arguments(words, new HashSet<string> { "--quiet", "--no-report" }, new Dictionary<string, string> { ["-q"] = "--quiet" });
         int rows = a.Int("--rows", 3000, min: 50);
         long seed = a.Long("--seed", 1);
-        int threads = a.Int("--threads", 2, min: 1);
+        int threads = a.Int("--threads", 1, min: 1);
         // The library's flow (width 128) for half its epochs: the demo is meant to finish in about a minute on two
         // cores; --epochs 40 gives the library's defaults exactly.
         int epochs = a.Int("--epochs", 20, min: 1);

@@ -38,7 +38,7 @@ internal static class ImputeCommand
             BatchSize = a.Int("--batch-size", defaults.BatchSize, min: 2),
             LearningRate = a.Positive("--learning-rate", defaults.LearningRate),
             Seed = a.Long("--seed", defaults.Seed),
-            TorchThreads = a.Text("--threads") is null ? null : a.Int("--threads", 1, min: 1),
+            TorchThreads = a.Int("--threads", 1, min: 1),
             InitialImputation = a.Text("--start") switch
             {
                 null or "auto" or "auto-forest" => InitialImputation.Auto,

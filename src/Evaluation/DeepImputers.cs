@@ -10,7 +10,7 @@ public abstract record DeepImputerOptions
     public double LearningRate { get; init; } = 1e-3;
     /// <summary>Seed of every random choice.</summary>
     public long Seed { get; init; }
-    /// <summary>Torch intra-op threads during Fit; null leaves the setting alone.</summary>
+    /// <summary>Torch intra-op threads during Fit; null keeps the imputer's default of 1 (<c>Imputer</c>'s thread scope).</summary>
     public int? TorchThreads { get; init; }
 }
 

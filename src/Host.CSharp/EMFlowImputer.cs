@@ -160,6 +160,9 @@ public sealed class EMFlowImputer : Imputer
     }
 
     /// <inheritdoc />
+    protected override int? TorchThreads => Options.TorchThreads;
+
+    /// <inheritdoc />
     protected override void ValidateSettings(int rows, int columns)
     {
         Options.Validate(rows, columns);
@@ -170,7 +173,6 @@ public sealed class EMFlowImputer : Imputer
     /// <remarks>The policy is <see cref="Fitting.fit"/>; a fit that fails or is cancelled leaves the previous model in place.</remarks>
     protected override void FitScaled(Tensor x, Tensor mask, IProgress<TrainingProgress>? progress, CancellationToken ct)
     {
-        using var threads = new TorchThreadScope(Options.TorchThreads);
         var settings = Options.ToFitSettings((int)x.shape[1], StartCandidates);
         var fit = Fitting.fit(settings, CurrentScaler, progress!, ct, x, mask);
         Clear();

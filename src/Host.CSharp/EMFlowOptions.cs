@@ -122,8 +122,10 @@ public sealed record EMFlowOptions
     public int? ImageHeight { get; init; }
     /// <summary>Seed of every random choice (batches, flow initialisation, held-out entries). Same seed, same result.</summary>
     public long Seed { get; init; }
-    /// <summary>Torch intra-op threads during Fit; null leaves torch's setting alone. On small shared machines 1 avoids OpenMP spin contention.</summary>
-    public int? TorchThreads { get; init; }
+    /// <summary>Torch intra-op threads during Fit and Transform; null leaves torch's setting alone. Default 1: with
+    /// other work on the machine, OpenMP's spinning threads made the demo's fit 3x slower with 2 threads than with 1
+    /// (README, "Platform notes"); ask for more on an idle machine with cores to spare.</summary>
+    public int? TorchThreads { get; init; } = 1;
 
     /// <summary>The paper's UCI settings (appendix F): α = 1e6, learning rate 1e-4, random-draw initial imputation, every iteration kept.</summary>
     public static EMFlowOptions Paper => new()

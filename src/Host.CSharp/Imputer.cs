@@ -98,6 +98,7 @@ public abstract class Imputer : IDisposable
         var c = Validation.check(nameof(data), data, ToOption(missing));
         var names = columnNames is null ? null : CheckNames(nameof(columnNames), columnNames, c.Columns);
         ValidateSettings(c.Rows, c.Columns);
+        using var threads = new TorchThreadScope(TorchThreads);
         using var scope = NewDisposeScope();
         var scaler = Scaler.fit(c.Values, c.Mask);
         Tensor x;
@@ -143,6 +144,7 @@ public abstract class Imputer : IDisposable
         var scaler = RequireScaler();
         cancellationToken.ThrowIfCancellationRequested();
         var c = Validation.checkForTransform(nameof(data), scaler.Features, data, ToOption(missing));
+        using var threads = new TorchThreadScope(TorchThreads);
         using var scope = NewDisposeScope();
         var imputed = TransformScaled(Scaled(scaler, c), c.Mask, cancellationToken);
         return WriteBack(data, c, Scaler.inverseTransform(scaler, imputed));
@@ -217,6 +219,11 @@ public abstract class Imputer : IDisposable
 
     /// <summary>Checks settings against the data's shape before any work; throws <see cref="ArgumentException"/> naming the setting.</summary>
     protected virtual void ValidateSettings(int rows, int columns) { }
+
+    /// <summary>Torch's intra-op threads while this imputer fits and transforms; null leaves torch's setting alone.
+    /// 1 unless an imputer's settings say otherwise: on a machine whose other cores are busy, OpenMP's spinning
+    /// threads made a fit up to 3x slower (README, "Platform notes").</summary>
+    protected virtual int? TorchThreads => 1;
 
     /// <summary>Fits on min-max scaled data: the one method a new imputer must write, with <see cref="TransformScaled"/>.
     /// Runs after validation and scaling; throw <see cref="OperationCanceledException"/> when the token is cancelled.</summary>
