@@ -45,9 +45,12 @@ public static class App
           --epochs N              training epochs per iteration (default 40)
           --batch-size N          rows per batch (default 256)
           --learning-rate X       Adam learning rate (default 0.001)
-          --start NAME            EMFlow's initial imputation (iteration 0): auto (default; per feature the blend of
-                                  Gaussian EM and kNN that is best on held-out cells), auto-forest (the same blend
-                                  with the forest as a third candidate; slower), gaussian-em or knn
+          --start NAME            EMFlow's initial imputation (iteration 0): auto-forest (default; per feature the
+                                  blend of Gaussian EM, kNN and the forest that is best on held-out cells), auto
+                                  (Gaussian EM and kNN only: faster on wide tables), gaussian-em or knn
+          --hold-out HOW          which observed cells are held out to choose the start's blend and the iteration:
+                                  missingness (default; drawn in proportion to each column's missing share) or
+                                  uniform
           --seed S                seed of every random choice (default 0)
           --threads T             torch threads (default 1)
           --multiple K            also write K sampled imputations OUTPUT.1.csv ... OUTPUT.K.csv (emflow only)
@@ -60,10 +63,10 @@ public static class App
           -h, --help              this help
 
         EMFlow keeps the iteration with the lowest error on held-out observed cells; iteration 0 is its start. The
-        summary names the iteration kept, the hold-out error of each, the start's kNN share per feature and the time.
+        summary names the iteration kept, the hold-out error of each, the start's weights per feature and the time.
 
         Example:
-          emflow impute concrete.csv -o concrete-imputed.csv --threads 2 --report concrete.html
+          emflow impute concrete.csv -o concrete-imputed.csv --report concrete.html
         """;
 
     internal const string EvaluateHelp = """

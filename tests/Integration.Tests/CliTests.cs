@@ -152,6 +152,9 @@ public sealed class CliTests : IDisposable
         Assert.Equal(App.BadInput, bad);
         Assert.Contains("--start", message);
         Assert.Equal(App.BadInput, Run("impute", input, "-o", PathOf("y.csv"), "--missing", "?", "--method", "mean", "--start", "knn").Code);
+        var (badHoldOut, _, why) = Run(new[] { "impute", input, "-o", PathOf("z.csv"), "--missing", "?", "--hold-out", "random" }.Concat(Quick).ToArray());
+        Assert.Equal(App.BadInput, badHoldOut);
+        Assert.Contains("--hold-out must be missingness or uniform", why);
     }
 
     [Fact]
@@ -476,7 +479,11 @@ public sealed class CliTests : IDisposable
         // One hold-out error per iteration, the start included, and the kept one marked.
         Assert.Matches(@"^Hold-out RMSE per iteration .*: 0: \d\.\d{4}( \(kept\))?, 1: (\d\.\d{4}|diverged)( \(kept\))?$", lines.Single(l => l.StartsWith("Hold-out RMSE", StringComparison.Ordinal)));
         Assert.Single(lines, l => l.Contains("(kept)", StringComparison.Ordinal));
-        Assert.Matches(@"kNN share per feature .*: a \d\.\d+, b \d\.\d+, c \d\.\d+$", lines.Single(l => l.StartsWith("Start (auto)", StringComparison.Ordinal)));
+        Assert.Matches(@"^Start \(auto, blend of gaussian-em, knn, forest\), weights per feature: a [\d.]+/[\d.]+/[\d.]+; b [\d.]+/[\d.]+/[\d.]+; c [\d.]+/[\d.]+/[\d.]+$", lines.Single(l => l.StartsWith("Start (auto", StringComparison.Ordinal)));
+        // The lighter start of the library's default: Gaussian EM and kNN only.
+        (code, output, err) = Run(new[] { "impute", input, "-o", PathOf("auto.csv"), "--missing", "?", "--start", "auto" }.Concat(Quick.Where(w => w != "--quiet")).ToArray());
+        Assert.True(code == 0, err);
+        Assert.Matches(@"kNN share per feature .*: a \d\.\d+, b \d\.\d+, c \d\.\d+$", output.Split('\n').Select(l => l.Trim()).Single(l => l.StartsWith("Start (auto)", StringComparison.Ordinal)));
         Assert.Matches(@"^Time: start \d+\.\d s, iteration 1 \d+\.\d s\.$", lines.Single(l => l.StartsWith("Time:", StringComparison.Ordinal)));
         Assert.Matches(@"^Imputed \d+ missing cells .* in \d+\.\d s: ", lines[0]);
     }
