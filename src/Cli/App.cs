@@ -81,8 +81,10 @@ public static class App
           --rate X                the MCAR rate (default 0.2); with mar, the expected rate over the last 30% of
                                   features (without it, appendix E's own rate)
           --folds K               cross-validation folds (default 5)
-          --methods LIST          comma-separated (default mean,knn,gaussian-em,emflow); also median, emflow-paper and
-                                  the paper's competitors gain, miwae, mcflow
+          --methods LIST          comma-separated (default mean,knn,gaussian-em,emflow, emflow being the library's
+                                  defaults); also median, forest, emflow-forest-shaped (what impute runs by default),
+                                  emflow-forest (the same with a uniform hold-out), emflow-paper and the paper's
+                                  competitors gain, miwae, mcflow
           --seed S                seed of the mask, the folds and the methods (default 0)
           --threads T             torch threads (default 1)
           --mask MASK.csv         a 0/1 CSV with header (1 = hidden) instead of the mechanism
