@@ -11,6 +11,9 @@ internal sealed class Args
                   --repeats N (5)  --batch B (256)  --out FILE.jsonl
           fit     one EMFlow fit on a 20000 x 16 synthetic table, 20% MCAR, next to Gaussian EM; throughput at p = 16 and 90
                   --rows N (20000)  --rows90 N (5000)  --out FILE.jsonl
+          step    one flow training step (the L1 half of Training.trainStep) of the project's TorchSharp code next to the
+                  same step in PyTorch (bench/step/step.py, Debian's python3-torch), same parameters; ms per step and ratio
+                  --features 16[,90]  --batch B (256)  --rounds R (3)  --steps N (50)  --warmup W (10)  --python PATH  --out FILE.jsonl
           images  the paper's image protocol (Tables 2 and 3): MCAR per pixel, RMSE on missing test pixels, LeNet accuracy
                   on the completed test images, a PNG grid; MNIST is 8000 train / 2000 test from its 10k test split
                   --dataset mnist|fashion_mnist  --data-dir DIR  --rates .1,.5,.9  --methods mean,nearest,gaussian-em,emflow[,emflow-zero,emflow-checkerboard,emflow-conv,emflow-gem-start]

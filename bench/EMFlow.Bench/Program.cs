@@ -26,6 +26,7 @@ try
         case "images-ridge": ImagesBench.Ridge(a); break;
         case "converge": ConvergeBench.Run(a); break;
         case "converge-report": ConvergeBench.ReportFile(a); break;
+        case "step": return StepBench.Run(a);
         default:
             Console.Error.WriteLine($"error: unknown subcommand '{args[0]}'\n{Args.Usage}");
             return 2;
