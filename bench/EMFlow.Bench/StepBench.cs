@@ -26,7 +26,7 @@ internal static class StepBench
         {
             Console.Error.WriteLine(
                 $"error: the step benchmark needs python3 with PyTorch (import torch failed for {a.Get("python") ?? "python3 and /usr/bin/python3"}).\n" +
-                "  Debian/Ubuntu: apt-get install -y python3-torch libopenblas0-pthread\n" +
+                "  Debian/Ubuntu: apt-get install -y --no-install-recommends python3-torch libopenblas0-pthread\n" +
                 "  (without an optimised BLAS, Debian's torch runs on the reference BLAS); or name an interpreter with --python PATH.");
             return 2;
         }
