@@ -1,3 +1,4 @@
+using static EMFlow.Tests.TestData;
 using System.Diagnostics;
 using static TorchSharp.torch;
 
@@ -35,12 +36,6 @@ public sealed class CancellationTests
         Assert.InRange(clock.Elapsed.TotalSeconds, 0, 5);
     }
 
-    private static void AssertBitForBit(double[,] expected, double[,] actual)
-    {
-        for (int i = 0; i < expected.GetLength(0); i++)
-            for (int j = 0; j < expected.GetLength(1); j++)
-                Assert.Equal(BitConverter.DoubleToInt64Bits(expected[i, j]), BitConverter.DoubleToInt64Bits(actual[i, j]));
-    }
 
     [Fact]
     public void A_Gaussian_EM_refit_cancelled_between_sweeps_leaves_the_model_bit_for_bit()

@@ -1,3 +1,4 @@
+using static EMFlow.Tests.TestData;
 namespace EMFlow.Tests;
 
 /// <summary>What <see cref="ForestImputer"/> promises beyond the shared contract: bit-for-bit reproducibility,
@@ -7,14 +8,6 @@ public sealed class ForestImputerTests
     private static ForestOptions Small(ForestTrainer trainer = ForestTrainer.FastForest) =>
         new() { Trainer = trainer, Trees = 10, Leaves = 8, MaxSweeps = 4, Seed = 7 };
 
-    private static void AssertBitForBit(double[,] expected, double[,] actual)
-    {
-        Assert.Equal(expected.GetLength(0), actual.GetLength(0));
-        Assert.Equal(expected.GetLength(1), actual.GetLength(1));
-        for (int i = 0; i < expected.GetLength(0); i++)
-            for (int j = 0; j < expected.GetLength(1); j++)
-                Assert.Equal(BitConverter.DoubleToInt64Bits(expected[i, j]), BitConverter.DoubleToInt64Bits(actual[i, j]));
-    }
 
     [Theory, InlineData(ForestTrainer.FastForest), InlineData(ForestTrainer.LightGbm)]
     public void Same_seed_same_output_bit_for_bit_and_new_rows_use_the_kept_models(ForestTrainer trainer)

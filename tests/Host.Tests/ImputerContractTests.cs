@@ -1,3 +1,4 @@
+using static EMFlow.Tests.TestData;
 namespace EMFlow.Tests;
 
 /// <summary>The contract on the imputers of the EMFlow library, and on one written outside it.</summary>
@@ -31,14 +32,6 @@ public sealed class ImputerContractTests : ImputerContract
     // a refit midway for every imputer, the rivals included.
     private static CancellationToken Cancelled() => new(canceled: true);
 
-    private static void AssertBitForBit(double[,] expected, double[,] actual)
-    {
-        Assert.Equal(expected.GetLength(0), actual.GetLength(0));
-        Assert.Equal(expected.GetLength(1), actual.GetLength(1));
-        for (int i = 0; i < expected.GetLength(0); i++)
-            for (int j = 0; j < expected.GetLength(1); j++)
-                Assert.Equal(BitConverter.DoubleToInt64Bits(expected[i, j]), BitConverter.DoubleToInt64Bits(actual[i, j]));
-    }
 
     [Theory, MemberData(nameof(Imputers))]
     public void A_cancelled_first_Fit_leaves_the_imputer_unfitted(string name)

@@ -36,4 +36,14 @@ internal static class TestData
         Seed = seed,
         TorchThreads = 1,
     };
+
+    /// <summary>Asserts that two tables have the same shape and the same bits in every cell (NaN payloads included).</summary>
+    public static void AssertBitForBit(double[,] expected, double[,] actual)
+    {
+        Assert.Equal(expected.GetLength(0), actual.GetLength(0));
+        Assert.Equal(expected.GetLength(1), actual.GetLength(1));
+        for (int i = 0; i < expected.GetLength(0); i++)
+            for (int j = 0; j < expected.GetLength(1); j++)
+                Assert.Equal(BitConverter.DoubleToInt64Bits(expected[i, j]), BitConverter.DoubleToInt64Bits(actual[i, j]));
+    }
 }
