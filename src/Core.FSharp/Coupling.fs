@@ -31,8 +31,13 @@ open EMFlow.CouplingNetworks
 /// <param name="convolutionWidth">None: dense s and t networks, separate (parameters <c>s.*</c> and <c>t.*</c>).
 /// Some width: images of that width, dividing p, in row-major order; one convolutional network gives s and t
 /// (parameters <c>st.*</c>).</param>
+/// <param name="compute">What dense s and t networks compute in: float64 (default) or float32 (<see cref="Mlp"/>).
+/// Both directions compute s and t from the same kept features by the same network, so the layer stays exactly
+/// invertible in either; the affine map itself is float64.</param>
+/// <param name="joint">Dense only: one network gives s and t (parameters <c>st.*</c>, output 2 |B|) instead of two,
+/// which halves the networks' cost; default false.</param>
 /// <example><c>use layer = new AffineCoupling(5, alternatingMask 5 0, 128, 2, 1L)</c></example>
-type AffineCoupling(features: int, kept: bool[], hidden: int, depth: int, seed: int64, convolutionWidth: int option) as this =
+type AffineCoupling(features: int, kept: bool[], hidden: int, depth: int, seed: int64, convolutionWidth: int option, ?compute: torch.ScalarType, ?joint: bool) as this =
     inherit FlowLayer("AffineCoupling", features)
 
     do
@@ -64,29 +69,35 @@ type AffineCoupling(features: int, kept: bool[], hidden: int, depth: int, seed: 
     // Dense layers keep separate s and t networks (their parameter names are part of saved models); a convolutional
     // one computes both in one pass, which halves the cost of the convolutions that dominate it.
     let nets =
+        let compute = defaultArg compute torch.float64
         match convolutionWidth with
+        | None when defaultArg joint false ->
+            let dims = Array.concat [ [| keptIdx.Length |]; Array.create depth hidden; [| 2 * transIdx.Length |] ]
+            Choice2Of3(new Mlp("st", dims, Tanh, FanInUniform, ZeroOutput, compute))
         | None ->
             let dims = Array.concat [ [| keptIdx.Length |]; Array.create depth hidden; [| transIdx.Length |] ]
-            Choice1Of2(new Mlp("s", dims, Tanh, FanInUniform, ZeroOutput), new Mlp("t", dims, Tanh, FanInUniform, ZeroOutput))
-        | Some w -> Choice2Of2(new ConvNet("st", features, w, kept, keptT, transT, hidden, depth))
+            Choice1Of3(new Mlp("s", dims, Tanh, FanInUniform, ZeroOutput, compute), new Mlp("t", dims, Tanh, FanInUniform, ZeroOutput, compute))
+        | Some w -> Choice3Of3(new ConvNet("st", features, w, kept, keptT, transT, hidden, depth))
 
     let scale = new Modules.Parameter(torch.ones([| int64 transIdx.Length |], dtype = dtype), true)
 
     let resetParameters (gen: torch.Generator) =
         match nets with
-        | Choice1Of2(sNet, tNet) ->
+        | Choice1Of3(sNet, tNet) ->
             sNet.Reset gen
             tNet.Reset gen
-        | Choice2Of2 st -> st.Reset gen
+        | Choice2Of3 st -> st.Reset gen
+        | Choice3Of3 st -> st.Reset gen
         use _ = torch.no_grad()
         torch.nn.init.ones_(scale) |> ignore
 
     do
         match nets with
-        | Choice1Of2(sNet, tNet) ->
+        | Choice1Of3(sNet, tNet) ->
             this.register_module("s", sNet)
             this.register_module("t", tNet)
-        | Choice2Of2 st -> this.register_module("st", st)
+        | Choice2Of3 st -> this.register_module("st", st)
+        | Choice3Of3 st -> this.register_module("st", st)
         this.register_parameter("scale", scale)
         // Non-persistent buffers: disposed with the module, but derived from the mask, so kept out of the
         // saved state. Overriding Dispose instead is unsafe: a constructor that throws leaves a finaliser
@@ -103,8 +114,12 @@ type AffineCoupling(features: int, kept: bool[], hidden: int, depth: int, seed: 
     let scaleShift (a: Tensor) =
         let raw, t =
             match nets with
-            | Choice1Of2(sNet, tNet) -> sNet.Apply a, tNet.Apply a
-            | Choice2Of2 st -> st.Apply a
+            | Choice1Of3(sNet, tNet) -> sNet.Apply a, tNet.Apply a
+            | Choice2Of3 st ->
+                use both = st.Apply a
+                let k = int64 transIdx.Length
+                both.narrow(1L, 0L, k), both.narrow(1L, k, k)
+            | Choice3Of3 st -> st.Apply a
         use raw = raw
         use bounded = raw.tanh()
         bounded * scale, t

@@ -5,7 +5,8 @@
 /// baselines (GAIN, MIWAE, MCFlow's latent network) need the same network; one implementation means one place
 /// where drawing from a generator, parameter order and tensor ownership have to be right.
 ///
-/// Every network here is float64 and draws its initial values from an explicit generator, never from torch's
+/// Every network here is float64 (an MLP may instead keep float32 parameters and compute in float32, for speed) and
+/// draws its initial values from an explicit generator, never from torch's
 /// global one: the same generator state gives the same parameters.
 module EMFlow.CouplingNetworks
 
@@ -53,8 +54,11 @@ type OutputInit =
 /// <param name="activation">Nonlinearity between layers.</param>
 /// <param name="init">How hidden layers (and the output layer, under <c>LikeHidden</c>) are drawn.</param>
 /// <param name="output">Whether the output layer is drawn or zero.</param>
+/// <param name="compute">The element type of the parameters and of the layers' arithmetic: float64, or float32 for
+/// speed. Inputs and outputs are float64 either way; under float32 each call casts the input down and the output back
+/// (differentiably, so gradients reach the parameters).</param>
 /// <example><c>use net = new Mlp("s", [| 3; 16; 16; 2 |], Tanh, FanInUniform, ZeroOutput, 1L)</c></example>
-type Mlp(name: string, dims: int[], activation: Activation, init: LayerInit, output: OutputInit) as this =
+type Mlp(name: string, dims: int[], activation: Activation, init: LayerInit, output: OutputInit, compute: torch.ScalarType) as this =
     inherit torch.nn.Module(name)
 
     do
@@ -63,7 +67,12 @@ type Mlp(name: string, dims: int[], activation: Activation, init: LayerInit, out
         if dims[0] < 0 || dims |> Array.skip 1 |> Array.exists (fun d -> d < 1) then
             invalidArg "dims" (sprintf "the input size must be at least 0 and the others at least 1; got %A" dims)
 
+    do
+        if compute <> torch.float64 && compute <> torch.float32 then
+            invalidArg "compute" (sprintf "must be float64 or float32; got %A" compute)
+
     let constant = dims[0] = 0
+    let single = compute = torch.float32
     let outFeatures = dims[dims.Length - 1]
 
     // Created as zeros, all weights before all biases: creation draws nothing, so the order of the draws is
@@ -72,11 +81,11 @@ type Mlp(name: string, dims: int[], activation: Activation, init: LayerInit, out
         if constant then [||]
         else
             Array.init (dims.Length - 1) (fun i ->
-                new Modules.Parameter(torch.zeros([| int64 dims[i + 1]; int64 dims[i] |], dtype = dtype), true))
+                new Modules.Parameter(torch.zeros([| int64 dims[i + 1]; int64 dims[i] |], dtype = compute), true))
 
     let biases =
-        if constant then [| new Modules.Parameter(torch.zeros([| int64 outFeatures |], dtype = dtype), true) |]
-        else Array.init weights.Length (fun i -> new Modules.Parameter(torch.zeros([| int64 dims[i + 1] |], dtype = dtype), true))
+        if constant then [| new Modules.Parameter(torch.zeros([| int64 outFeatures |], dtype = compute), true) |]
+        else Array.init weights.Length (fun i -> new Modules.Parameter(torch.zeros([| int64 dims[i + 1] |], dtype = compute), true))
 
     do
         weights |> Array.iteri (fun i w -> this.register_parameter(sprintf "w%d" i, w))
@@ -88,16 +97,23 @@ type Mlp(name: string, dims: int[], activation: Activation, init: LayerInit, out
         | Relu -> torch.nn.functional.relu(t)
         | Tanh -> t.tanh()
 
-    /// A network whose parameters are drawn by <see cref="Mlp.Reset"/> from a generator seeded with <c>seed</c>.
+    /// A float64 network, all zeros until <see cref="Mlp.Reset"/>.
+    new(name: string, dims: int[], activation: Activation, init: LayerInit, output: OutputInit) =
+        new Mlp(name, dims, activation, init, output, torch.float64)
+
+    /// A float64 network whose parameters are drawn by <see cref="Mlp.Reset"/> from a generator seeded with <c>seed</c>.
     /// <param name="seed">Seed of the initial draw: the same seed gives the same parameters.</param>
     new(name: string, dims: int[], activation: Activation, init: LayerInit, output: OutputInit, seed: int64) as this =
-        new Mlp(name, dims, activation, init, output)
+        new Mlp(name, dims, activation, init, output, torch.float64)
         then
             use gen = generator seed
             this.Reset gen
 
     /// The layer sizes, input first.
     member _.Dims = Array.copy dims
+
+    /// The element type the layers compute in (float64 or float32).
+    member _.Compute = compute
 
     /// The learnable parameters, for an optimiser: every weight, then every bias (just the bias when dims[0] = 0).
     member _.Parameters : Modules.Parameter[] = Array.append weights biases
@@ -107,8 +123,24 @@ type Mlp(name: string, dims: int[], activation: Activation, init: LayerInit, out
     /// <returns>Outputs (…, dims[last]), a new tensor the caller owns.</returns>
     member _.Apply(x: Tensor) : Tensor =
         if constant then
-            use zeros = torch.zeros(Array.append x.shape[.. x.shape.Length - 2] [| int64 outFeatures |], dtype = dtype)
-            plus zeros biases[0]
+            use zeros = torch.zeros(Array.append x.shape[.. x.shape.Length - 2] [| int64 outFeatures |], dtype = x.dtype)
+            use b = biases[0].to_type(x.dtype)
+            plus zeros b
+        elif single then
+            // Matrix products and tanh in float32 run about twice as fast on the CPU as in float64. The parameters are
+            // float32 too, so only the input and the output are cast (both differentiably).
+            let mutable h = x.to_type(compute)
+            for i in 0 .. weights.Length - 1 do
+                let lin = torch.nn.functional.linear(h, weights[i], biases[i])
+                h.Dispose()
+                if i < weights.Length - 1 then
+                    h <- activate lin
+                    lin.Dispose()
+                else
+                    h <- lin
+            let result = h.to_type(x.dtype)
+            h.Dispose()
+            result
         else
             // Intermediates are disposed as soon as the next layer has read them: the network runs inside long
             // fits, where waiting for a dispose scope would hold a batch's activations per layer.

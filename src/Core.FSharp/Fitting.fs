@@ -69,6 +69,13 @@ type FitSettings =
       ValidationFraction: float
       /// Draw the held-out entries in proportion to each column's missing share instead of uniformly.
       HoldOutLikeMissingness: bool
+      /// Early stopping: after every epoch the held-out entries are re-imputed under the current flow and latent
+      /// estimate, and an iteration's training ends once this many epochs in a row have not improved on its best;
+      /// the flow (and latent estimate) of its best epoch is kept. 0 trains every epoch. Needs a hold-out.
+      Patience: int
+      /// End the fit after an iteration whose hold-out error is not below the best so far: the next one would start
+      /// from imputations the hold-out already rejected. Needs a hold-out.
+      StopAfterWorseIteration: bool
       /// Clamp re-imputed values to the observed range of their feature.
       ClampToObservedRange: bool
       /// Seed of every random choice.
@@ -107,11 +114,13 @@ module Fitting =
     /// x̂ (n, p) under trainMask (n, p), starting from the online-EM <c>state</c>, with the β of iteration <c>it</c>.
     /// With <c>s.RefitLatent</c> the latent Gaussian is re-anchored to f⁻¹(x̂) at the start of each epoch after the first.
     /// <c>onBatch</c> sees each new state and the batch's losses, <c>onEpoch</c> each epoch's record. The state passed
-    /// in stays the caller's; the intermediate ones are released as they are replaced. Raises
+    /// in stays the caller's; the intermediate ones are released as they are replaced. <c>stopAfter</c> sees each
+    /// epoch's number and state once the epoch is done, and ends the phase by returning true. Raises
     /// InvalidOperationException on a non-finite loss and OperationCanceledException when the token is cancelled.
-    let trainingPhase (s: FitSettings) (it: int) (flow: Flow.Flow) (optL1: Optim.Adam) (optL2: Optim.Adam)
-                      (gen: torch.Generator) (ct: CancellationToken) (onBatch: OnlineEm.State -> Training.StepLosses -> unit)
-                      (onEpoch: EpochRecord -> unit) (state: OnlineEm.State) (xHat: Tensor) (trainMask: Tensor) : OnlineEm.State =
+    let trainingPhaseUntil (s: FitSettings) (it: int) (flow: Flow.Flow) (optL1: Optim.Adam) (optL2: Optim.Adam)
+                           (gen: torch.Generator) (ct: CancellationToken) (onBatch: OnlineEm.State -> Training.StepLosses -> unit)
+                           (onEpoch: EpochRecord -> unit) (stopAfter: int -> OnlineEm.State -> bool)
+                           (state: OnlineEm.State) (xHat: Tensor) (trainMask: Tensor) : OnlineEm.State =
         let n = xHat.shape[0]
         let batch = min (int64 s.BatchSize) n
         let beta = if it - 1 < s.BetaSchedule.Length then s.BetaSchedule[it - 1] else 0.0
@@ -120,12 +129,31 @@ module Fitting =
         let replace next =
             if not (obj.ReferenceEquals(current, state)) then OnlineEm.release current (Some next)
             current <- next
-        for epoch in 1 .. s.Epochs do
+        let mutable epoch = 1
+        let mutable stopped = false
+        let p = xHat.shape[1]
+        // Sums of the L1 pass's latent vectors over the epoch (LatentFromL1Pass): count, Σ z (p), Σ z zᵀ (p, p).
+        let mutable seen = 0L
+        use sumZ = torch.zeros(p, dtype = dtype)
+        use sumZZ = torch.zeros(p, p, dtype = dtype)
+        while not stopped && epoch <= s.Epochs do
             if s.RefitLatent && epoch > 1 then
-                // Re-anchor to the exact latent MLE under the current flow; the step counter keeps running so later
-                // online updates stay small.
-                let anchored = OnlineEm.init s.Form s.SuperBatch (Training.initialEstimate flow 0.0 xHat)
+                // Re-anchor to the latent MLE under the current flow; the step counter keeps running so later online
+                // updates stay small. From the L1 passes, the moments are those of every row under the flow of its own
+                // batch: the epoch's flows rather than the last one, for no pass of its own.
+                let estimate =
+                    if seen > 0L then
+                        use scope = torch.NewDisposeScope()
+                        let mu = sumZ |> divideBy (float seen)
+                        let second = sumZZ |> divideBy (float seen)
+                        let sigma = second - mu.unsqueeze(1L).matmul(mu.unsqueeze(0L))
+                        { OnlineEm.Mu = mu.MoveToOuterDisposeScope(); OnlineEm.Sigma = (plus sigma sigma.T |> scaleBy 0.5).MoveToOuterDisposeScope() }
+                    else Training.initialEstimate flow 0.0 xHat
+                let anchored = OnlineEm.init s.Form s.SuperBatch estimate
                 replace { anchored with Step = current.Step }
+            seen <- 0L
+            sumZ.zero_() |> ignore
+            sumZZ.zero_() |> ignore
             use order = torch.randperm(n, generator = gen)
             let mutable sum1, sum2, sumR, batches = 0.0, 0.0, 0.0, 0
             let mutable start = 0L
@@ -137,8 +165,18 @@ module Fitting =
                     use rows = order.narrow(0L, start, len)
                     use xb = xHat.index_select(0L, rows)
                     use mb = trainMask.index_select(0L, rows)
-                    let next, losses = Training.trainStep step flow optL1 optL2 current xb mb
+                    let next, losses, latent = Training.trainStepWithLatent step flow optL1 optL2 current xb mb
                     replace next
+                    match latent with
+                    | Some z ->
+                        use z = z
+                        if s.RefitLatent then
+                            use _ = torch.no_grad()
+                            use _ = torch.NewDisposeScope()
+                            sumZ.add_(z.sum(dim = 0L)) |> ignore
+                            sumZZ.add_(z.T.matmul(z)) |> ignore
+                            seen <- seen + z.shape[0]
+                    | None -> ()
                     if not (Double.IsFinite losses.L1) || (s.Step.Second <> Training.Skip && not (Double.IsFinite losses.L2)) then
                         invalidOp (sprintf "Non-finite loss (L1 = %g, L2 = %g)." losses.L1 losses.L2)
                     onBatch current losses
@@ -148,13 +186,24 @@ module Fitting =
                     batches <- batches + 1
                 start <- start + batch
             onEpoch { Iteration = it; Epoch = epoch; MeanL1 = sum1 / float batches; MeanL2 = sum2 / float batches; MeanReconstruction = sumR / float batches }
+            stopped <- stopAfter epoch current
+            epoch <- epoch + 1
         current
 
+    /// <see cref="trainingPhaseUntil"/> for every one of <c>s.Epochs</c> epochs.
+    let trainingPhase (s: FitSettings) (it: int) (flow: Flow.Flow) (optL1: Optim.Adam) (optL2: Optim.Adam)
+                      (gen: torch.Generator) (ct: CancellationToken) (onBatch: OnlineEm.State -> Training.StepLosses -> unit)
+                      (onEpoch: EpochRecord -> unit) (state: OnlineEm.State) (xHat: Tensor) (trainMask: Tensor) : OnlineEm.State =
+        trainingPhaseUntil s it flow optL1 optL2 gen ct onBatch onEpoch (fun _ _ -> false) state xHat trainMask
+
     /// The iteration's training phase and re-imputation: a fresh flow at the identity (appendix D), trained on x̂ while
-    /// online EM tracks the latent Gaussian; returns the model, the new x̂ and the losses of the last epoch. Raises
+    /// online EM tracks the latent Gaussian; returns the model, the new x̂ and the losses of the last epoch. With
+    /// <c>s.Patience</c> &gt; 0 the held-out entries (hidden, scored against x) are re-imputed after every epoch, only
+    /// in the rows that hold one, since re-imputation is row by row; training stops once <c>s.Patience</c> epochs in a
+    /// row have not improved on the best, and that epoch's flow and latent estimate are kept. Raises
     /// InvalidOperationException when the model diverges.
     let private iterate (s: FitSettings) (it: int) (gen: torch.Generator) (ct: CancellationToken) (progress: TrainingProgress -> unit)
-                        (epochs: ResizeArray<EpochRecord>) (xHat: Tensor) (trainMask: Tensor) (lower: Tensor) (upper: Tensor) =
+                        (epochs: ResizeArray<EpochRecord>) (x: Tensor) (hidden: Tensor) (xHat: Tensor) (trainMask: Tensor) (lower: Tensor) (upper: Tensor) =
         let p = xHat.shape[1]
         let flow = Flow.create { s.Flow with Features = int p; Seed = deriveSeed s.Seed (100 + it) }
         let mutable latent : OnlineEm.Estimate option = None
@@ -171,8 +220,48 @@ module Fitting =
                 l1 <- e.MeanL1
                 l2 <- e.MeanL2
                 progress { Phase = "training"; Iteration = it; Iterations = s.Iterations; Epoch = e.Epoch; Epochs = s.Epochs; L1 = e.MeanL1; L2 = e.MeanL2; Elapsed = TimeSpan.Zero }
-            let state = trainingPhase s it flow optL1 optL2 gen ct (fun _ _ -> ()) onEpoch initial xHat trainMask
-            if not (obj.ReferenceEquals(state, initial)) then OnlineEm.release initial (Some state)
+            let checkRows =
+                if s.Patience > 0 then
+                    let rows = hidden.sum(dim = 1L).gt(sc 0.0).nonzero().squeeze(1L)
+                    if rows.shape[0] > 0L then Some rows else None
+                else None
+            let mutable bestCheck = Double.PositiveInfinity
+            let mutable sinceBest = 0
+            let mutable snapshot : (Collections.Generic.Dictionary<string, Tensor> * OnlineEm.Estimate) option = None
+            let dropSnapshot () =
+                snapshot |> Option.iter (fun (values, e) ->
+                    for v in values.Values do v.Dispose()
+                    OnlineEm.disposeEstimate e)
+                snapshot <- None
+            let stopAfter (_: int) (state: OnlineEm.State) =
+                match checkRows with
+                | None -> false
+                | Some rows ->
+                    let score =
+                        use scope = torch.NewDisposeScope()
+                        let e = GaussianEm.withRidge s.Step.Ridge state.Estimate
+                        let re = Training.reimpute flow e lower upper (xHat.index_select(0L, rows)) (trainMask.index_select(0L, rows))
+                        Selection.score (x.index_select(0L, rows)) re (hidden.index_select(0L, rows))
+                    if score < bestCheck then
+                        bestCheck <- score
+                        sinceBest <- 0
+                        dropSnapshot ()
+                        snapshot <- Some (Flow.state flow, OnlineEm.keep state.Estimate)
+                    else sinceBest <- sinceBest + 1
+                    sinceBest >= s.Patience
+            let trained = trainingPhaseUntil s it flow optL1 optL2 gen ct (fun _ _ -> ()) onEpoch stopAfter initial xHat trainMask
+            if not (obj.ReferenceEquals(trained, initial)) then OnlineEm.release initial (Some trained)
+            let state =
+                match snapshot with
+                | Some (values, e) when sinceBest > 0 ->
+                    // A later epoch was worse on the hold-out: go back to the best one.
+                    Flow.loadState flow values
+                    use _ = torch.no_grad()
+                    trained.Estimate.Mu.copy_(e.Mu) |> ignore
+                    trained.Estimate.Sigma.copy_(e.Sigma) |> ignore
+                    trained
+                | _ -> trained
+            dropSnapshot ()
             progress { Phase = "re-imputation"; Iteration = it; Iterations = s.Iterations; Epoch = s.Epochs; Epochs = s.Epochs; L1 = l1; L2 = l2; Elapsed = TimeSpan.Zero }
             let kept =
                 if s.RefitLatent then
@@ -235,7 +324,7 @@ module Fitting =
             while not stop && it <= s.Iterations do
                 let started = clock.Elapsed
                 let outcome =
-                    try Ok (iterate s it gen ct send epochs xHat trainMask lower upper)
+                    try Ok (iterate s it gen ct send epochs x hidden xHat trainMask lower upper)
                     with :? InvalidOperationException as e -> Error e
                 let seconds () = (clock.Elapsed - started).TotalSeconds
                 match outcome with
@@ -255,6 +344,7 @@ module Fitting =
                     if Double.IsNaN score || score < bestScore then
                         if not (Double.IsNaN score) then bestScore <- score
                         best <- it
+                    elif s.StopAfterWorseIteration then stop <- true
                 it <- it + 1
             if s.ValidationFraction > 0.0 && not (Starts.likeImages s.Start) then
                 // New rows start from the Gaussian-EM imputation; now that selection is done, fit it on every

@@ -18,6 +18,17 @@ public enum CouplingNetwork
     Dense,
     /// <summary>Images only (<see cref="EMFlowOptions.ImageWidth"/> set): 3 × 3 convolutions over the image, <see cref="EMFlowOptions.HiddenDepth"/> hidden layers of <see cref="EMFlowOptions.HiddenWidth"/> channels, so a pixel's scale and shift depend on its neighbourhood only. Run in float32; keep HiddenWidth small (8-16), since each channel costs a pass over every pixel.</summary>
     Convolutional,
+    /// <summary>One fully connected tanh network of <see cref="EMFlowOptions.HiddenDepth"/> hidden layers of <see cref="EMFlowOptions.HiddenWidth"/> units gives both the scale and the shift: half the cost of <see cref="Dense"/>'s two networks.</summary>
+    DenseJoint,
+}
+
+/// <summary>The element type the dense s and t networks compute in.</summary>
+public enum FlowPrecision
+{
+    /// <summary>Everything in float64.</summary>
+    Float64,
+    /// <summary>The networks' matrix products and tanh in float32, about twice as fast on the CPU; parameters, the coupling maps, log-determinants and the latent Gaussian stay float64.</summary>
+    Float32,
 }
 
 /// <summary>What the second flow step of each batch optimises.</summary>
@@ -85,6 +96,8 @@ public sealed record EMFlowOptions
     public CouplingMask CouplingMask { get; init; } = CouplingMask.Alternating;
     /// <summary>What computes the couplings' s and t. Default <see cref="EMFlow.CouplingNetwork.Dense"/>; <see cref="EMFlow.CouplingNetwork.Convolutional"/> needs <see cref="ImageWidth"/>.</summary>
     public CouplingNetwork CouplingNetwork { get; init; } = CouplingNetwork.Dense;
+    /// <summary>What the dense s and t networks compute in. Default <see cref="EMFlow.FlowPrecision.Float64"/>.</summary>
+    public FlowPrecision FlowPrecision { get; init; } = FlowPrecision.Float64;
     /// <summary>Largest gradient norm of a flow step; larger ones are scaled down. Default 10.</summary>
     public double MaxGradNorm { get; init; } = 10;
     /// <summary>How missing values are filled before the first iteration. Default <see cref="EMFlow.InitialImputation.Auto"/>: per feature, the blend of Gaussian EM and kNN that is best on the held-out entries.</summary>
@@ -114,6 +127,19 @@ public sealed record EMFlowOptions
     /// share instead of uniformly (<c>Selection.holdOutLikeMissingness</c>), so that under MAR the selection scores
     /// the features that are actually missing. Default false.</summary>
     public bool HoldOutLikeMissingness { get; init; }
+    /// <summary>The E-step of each batch takes its latent vectors from the L1 pass, computed before the L1 update, instead of
+    /// a second pass through the updated flow: about a quarter of a training step's time saved, with the E-step one
+    /// optimiser step behind the flow. Default false (the paper's order).</summary>
+    public bool LatentFromL1Pass { get; init; }
+    /// <summary>Early stopping on the hold-out of <see cref="ValidationFraction"/>: after every epoch the held-out entries
+    /// are re-imputed under the current flow, and an iteration's training ends once this many epochs in a row have not
+    /// improved on its best epoch, whose flow is then kept. 0 trains every one of <see cref="EpochsPerIteration"/>.
+    /// Default 0. Ignored without a hold-out.</summary>
+    public int Patience { get; init; }
+    /// <summary>End the fit after an iteration whose hold-out error is not below the best so far (the start's included):
+    /// the next iteration would start from imputations the hold-out already rejected. Default false. Ignored without a
+    /// hold-out.</summary>
+    public bool StopAfterWorseIteration { get; init; }
     /// <summary>Clamp every re-imputed value to the range of its feature's observed values at Fit, so that a region the flow models poorly cannot send an imputation far outside anything seen. Default true; false leaves the conditional means as they are.</summary>
     public bool ClampToObservedRange { get; init; } = true;
     /// <summary>Width of the images when each row is one image in row-major order (pixel (r, c) at column r · width + c); required by <see cref="EMFlow.InitialImputation.NearestPixel"/>, and width · height must equal the number of columns p. Default null (not images).</summary>
@@ -149,7 +175,13 @@ public sealed record EMFlowOptions
     internal Flow.FlowConfig FlowConfig(int features, long seed) => new(
         features, CouplingLayers, HiddenWidth, HiddenDepth, seed,
         CouplingMask == CouplingMask.Checkerboard ? Flow.MaskPattern.NewCheckerboard(ImageWidth!.Value) : Flow.MaskPattern.Alternating,
-        CouplingNetwork == CouplingNetwork.Convolutional ? Flow.CouplingNetwork.NewConvolutional(ImageWidth!.Value) : Flow.CouplingNetwork.Dense);
+        CouplingNetwork switch
+        {
+            CouplingNetwork.Convolutional => Flow.CouplingNetwork.NewConvolutional(ImageWidth!.Value),
+            CouplingNetwork.DenseJoint => Flow.CouplingNetwork.DenseJoint,
+            _ => Flow.CouplingNetwork.Dense,
+        },
+        FlowPrecision == FlowPrecision.Float32);
 
     /// <summary>The settings <see cref="Fitting.fit"/> runs with for a table of <paramref name="features"/> columns:
     /// the same fit as <see cref="EMFlowImputer"/>'s, for stepping through it from F# (notebook 05).</summary>
@@ -162,14 +194,14 @@ public sealed record EMFlowOptions
             SecondFlowStep.Paper => Training.SecondStep.Paper,
             SecondFlowStep.ReconstructionOnly => Training.SecondStep.ReconstructionOnly,
             _ => Training.SecondStep.Skip,
-        }),
+        }, LatentFromL1Pass),
         BetaSchedule.ToArray(), RefitLatentGaussian,
         SufficientStatisticsUpdate ? OnlineEm.UpdateForm.SufficientStatistics : OnlineEm.UpdateForm.Moments,
         SuperBatchSize, FlowConfig(features, Seed),
         new StartSettings(InitialImputation, StartEm, KnnNeighbours, KnnMaxDonors,
             ImageWidth is int w && ImageHeight is int h ? FSharpOption<Tuple<int, int>>.Some(Tuple.Create(w, h)) : FSharpOption<Tuple<int, int>>.None,
             Seed, (startCandidates ?? Array.Empty<IStartCandidate>()).ToArray()),
-        ValidationFraction, HoldOutLikeMissingness, ClampToObservedRange, Seed);
+        ValidationFraction, HoldOutLikeMissingness, Patience, StopAfterWorseIteration, ClampToObservedRange, Seed);
 
     internal void Validate(int rows, int columns)
     {
@@ -178,6 +210,7 @@ public sealed record EMFlowOptions
             if (!ok) throw new ArgumentOutOfRangeException(name, value, $"{name} {rule}; got {value}.");
         }
         Require(Iterations >= 1, nameof(Iterations), Iterations, "must be at least 1");
+        Require(Patience >= 0, nameof(Patience), Patience, "must be non-negative");
         Require(EpochsPerIteration >= 1, nameof(EpochsPerIteration), EpochsPerIteration, "must be at least 1");
         Require(BatchSize >= 2, nameof(BatchSize), BatchSize, "must be at least 2");
         Require(LearningRate > 0 && double.IsFinite(LearningRate), nameof(LearningRate), LearningRate, "must be positive and finite");
@@ -207,6 +240,7 @@ public sealed record EMFlowOptions
         if (CouplingMask == CouplingMask.Checkerboard && ImageWidth is null)
             throw new ArgumentException("CouplingMask.Checkerboard needs ImageWidth and ImageHeight; got null.", nameof(CouplingMask));
         Require(Enum.IsDefined(CouplingNetwork), nameof(CouplingNetwork), CouplingNetwork, "must be a defined value");
+        Require(Enum.IsDefined(FlowPrecision), nameof(FlowPrecision), FlowPrecision, "must be a defined value");
         if (CouplingNetwork == CouplingNetwork.Convolutional && ImageWidth is null)
             throw new ArgumentException("CouplingNetwork.Convolutional needs ImageWidth and ImageHeight; got null.", nameof(CouplingNetwork));
         if ((ImageWidth is null) != (ImageHeight is null))

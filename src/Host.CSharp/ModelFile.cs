@@ -155,7 +155,13 @@ internal static class ModelFile
 
     private static Contents Read(BinaryReader r, int version)
     {
-        var options = JsonSerializer.Deserialize<EMFlowOptions>(r.ReadString()) ?? throw new InvalidDataException("Missing options.");
+        var json = r.ReadString();
+        var options = JsonSerializer.Deserialize<EMFlowOptions>(json) ?? throw new InvalidDataException("Missing options.");
+        // Files written before the networks could compute in float32 were fitted in float64; the property's default is
+        // not what they ran with.
+        using (var document = JsonDocument.Parse(json))
+            if (!document.RootElement.TryGetProperty(nameof(EMFlowOptions.FlowPrecision), out _))
+                options = options with { FlowPrecision = FlowPrecision.Float64 };
         var scaler = new Scaler.MinMax(ChecksummedFile.ReadArray(r), ChecksummedFile.ReadArray(r));
         double initialRmse = r.ReadDouble();
         var gaussian = ReadEstimate(r);

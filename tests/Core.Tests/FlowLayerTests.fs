@@ -14,7 +14,7 @@ let roundTripTol = 1e-10
 let jacobianTol = 1e-6
 let fdStep = 1e-5
 
-let small p = { Features = p; Layers = 4; Hidden = 8; Depth = 2; Seed = 11L; Masks = Alternating; Network = Dense }
+let small p = { Features = p; Layers = 4; Hidden = 8; Depth = 2; Seed = 11L; Masks = Alternating; Network = Dense; SingleNetworks = false }
 
 /// Moves every parameter well away from its identity initialisation, so the contract checks exercise
 /// non-trivial s and t networks.

@@ -136,4 +136,37 @@ public sealed class ModelFileTests : IDisposable
         File.WriteAllBytes(old, bytes[..(bytes.Length * 2 / 3)]);
         AssertDamaged(old);
     }
+
+    [Fact]
+    public void A_file_whose_options_predate_float32_networks_loads_with_float64_networks()
+    {
+        var (_, data) = TestData.Table(120);
+        using var imputer = new EMFlowImputer(TestData.QuickEMFlow() with
+        {
+            InitialImputation = InitialImputation.GaussianEm,
+            FlowPrecision = FlowPrecision.Float64,
+            ValidationFraction = 0,
+        });
+        imputer.Fit(data);
+        var path = PathOf("float64.model");
+        imputer.Save(path);
+        var bytes = AsFormat2(File.ReadAllBytes(path));
+
+        // The options are the length-prefixed JSON string after the magic and the version.
+        using var reader = new BinaryReader(new MemoryStream(bytes), Encoding.UTF8);
+        reader.ReadString();
+        reader.ReadInt32();
+        int jsonAt = (int)reader.BaseStream.Position;
+        var json = System.Text.Json.Nodes.JsonNode.Parse(reader.ReadString())!.AsObject();
+        int afterJson = (int)reader.BaseStream.Position;
+        Assert.True(json.Remove(nameof(EMFlowOptions.FlowPrecision)));
+        var rewritten = new MemoryStream();
+        using (var w = new BinaryWriter(rewritten, Encoding.UTF8, true)) w.Write(json.ToJsonString());
+        var old = PathOf("old-float64.model");
+        File.WriteAllBytes(old, bytes[..jsonAt].Concat(rewritten.ToArray()).Concat(bytes[afterJson..]).ToArray());
+
+        using var loaded = EMFlowImputer.Load(old);
+        Assert.Equal(FlowPrecision.Float64, loaded.Options.FlowPrecision);
+        TestData.AssertBitForBit(imputer.Transform(data), loaded.Transform(data));
+    }
 }
