@@ -69,9 +69,10 @@ type FitSettings =
       ValidationFraction: float
       /// Draw the held-out entries in proportion to each column's missing share instead of uniformly.
       HoldOutLikeMissingness: bool
-      /// Early stopping: after every epoch the held-out entries are re-imputed under the current flow and latent
-      /// estimate, and an iteration's training ends once this many epochs in a row have not improved on its best;
-      /// the flow (and latent estimate) of its best epoch is kept. 0 trains every epoch. Needs a hold-out.
+      /// Abandoning an iteration that does not help: after every epoch the held-out entries are re-imputed under the
+      /// current flow and latent estimate; an iteration that has not beaten the best model so far after this many
+      /// epochs in a row without improving on its own best epoch stops there, keeping that epoch's flow (and latent
+      /// estimate). One that beats it trains every epoch. 0 trains every epoch. Needs a hold-out.
       Patience: int
       /// End the fit after an iteration whose hold-out error is not below the best so far: the next one would start
       /// from imputations the hold-out already rejected. Needs a hold-out.
@@ -152,8 +153,10 @@ module Fitting =
                 let anchored = OnlineEm.init s.Form s.SuperBatch estimate
                 replace { anchored with Step = current.Step }
             seen <- 0L
-            sumZ.zero_() |> ignore
-            sumZZ.zero_() |> ignore
+            // In-place operations return a new handle; the scope releases it.
+            (use _ = torch.NewDisposeScope()
+             sumZ.zero_() |> ignore
+             sumZZ.zero_() |> ignore)
             use order = torch.randperm(n, generator = gen)
             let mutable sum1, sum2, sumR, batches = 0.0, 0.0, 0.0, 0
             let mutable start = 0L
@@ -199,11 +202,12 @@ module Fitting =
     /// The iteration's training phase and re-imputation: a fresh flow at the identity (appendix D), trained on x̂ while
     /// online EM tracks the latent Gaussian; returns the model, the new x̂ and the losses of the last epoch. With
     /// <c>s.Patience</c> &gt; 0 the held-out entries (hidden, scored against x) are re-imputed after every epoch, only
-    /// in the rows that hold one, since re-imputation is row by row; training stops once <c>s.Patience</c> epochs in a
-    /// row have not improved on the best, and that epoch's flow and latent estimate are kept. Raises
-    /// InvalidOperationException when the model diverges.
+    /// in the rows that hold one, since re-imputation is row by row, until the iteration beats <c>bestSoFar</c> (the
+    /// hold-out error of the best model so far); from then on it trains to its last epoch. An iteration that has not
+    /// beaten it after <c>s.Patience</c> epochs in a row without improving on its own best epoch is abandoned, and that
+    /// epoch's flow and latent estimate are kept. Raises InvalidOperationException when the model diverges.
     let private iterate (s: FitSettings) (it: int) (gen: torch.Generator) (ct: CancellationToken) (progress: TrainingProgress -> unit)
-                        (epochs: ResizeArray<EpochRecord>) (x: Tensor) (hidden: Tensor) (xHat: Tensor) (trainMask: Tensor) (lower: Tensor) (upper: Tensor) =
+                        (epochs: ResizeArray<EpochRecord>) (bestSoFar: float) (x: Tensor) (hidden: Tensor) (xHat: Tensor) (trainMask: Tensor) (lower: Tensor) (upper: Tensor) =
         let p = xHat.shape[1]
         let flow = Flow.create { s.Flow with Features = int p; Seed = deriveSeed s.Seed (100 + it) }
         let mutable latent : OnlineEm.Estimate option = None
@@ -227,6 +231,7 @@ module Fitting =
                 else None
             let mutable bestCheck = Double.PositiveInfinity
             let mutable sinceBest = 0
+            let mutable ahead = false
             let mutable snapshot : (Collections.Generic.Dictionary<string, Tensor> * OnlineEm.Estimate) option = None
             let dropSnapshot () =
                 snapshot |> Option.iter (fun (values, e) ->
@@ -236,6 +241,9 @@ module Fitting =
             let stopAfter (_: int) (state: OnlineEm.State) =
                 match checkRows with
                 | None -> false
+                // Ahead of the best model so far: a flow that improves keeps training, since on the tables measured
+                // stopping one on a noisy plateau cost more accuracy than the epochs it saved.
+                | Some _ when ahead -> false
                 | Some rows ->
                     let score =
                         use scope = torch.NewDisposeScope()
@@ -246,17 +254,25 @@ module Fitting =
                         bestCheck <- score
                         sinceBest <- 0
                         dropSnapshot ()
-                        snapshot <- Some (Flow.state flow, OnlineEm.keep state.Estimate)
+                        // Copies that outlive the fit's dispose scope until dropped; their intermediates do not.
+                        use _ = torch.NewDisposeScope()
+                        let values = Flow.state flow
+                        for v in values.Values do v.DetachFromDisposeScope() |> ignore
+                        snapshot <- Some (values, OnlineEm.keep state.Estimate)
                     else sinceBest <- sinceBest + 1
-                    sinceBest >= s.Patience
+                    if score < bestSoFar then
+                        ahead <- true
+                        dropSnapshot ()
+                    not ahead && sinceBest >= s.Patience
             let trained = trainingPhaseUntil s it flow optL1 optL2 gen ct (fun _ _ -> ()) onEpoch stopAfter initial xHat trainMask
             if not (obj.ReferenceEquals(trained, initial)) then OnlineEm.release initial (Some trained)
             let state =
                 match snapshot with
                 | Some (values, e) when sinceBest > 0 ->
-                    // A later epoch was worse on the hold-out: go back to the best one.
+                    // Abandoned, and a later epoch was worse on the hold-out: go back to the best one.
                     Flow.loadState flow values
                     use _ = torch.no_grad()
+                    use _ = torch.NewDisposeScope()
                     trained.Estimate.Mu.copy_(e.Mu) |> ignore
                     trained.Estimate.Sigma.copy_(e.Sigma) |> ignore
                     trained
@@ -324,7 +340,7 @@ module Fitting =
             while not stop && it <= s.Iterations do
                 let started = clock.Elapsed
                 let outcome =
-                    try Ok (iterate s it gen ct send epochs x hidden xHat trainMask lower upper)
+                    try Ok (iterate s it gen ct send epochs bestScore x hidden xHat trainMask lower upper)
                     with :? InvalidOperationException as e -> Error e
                 let seconds () = (clock.Elapsed - started).TotalSeconds
                 match outcome with

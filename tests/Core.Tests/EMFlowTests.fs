@@ -115,6 +115,29 @@ let tests =
             Expect.isTrue (a.masked_select(obs).eq(x.masked_select(obs)).all().item<bool>()) "observed kept"
         }
 
+        test "from the L1 pass, the E-step sees the flow as it was before the L1 update" {
+            let e0, x, mask = problem 11L 128 5 0.25
+            use flow = Flow.create { Flow.defaultConfig 5 3L with Hidden = 16 }
+            use opt1 = new Optim.Adam(Flow.parameters flow, 1e-2)
+            use opt2 = new Optim.Adam(Flow.parameters flow, 1e-2)
+            let skip = { settings with Second = Training.Skip }
+            let mutable state = init Moments 0 e0
+            // A few ordinary steps first, so the flow is no longer the identity.
+            for _ in 1 .. 3 do
+                let next, _ = Training.trainStep skip flow opt1 opt2 state x mask
+                state <- next
+            let zBefore = (use _ = torch.no_grad() in fst (Flow.toLatent flow x))
+            let expected = step paperStepSize state (Gaussian.conditional state.Estimate.Mu state.Estimate.Sigma zBefore mask)
+            let next, _, latent = Training.trainStepWithLatent { skip with LatentFromL1Pass = true } flow opt1 opt2 state x mask
+            let zAfter = (use _ = torch.no_grad() in fst (Flow.toLatent flow x))
+            Expect.isGreaterThan (maxAbs zAfter zBefore) 1e-8 "the L1 update moved the flow"
+            Expect.isLessThan (maxAbs latent.Value zBefore) 1e-12 "the latent vectors returned are the L1 pass's"
+            Expect.isLessThan (maxAbs next.Estimate.Mu expected.Estimate.Mu) 1e-12 "mu from the pre-update latent vectors"
+            Expect.isLessThan (maxAbs next.Estimate.Sigma expected.Estimate.Sigma) 1e-12 "Sigma from the pre-update latent vectors"
+            let _, _, none = Training.trainStepWithLatent skip flow opt1 opt2 next x mask
+            Expect.isNone none "the paper's order returns no latent vectors"
+        }
+
         test "the latent refit equals batch EM on the latent vectors" {
             let e, x, mask = problem 10L 200 4 0.2
             use flow = Flow.identity 4

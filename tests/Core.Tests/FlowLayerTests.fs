@@ -97,7 +97,18 @@ let layerCases : (string * (unit -> FlowLayer)) list =
       "identity flow p=4", (fun () -> identity 4 :> FlowLayer)
       "convolutional coupling, 4 x 6 image, checkerboard", (fun () -> new AffineCoupling(24, checkerboardMask 6 24 0, 4, 2, 6L, convolutionWidth = Some 6) :> FlowLayer)
       "convolutional coupling, 3 x 4 image, depth 0", (fun () -> new AffineCoupling(12, checkerboardMask 4 12 1, 3, 0, 7L, convolutionWidth = Some 4) :> FlowLayer)
-      "convolutional coupling, stripes", (fun () -> new AffineCoupling(12, alternatingMask 12 0, 3, 1, 8L, convolutionWidth = Some 4) :> FlowLayer) ]
+      "convolutional coupling, stripes", (fun () -> new AffineCoupling(12, alternatingMask 12 0, 3, 1, 8L, convolutionWidth = Some 4) :> FlowLayer)
+      // A single coupling stays float64-exact in its log-determinant with float32 networks: the Jacobian is triangular
+      // and its diagonal block is exp(s), whatever s is computed in.
+      "coupling p=5, one network for s and t", (fun () -> new AffineCoupling(5, alternatingMask 5 0, 8, 2, 9L, None, joint = true) :> FlowLayer)
+      "coupling p=5, float32 networks", (fun () -> new AffineCoupling(5, alternatingMask 5 1, 8, 2, 10L, None, compute = torch.float32) :> FlowLayer)
+      "coupling p=5, one float32 network for s and t", (fun () -> new AffineCoupling(5, alternatingMask 5 0, 8, 2, 11L, None, torch.float32, true) :> FlowLayer)
+      "coupling p=1, one network for s and t", (fun () -> new AffineCoupling(1, alternatingMask 1 0, 8, 2, 12L, None, torch.float32, true) :> FlowLayer) ]
+
+/// Whole flows whose networks compute in float32: the composite map is float32-smooth (see convolutionalFlowCase).
+let float32FlowCases : (string * (unit -> FlowLayer)) list =
+    [ "flow p=5, float32 networks", (fun () -> create { small 5 with SingleNetworks = true } :> FlowLayer)
+      "flow p=6, one float32 network for s and t", (fun () -> create { small 6 with SingleNetworks = true; Network = DenseJoint } :> FlowLayer) ]
 
 /// A stack of convolutional couplings: each layer's s and t are float32 functions of the previous layer's float64
 /// output, so the composite map is only float32-smooth and is checked against an autograd Jacobian (a single
@@ -237,5 +248,7 @@ let tests =
                 yield contract float64Jacobian name make
             // An explicit yield: after a `for ... ->` a bare expression is silently discarded, which left this case
             // unrun when the list was written that way.
-            yield contract float32Jacobian (fst convolutionalFlowCase) (snd convolutionalFlowCase) ]
+            yield contract float32Jacobian (fst convolutionalFlowCase) (snd convolutionalFlowCase)
+            for name, make in float32FlowCases do
+                yield contract float32Jacobian name make ]
     ]

@@ -13,6 +13,8 @@ public class EMFlowImputerTests
     [InlineData(nameof(EMFlowOptions.KnnMaxDonors))]
     [InlineData(nameof(EMFlowOptions.Ridge))]
     [InlineData(nameof(EMFlowOptions.StartSweeps))]
+    [InlineData(nameof(EMFlowOptions.Patience))]
+    [InlineData(nameof(EMFlowOptions.FlowPrecision))]
     public void Invalid_settings_throw_at_Fit_naming_the_setting(string setting)
     {
         var bad = setting switch
@@ -26,6 +28,8 @@ public class EMFlowImputerTests
             nameof(EMFlowOptions.KnnMaxDonors) => TestData.QuickEMFlow() with { KnnMaxDonors = 0 },
             nameof(EMFlowOptions.Ridge) => TestData.QuickEMFlow() with { Ridge = double.NaN },
             nameof(EMFlowOptions.StartSweeps) => TestData.QuickEMFlow() with { StartSweeps = 0 },
+            nameof(EMFlowOptions.Patience) => TestData.QuickEMFlow() with { Patience = -1 },
+            nameof(EMFlowOptions.FlowPrecision) => TestData.QuickEMFlow() with { FlowPrecision = (FlowPrecision)7 },
             _ => TestData.QuickEMFlow() with { ValidationFraction = 0.9 },
         };
         using var imputer = new EMFlowImputer(bad);
@@ -102,7 +106,7 @@ public class EMFlowImputerTests
     public void TransformAtIteration_replays_each_iteration_and_the_selected_one_is_Transform()
     {
         var (_, data) = TestData.Table(200);
-        using var imputer = new EMFlowImputer(TestData.QuickEMFlow() with { Iterations = 3, InitialImputation = InitialImputation.GaussianEm });
+        using var imputer = new EMFlowImputer(TestData.QuickEMFlow() with { Iterations = 3, InitialImputation = InitialImputation.GaussianEm, StopAfterWorseIteration = false });
         imputer.Fit(data);
         using var gaussian = new GaussianEmImputer();
         gaussian.Fit(data);
@@ -263,7 +267,7 @@ public class EMFlowImputerTests
     {
         var (_, data) = TestData.Table(100);
         var reports = new List<TrainingProgress>();
-        using var imputer = new EMFlowImputer(TestData.QuickEMFlow());
+        using var imputer = new EMFlowImputer(TestData.QuickEMFlow() with { Patience = 0, StopAfterWorseIteration = false });
         imputer.Fit(data, progress: new SynchronousProgress<TrainingProgress>(reports.Add));
         Assert.Equal(2 * 2, reports.Count(r => r.Phase == "training"));
         Assert.Equal(2, imputer.IterationsRun);
@@ -347,12 +351,16 @@ public class EMFlowImputerTests
             return TorchSharp.torch.Tensor.TotalCount;
         }
         var progress = new SynchronousProgress<TrainingProgress>(p => { if (p.Phase == "training") counts.Add(Live()); });
-        using var imputer = new EMFlowImputer(TestData.QuickEMFlow() with { Iterations = 1, EpochsPerIteration = 12, BatchSize = 16 });
+        // A patience longer than the fit: the hold-out is checked, and the best epoch's flow copied, after every epoch,
+        // without ever stopping.
+        using var imputer = new EMFlowImputer(TestData.QuickEMFlow() with { Iterations = 1, EpochsPerIteration = 12, BatchSize = 16, Patience = 1000 });
         imputer.Fit(data, progress: progress);
         // Each epoch runs 18 training steps that create dozens of tensors each. Once the optimisers' state exists and
-        // the latent Gaussian has been re-anchored once (third epoch), the count of live tensors must not move at all.
+        // the latent Gaussian has been re-anchored once (third epoch), the count of live tensors must not grow: it stays
+        // put, or falls once the flow beats the start and the copy of its best epoch is let go.
         Assert.Equal(12, counts.Count);
-        Assert.All(counts.Skip(3), c => Assert.Equal(counts[2], c));
+        Assert.All(counts.Skip(3), c => Assert.InRange(c, 0, counts[2]));
+        for (int k = 4; k < counts.Count; k++) Assert.InRange(counts[k], 0, counts[k - 1]);
     }
 
     [Fact]
@@ -428,5 +436,50 @@ public class EMFlowImputerTests
     private sealed class SynchronousProgress<T>(Action<T> report) : IProgress<T>
     {
         public void Report(T value) => report(value);
+    }
+
+    [Fact]
+    public void Without_early_stopping_every_epoch_of_every_iteration_runs()
+    {
+        var (_, data) = TestData.Table(200);
+        using var imputer = new EMFlowImputer(TestData.QuickEMFlow() with { Iterations = 3, EpochsPerIteration = 4, Patience = 0, StopAfterWorseIteration = false });
+        imputer.Fit(data);
+        Assert.Equal(3, imputer.History.Count);
+        Assert.Equal(12, imputer.EpochHistory.Count);
+    }
+
+    [Fact]
+    public void After_an_iteration_that_is_no_better_on_the_hold_out_the_fit_ends()
+    {
+        // Gaussian rows: the start is already the right model, so some iteration soon fails to improve on it.
+        var (_, data) = TestData.Table(300, seed: 3);
+        using var imputer = new EMFlowImputer(TestData.QuickEMFlow() with { Iterations = 6, ValidationFraction = 0.1, Patience = 0 });
+        imputer.Fit(data);
+        var history = imputer.History;
+        Assert.InRange(history.Count, 1, 5);
+        double best = imputer.InitialValidationRmse;
+        for (int k = 0; k < history.Count - 1; k++)
+        {
+            Assert.True(history[k].ValidationRmse < best, $"iteration {k + 1} improved, or the fit would have ended there");
+            best = history[k].ValidationRmse;
+        }
+        Assert.True(history[^1].ValidationRmse >= best, "the last iteration run is the one that did not improve");
+    }
+
+    [Fact]
+    public void An_iteration_that_does_not_beat_the_start_is_abandoned_and_keeps_its_best_epoch()
+    {
+        var (_, data) = TestData.Table(300, seed: 4);
+        var options = TestData.QuickEMFlow() with { Iterations = 1, EpochsPerIteration = 30, Patience = 2, ValidationFraction = 0.1 };
+        using var stopped = new EMFlowImputer(options);
+        stopped.Fit(data);
+        int ran = stopped.EpochHistory.Count;
+        Assert.InRange(ran, 3, 29);
+        Assert.True(stopped.History[0].ValidationRmse >= stopped.InitialValidationRmse, "abandoned: no better than the start");
+        // Stopping after two epochs without improvement means the best was two epochs before the last: a fit of exactly
+        // that many epochs, everything else equal, has the same flow.
+        using var exact = new EMFlowImputer(options with { EpochsPerIteration = ran - 2, Patience = 0 });
+        exact.Fit(data);
+        TestData.AssertBitForBit(exact.TransformAtIteration(1, data), stopped.TransformAtIteration(1, data));
     }
 }
