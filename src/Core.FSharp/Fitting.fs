@@ -176,8 +176,8 @@ module Fitting =
                         if s.RefitLatent then
                             use _ = torch.no_grad()
                             use _ = torch.NewDisposeScope()
-                            sumZ.add_(z.sum(dim = 0L)) |> ignore
-                            sumZZ.add_(z.T.matmul(z)) |> ignore
+                            sumZ.add_(z.sum(dim = 0L), sc 1.0) |> ignore
+                            sumZZ.add_(z.T.matmul(z), sc 1.0) |> ignore
                             seen <- seen + z.shape[0]
                     | None -> ()
                     if not (Double.IsFinite losses.L1) || (s.Step.Second <> Training.Skip && not (Double.IsFinite losses.L2)) then
@@ -214,8 +214,10 @@ module Fitting =
         try
             let parameters = Flow.parameters flow
             // Two optimisers: L2's α-scaled reconstruction gradients must not distort L1's moment estimates.
-            use optL1 = new Optim.Adam(parameters, s.LearningRate)
-            use optL2 = new Optim.Adam(parameters, s.LearningRate)
+            // One flat buffer per element type: each step updates every parameter in a few calls.
+            use flat = new Optim.FlatParameters(parameters)
+            use optL1 = new Optim.Adam(flat, s.LearningRate)
+            use optL2 = new Optim.Adam(flat, s.LearningRate)
             // The online state keeps Σ without the ridge; each use adds it (GaussianEm.withRidge says why).
             let initial = OnlineEm.init s.Form s.SuperBatch (Training.initialEstimate flow 0.0 xHat)
             let mutable l1, l2 = nan, nan

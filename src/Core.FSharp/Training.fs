@@ -90,10 +90,8 @@ let private clipAndStep (settings: StepSettings) (flow: Flow.FlowLayer) (opt: Op
     if ps.Length > 0 then
         opt.ZeroGrad()
         loss.backward()
-        let norm = torch.nn.utils.clip_grad_norm_(ps, settings.MaxGradNorm)
-        // A non-finite gradient would poison every parameter through Adam's moments: skip the step instead.
-        if Double.IsFinite norm then opt.Step()
-        else opt.ZeroGrad()
+        // A non-finite gradient would poison every parameter through Adam's moments: ClipAndStep skips the step then.
+        opt.ClipAndStep settings.MaxGradNorm |> ignore
 
 /// Keeps an estimate's tensors alive beyond the current dispose scope.
 let private keep (e: Estimate) = { Mu = e.Mu.MoveToOuterDisposeScope(); Sigma = e.Sigma.MoveToOuterDisposeScope() }

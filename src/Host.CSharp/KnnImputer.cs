@@ -14,8 +14,9 @@ namespace EMFlow;
 /// the min-max scaler fitted at Fit.</para>
 /// <para>Neighbours come from the rows given to Fit only; Transform never adds its rows to the pool. Fewer than k
 /// usable donors: the mean of those there are; none at all: the feature's mean over the training rows.</para>
-/// <para>All distances of a chunk of query rows are formed by three matrix products, so the cost is that of a
-/// (m, p) × (p, n) product plus one top-k per missing feature, with no per-row loop (<c>Knn.impute</c>).</para>
+/// <para>Each query row is compared with every donor once, over the features the row observes, in float32 with a
+/// margin that never drops a donor float64 would keep; the donors that pass are ranked in float64, so the neighbours
+/// are exactly those of the float64 distance (<c>Knn.impute</c> states the cost model).</para>
 /// </remarks>
 /// <example>
 /// <code>

@@ -5,6 +5,7 @@ open TorchSharp
 open TorchSharp.Modules
 open EMFlow
 open EMFlow.Tensors
+open EMFlow.Tests.TestUtil
 
 let private bits (t: torch.Tensor) = toArray t |> Array.map System.BitConverter.DoubleToInt64Bits
 
@@ -35,9 +36,63 @@ let private race (dt: torch.ScalarType) (lr: float) (steps: int) =
         adam.Step()
     theirs, ours
 
+/// The same race against torch.optim.Adam with Optim.Adam over FlatParameters, on float64 and float32 parameters at once.
+let private flatRace (lr: float) (steps: int) (clip: float option) =
+    let make () = Array.append (parameters 3L torch.float64) (parameters 5L torch.float32)
+    let theirs, ours = make (), make ()
+    use x64 = torch.randn([| 7L; 5L |], dtype = torch.float64, generator = generator 4L)
+    use x32 = torch.randn([| 7L; 5L |], dtype = torch.float32, generator = generator 6L)
+    let both (ps: Parameter[]) = (loss ps[0..2] x64).add((loss ps[3..5] x32).to_type(torch.float64), sc 1.0)
+    use reference = torch.optim.Adam(theirs, lr)
+    use flat = new Optim.FlatParameters(ours)
+    use adam = new Optim.Adam(flat, lr)
+    for _ in 1 .. steps do
+        use _ = torch.NewDisposeScope()
+        reference.zero_grad()
+        (both theirs).backward()
+        clip |> Option.iter (fun c -> torch.nn.utils.clip_grad_norm_(theirs, c) |> ignore)
+        reference.step() |> ignore
+        adam.ZeroGrad()
+        (both ours).backward()
+        match clip with
+        | Some c -> adam.ClipAndStep c |> ignore
+        | None -> adam.Step()
+    theirs, ours
+
+let private bits32 (t: torch.Tensor) = t.data<float32>().ToArray() |> Array.map System.BitConverter.SingleToInt32Bits
+
 [<Tests>]
 let tests =
     testList "Optim" [
+        test "Adam over flat parameters equals torch.optim.Adam bit for bit (float64 and float32 together)" {
+            let theirs, ours = flatRace 1e-2 200 None
+            for i in 0 .. 2 do Expect.equal (bits ours[i]) (bits theirs[i]) (sprintf "float64 parameter %d" i)
+            for i in 3 .. 5 do Expect.equal (bits32 ours[i]) (bits32 theirs[i]) (sprintf "float32 parameter %d" i)
+            let start = (parameters 3L torch.float64)[0]
+            Expect.notEqual (bits ours[0]) (bits start) "the parameters moved"
+        }
+        test "clipping over flat parameters agrees with clip_grad_norm_" {
+            // A small limit, so that every step is clipped.
+            let theirs, ours = flatRace 1e-2 50 (Some 0.05)
+            for i in 0 .. 2 do
+                Expect.isLessThan (maxAbs ours[i] theirs[i]) 1e-9 (sprintf "float64 parameter %d" i)
+            for i in 3 .. 5 do
+                Expect.isLessThan (maxAbs (ours[i].to_type(torch.float64)) (theirs[i].to_type(torch.float64))) 1e-4 (sprintf "float32 parameter %d" i)
+        }
+        test "flat parameters keep their values and shapes, and a non-finite gradient takes no step" {
+            let ps = parameters 7L torch.float64
+            let before = ps |> Array.map (fun p -> toArray (p.detach().clone()))
+            use flat = new Optim.FlatParameters(ps)
+            for i in 0 .. ps.Length - 1 do
+                Expect.equal (toArray ps[i]) before[i] (sprintf "values of parameter %d" i)
+            Expect.equal ps[0].shape [| 5L; 3L |] "shape kept"
+            use adam = new Optim.Adam(flat, 1e-2)
+            (loss ps (torch.ones(2L, 5L, dtype = torch.float64))).mul(torch.tensor(nan, dtype = torch.float64)).backward()
+            let norm = adam.ClipAndStep 1.0
+            Expect.isFalse (System.Double.IsFinite norm) "the norm is reported"
+            Expect.equal (toArray ps[0]) before[0] "no step on a NaN gradient"
+            Expect.equal adam.Steps 0L "no step counted"
+        }
         test "Adam equals torch.optim.Adam bit for bit over 300 steps (float64)" {
             let theirs, ours = race torch.float64 1e-2 300
             for i in 0 .. theirs.Length - 1 do
