@@ -20,7 +20,7 @@ public static class App
         Usage:
           emflow impute INPUT.csv -o OUTPUT.csv [options]   complete a table
           emflow evaluate DATA.csv [options]                score methods on a complete table (the paper's protocol)
-          emflow demo [options]                             a one-minute tour on a synthetic table
+          emflow demo [options]                             a tour on a synthetic table (about 15 s)
           emflow COMMAND --help                             the command's options, defaults and an example
           emflow --version                                  the version
 

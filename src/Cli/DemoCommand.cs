@@ -19,8 +19,8 @@ internal static class DemoCommand
         int rows = a.Int("--rows", 3000, min: 50);
         long seed = a.Long("--seed", 1);
         int threads = a.Int("--threads", 1, min: 1);
-        // The library's flow (width 128) for half its epochs: the demo is meant to finish in about a minute on two
-        // cores; --epochs 40 gives the library's defaults exactly.
+        // The library's flow (width 128) for half its epochs, so that the demo is a short wait on two cores;
+        // --epochs 40 gives the library's defaults exactly.
         int epochs = a.Int("--epochs", 20, min: 1);
         int width = a.Int("--hidden-width", 128, min: 1);
         bool quiet = a.Flag("--quiet");
