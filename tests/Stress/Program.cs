@@ -109,6 +109,8 @@ static class StressCases
         StartSweeps = 20, SecondStep = SecondFlowStep.Paper,
     };
 
+    static ForestOptions SmallForest => new() { Seed = 7, Trees = 10, MaxSweeps = 2 };
+
     public static readonly StressCase[] All =
     {
         new("mean", () => Impute(() => new MeanImputer(), Table)),
@@ -116,12 +118,16 @@ static class StressCases
         new("knn", () => Impute(() => new KnnImputer(5), Table)),
         new("gaussian-em", () => Impute(() => new GaussianEmImputer(new GaussianEmOptions { MaxIterations = 30 }), Table)),
         new("emflow", () => Impute(() => new EMFlowImputer(SmallEMFlow), Table)),
+        new("forest", () => Impute(() => new ForestImputer(SmallForest), Table)),
+        new("emflow-forest", () => Impute(() => new EMFlowImputer(SmallEMFlow, new[] { new ForestStart(SmallForest) }), Table)),
         // The other branches of the fit: sufficient-statistics update, kNN start, a hold-out shaped like the
         // missingness, the reconstruction-only second step and a β schedule.
         new("emflow-variant", () => Impute(() => new EMFlowImputer(SmallEMFlow with
         {
             SufficientStatisticsUpdate = true, InitialImputation = InitialImputation.Knn, HoldOutLikeMissingness = true,
             SecondStep = SecondFlowStep.ReconstructionOnly, BetaSchedule = new[] { 0.5, 1.0 }, RefitLatentGaussian = false,
+            // The paper's flow: float64, separate s and t networks, the E-step after the L1 update, every epoch.
+            FlowPrecision = FlowPrecision.Float64, CouplingNetwork = CouplingNetwork.Dense, LatentFromL1Pass = false, Patience = 0,
         }), Table)),
         new("emflow-conv", () => Impute(() => new EMFlowImputer(SmallEMFlow with
         {
