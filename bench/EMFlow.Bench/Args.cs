@@ -7,8 +7,10 @@ internal sealed class Args
 {
     public const string Usage = """
         usage: emflow-bench <subcommand> [options]
-          estep   batched latent E-step (Gaussian.conditional) against a naive per-row Σ_oo inverse
-                  --repeats N (5)  --batch B (256)  --out FILE.jsonl
+          estep   batched latent E-step (Gaussian.conditional) against a naive per-row Σ_oo inverse, with its GFLOP/s and
+                  that of Gaussian-EM fits (20000 x 16 and 5000 x 90, 20% MCAR) next to the float64 matmul rate
+                  --repeats N (5)  --batch B (256)  --no-naive (skip the per-row form)  --no-fit
+                  --fit-rows N (20000)  --fit-rows90 N (5000)  --out FILE.jsonl
           fit     one EMFlow fit on a 20000 x 16 synthetic table, 20% MCAR, next to Gaussian EM; throughput at p = 16 and 90
                   --rows N (20000)  --rows90 N (5000)  --out FILE.jsonl
           step    one flow training step (the L1 half of Training.trainStep) of the project's TorchSharp code next to the
