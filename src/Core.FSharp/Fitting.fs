@@ -145,10 +145,8 @@ module Fitting =
                 let estimate =
                     if seen > 0L then
                         use scope = torch.NewDisposeScope()
-                        let mu = sumZ |> divideBy (float seen)
-                        let second = sumZZ |> divideBy (float seen)
-                        let sigma = second - mu.unsqueeze(1L).matmul(mu.unsqueeze(0L))
-                        { OnlineEm.Mu = mu.MoveToOuterDisposeScope(); OnlineEm.Sigma = (plus sigma sigma.T |> scaleBy 0.5).MoveToOuterDisposeScope() }
+                        let e = OnlineEm.ofSufficient { S1 = sumZ |> divideBy (float seen); S2 = sumZZ |> divideBy (float seen) }
+                        { OnlineEm.Mu = e.Mu.MoveToOuterDisposeScope(); OnlineEm.Sigma = e.Sigma.MoveToOuterDisposeScope() }
                     else Training.initialEstimate flow 0.0 xHat
                 let anchored = OnlineEm.init s.Form s.SuperBatch estimate
                 replace { anchored with Step = current.Step }

@@ -38,6 +38,13 @@ type FlatParameters(parameters: seq<Parameter>) =
     /// (buffer, its parameters in buffer order) per element type.
     member internal _.Groups = groups
 
+    /// The gradients of each buffer's parameters, concatenated in buffer order: one new tensor per element type, in
+    /// the caller's dispose scope. Parameters without a gradient contribute zeros, which leaves Adam's update of them
+    /// as torch's would be after a zero gradient; the separate form skips them, but the flow's parameters always have one.
+    member internal _.Gradients() : torch.Tensor[] =
+        groups |> Array.map (fun (buffer, members) ->
+            torch.cat([| for p in members -> (let g = p.grad in if isNull g then torch.zeros(p.numel(), dtype = buffer.dtype) else g.reshape(-1L)) |], 0L))
+
     interface IDisposable with
         member _.Dispose() =
             for buffer, _ in groups do buffer.Dispose()
@@ -97,11 +104,7 @@ type Adam private (parameters: Parameter[], flat: FlatParameters option, learnin
         | Some f ->
             use _ = torch.no_grad()
             use _ = torch.NewDisposeScope()
-            // Parameters without a gradient contribute zeros, which leaves Adam's update of them as torch's would be
-            // after a zero gradient; the separate form skips them, but the flow's parameters always have one.
-            let grads =
-                f.Groups |> Array.map (fun (buffer, members) ->
-                    torch.cat([| for p in members -> (let g = p.grad in if isNull g then torch.zeros(p.numel(), dtype = buffer.dtype) else g.reshape(-1L)) |], 0L))
+            let grads = f.Gradients()
             let squares = grads |> Array.sumBy (fun g -> let n = g.to_type(torch.float64).norm().item<float>() in n * n)
             let norm = sqrt squares
             if Double.IsFinite norm then
@@ -130,9 +133,7 @@ type Adam private (parameters: Parameter[], flat: FlatParameters option, learnin
         let grads =
             match flatGrads, flat with
             | Some g, _ -> g
-            | None, Some f ->
-                f.Groups |> Array.map (fun (buffer, members) ->
-                    torch.cat([| for p in members -> (let g = p.grad in if isNull g then torch.zeros(p.numel(), dtype = buffer.dtype) else g.reshape(-1L)) |], 0L))
+            | None, Some f -> f.Gradients()
             | None, None -> ps |> Array.map (fun p -> p.grad)
         for i in 0 .. targets.Length - 1 do
             let g = grads[i]

@@ -51,10 +51,14 @@ type StepLosses =
       /// Mean squared reconstruction error of observed entries, per row (the α term without α).
       Reconstruction: float }
 
+/// log p_X(x) per row (B) from x's latent vectors z = f⁻¹(x) (B, p) and log|det ∂f⁻¹/∂x| (B) (eq. 3).
+let private logDensityOfLatent (e: Estimate) (z: Tensor) (logDet: Tensor) : Tensor =
+    plus (Gaussian.logDensity e.Mu e.Sigma z) logDet
+
 /// log p_X(x) per row (B) under flow f and latent N(μ, Σ) (eq. 3): log N(f⁻¹(x)) + log|det ∂f⁻¹/∂x|.
 let logDensity (flow: Flow.FlowLayer) (e: Estimate) (x: Tensor) : Tensor =
     let z, logDet = Flow.toLatent flow x
-    plus (Gaussian.logDensity e.Mu e.Sigma z) logDet
+    logDensityOfLatent e z logDet
 
 /// L1 (eq. 11): −mean log p_X(x̂) over the batch; differentiable in the flow's parameters.
 let l1Loss (flow: Flow.FlowLayer) (e: Estimate) (xHat: Tensor) : Tensor =
@@ -120,7 +124,7 @@ and trainStepWithLatent (settings: StepSettings) (flow: Flow.FlowLayer) (optL1: 
     let l1, c, latent =
         if settings.LatentFromL1Pass then
             let z, logDet = Flow.toLatent flow xHat
-            let l1 = -(plus (Gaussian.logDensity e.Mu e.Sigma z) logDet).mean()
+            let l1 = -(logDensityOfLatent e z logDet).mean()
             clipAndStep settings flow optL1 l1
             use _ = torch.no_grad()
             let z = z.detach()
