@@ -143,31 +143,51 @@ type AffineCoupling(features: int, kept: bool[], hidden: int, depth: int, seed: 
     /// The features transformed (part B), in ascending order.
     member _.Transformed = Array.copy transIdx
 
-    /// <inheritdoc />
-    override _.Forward(z: Tensor) =
-        checkRows "z" features z
-        use a = z.index_select(1L, keptT)
-        use b = z.index_select(1L, transT)
+    /// The forward map on a row split: the kept part a (B, |A|) and the transformed part b (B, |B|), each in
+    /// ascending feature order, give y_B = b ⊙ exp(s(a)) + t(a) (B, |B|) and s(a) (B, |B|), whose row sums are the
+    /// log-determinant. A flow whose consecutive layers swap A and B chains these without rebuilding full rows.
+    member internal _.ForwardParts(a: Tensor, b: Tensor) : Tensor * Tensor =
         let s, t = scaleShift a
-        use _s = s
         use _t = t
         use es = s.exp()
         use scaled = b * es
-        use y = plus scaled t
-        assemble a y, s.sum(1L)
+        plus scaled t, s
 
-    /// <inheritdoc />
-    override _.Inverse(x: Tensor) =
-        checkRows "x" features x
-        use a = x.index_select(1L, keptT)
-        use b = x.index_select(1L, transT)
+    /// The inverse map on a row split (see <c>ForwardParts</c>): z_B = (b − t(a)) ⊙ exp(−s(a)) (B, |B|) and −s(a)
+    /// (B, |B|), whose row sums are the log-determinant of the inverse.
+    member internal _.InverseParts(a: Tensor, b: Tensor) : Tensor * Tensor =
         let s, t = scaleShift a
         use _s = s
         use _t = t
         use shifted = b - t
-        use negS = s.neg()
+        let negS = s.neg()
         use ens = negS.exp()
-        use z = shifted * ens
+        shifted * ens, negS
+
+    /// Rows (B, p) in feature order from their kept part a (B, |A|) and transformed part b (B, |B|).
+    member internal _.Assemble(a: Tensor, b: Tensor) : Tensor = assemble a b
+
+    /// The index tensors of part A and part B (int64, ascending); owned by the layer.
+    member internal _.PartIndices : Tensor * Tensor = keptT, transT
+
+    /// <inheritdoc />
+    override this.Forward(z: Tensor) =
+        checkRows "z" features z
+        use a = z.index_select(1L, keptT)
+        use b = z.index_select(1L, transT)
+        let y, s = this.ForwardParts(a, b)
+        use _y = y
+        use _s = s
+        assemble a y, s.sum(1L)
+
+    /// <inheritdoc />
+    override this.Inverse(x: Tensor) =
+        checkRows "x" features x
+        use a = x.index_select(1L, keptT)
+        use b = x.index_select(1L, transT)
+        let z, negS = this.InverseParts(a, b)
+        use _z = z
+        use _n = negS
         assemble a z, negS.sum(1L)
 
     /// <inheritdoc />

@@ -32,22 +32,53 @@ type FlatParameters(parameters: seq<Parameter>) =
                 offset <- offset + n
             buffer, members)
 
+    // Gradient buffers laid out like the parameter buffers, each parameter's gradient a view of its own: backward then
+    // accumulates into them in place, so zeroing and reading every gradient is one call per buffer, not one per
+    // parameter plus a concatenation.
+    let gradients = groups |> Array.map (fun (buffer, _) -> torch.zeros_like(buffer).DetachFromDisposeScope())
+    let gradientViews =
+        use _ = torch.no_grad()
+        [| for (_, members), g in Array.zip groups gradients do
+             let mutable offset = 0L
+             for p in members do
+                 let n = p.numel()
+                 yield p, g.narrow(0L, offset, n).view(p.shape).DetachFromDisposeScope()
+                 offset <- offset + n |]
+
+    do
+        use _ = torch.no_grad()
+        use _ = torch.NewDisposeScope()
+        for p, view in gradientViews do
+            // A gradient the parameter already holds carries over.
+            use existing = p.grad
+            if not (isNull existing) then view.copy_(existing) |> ignore
+            p.grad <- view
+
     /// The parameters, in the order given.
     member _.Parameters = ps
 
     /// (buffer, its parameters in buffer order) per element type.
     member internal _.Groups = groups
 
-    /// The gradients of each buffer's parameters, concatenated in buffer order: one new tensor per element type, in
-    /// the caller's dispose scope. Parameters without a gradient contribute zeros, which leaves Adam's update of them
-    /// as torch's would be after a zero gradient; the separate form skips them, but the flow's parameters always have one.
-    member internal _.Gradients() : torch.Tensor[] =
-        groups |> Array.map (fun (buffer, members) ->
-            torch.cat([| for p in members -> (let g = p.grad in if isNull g then torch.zeros(p.numel(), dtype = buffer.dtype) else g.reshape(-1L)) |], 0L))
+    /// The gradient buffers, one per element type, each holding its parameters' gradients in buffer order: new handles
+    /// (aliases) in the caller's dispose scope; scaling one in place scales those gradients. A parameter that received no
+    /// gradient since the last <c>ZeroGradients</c> contributes zeros, which leaves Adam's update of it as torch's would
+    /// be after a zero gradient; the separate form skips it, but the flow's parameters always have one.
+    member internal _.Gradients() : torch.Tensor[] = gradients |> Array.map (fun g -> g.alias())
+
+    /// Points every parameter's gradient at its view of the gradient buffers and zeroes the buffers. Pointing them
+    /// again each time keeps the buffers right even after someone else has set a gradient to null or to a new tensor.
+    member internal _.ZeroGradients() =
+        for p, view in gradientViews do p.grad <- view
+        use _ = torch.no_grad()
+        use _ = torch.NewDisposeScope()
+        for g in gradients do g.zero_() |> ignore
 
     interface IDisposable with
         member _.Dispose() =
             for buffer, _ in groups do buffer.Dispose()
+            for _, view in gradientViews do view.Dispose()
+            for g in gradients do g.Dispose()
 
 /// Adam (Kingma and Ba, 2015) without weight decay or AMSGrad. The update is torch.optim.Adam's of TorchSharp
 /// 0.107, operation for operation, so parameters come out bit for bit as they would from torch.optim.Adam with
@@ -85,9 +116,12 @@ type Adam private (parameters: Parameter[], flat: FlatParameters option, learnin
 
     /// Sets every parameter's gradient to zero.
     member _.ZeroGrad() =
-        for p in ps do
-            use g = p.grad
-            if not (isNull g) then g.zero_() |> ignore
+        match flat with
+        | Some f -> f.ZeroGradients()
+        | None ->
+            for p in ps do
+                use g = p.grad
+                if not (isNull g) then g.zero_() |> ignore
 
     /// One update of every parameter that has a gradient.
     member this.Step() = this.StepGradients None
