@@ -105,10 +105,10 @@ let private blockInverse (extended: Tensor) (positions: Tensor) (b: int64) (k: i
 
 /// Precision form for rows whose missing block is the smaller: C = (Λ_mm)⁻¹, ẑ_m = μ_m − C Λ_mo (z_o − μ_o).
 /// `lambda` is Λ extended by <see cref="withIdentity"/> to (q, q), `r` (B, q) is (z − μ) with missing entries
-/// zeroed, times Λ, zero after p. Adds each C into `covAcc` (q·q, padding beyond the leading (p, p)) and returns
-/// the shift of the missing entries from μ (B, p; zero elsewhere), the per-row covariances in (p, p) if asked
-/// for, and log det C (B).
-let private missingBlockForm (lambda: Tensor) (r: Tensor) (mask: Tensor) (covAcc: Tensor) (perRow: bool) =
+/// zeroed, times Λ, zero after p. Adds each C into `covAcc` when given (q·q, padding beyond the leading (p, p)) and
+/// returns the shift of the missing entries from μ (B, p; zero elsewhere), the per-row covariances in (p, p) if asked
+/// for, and log det C (B) if asked for.
+let private missingBlockForm (lambda: Tensor) (r: Tensor) (mask: Tensor) (covAcc: Tensor option) (perRow: bool) (logDet: bool) =
     let b, p, q = mask.shape[0], mask.shape[1], lambda.shape[0]
     let idx, k = packIndices mask
     let positions = blockPositions idx q
@@ -116,7 +116,7 @@ let private missingBlockForm (lambda: Tensor) (r: Tensor) (mask: Tensor) (covAcc
     // Padding carries r = 0, hence x = 0.
     let x = c.bmm(r.gather(1L, idx).unsqueeze(2)).squeeze(2)
     let shift = torch.zeros(b, q, dtype = dtype).scatter_(1L, idx, x.neg()).narrow(1L, 0L, p)
-    covAcc.index_add_(0L, positions, c.reshape(-1L), sc 1.0) |> ignore
+    covAcc |> Option.iter (fun acc -> acc.index_add_(0L, positions, c.reshape(-1L), sc 1.0) |> ignore)
     let rows =
         if perRow then
             // Padding zeroed and pointed inside (p, p), so the B p² result needs no extended copy.
@@ -128,7 +128,7 @@ let private missingBlockForm (lambda: Tensor) (r: Tensor) (mask: Tensor) (covAcc
             Some (torch.zeros(b * p * p, dtype = dtype).index_add(0L, plus offsets inside, values, sc 1.0).reshape(b, p, p))
         else None
     // log det C = −log det Λ_mm; padding sits on the diagonal as 1 and adds nothing.
-    let logDetC = l.diagonal(dim1 = -2L, dim2 = -1L).log().sum(dim = 1L) |> scaleBy -2.0
+    let logDetC = if logDet then Some (l.diagonal(dim1 = -2L, dim2 = -1L).log().sum(dim = 1L) |> scaleBy -2.0) else None
     shift, rows, logDetC
 
 /// Observed-block form for rows whose observed block is the smaller: ẑ_m = μ_m + Σ_mo Σ_oo⁻¹ (z_o − μ_o),
@@ -138,8 +138,9 @@ let private missingBlockForm (lambda: Tensor) (r: Tensor) (mask: Tensor) (covAcc
 /// row only contributes its o × o inverse, added into `wAcc` (q·q, padding beyond the leading (p, p)).
 /// `sigmaExt` is Σ extended by <see cref="withIdentity"/> to (q, q), `d` (B, q) is z − μ with missing entries
 /// zeroed, zero after p. Returns Σ_oo⁻¹ (z_o − μ_o) placed at the observed positions (B, p; the shift of the
-/// missing entries from μ is this times Σ), the per-row covariances in (p, p) if asked for, and log det C (B).
-let private observedBlockForm (sigmaExt: Tensor) (logDetSigma: Tensor) (d: Tensor) (mask: Tensor) (wAcc: Tensor) (perRow: bool) =
+/// missing entries from μ is this times Σ), the per-row covariances in (p, p) if asked for, and log det C (B) when
+/// log det Σ is given. `wAcc` is skipped when not given.
+let private observedBlockForm (sigmaExt: Tensor) (logDetSigma: Tensor option) (d: Tensor) (mask: Tensor) (wAcc: Tensor option) (perRow: bool) =
     let b, p, q = mask.shape[0], mask.shape[1], sigmaExt.shape[0]
     let idx, k = packIndices (oneMinus mask)
     let positions = blockPositions idx q
@@ -147,7 +148,7 @@ let private observedBlockForm (sigmaExt: Tensor) (logDetSigma: Tensor) (d: Tenso
     // Padding carries d = 0, hence w = 0.
     let w = s.bmm(d.gather(1L, idx).unsqueeze(2)).squeeze(2)
     let spread = torch.zeros(b, q, dtype = dtype).scatter_(1L, idx, w).narrow(1L, 0L, p)
-    wAcc.index_add_(0L, positions, s.reshape(-1L), sc 1.0) |> ignore
+    wAcc |> Option.iter (fun acc -> acc.index_add_(0L, positions, s.reshape(-1L), sc 1.0) |> ignore)
     let rows =
         if perRow then
             // Rows of the extended Σ at padding are unit vectors beyond p: zero in the leading p columns.
@@ -158,7 +159,7 @@ let private observedBlockForm (sigmaExt: Tensor) (logDetSigma: Tensor) (d: Tenso
             Some (sigma.unsqueeze(0) * mm - v.transpose(1L, 2L).bmm(v))
         else None
     // det Σ = det Σ_oo · det C (Schur complement), so log det C = log det Σ − log det Σ_oo.
-    let logDetC = logDetSigma - (l.diagonal(dim1 = -2L, dim2 = -1L).log().sum(dim = 1L) |> scaleBy 2.0)
+    let logDetC = logDetSigma |> Option.map (fun ld -> ld - (l.diagonal(dim1 = -2L, dim2 = -1L).log().sum(dim = 1L) |> scaleBy 2.0))
     spread, rows, logDetC
 
 /// The rows where `group` is true, sorted by block size so that each chunk pads only to the largest block
@@ -190,7 +191,9 @@ let private forChunks (members: Tensor) (sizes: int64[]) (body: Tensor -> int64 
 /// the two p × p products of Σ (Σ W) Σ (4p³) for the covariance form, and a few dozen torch calls (counted as
 /// 5·10⁶). Rows take their smaller block unless one form's cost per batch outweighs what its rows save; rows are
 /// grouped so each group needs one batched factorisation per chunk, padded to the chunk's largest block.
-let private conditionalCore (mu: Tensor) (sigma: Tensor) (l: Tensor) (z: Tensor) (mask: Tensor) (perRow: bool) =
+/// `covariance` asks for the covariance sum and `logDet` for log det C per row; without them those come back zero,
+/// and their work is skipped (re-imputation needs neither, a training step no log-determinants).
+let private conditionalCore (mu: Tensor) (sigma: Tensor) (l: Tensor) (z: Tensor) (mask: Tensor) (perRow: bool) (covariance: bool) (logDet: bool) =
     let n, p = z.shape[0], z.shape[1]
     let missing = mask.sum(dim = 1L)
     let observed = missing.neg().add(sc (float p), scInt 1L)
@@ -210,14 +213,14 @@ let private conditionalCore (mu: Tensor) (sigma: Tensor) (l: Tensor) (z: Tensor)
         if split < allPrecision && split < allObserved then cheaper
         elif allPrecision <= allObserved then torch.ones_like(cheaper)
         else torch.zeros_like(cheaper)
-    let logDetSigma = l.diagonal().log().sum() |> scaleBy 2.0
+    let logDetSigma = if logDet then Some (l.diagonal().log().sum() |> scaleBy 2.0) else None
     let d = (z - mu) * oneMinus mask
     let shift = torch.zeros(n, p, dtype = dtype)
     let covSum = torch.zeros(p, p, dtype = dtype)
     let rows = if perRow then Some (torch.zeros(n, p, p, dtype = dtype)) else None
     let logDetC = torch.zeros(n, dtype = dtype)
-    let record (part: Tensor) (r: Tensor option) (ld: Tensor) =
-        logDetC.index_copy_(0L, part, ld) |> ignore
+    let record (part: Tensor) (r: Tensor option) (ld: Tensor option) =
+        ld |> Option.iter (fun ld -> logDetC.index_copy_(0L, part, ld) |> ignore)
         match rows, r with
         | Some all, Some rr -> all.index_copy_(0L, part, rr) |> ignore
         | _ -> ()
@@ -229,23 +232,23 @@ let private conditionalCore (mu: Tensor) (sigma: Tensor) (l: Tensor) (z: Tensor)
         let lambda = plus lambda lambda.T |> scaleBy 0.5
         let kMax = max 1L (Array.max sizes)
         let q = p + kMax
-        let covAcc = torch.zeros(q * q, dtype = dtype)
+        let covAcc = if covariance then Some (torch.zeros(q * q, dtype = dtype)) else None
         // (z_o − μ_o) Λ for the whole group in one product, not one per chunk.
         let r = torch.zeros(members.shape[0], q, dtype = dtype)
         r.narrow(1L, 0L, p).copy_(d.index_select(0L, members).matmul(lambda)) |> ignore
         let lambdaExt = withIdentity lambda kMax
         forChunks members sizes (fun part start len ->
-            let sh, rr, ld = missingBlockForm lambdaExt (r.narrow(0L, start, len)) (mask.index_select(0L, part)) covAcc perRow
+            let sh, rr, ld = missingBlockForm lambdaExt (r.narrow(0L, start, len)) (mask.index_select(0L, part)) covAcc perRow logDet
             shift.index_copy_(0L, part, sh) |> ignore
             record part rr ld)
-        covSum.add_(covAcc.reshape(q, q).narrow(0L, 0L, p).narrow(1L, 0L, p), scInt 1L) |> ignore
+        covAcc |> Option.iter (fun acc -> covSum.add_(acc.reshape(q, q).narrow(0L, 0L, p).narrow(1L, 0L, p), scInt 1L) |> ignore)
     | None -> ()
     match observedRows with
     | Some (members, sizes) ->
         let count = members.shape[0]
         let kMax = max 1L (Array.max sizes)
         let q = p + kMax
-        let wAcc = torch.zeros(q * q, dtype = dtype)
+        let wAcc = if covariance then Some (torch.zeros(q * q, dtype = dtype)) else None
         let dExt = torch.zeros(n, q, dtype = dtype)
         dExt.narrow(1L, 0L, p).copy_(d) |> ignore
         let sigmaExt = withIdentity sigma kMax
@@ -255,8 +258,9 @@ let private conditionalCore (mu: Tensor) (sigma: Tensor) (l: Tensor) (z: Tensor)
             spread.narrow(0L, start, len).copy_(w) |> ignore
             record part rr ld)
         shift.index_copy_(0L, members, spread.matmul(sigma)) |> ignore
-        let w = wAcc.reshape(q, q).narrow(0L, 0L, p).narrow(1L, 0L, p)
-        covSum.add_((sigma |> scaleBy (float count)) - sigma.matmul(w).matmul(sigma), scInt 1L) |> ignore
+        wAcc |> Option.iter (fun acc ->
+            let w = acc.reshape(q, q).narrow(0L, 0L, p).narrow(1L, 0L, p)
+            covSum.add_((sigma |> scaleBy (float count)) - sigma.matmul(w).matmul(sigma), scInt 1L) |> ignore)
     | None -> ()
     let imputed = plus (z * oneMinus mask) ((plus mu shift) * mask)
     imputed, rows, (plus covSum covSum.T |> scaleBy 0.5), logDetC
@@ -275,7 +279,7 @@ let conditional (mu: Tensor) (sigma: Tensor) (z: Tensor) (mask: Tensor) : Condit
     use scope = torch.NewDisposeScope()
     let zz = torch.where(mask.gt(sc (0.5)), torch.zeros_like(z), z)
     let l = cholesky sigma
-    let imputed, _, covSum, logDetC = conditionalCore mu sigma l zz mask false
+    let imputed, _, covSum, logDetC = conditionalCore mu sigma l zz mask false true true
     // p(x_o) = p(x) / p(x_m | x_o) for any completion; at x_m = ẑ_m the denominator is N(ẑ_m; ẑ_m, C), whose log is
     // −(m log 2π + log det C) / 2, so the observed-data likelihood comes from one full-Σ density per row.
     let m = mask.sum(dim = 1L)
@@ -284,19 +288,28 @@ let conditional (mu: Tensor) (sigma: Tensor) (z: Tensor) (mask: Tensor) : Condit
       CovarianceSum = covSum.MoveToOuterDisposeScope()
       LogLikelihood = logLik.MoveToOuterDisposeScope() }
 
-/// The conditional mean only: (B, p) rows with missing entries imputed. See <see cref="conditional"/>.
+/// The conditional mean only: (B, p) rows with missing entries imputed, as <see cref="conditional"/> gives them,
+/// without the covariance sum and the likelihood.
 let conditionalMean (mu: Tensor) (sigma: Tensor) (z: Tensor) (mask: Tensor) : Tensor =
-    let c = conditional mu sigma z mask
-    c.CovarianceSum.Dispose()
-    c.LogLikelihood.Dispose()
-    c.Imputed
+    use scope = torch.NewDisposeScope()
+    let zz = torch.where(mask.gt(sc (0.5)), torch.zeros_like(z), z)
+    let imputed, _, _, _ = conditionalCore mu sigma (cholesky sigma) zz mask false false false
+    imputed.MoveToOuterDisposeScope()
+
+/// What online EM needs of a batch's E-step, as <see cref="conditional"/> gives it: (B, p) rows with missing entries
+/// imputed and the (p, p) sum of their conditional covariances, without the likelihood.
+let conditionalStatistics (mu: Tensor) (sigma: Tensor) (z: Tensor) (mask: Tensor) : Tensor * Tensor =
+    use scope = torch.NewDisposeScope()
+    let zz = torch.where(mask.gt(sc (0.5)), torch.zeros_like(z), z)
+    let imputed, _, covSum, _ = conditionalCore mu sigma (cholesky sigma) zz mask false true false
+    imputed.MoveToOuterDisposeScope(), covSum.MoveToOuterDisposeScope()
 
 /// Per-row conditional covariances (B, p, p): C of each row in its (missing, missing) block, zero elsewhere.
 /// Memory grows as B p²; used for multiple imputation and checks, not in the training loop.
 let conditionalCovariances (mu: Tensor) (sigma: Tensor) (mask: Tensor) : Tensor =
     use scope = torch.NewDisposeScope()
     let z = mu.unsqueeze(0).expand(mask.shape[0], mu.shape[0]).contiguous()
-    let _, rows, _, _ = conditionalCore mu sigma (cholesky sigma) z mask true
+    let _, rows, _, _ = conditionalCore mu sigma (cholesky sigma) z mask true false false
     rows.Value.MoveToOuterDisposeScope()
 
 /// Draws from each row's conditional distribution N(ẑ_m, C): observed entries kept, (B, p).

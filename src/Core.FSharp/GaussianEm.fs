@@ -76,10 +76,28 @@ let conditional (mu: Tensor) (sigma: Tensor) (z: Tensor) (mask: Tensor) : Gaussi
 
 /// The conditional mean only, in slices (see <see cref="conditional"/>): (n, p) rows with missing entries imputed.
 let conditionalMean (mu: Tensor) (sigma: Tensor) (z: Tensor) (mask: Tensor) : Tensor =
-    let c = conditional mu sigma z mask
-    c.CovarianceSum.Dispose()
-    c.LogLikelihood.Dispose()
-    c.Imputed
+    let n, p = z.shape[0], z.shape[1]
+    let step = eStepRows p
+    if n <= step then Gaussian.conditionalMean mu sigma z mask
+    else
+        use scope = torch.NewDisposeScope()
+        let parts =
+            [| let mutable s = 0L
+               while s < n do
+                   let len = min step (n - s)
+                   yield Gaussian.conditionalMean mu sigma (z.narrow(0L, s, len)) (mask.narrow(0L, s, len))
+                   s <- s + len |]
+        torch.cat(parts, 0L).MoveToOuterDisposeScope()
+
+/// What online EM needs of the E-step, in slices (see <see cref="conditional"/>): (n, p) rows with missing entries
+/// imputed and the (p, p) sum of their conditional covariances, without the likelihood.
+let conditionalStatistics (mu: Tensor) (sigma: Tensor) (z: Tensor) (mask: Tensor) : Tensor * Tensor =
+    let n, p = z.shape[0], z.shape[1]
+    if n <= eStepRows p then Gaussian.conditionalStatistics mu sigma z mask
+    else
+        let c = conditional mu sigma z mask
+        c.LogLikelihood.Dispose()
+        c.Imputed, c.CovarianceSum
 
 /// Σ + r · mean(diag Σ) · I, (p, p): keeps Σ invertible when n &lt; p or columns are collinear; r = 0 returns Σ.
 let ridge (r: float) (sigma: Tensor) =

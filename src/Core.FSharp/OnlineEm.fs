@@ -151,9 +151,10 @@ let init (form: UpdateForm) (superBatch: int) (initial: Estimate) : State =
       Sufficient = (match form with SufficientStatistics -> Some (toSufficient initial) | Moments -> None)
       Buffer = emptySuperBatch superBatch }
 
-/// One online-EM update from a batch's E-step: pools the super-batch, steps the counter and averages.
-let step (schedule: StepSize) (state: State) (e: Gaussian.Conditional) : State =
-    let buffer, local = pushSuperBatch state.Buffer e.Imputed e.CovarianceSum
+/// One online-EM update from a batch's E-step, its imputed rows (B, p) and the (p, p) sum of their conditional
+/// covariances: pools the super-batch, steps the counter and averages.
+let stepWith (schedule: StepSize) (state: State) (imputed: Tensor) (covarianceSum: Tensor) : State =
+    let buffer, local = pushSuperBatch state.Buffer imputed covarianceSum
     let t = state.Step + 1
     let r = rho schedule t
     match state.Sufficient with
@@ -161,6 +162,10 @@ let step (schedule: StepSize) (state: State) (e: Gaussian.Conditional) : State =
         let s' = updateSufficient r s (toSufficient local)
         { state with Estimate = ofSufficient s'; Step = t; Sufficient = Some s'; Buffer = buffer }
     | None -> { state with Estimate = update r state.Estimate local; Step = t; Buffer = buffer }
+
+/// <see cref="stepWith"/> from a batch's <see cref="Gaussian.conditional"/>.
+let step (schedule: StepSize) (state: State) (e: Gaussian.Conditional) : State =
+    stepWith schedule state e.Imputed e.CovarianceSum
 
 /// The tensors a state holds: its estimate, its sufficient statistics and its super-batch.
 let private tensorsOf (s: State) : Tensor seq =

@@ -128,17 +128,19 @@ and trainStepWithLatent (settings: StepSettings) (flow: Flow.FlowLayer) (optL1: 
             clipAndStep settings flow optL1 l1
             use _ = torch.no_grad()
             let z = z.detach()
-            l1, GaussianEm.conditional e.Mu (robust settings.Beta e.Sigma) z mask, Some z
+            l1, GaussianEm.conditionalStatistics e.Mu (robust settings.Beta e.Sigma) z mask, Some z
         else
             let l1 = l1Loss flow e xHat
             clipAndStep settings flow optL1 l1
-            l1, latentEStep flow e.Mu (robust settings.Beta e.Sigma) xHat mask, None
-    let next = step settings.StepSize state c
+            let c = latentEStep flow e.Mu (robust settings.Beta e.Sigma) xHat mask
+            l1, (c.Imputed, c.CovarianceSum), None
+    let zHat, covarianceSum = c
+    let next = stepWith settings.StepSize state zHat covarianceSum
     let estimate = GaussianEm.withRidge settings.Ridge next.Estimate
     let l2, recon =
         match settings.Second with
-        | Paper -> l2Loss flow estimate settings.Alpha xHat mask c.Imputed
-        | ReconstructionOnly -> reconstructionLoss flow settings.Alpha xHat mask c.Imputed
+        | Paper -> l2Loss flow estimate settings.Alpha xHat mask zHat
+        | ReconstructionOnly -> reconstructionLoss flow settings.Alpha xHat mask zHat
         | Skip -> torch.tensor(nan, dtype = dtype), torch.tensor(nan, dtype = dtype)
     if settings.Second <> Skip then clipAndStep settings flow optL2 l2
     let kept = keep next.Estimate
