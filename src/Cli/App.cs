@@ -32,15 +32,21 @@ public static class App
     internal const string ImputeHelp = """
         emflow impute INPUT.csv -o OUTPUT.csv [options]
 
-        Fits an imputer on the numeric columns of INPUT.csv and writes the completed table; observed cells are written
-        back exactly as they were. Nothing is written if the input is bad or the run is cancelled.
+        Fits an imputer on the numeric and categorical columns of INPUT.csv and writes the completed table; observed
+        cells are written back exactly as they were. A column with no number in it (colour, city) is categorical, and
+        so is each column named by --categorical: categories are one-hot encoded for the imputer, and each missing
+        cell takes the most probable of the column's observed categories. Nothing is written if the input is bad or
+        the run is cancelled.
 
         Options:
           -o, --output FILE       completed table (required)
-          --method NAME           emflow (default), gaussian-em, mean, median or forest
+          --method NAME           emflow (default), gaussian-em, knn, mean, median or forest
           --missing TOKEN         a further text that marks a missing cell (empty, NA, NaN and nan always do)
           --separator C           field separator of INPUT.csv: one character, or tab (default ,)
-          --skip-non-numeric      pass non-numeric columns through untouched instead of rejecting them
+          --categorical LIST      comma-separated columns to impute as categories even though they hold numbers
+                                  (integer codes stay numeric otherwise)
+          --skip-non-numeric      pass text columns through untouched (blanks stay blank) instead of imputing
+                                  them as categorical, and columns mixing numbers and text instead of rejecting them
           --iterations N          EMFlow iterations (default 2)
           --epochs N              training epochs per iteration (default 40)
           --batch-size N          rows per batch (default 256)
@@ -54,7 +60,8 @@ public static class App
           --seed S                seed of every random choice (default 0)
           --threads T             torch threads (default 1)
           --multiple K            also write K sampled imputations OUTPUT.1.csv ... OUTPUT.K.csv (emflow only)
-          --model FILE            save the fitted EMFlow (or, with --method forest, forest) model
+          --model FILE            save the fitted EMFlow (or, with --method forest, forest) model (numeric
+                                  columns only)
           --load FILE             impute with a saved EMFlow model instead of fitting one (columns matched by name);
                                   a forest model with --method forest
           --report FILE           write a self-contained HTML report (plots open offline)
@@ -67,6 +74,7 @@ public static class App
 
         Example:
           emflow impute concrete.csv -o concrete-imputed.csv --report concrete.html
+          emflow impute shop.csv -o shop-imputed.csv --method knn --categorical store
         """;
 
     internal const string EvaluateHelp = """

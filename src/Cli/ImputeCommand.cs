@@ -6,7 +6,8 @@ namespace EMFlow.Cli;
 
 /// <summary>
 /// <c>emflow impute INPUT.csv -o OUTPUT.csv</c>: reads the table, fits the chosen imputer on its numeric columns
-/// (or loads a saved EMFlow model), and writes the completed table with observed cells exactly as they were.
+/// (or loads a saved EMFlow model), or on its numeric and categorical columns through a <see cref="MixedImputer"/>,
+/// and writes the completed table with observed cells exactly as they were.
 /// Everything is computed before the first file is written, so bad input or a cancelled fit writes nothing.
 /// </summary>
 internal static class ImputeCommand
@@ -22,6 +23,7 @@ internal static class ImputeCommand
         var method = a.Text("--method") ?? "emflow";
         var token = a.Text("--missing");
         var separatorText = a.Text("--separator");
+        var categorical = Names(a.Text("--categorical"), "--categorical");
         bool skip = a.Flag("--skip-non-numeric");
         bool quiet = a.Flag("--quiet");
         int multiple = a.Int("--multiple", 0, min: 1);
@@ -62,8 +64,8 @@ internal static class ImputeCommand
         if (a.Positional.Count == 0) throw new UsageException("impute needs an input file: emflow impute INPUT.csv -o OUTPUT.csv");
         var input = a.Positional[0];
         if (output is null) throw new UsageException("impute needs an output file: -o OUTPUT.csv");
-        if (method is not ("emflow" or "gaussian-em" or "mean" or "median" or "forest"))
-            throw new UsageException($"--method must be emflow, gaussian-em, mean, median or forest; got '{method}'");
+        if (method is not ("emflow" or "gaussian-em" or "knn" or "mean" or "median" or "forest"))
+            throw new UsageException($"--method must be emflow, gaussian-em, knn, mean, median or forest; got '{method}'");
         if (method != "emflow")
         {
             // A forest model saves and loads too (ForestImputer.Save / Load); the other methods keep no model file.
@@ -90,20 +92,35 @@ internal static class ImputeCommand
         Table table;
         try
         {
-            table = Table.Read(input, token is null ? null : new[] { token }, skip, separator);
+            table = Table.Read(input, token is null ? null : new[] { token }, skip, separator, categorical);
         }
         catch (FormatException e) when (e.Message.Contains("(skipNonNumeric)", StringComparison.Ordinal))
         {
-            // The library names its parameter; a user of the command line needs the flag.
-            throw new UsageException(e.Message.Replace("(skipNonNumeric)", "(--skip-non-numeric)", StringComparison.Ordinal));
+            // The library names its parameters; a user of the command line needs the flags.
+            throw new UsageException(e.Message.Replace("(skipNonNumeric)", "(--skip-non-numeric)", StringComparison.Ordinal)
+                .Replace("(missingTokens)", "(--missing)", StringComparison.Ordinal).Replace("(categorical)", "(--categorical)", StringComparison.Ordinal));
         }
-        if (table.NumericColumns.Count == 0) throw new UsageException($"{input} has no numeric column to impute");
+        catch (ArgumentException e) when (e.ParamName == "categorical")
+        {
+            throw new UsageException($"--categorical: {e.Message.Replace($" (Parameter '{e.ParamName}')", "", StringComparison.Ordinal)}");
+        }
+        if (table.ImputedColumns.Count == 0) throw new UsageException($"{input} has no numeric or categorical column to impute");
         if (table.RowCount == 0) throw new UsageException($"{input} has a header but no rows");
+        var allMissing = table.MixedMissingMask();
+        for (int k = 0; k < table.ImputedColumns.Count; k++)
+            if (Enumerable.Range(0, table.RowCount).All(i => allMissing[i, k]))
+                throw new UsageException($"column '{table.ImputedColumns[k]}' has no observed value, so it cannot be imputed; drop it or fill it");
+        if (table.CategoricalColumns.Count > 0)
+        {
+            if ((modelIn ?? modelOut) is not null)
+                throw new UsageException($"{(modelIn is not null ? "--load" : "--model")} takes tables of numeric columns only; {input} has categorical column{(table.CategoricalColumns.Count > 1 ? "s" : "")} "
+                    + $"{string.Join(", ", table.CategoricalColumns.Select(c => $"'{c}'"))} (pass text columns through with --skip-non-numeric)");
+            if (table.NumericColumns.Count == 0 && (report ?? pngDir) is not null)
+                throw new UsageException($"{(report is not null ? "--report" : "--png-dir")} shows numeric columns; {input} has none");
+            RunMixed(table, input, output, method, options, forestStart, multiple, report, pngDir, quiet, console, interactive, stderr, ct);
+            return;
+        }
         var data = table.ToMatrix();
-        var mask = table.MissingMask();
-        for (int k = 0; k < table.NumericColumns.Count; k++)
-            if (Enumerable.Range(0, table.RowCount).All(i => mask[i, k]))
-                throw new UsageException($"column '{table.NumericColumns[k]}' has no observed value, so it cannot be imputed; drop it or fill it");
 
         var clock = Stopwatch.StartNew();
         double[,] completed;
@@ -169,6 +186,53 @@ internal static class ImputeCommand
     }
 
     /// <summary>
+    /// A table with categorical columns: the chosen imputer inside a <see cref="MixedImputer"/> (categories one-hot
+    /// encoded, imputed as the most probable), the same outputs as for numeric tables; the report covers the numeric
+    /// columns.
+    /// </summary>
+    private static void RunMixed(Table table, string input, string output, string method, EMFlowOptions options, bool forestStart, int multiple,
+        string? report, string? pngDir, bool quiet, IAnsiConsole console, bool interactive, TextWriter stderr, CancellationToken ct)
+    {
+        var clock = Stopwatch.StartNew();
+        Table completed;
+        IReadOnlyList<Table> draws = Array.Empty<Table>();
+        ReportData? details = null;
+        string[] fitSummary = Array.Empty<string>();
+        using (var imputer = new MixedImputer(Create(method, options, forestStart)))
+        {
+            Fitting.Run(console, interactive && !quiet, $"{method} on {Path.GetFileName(input)}", progress =>
+                imputer.Fit(table, progress, ct), quiet ? null : stderr);
+            completed = imputer.Transform(table, ct);
+            if (multiple > 0) draws = imputer.SampleImputations(table, multiple, seed: Tensors.deriveSeed(options.Seed, 7));
+            if ((report ?? pngDir) is not null)
+                details = Details(input, method, table, table.ToMatrix(), completed.ToMatrix(), imputer.Inner);
+            if (imputer.Inner is EMFlowImputer trained) fitSummary = FitSummary(trained, imputer.EncodedColumnNames);
+            ct.ThrowIfCancellationRequested();
+            completed.Write(output);
+            for (int k = 0; k < draws.Count; k++) draws[k].Write(Numbered(output, k + 1));
+        }
+        if (report is not null) HtmlReport.Write(report, details!);
+        var pngs = pngDir is null ? Array.Empty<string>() : PngReport.Write(pngDir, details!);
+
+        if (quiet) return;
+        console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"Imputed {table.MissingCount} missing cells in {table.NumericColumns.Count} numeric and {table.CategoricalColumns.Count} categorical columns of {table.RowCount} rows with {method} in {clock.Elapsed.TotalSeconds:F1} s: {output}"));
+        foreach (var line in fitSummary) console.WriteLine(line);
+        if (draws.Count > 0) console.WriteLine($"Sampled imputations: {string.Join(", ", Enumerable.Range(1, draws.Count).Select(k => Numbered(output, k)))}");
+        if (report is not null) console.WriteLine($"Report: {report}");
+        if (pngs.Count > 0) console.WriteLine($"Figures: {pngs.Count} PNG files in {pngDir}");
+    }
+
+    /// <summary>A comma-separated list of column names, or null when the option is absent.</summary>
+    private static string[]? Names(string? text, string option)
+    {
+        if (text is null) return null;
+        var names = text.Split(',').Select(n => n.Trim()).ToArray();
+        if (names.Any(n => n.Length == 0)) throw new UsageException($"{option} takes column names separated by commas; got '{text}'");
+        return names;
+    }
+
+    /// <summary>
     /// What the fit chose and why, for the terminal: the iteration kept, the hold-out RMSE of each iteration (0 = the
     /// start), the start's kNN share per feature, and where the time went.
     /// </summary>
@@ -223,6 +287,7 @@ internal static class ImputeCommand
         "mean" => new MeanImputer(SimpleStrategy.Mean),
         "median" => new MeanImputer(SimpleStrategy.Median),
         "gaussian-em" => new GaussianEmImputer(),
+        "knn" => new KnnImputer(),
         // missForest-style trees (EMFlow.Forest); --seed is its one setting here.
         "forest" => new ForestImputer(new ForestOptions { Seed = options.Seed }),
         _ => forestStart ? new EMFlowImputer(options, new[] { new ForestStart() }) : new EMFlowImputer(options),
@@ -261,7 +326,9 @@ internal static class ImputeCommand
             Title = $"emflow impute: {Path.GetFileName(input)}",
             Notes = new[]
             {
-                $"{table.RowCount} rows, {table.NumericColumns.Count} numeric columns, {table.MissingCount} missing cells imputed with {method}.",
+                table.CategoricalColumns.Count == 0
+                    ? $"{table.RowCount} rows, {table.NumericColumns.Count} numeric columns, {table.MissingCount} missing cells imputed with {method}."
+                    : $"{table.RowCount} rows, {table.NumericColumns.Count} numeric and {table.CategoricalColumns.Count} categorical columns ({string.Join(", ", table.CategoricalColumns)}: not shown), {table.MissingCount} missing cells imputed with {method}.",
                 flow is null ? "" : $"EMFlow kept iteration {flow.SelectedIteration} of {flow.IterationsRun} (0 = its start, Gaussian EM and kNN blended per feature), chosen on held-out observed cells.",
             }.Where(s => s.Length > 0).ToArray(),
             Features = table.NumericColumns,

@@ -16,6 +16,8 @@ public static class CsvTable
     {
         // The library's reader: one set of rules for cells, missing spellings and error messages everywhere.
         var table = Table.Read(path);
+        if (table.CategoricalColumns.Count > 0)
+            throw new FormatException($"Column '{table.CategoricalColumns[0]}' of {path} is not numeric; the protocol scores tables of numeric columns (drop it first).");
         return (table.ColumnNames.ToArray(), table.ToMatrix());
     }
 

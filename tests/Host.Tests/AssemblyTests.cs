@@ -10,9 +10,9 @@ public class AssemblyTests
         var exported = typeof(Imputer).Assembly.GetExportedTypes().Select(t => t.FullName).Order(StringComparer.Ordinal).ToArray();
         string[] expected =
         [
-            "EMFlow.CouplingMask", "EMFlow.CouplingNetwork", "EMFlow.EMFlowImputer", "EMFlow.EMFlowOptions", "EMFlow.FlowPrecision",
+            "EMFlow.ColumnKind", "EMFlow.CouplingMask", "EMFlow.CouplingNetwork", "EMFlow.EMFlowImputer", "EMFlow.EMFlowOptions", "EMFlow.FlowPrecision",
             "EMFlow.GaussianEmImputer", "EMFlow.GaussianEmOptions", "EMFlow.Imputer", "EMFlow.KnnImputer",
-            "EMFlow.MeanImputer", "EMFlow.NearestPixelImputer", "EMFlow.SecondFlowStep", "EMFlow.SimpleStrategy",
+            "EMFlow.MeanImputer", "EMFlow.MixedImputer", "EMFlow.NearestPixelImputer", "EMFlow.SecondFlowStep", "EMFlow.SimpleStrategy",
             "EMFlow.Table", "EMFlow.TorchThreadScope",
         ];
         Assert.Equal(expected, exported);

@@ -43,15 +43,70 @@ public class TableTests
     }
 
     [Fact]
-    public void A_non_numeric_column_is_rejected_by_name_unless_skipped()
+    public void A_text_column_is_categorical_unless_skipped()
     {
-        var csv = "id,name,score\n1,ann,3\n2,bob,\n";
-        var ex = Assert.Throws<FormatException>(() => Parse(csv));
-        Assert.Contains("'name'", ex.Message);
-        Assert.Contains("line 2", ex.Message);
-        var t = Parse(csv, skip: true);
+        var csv = "id,name,score\n1,ann,3\n2,bob,\n3,,4\n4,ann,5\n";
+        var t = Parse(csv);
         Assert.Equal(new[] { "id", "score" }, t.NumericColumns);
-        Assert.Equal(new[] { "id", "name", "score" }, t.ColumnNames);
+        Assert.Equal(new[] { "name" }, t.CategoricalColumns);
+        Assert.Equal(new[] { "id", "name", "score" }, t.ImputedColumns);
+        Assert.Equal(new[] { ColumnKind.Numeric, ColumnKind.Categorical, ColumnKind.Numeric }, t.ColumnKinds);
+        Assert.Equal(new[] { "ann", "bob" }, t.Categories("name"));
+        Assert.Equal(2, t.MissingCount);
+        var m = t.ToMixedMatrix();
+        Assert.Equal(new double[] { 0, 1, double.NaN, 0 }, Enumerable.Range(0, 4).Select(i => m[i, 1]));
+        Assert.Equal(new[] { false, false, true, false }, Enumerable.Range(0, 4).Select(i => t.MixedMissingMask()[i, 1]));
+        Assert.Equal("column", Assert.Throws<ArgumentException>(() => t.Categories("score")).ParamName);
+
+        var skipped = Parse(csv, skip: true);
+        Assert.Equal(new[] { "id", "score" }, skipped.NumericColumns);
+        Assert.Empty(skipped.CategoricalColumns);
+        Assert.Equal(new[] { "id", "name", "score" }, skipped.ColumnNames);
+        Assert.Equal(1, skipped.MissingCount);
+    }
+
+    [Fact]
+    public void A_column_mixing_numbers_and_text_is_rejected_naming_its_first_text_cell_unless_declared_or_skipped()
+    {
+        var csv = "a,b\n1,2\n2,n/a\n3,4\n";
+        var ex = Assert.Throws<FormatException>(() => Parse(csv));
+        Assert.Contains("'b'", ex.Message);
+        Assert.Contains("line 3", ex.Message);
+        Assert.Contains("'n/a'", ex.Message);
+        Assert.Equal(new[] { "a" }, Parse(csv, skip: true).NumericColumns);
+        Assert.Equal(3, Parse(csv, false, "n/a").ToMatrix().GetLength(0));
+        var declared = Table.Read(new StringReader(csv), categorical: new[] { "b" });
+        Assert.Equal(new[] { "2", "4", "n/a" }, declared.Categories("b"));
+    }
+
+    [Fact]
+    public void Declared_categorical_columns_must_be_columns_and_keep_numeric_codes_in_numeric_order()
+    {
+        var csv = "a,b\n10,1\n2,3\n1,\n";
+        var ex = Assert.Throws<ArgumentException>(() => Table.Read(new StringReader(csv), categorical: new[] { "b", "c" }));
+        Assert.Equal("categorical", ex.ParamName);
+        Assert.Contains("'c'", ex.Message);
+        Assert.DoesNotContain("'b' declared", ex.Message);
+        var t = Table.Read(new StringReader(csv), categorical: new[] { "a", "b" });
+        Assert.Empty(t.NumericColumns);
+        Assert.Equal(new[] { "1", "2", "10" }, t.Categories("a"));
+        Assert.Equal(new[] { "1", "3" }, t.Categories("b"));
+    }
+
+    [Fact]
+    public void Imputed_categories_are_written_as_their_text_quoted_where_needed_and_observed_cells_verbatim()
+    {
+        var csv = "city,n\n\"New York, NY\",1\n Paris ,2\n,3\nNA,4\n";
+        var t = Parse(csv);
+        Assert.Equal(new[] { "New York, NY", "Paris" }, t.Categories("city"));
+        var completed = t.WithImputedMixed(new double[,] { { 9, 9 }, { 9, 9 }, { 0, 9 }, { 1, 9 } });
+        Assert.Equal("city,n\n\"New York, NY\",1\n Paris ,2\n\"New York, NY\",3\nParis,4\n", Text(completed));
+        Assert.Equal(0, completed.MissingCount);
+        Assert.Equal(new[] { "New York, NY", "Paris" }, completed.Categories("city"));
+        // Observed cells keep their text whatever the matrix says there; a missing one needs a category index.
+        Assert.Equal("completed", Assert.Throws<ArgumentException>(() => t.WithImputedMixed(new double[,] { { 0, 0 }, { 0, 0 }, { 2, 0 }, { 0, 0 } })).ParamName);
+        Assert.Throws<ArgumentException>(() => t.WithImputedMixed(new double[,] { { 0, 0 }, { 0, 0 }, { 0.5, 0 }, { 0, 0 } }));
+        Assert.Throws<ArgumentException>(() => t.WithImputedMixed(new double[4, 1]));
     }
 
     [Fact]

@@ -43,6 +43,7 @@ public sealed class CliTests : IDisposable
     [InlineData("mean")]
     [InlineData("median")]
     [InlineData("gaussian-em")]
+    [InlineData("knn")]
     [InlineData("forest")]
     [InlineData("emflow")]
     public void Impute_writes_observed_cells_verbatim_and_fills_every_missing_cell(string method)
@@ -98,19 +99,155 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
-    public void A_non_numeric_column_exits_2_naming_the_column_and_writes_nothing()
+    public void A_column_mixing_numbers_and_text_exits_2_naming_the_column_and_the_flags_and_writes_nothing()
     {
-        var input = WriteInput(withText: true);
+        var input = PathOf("in.csv");
+        File.WriteAllText(input, "a,b\n1,2\n2,n/a\n3,4\n4,\n");
         var output = PathOf("out.csv");
-        var (code, _, err) = Run("impute", input, "-o", output, "--method", "mean", "--missing", "?");
+        var (code, _, err) = Run("impute", input, "-o", output, "--method", "mean");
         Assert.Equal(App.BadInput, code);
-        Assert.Contains("'label'", err);
-        // The command line's flag, not the library's parameter name.
+        Assert.Contains("'b'", err);
+        Assert.Contains("'n/a'", err);
+        // The command line's flags, not the library's parameter names.
         Assert.Contains("--skip-non-numeric", err);
+        Assert.Contains("--missing", err);
+        Assert.Contains("--categorical", err);
         Assert.DoesNotContain("(skipNonNumeric)", err);
         Assert.Single(err.TrimEnd().Split('\n'));
         Assert.False(File.Exists(output));
         Assert.Single(Directory.GetFiles(_dir));
+        Assert.Equal(App.Success, Run("impute", input, "-o", output, "--method", "mean", "--missing", "n/a", "--quiet").Code);
+    }
+
+    /// <summary>x, y, colour, z with 15% of cells empty: colour (red, green, blue) follows x and y, z all three.
+    /// Returns the path and the true colour of each row.</summary>
+    private (string Path, string[] Colours) WriteColours(string name = "colours.csv", int n = 400, int seed = 3)
+    {
+        var rng = new Random(seed);
+        double Normal() => Math.Sqrt(-2 * Math.Log(1 - rng.NextDouble())) * Math.Cos(2 * Math.PI * rng.NextDouble());
+        string[] names = { "blue", "green", "red" };
+        var truth = new string[n];
+        var lines = new List<string> { "x,y,colour,z" };
+        var c = System.Globalization.CultureInfo.InvariantCulture;
+        for (int i = 0; i < n; i++)
+        {
+            double x = Normal(), y = 0.3 * x + Normal();
+            var score = new[] { -x - y + 0.5 * Normal(), 1.5 * y + 0.5 * Normal(), 1.5 * x + 0.5 * Normal() };
+            int colour = Array.IndexOf(score, score.Max());
+            double z = x - y + 2.0 * (colour - 1) + 0.3 * Normal();
+            truth[i] = names[colour];
+            var cells = new[] { (10 + 2 * x).ToString("F3", c), y.ToString("F3", c), names[colour], z.ToString("F3", c) };
+            lines.Add(string.Join(",", cells.Select(t => rng.NextDouble() < 0.15 ? "" : t)));
+        }
+        var path = PathOf(name);
+        File.WriteAllText(path, string.Join("\n", lines) + "\n");
+        return (path, truth);
+    }
+
+    /// <summary>Checks a completed colours table against its input: same observed cells, every blank filled, colours
+    /// among the observed ones. Returns the share of hidden colours imputed right and the mode's share.</summary>
+    private static (double Accuracy, double Mode) CheckColours(string input, string output, string[] truth)
+    {
+        var before = File.ReadAllLines(input);
+        var after = File.ReadAllLines(output);
+        Assert.Equal(before.Length, after.Length);
+        Assert.Equal(before[0], after[0]);
+        var observed = before.Skip(1).Select(l => l.Split(',')[2]).Where(t => t != "").ToList();
+        var mode = observed.GroupBy(t => t).OrderByDescending(g => g.Count()).First().Key;
+        int hidden = 0, right = 0, modeRight = 0;
+        for (int i = 1; i < before.Length; i++)
+        {
+            var b = before[i].Split(',');
+            var a = after[i].Split(',');
+            for (int j = 0; j < 4; j++)
+                if (b[j] != "") Assert.Equal(b[j], a[j]);
+                else if (j != 2) Assert.True(double.TryParse(a[j], System.Globalization.CultureInfo.InvariantCulture, out _), $"line {i + 1}: '{a[j]}'");
+            if (b[2] != "") continue;
+            Assert.Contains(a[2], observed);
+            hidden++;
+            if (a[2] == truth[i - 1]) right++;
+            if (mode == truth[i - 1]) modeRight++;
+        }
+        return ((double)right / hidden, (double)modeRight / hidden);
+    }
+
+    // On this table (seed 3) the mode gets .47 of the hidden colours right; the library's tests measure the gains
+    // of each imputer on the same design (MixedImputerTests: at least .27 over seeds 1 to 5).
+    [Theory]
+    [InlineData("gaussian-em")]
+    [InlineData("knn")]
+    [InlineData("emflow")]
+    public void A_text_column_is_imputed_as_categorical_from_the_other_columns(string method)
+    {
+        var (input, truth) = WriteColours();
+        var output = PathOf("out.csv");
+        var args = new[] { "impute", input, "-o", output, "--method", method };
+        if (method == "emflow") args = args.Concat(Quick).ToArray();
+        var (code, stdout, err) = Run(args);
+        Assert.True(code == 0, err);
+        if (method != "emflow") Assert.Contains("3 numeric and 1 categorical columns", stdout);
+        var (accuracy, mode) = CheckColours(input, output, truth);
+        Assert.True(accuracy >= mode + 0.2, $"{method}: {accuracy:F3} of the hidden colours right, the mode {mode:F3}");
+    }
+
+    [Fact]
+    public void Multiple_imputation_of_a_mixed_table_draws_observed_colours()
+    {
+        var (input, truth) = WriteColours(n: 150);
+        var output = PathOf("out.csv");
+        var (code, _, err) = Run(new[] { "impute", input, "-o", output, "--multiple", "2", "--start", "auto" }.Concat(Quick).ToArray());
+        Assert.True(code == 0, err);
+        CheckColours(input, output, truth);
+        CheckColours(input, PathOf("out.1.csv"), truth);
+        CheckColours(input, PathOf("out.2.csv"), truth);
+    }
+
+    [Fact]
+    public void Categorical_declares_numeric_codes_and_an_unknown_name_exits_2_with_one_line()
+    {
+        var input = PathOf("codes.csv");
+        var lines = new List<string> { "score,grade" };
+        for (int i = 0; i < 90; i++)
+        {
+            int grade = 1 + (i % 3) * 2;
+            lines.Add($"{(i % 8 == 5 ? "" : (10 * grade + (i % 10) / 10.0).ToString(System.Globalization.CultureInfo.InvariantCulture))},{(i % 7 == 2 ? "" : grade.ToString())}");
+        }
+        File.WriteAllText(input, string.Join("\n", lines) + "\n");
+        var output = PathOf("out.csv");
+        var (code, stdout, err) = Run("impute", input, "-o", output, "--method", "knn", "--categorical", "grade");
+        Assert.True(code == 0, err);
+        Assert.Contains("1 numeric and 1 categorical columns", stdout);
+        var after = File.ReadAllLines(output);
+        for (int i = 1; i <= 90; i++) Assert.Contains(after[i].Split(',')[1], new[] { "1", "3", "5" });
+
+        var bad = PathOf("bad.csv");
+        (code, _, err) = Run("impute", input, "-o", bad, "--categorical", "grade,colour");
+        Assert.Equal(App.BadInput, code);
+        Assert.StartsWith("emflow: --categorical", err);
+        Assert.Contains("'colour'", err);
+        Assert.Single(err.TrimEnd().Split('\n'));
+        Assert.False(File.Exists(bad));
+        Assert.Equal(App.BadInput, Run("impute", input, "-o", bad, "--categorical", "grade,,score").Code);
+    }
+
+    [Fact]
+    public void Skip_non_numeric_passes_a_text_column_through_with_its_blanks_and_models_take_numeric_tables_only()
+    {
+        var (input, _) = WriteColours(n: 80);
+        var output = PathOf("out.csv");
+        var (code, stdout, err) = Run("impute", input, "-o", output, "--method", "mean", "--skip-non-numeric");
+        Assert.True(code == 0, err);
+        Assert.Contains("3 numeric columns", stdout);
+        var before = File.ReadAllLines(input);
+        var after = File.ReadAllLines(output);
+        for (int i = 1; i < before.Length; i++) Assert.Equal(before[i].Split(',')[2], after[i].Split(',')[2]);
+
+        var model = PathOf("m.model");
+        (code, _, err) = Run("impute", input, "-o", PathOf("o2.csv"), "--method", "forest", "--model", model);
+        Assert.Equal(App.BadInput, code);
+        Assert.Contains("'colour'", err);
+        Assert.Contains("--skip-non-numeric", err);
+        Assert.False(File.Exists(model));
     }
 
     [Fact]
@@ -121,7 +258,7 @@ public sealed class CliTests : IDisposable
         Assert.Contains("nope.csv", err);
 
         var input = WriteInput();
-        Assert.Equal(App.BadInput, Run("impute", input, "-o", PathOf("o.csv"), "--method", "knn").Code);
+        Assert.Equal(App.BadInput, Run("impute", input, "-o", PathOf("o.csv"), "--method", "svd").Code);
         Assert.Equal(App.BadInput, Run("impute", input, "-o", PathOf("o.csv"), "--epochs", "zero").Code);
         Assert.Equal(App.BadInput, Run("impute", input, "-o", PathOf("o.csv"), "--frobnicate", "1").Code);
         Assert.Equal(App.BadInput, Run("impute", input).Code);
