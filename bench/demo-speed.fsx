@@ -18,10 +18,10 @@ let rows, p = 3000, 7
 /// The demo's options (DemoCommand): library defaults with 20 epochs per iteration.
 let demo (seed: int64) = EMFlowOptions(Seed = seed, EpochsPerIteration = 20, TorchThreads = 1)
 
-/// What the demo ran before: float64 separate s and t networks, the E-step through the updated flow, every epoch
+/// What the demo ran before: float64 separate tanh s and t networks, the E-step through the updated flow, every epoch
 /// of every iteration.
 let before (seed: int64) =
-    EMFlowOptions(Seed = seed, EpochsPerIteration = 20, TorchThreads = 1, FlowPrecision = FlowPrecision.Float64,
+    EMFlowOptions(Seed = seed, EpochsPerIteration = 20, TorchThreads = 1, FlowPrecision = FlowPrecision.Float64, HiddenActivation = HiddenActivation.Tanh,
                   CouplingNetwork = CouplingNetwork.Dense, LatentFromL1Pass = false, Patience = 0, StopAfterWorseIteration = false)
 
 let run (options: EMFlowOptions) (seed: int64) =

@@ -38,7 +38,7 @@ let validate (s: Settings) =
 
 /// The flow and the latent-to-latent network for p features.
 type Model(p: int, s: Settings, seed: int64) =
-    let flow = Flow.create { Features = p; Layers = s.Layers; Hidden = s.Hidden; Depth = 2; Seed = deriveSeed seed 0; Masks = Flow.Alternating; Network = Flow.Dense; SingleNetworks = false }
+    let flow = Flow.create { Features = p; Layers = s.Layers; Hidden = s.Hidden; Depth = 2; Seed = deriveSeed seed 0; Masks = Flow.Alternating; Network = Flow.Dense; SingleNetworks = false; Activation = CouplingNetworks.Tanh }
     let net = Networks.mlp "latent" [| p; s.Hidden; s.Hidden; p |] CouplingNetworks.Relu (deriveSeed seed 1)
     /// The flow (data ↔ latent).
     member _.Flow = flow

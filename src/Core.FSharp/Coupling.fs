@@ -36,8 +36,10 @@ open EMFlow.CouplingNetworks
 /// invertible in either; the affine map itself is float64.</param>
 /// <param name="joint">Dense only: one network gives s and t (parameters <c>st.*</c>, output 2 |B|) instead of two,
 /// which halves the networks' cost; default false.</param>
+/// <param name="activation">Dense only: the nonlinearity between the hidden layers of s and t; default tanh.
+/// Convolutional networks keep tanh.</param>
 /// <example><c>use layer = new AffineCoupling(5, alternatingMask 5 0, 128, 2, 1L)</c></example>
-type AffineCoupling(features: int, kept: bool[], hidden: int, depth: int, seed: int64, convolutionWidth: int option, ?compute: torch.ScalarType, ?joint: bool) as this =
+type AffineCoupling(features: int, kept: bool[], hidden: int, depth: int, seed: int64, convolutionWidth: int option, ?compute: torch.ScalarType, ?joint: bool, ?activation: Activation) as this =
     inherit FlowLayer("AffineCoupling", features)
 
     do
@@ -70,13 +72,14 @@ type AffineCoupling(features: int, kept: bool[], hidden: int, depth: int, seed: 
     // one computes both in one pass, which halves the cost of the convolutions that dominate it.
     let nets =
         let compute = defaultArg compute torch.float64
+        let act = defaultArg activation Tanh
         match convolutionWidth with
         | None when defaultArg joint false ->
             let dims = Array.concat [ [| keptIdx.Length |]; Array.create depth hidden; [| 2 * transIdx.Length |] ]
-            Choice2Of3(new Mlp("st", dims, Tanh, FanInUniform, ZeroOutput, compute))
+            Choice2Of3(new Mlp("st", dims, act, FanInUniform, ZeroOutput, compute))
         | None ->
             let dims = Array.concat [ [| keptIdx.Length |]; Array.create depth hidden; [| transIdx.Length |] ]
-            Choice1Of3(new Mlp("s", dims, Tanh, FanInUniform, ZeroOutput, compute), new Mlp("t", dims, Tanh, FanInUniform, ZeroOutput, compute))
+            Choice1Of3(new Mlp("s", dims, act, FanInUniform, ZeroOutput, compute), new Mlp("t", dims, act, FanInUniform, ZeroOutput, compute))
         | Some w -> Choice3Of3(new ConvNet("st", features, w, kept, keptT, transT, hidden, depth))
 
     let scale = new Modules.Parameter(torch.ones([| int64 transIdx.Length |], dtype = dtype), true)

@@ -76,7 +76,9 @@ type FlowConfig =
       Network: CouplingNetwork
       /// Dense s and t networks keep float32 parameters and compute in float32 (about twice as fast on the CPU); the
       /// affine maps, log-determinants and everything downstream stay float64. False computes everything in float64.
-      SingleNetworks: bool }
+      SingleNetworks: bool
+      /// The nonlinearity between the hidden layers of dense s and t networks (convolutional ones keep tanh).
+      Activation: CouplingNetworks.Activation }
 
 /// The mask of coupling layer k under a pattern.
 /// <param name="pattern">Alternating, or checkerboard of an image width dividing p.</param>
@@ -124,7 +126,7 @@ type Flow(config: FlowConfig) as this =
         Array.init config.Layers (fun k ->
             // Each layer's own seed is overwritten by the Reset below, which draws all layers from one generator.
             new AffineCoupling(config.Features, maskOf config.Masks config.Features k, config.Hidden, config.Depth, config.Seed, convolutionWidth,
-                               (if config.SingleNetworks then torch.float32 else torch.float64), (config.Network = DenseJoint)))
+                               (if config.SingleNetworks then torch.float32 else torch.float64), (config.Network = DenseJoint), config.Activation))
 
     do
         layers |> Array.iteri (fun k l -> this.register_module(sprintf "coupling%d" k, l))
@@ -199,12 +201,13 @@ type Flow(config: FlowConfig) as this =
     override _.Reset(gen: torch.Generator) =
         for l in layers do l.Reset gen
 
-/// The paper's architecture for p features: six coupling layers, s and t networks of two hidden layers
+/// The paper's architecture for p features: six coupling layers, s and t networks of two hidden tanh layers
 /// of 128 units.
 /// <param name="features">p, at least 1.</param>
 /// <param name="seed">Seed of the parameter initialisation.</param>
 let defaultConfig (features: int) (seed: int64) : FlowConfig =
-    { Features = features; Layers = 6; Hidden = 128; Depth = 2; Seed = seed; Masks = Alternating; Network = Dense; SingleNetworks = false }
+    { Features = features; Layers = 6; Hidden = 128; Depth = 2; Seed = seed; Masks = Alternating; Network = Dense; SingleNetworks = false
+      Activation = CouplingNetworks.Tanh }
 
 /// A new flow built from the configuration; it starts as the exact identity.
 /// <param name="config">Architecture and seed; checked here.</param>

@@ -14,7 +14,7 @@ public enum CouplingMask
 /// <summary>What computes each coupling layer's scale and shift from its kept features.</summary>
 public enum CouplingNetwork
 {
-    /// <summary>A fully connected tanh network of <see cref="EMFlowOptions.HiddenDepth"/> hidden layers of <see cref="EMFlowOptions.HiddenWidth"/> units (default; fits any table).</summary>
+    /// <summary>Two fully connected networks, one for the scale and one for the shift, each of <see cref="EMFlowOptions.HiddenDepth"/> hidden layers of <see cref="EMFlowOptions.HiddenWidth"/> units with <see cref="EMFlowOptions.HiddenActivation"/> between them (the paper's; fits any table).</summary>
     Dense,
     /// <summary>Images only (<see cref="EMFlowOptions.ImageWidth"/> set): 3 × 3 convolutions over the image, <see cref="EMFlowOptions.HiddenDepth"/> hidden layers of <see cref="EMFlowOptions.HiddenWidth"/> channels, so a pixel's scale and shift depend on its neighbourhood only. Run in float32; keep HiddenWidth small (8-16), since each channel costs a pass over every pixel.</summary>
     Convolutional,
@@ -27,8 +27,17 @@ public enum FlowPrecision
 {
     /// <summary>Everything in float64.</summary>
     Float64,
-    /// <summary>The networks' matrix products and tanh in float32, about twice as fast on the CPU; parameters, the coupling maps, log-determinants and the latent Gaussian stay float64.</summary>
+    /// <summary>The networks' matrix products and activations in float32, about twice as fast on the CPU; the coupling maps, log-determinants and the latent Gaussian stay float64.</summary>
     Float32,
+}
+
+/// <summary>The nonlinearity between the hidden layers of the dense s and t networks.</summary>
+public enum HiddenActivation
+{
+    /// <summary>max(0, x): piecewise-linear s and t, so the coupling maps are continuous and piecewise smooth. On the demo's nonlinear table it imputed 17% better than tanh, and a step costs about a tenth less (README.md).</summary>
+    Relu,
+    /// <summary>tanh: smooth s and t, the library's choice before <see cref="Relu"/> measured better.</summary>
+    Tanh,
 }
 
 /// <summary>What the second flow step of each batch optimises.</summary>
@@ -99,6 +108,10 @@ public sealed record EMFlowOptions
     /// <summary>What the dense s and t networks compute in. Default <see cref="EMFlow.FlowPrecision.Float32"/>; model files
     /// saved before this option existed load as <see cref="EMFlow.FlowPrecision.Float64"/>, what they were fitted with.</summary>
     public FlowPrecision FlowPrecision { get; init; } = FlowPrecision.Float32;
+    /// <summary>The nonlinearity between the hidden layers of the dense s and t networks (convolutional ones keep tanh).
+    /// Default <see cref="EMFlow.HiddenActivation.Relu"/>; model files saved before this option existed load as
+    /// <see cref="EMFlow.HiddenActivation.Tanh"/>, what they were fitted with.</summary>
+    public HiddenActivation HiddenActivation { get; init; } = HiddenActivation.Relu;
     /// <summary>Largest gradient norm of a flow step; larger ones are scaled down. Default 10.</summary>
     public double MaxGradNorm { get; init; } = 10;
     /// <summary>How missing values are filled before the first iteration. Default <see cref="EMFlow.InitialImputation.Auto"/>: per feature, the blend of Gaussian EM and kNN that is best on the held-out entries.</summary>
@@ -157,10 +170,11 @@ public sealed record EMFlowOptions
     /// (README, "Platform notes"); ask for more on an idle machine with cores to spare.</summary>
     public int? TorchThreads { get; init; } = 1;
 
-    /// <summary>The paper's UCI settings (appendix F): α = 1e6, learning rate 1e-4, random-draw initial imputation, every iteration kept, separate s and t networks, the E-step through the updated flow.</summary>
+    /// <summary>The paper's UCI settings (appendix F): α = 1e6, learning rate 1e-4, random-draw initial imputation, every iteration kept, separate tanh s and t networks, the E-step through the updated flow.</summary>
     public static EMFlowOptions Paper => new()
     {
         CouplingNetwork = CouplingNetwork.Dense,
+        HiddenActivation = HiddenActivation.Tanh,
         LatentFromL1Pass = false,
         Iterations = 3,
         EpochsPerIteration = 40,
@@ -187,7 +201,8 @@ public sealed record EMFlowOptions
             CouplingNetwork.DenseJoint => Flow.CouplingNetwork.DenseJoint,
             _ => Flow.CouplingNetwork.Dense,
         },
-        FlowPrecision == FlowPrecision.Float32);
+        FlowPrecision == FlowPrecision.Float32,
+        HiddenActivation == HiddenActivation.Tanh ? CouplingNetworks.Activation.Tanh : CouplingNetworks.Activation.Relu);
 
     /// <summary>The settings <see cref="Fitting.fit"/> runs with for a table of <paramref name="features"/> columns:
     /// the same fit as <see cref="EMFlowImputer"/>'s, for stepping through it from F# (notebook 05).</summary>
@@ -247,6 +262,7 @@ public sealed record EMFlowOptions
             throw new ArgumentException("CouplingMask.Checkerboard needs ImageWidth and ImageHeight; got null.", nameof(CouplingMask));
         Require(Enum.IsDefined(CouplingNetwork), nameof(CouplingNetwork), CouplingNetwork, "must be a defined value");
         Require(Enum.IsDefined(FlowPrecision), nameof(FlowPrecision), FlowPrecision, "must be a defined value");
+        Require(Enum.IsDefined(HiddenActivation), nameof(HiddenActivation), HiddenActivation, "must be a defined value");
         if (CouplingNetwork == CouplingNetwork.Convolutional && ImageWidth is null)
             throw new ArgumentException("CouplingNetwork.Convolutional needs ImageWidth and ImageHeight; got null.", nameof(CouplingNetwork));
         if ((ImageWidth is null) != (ImageHeight is null))

@@ -157,11 +157,15 @@ internal static class ModelFile
     {
         var json = r.ReadString();
         var options = JsonSerializer.Deserialize<EMFlowOptions>(json) ?? throw new InvalidDataException("Missing options.");
-        // Files written before the networks could compute in float32 were fitted in float64; the property's default is
-        // not what they ran with.
+        // Files written before the networks could compute in float32, or take ReLU, were fitted in float64 with tanh;
+        // the properties' defaults are not what they ran with.
         using (var document = JsonDocument.Parse(json))
+        {
             if (!document.RootElement.TryGetProperty(nameof(EMFlowOptions.FlowPrecision), out _))
                 options = options with { FlowPrecision = FlowPrecision.Float64 };
+            if (!document.RootElement.TryGetProperty(nameof(EMFlowOptions.HiddenActivation), out _))
+                options = options with { HiddenActivation = HiddenActivation.Tanh };
+        }
         var scaler = new Scaler.MinMax(ChecksummedFile.ReadArray(r), ChecksummedFile.ReadArray(r));
         double initialRmse = r.ReadDouble();
         var gaussian = ReadEstimate(r);

@@ -14,7 +14,7 @@ let roundTripTol = 1e-10
 let jacobianTol = 1e-6
 let fdStep = 1e-5
 
-let small p = { Features = p; Layers = 4; Hidden = 8; Depth = 2; Seed = 11L; Masks = Alternating; Network = Dense; SingleNetworks = false }
+let small p = { Features = p; Layers = 4; Hidden = 8; Depth = 2; Seed = 11L; Masks = Alternating; Network = Dense; SingleNetworks = false; Activation = EMFlow.CouplingNetworks.Tanh }
 
 /// Moves every parameter well away from its identity initialisation, so the contract checks exercise
 /// non-trivial s and t networks.
@@ -108,7 +108,8 @@ let layerCases : (string * (unit -> FlowLayer)) list =
 /// Whole flows whose networks compute in float32: the composite map is float32-smooth (see convolutionalFlowCase).
 let float32FlowCases : (string * (unit -> FlowLayer)) list =
     [ "flow p=5, float32 networks", (fun () -> create { small 5 with SingleNetworks = true } :> FlowLayer)
-      "flow p=6, one float32 network for s and t", (fun () -> create { small 6 with SingleNetworks = true; Network = DenseJoint } :> FlowLayer) ]
+      "flow p=6, one float32 network for s and t", (fun () -> create { small 6 with SingleNetworks = true; Network = DenseJoint } :> FlowLayer)
+      "flow p=7, one float32 ReLU network for s and t", (fun () -> create { small 7 with SingleNetworks = true; Network = DenseJoint; Activation = EMFlow.CouplingNetworks.Relu } :> FlowLayer) ]
 
 /// A stack of convolutional couplings: each layer's s and t are float32 functions of the previous layer's float64
 /// output, so the composite map is only float32-smooth and is checked against an autograd Jacobian (a single

@@ -11,7 +11,7 @@ public class AssemblyTests
         string[] expected =
         [
             "EMFlow.ColumnKind", "EMFlow.CouplingMask", "EMFlow.CouplingNetwork", "EMFlow.EMFlowImputer", "EMFlow.EMFlowOptions", "EMFlow.FlowPrecision",
-            "EMFlow.GaussianEmImputer", "EMFlow.GaussianEmOptions", "EMFlow.Imputer", "EMFlow.KnnImputer",
+            "EMFlow.GaussianEmImputer", "EMFlow.GaussianEmOptions", "EMFlow.HiddenActivation", "EMFlow.Imputer", "EMFlow.KnnImputer",
             "EMFlow.MeanImputer", "EMFlow.MixedImputer", "EMFlow.NearestPixelImputer", "EMFlow.SecondFlowStep", "EMFlow.SimpleStrategy",
             "EMFlow.Table", "EMFlow.TorchThreadScope",
         ];

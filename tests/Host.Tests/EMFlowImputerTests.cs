@@ -15,6 +15,7 @@ public class EMFlowImputerTests
     [InlineData(nameof(EMFlowOptions.StartSweeps))]
     [InlineData(nameof(EMFlowOptions.Patience))]
     [InlineData(nameof(EMFlowOptions.FlowPrecision))]
+    [InlineData(nameof(EMFlowOptions.HiddenActivation))]
     public void Invalid_settings_throw_at_Fit_naming_the_setting(string setting)
     {
         var bad = setting switch
@@ -30,6 +31,7 @@ public class EMFlowImputerTests
             nameof(EMFlowOptions.StartSweeps) => TestData.QuickEMFlow() with { StartSweeps = 0 },
             nameof(EMFlowOptions.Patience) => TestData.QuickEMFlow() with { Patience = -1 },
             nameof(EMFlowOptions.FlowPrecision) => TestData.QuickEMFlow() with { FlowPrecision = (FlowPrecision)7 },
+            nameof(EMFlowOptions.HiddenActivation) => TestData.QuickEMFlow() with { HiddenActivation = (HiddenActivation)7 },
             _ => TestData.QuickEMFlow() with { ValidationFraction = 0.9 },
         };
         using var imputer = new EMFlowImputer(bad);

@@ -138,13 +138,14 @@ public sealed class ModelFileTests : IDisposable
     }
 
     [Fact]
-    public void A_file_whose_options_predate_float32_networks_loads_with_float64_networks()
+    public void A_file_whose_options_predate_float32_and_relu_networks_loads_with_float64_tanh_networks()
     {
         var (_, data) = TestData.Table(120);
         using var imputer = new EMFlowImputer(TestData.QuickEMFlow() with
         {
             InitialImputation = InitialImputation.GaussianEm,
             FlowPrecision = FlowPrecision.Float64,
+            HiddenActivation = HiddenActivation.Tanh,
             ValidationFraction = 0,
         });
         imputer.Fit(data);
@@ -160,6 +161,7 @@ public sealed class ModelFileTests : IDisposable
         var json = System.Text.Json.Nodes.JsonNode.Parse(reader.ReadString())!.AsObject();
         int afterJson = (int)reader.BaseStream.Position;
         Assert.True(json.Remove(nameof(EMFlowOptions.FlowPrecision)));
+        Assert.True(json.Remove(nameof(EMFlowOptions.HiddenActivation)));
         var rewritten = new MemoryStream();
         using (var w = new BinaryWriter(rewritten, Encoding.UTF8, true)) w.Write(json.ToJsonString());
         var old = PathOf("old-float64.model");
@@ -167,6 +169,7 @@ public sealed class ModelFileTests : IDisposable
 
         using var loaded = EMFlowImputer.Load(old);
         Assert.Equal(FlowPrecision.Float64, loaded.Options.FlowPrecision);
+        Assert.Equal(HiddenActivation.Tanh, loaded.Options.HiddenActivation);
         TestData.AssertBitForBit(imputer.Transform(data), loaded.Transform(data));
     }
 }

@@ -126,8 +126,8 @@ static class StressCases
         {
             SufficientStatisticsUpdate = true, InitialImputation = InitialImputation.Knn, HoldOutLikeMissingness = true,
             SecondStep = SecondFlowStep.ReconstructionOnly, BetaSchedule = new[] { 0.5, 1.0 }, RefitLatentGaussian = false,
-            // The paper's flow: float64, separate s and t networks, the E-step after the L1 update, every epoch.
-            FlowPrecision = FlowPrecision.Float64, CouplingNetwork = CouplingNetwork.Dense, LatentFromL1Pass = false, Patience = 0,
+            // The paper's flow: float64, separate tanh s and t networks, the E-step after the L1 update, every epoch.
+            FlowPrecision = FlowPrecision.Float64, HiddenActivation = HiddenActivation.Tanh, CouplingNetwork = CouplingNetwork.Dense, LatentFromL1Pass = false, Patience = 0,
         }), Table)),
         new("emflow-conv", () => Impute(() => new EMFlowImputer(SmallEMFlow with
         {
