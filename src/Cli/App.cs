@@ -18,7 +18,7 @@ public static class App
         emflow: impute missing values in tables with EMFlow (a normalizing flow with online EM), Gaussian EM or simple baselines.
 
         Usage:
-          emflow impute INPUT.csv -o OUTPUT.csv [options]   complete a table
+          emflow impute INPUT.csv -o OUTPUT.csv [options]   complete a table (CSV or .parquet)
           emflow evaluate DATA.csv [options]                score methods on a complete table (the paper's protocol)
           emflow demo [options]                             a tour on a synthetic table (about 15 s)
           emflow COMMAND --help                             the command's options, defaults and an example
@@ -37,6 +37,12 @@ public static class App
         so is each column named by --categorical: categories are one-hot encoded for the imputer, and each missing
         cell takes the most probable of the column's observed categories. Nothing is written if the input is bad or
         the run is cancelled.
+
+        INPUT and OUTPUT are CSV, or Parquet when their name ends in .parquet (flat columns of double, float, int32,
+        int64 and string; nulls, and NaN in floating columns, are missing). A Parquet output keeps a Parquet input's
+        column names and types: observed values come back exactly, imputed ones in their column's type (integers
+        rounded to the nearest). With --load, the rows are read, imputed and written a block at a time, so memory
+        stays flat however long the table is.
 
         Options:
           -o, --output FILE       completed table (required)
@@ -62,8 +68,10 @@ public static class App
           --multiple K            also write K sampled imputations OUTPUT.1.csv ... OUTPUT.K.csv (emflow only)
           --model FILE            save the fitted EMFlow (or, with --method forest, forest) model (numeric
                                   columns only)
-          --load FILE             impute with a saved EMFlow model instead of fitting one (columns matched by name);
-                                  a forest model with --method forest
+          --load FILE             impute with a saved EMFlow model instead of fitting one (columns matched by name),
+                                  streaming the table; a forest model with --method forest
+          --block-rows N          rows read, imputed and written at a time with --load, and rows per Parquet row
+                                  group written (default 8192)
           --report FILE           write a self-contained HTML report (plots open offline)
           --png-dir DIR           write the report's figures as PNG files
           -q, --quiet             no progress and no summary
@@ -75,6 +83,7 @@ public static class App
         Example:
           emflow impute concrete.csv -o concrete-imputed.csv --report concrete.html
           emflow impute shop.csv -o shop-imputed.csv --method knn --categorical store
+          emflow impute new-rows.parquet -o new-rows-done.parquet --load model.emflow
         """;
 
     internal const string EvaluateHelp = """

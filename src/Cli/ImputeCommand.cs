@@ -5,10 +5,12 @@ using Spectre.Console;
 namespace EMFlow.Cli;
 
 /// <summary>
-/// <c>emflow impute INPUT.csv -o OUTPUT.csv</c>: reads the table, fits the chosen imputer on its numeric columns
-/// (or loads a saved EMFlow model), or on its numeric and categorical columns through a <see cref="MixedImputer"/>,
-/// and writes the completed table with observed cells exactly as they were.
-/// Everything is computed before the first file is written, so bad input or a cancelled fit writes nothing.
+/// <c>emflow impute INPUT.csv -o OUTPUT.csv</c>: reads the table (CSV, or Parquet by the extension), fits the chosen
+/// imputer on its numeric columns, or on its numeric and categorical columns through a <see cref="MixedImputer"/>, and
+/// writes the completed table with observed cells exactly as they were. With a saved model that stores column names
+/// (<c>--load</c>), the table is streamed through it instead (<see cref="StreamTransform"/>).
+/// Files are written through temporary files that replace them only when complete, so bad input or a cancelled run
+/// writes nothing.
 /// </summary>
 internal static class ImputeCommand
 {
@@ -27,6 +29,7 @@ internal static class ImputeCommand
         bool skip = a.Flag("--skip-non-numeric");
         bool quiet = a.Flag("--quiet");
         int multiple = a.Int("--multiple", 0, min: 1);
+        int blockRows = a.Int("--block-rows", StreamTransform.DefaultBlockRows, min: 1);
         var modelOut = a.Text("--model");
         var modelIn = a.Text("--load");
         var report = a.Text("--report");
@@ -88,11 +91,43 @@ internal static class ImputeCommand
         RequireFolder(output, "output");
         if (modelOut is not null) RequireFolder(modelOut, "model");
         if (report is not null) RequireFolder(report, "report");
+        bool parquetIn = ParquetFiles.IsParquet(input);
+        if (parquetIn && separator is not null) throw new UsageException($"--separator reads CSV input; {input} is Parquet");
+
+        if (modelIn is not null && multiple == 0 && (modelOut ?? report ?? pngDir) is null)
+        {
+            using Imputer loaded = method == "forest" ? ForestImputer.Load(modelIn) : EMFlowImputer.Load(modelIn);
+            // Models of formats 1 and 2 store no names and match columns by position, which needs the whole table's
+            // column kinds: they take the whole-table path below.
+            if (loaded.ColumnNames is not null)
+            {
+                if (categorical is not null)
+                    throw new UsageException($"--load takes tables of numeric columns only; --categorical names {string.Join(", ", categorical.Select(c => $"'{c}'"))}");
+                var clock0 = Stopwatch.StartNew();
+                var title = $"the model in {Path.GetFileName(modelIn)} on {Path.GetFileName(input)}";
+                var done = StreamTransform.WithProgress(console, interactive && !quiet, title, quiet ? null : stderr, progress =>
+                    StreamTransform.Run(loaded, input, output, token, skip, separator, blockRows, progress, ct));
+                if (!quiet)
+                    console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                        $"Imputed {done.MissingCells} missing cells in {done.Columns} numeric columns of {done.Rows} rows with the model in {modelIn} in {clock0.Elapsed.TotalSeconds:F1} s: {output}"));
+                return;
+            }
+        }
 
         Table table;
+        ParquetInput? source = null;
         try
         {
-            table = Table.Read(input, token is null ? null : new[] { token }, skip, separator, categorical);
+            if (parquetIn)
+            {
+                // The same rules as for a CSV file: the Parquet table goes through Table.Read as CSV text, and the
+                // output takes its observed values from the typed columns read here.
+                using var reader = ParquetFiles.Reader.Open(input);
+                var columns = ParquetFiles.ReadAll(reader);
+                source = new ParquetInput(reader.Schema, reader.Fields, columns);
+                table = Table.Read(new StringReader(ParquetFiles.AsCsv(reader.Fields, columns)), token is null ? null : new[] { token }, skip, ',', categorical);
+            }
+            else table = Table.Read(input, token is null ? null : new[] { token }, skip, separator, categorical);
         }
         catch (FormatException e) when (e.Message.Contains("(skipNonNumeric)", StringComparison.Ordinal))
         {
@@ -117,7 +152,7 @@ internal static class ImputeCommand
                     + $"{string.Join(", ", table.CategoricalColumns.Select(c => $"'{c}'"))} (pass text columns through with --skip-non-numeric)");
             if (table.NumericColumns.Count == 0 && (report ?? pngDir) is not null)
                 throw new UsageException($"{(report is not null ? "--report" : "--png-dir")} shows numeric columns; {input} has none");
-            RunMixed(table, input, output, method, options, forestStart, multiple, report, pngDir, quiet, console, interactive, stderr, ct);
+            RunMixed(table, source, blockRows, input, output, method, options, forestStart, multiple, report, pngDir, quiet, console, interactive, stderr, ct);
             return;
         }
         var data = table.ToMatrix();
@@ -163,9 +198,9 @@ internal static class ImputeCommand
             if (imputer is EMFlowImputer trained && modelIn is null) fitSummary = FitSummary(trained, table.NumericColumns);
             ct.ThrowIfCancellationRequested();
 
-            table.WithImputed(completed).Write(output);
+            Write(table.WithImputed(completed), output, source, blockRows);
             for (int k = 0; k < draws.Count; k++)
-                table.WithImputed(draws[k]).Write(Numbered(output, k + 1));
+                Write(table.WithImputed(draws[k]), Numbered(output, k + 1), source, blockRows);
             if (modelOut is not null)
             {
                 if (imputer is ForestImputer forest) forest.Save(modelOut);
@@ -190,7 +225,7 @@ internal static class ImputeCommand
     /// encoded, imputed as the most probable), the same outputs as for numeric tables; the report covers the numeric
     /// columns.
     /// </summary>
-    private static void RunMixed(Table table, string input, string output, string method, EMFlowOptions options, bool forestStart, int multiple,
+    private static void RunMixed(Table table, ParquetInput? source, int blockRows, string input, string output, string method, EMFlowOptions options, bool forestStart, int multiple,
         string? report, string? pngDir, bool quiet, IAnsiConsole console, bool interactive, TextWriter stderr, CancellationToken ct)
     {
         var clock = Stopwatch.StartNew();
@@ -208,8 +243,8 @@ internal static class ImputeCommand
                 details = Details(input, method, table, table.ToMatrix(), completed.ToMatrix(), imputer.Inner);
             if (imputer.Inner is EMFlowImputer trained) fitSummary = FitSummary(trained, imputer.EncodedColumnNames);
             ct.ThrowIfCancellationRequested();
-            completed.Write(output);
-            for (int k = 0; k < draws.Count; k++) draws[k].Write(Numbered(output, k + 1));
+            Write(completed, output, source, blockRows);
+            for (int k = 0; k < draws.Count; k++) Write(draws[k], Numbered(output, k + 1), source, blockRows);
         }
         if (report is not null) HtmlReport.Write(report, details!);
         var pngs = pngDir is null ? Array.Empty<string>() : PngReport.Write(pngDir, details!);
@@ -221,6 +256,58 @@ internal static class ImputeCommand
         if (draws.Count > 0) console.WriteLine($"Sampled imputations: {string.Join(", ", Enumerable.Range(1, draws.Count).Select(k => Numbered(output, k)))}");
         if (report is not null) console.WriteLine($"Report: {report}");
         if (pngs.Count > 0) console.WriteLine($"Figures: {pngs.Count} PNG files in {pngDir}");
+    }
+
+    /// <summary>A Parquet input: its schema and typed columns (n) each, which a completed table's output keeps.</summary>
+    private sealed record ParquetInput(Parquet.Schema.ParquetSchema Schema, Parquet.Schema.DataField[] Fields, Array[] Columns);
+
+    /// <summary>Writes a completed table as CSV or Parquet by the output's extension. From a Parquet input, every
+    /// observed cell keeps its typed value and each missing one takes the completed table's (numbers in the column's
+    /// type, categories as strings); from a CSV input, a Parquet output has double columns for the numeric columns and
+    /// string columns for the others. Parquet row groups have <paramref name="blockRows"/> rows.</summary>
+    private static void Write(Table completed, string output, ParquetInput? source, int blockRows)
+    {
+        if (source is null && !ParquetFiles.IsParquet(output))
+        {
+            completed.Write(output);
+            return;
+        }
+        var names = completed.ColumnNames;
+        var numeric = names.Select(n => completed.NumericColumns.Contains(n)).ToArray();
+        var rows = completed.RawRows;
+        using var sink = TableSink.Create(output, names, numeric, source?.Schema, source is null ? completed.RawHeader : null, completed.Separator, completed.NewLine);
+        if (source is null)
+        {
+            for (int start = 0; start < rows.Count; start += blockRows)
+                sink.WriteFields(rows.Skip(start).Take(blockRows).ToArray());
+        }
+        else
+        {
+            var columns = source.Columns.Select(c => (Array)c.Clone()).ToArray();
+            for (int j = 0; j < columns.Length; j++)
+            {
+                bool isNumeric = ParquetFiles.IsNumeric(source.Fields[j]);
+                for (int i = 0; i < rows.Count; i++)
+                {
+                    // A cell the imputation filled is one whose text changed.
+                    var text = rows[i][j];
+                    if (text == ParquetFiles.Text(source.Columns[j], i, ',', ParquetFiles.CsvMissing)) continue;
+                    if (isNumeric) ParquetFiles.SetImputed(columns[j], i, double.Parse(text, NumberStyles.Float, CultureInfo.InvariantCulture));
+                    else ((string?[])columns[j])[i] = ParquetFiles.Unquoted(text);
+                }
+            }
+            for (int start = 0; start < rows.Count; start += blockRows)
+            {
+                int len = Math.Min(blockRows, rows.Count - start);
+                sink.WriteColumns(columns.Select(c =>
+                {
+                    var part = Array.CreateInstance(c.GetType().GetElementType()!, len);
+                    Array.Copy(c, start, part, 0, len);
+                    return part;
+                }).ToArray());
+            }
+        }
+        sink.Commit();
     }
 
     /// <summary>A comma-separated list of column names, or null when the option is absent.</summary>

@@ -38,7 +38,7 @@ namespace EMFlow;
 /// </example>
 public sealed class Table
 {
-    private static readonly HashSet<string> DefaultMissing = new(StringComparer.OrdinalIgnoreCase) { "", "NA", "NaN" };
+    internal static readonly HashSet<string> DefaultMissing = new(StringComparer.OrdinalIgnoreCase) { "", "NA", "NaN" };
     private static readonly char[] LikelySeparators = { ';', '\t', '|' };
 
     private readonly string[] _header;          // raw header fields, as written
@@ -179,14 +179,7 @@ public sealed class Table
         var names = headerValues.Select(v => v.Trim()).ToArray();
         int p = names.Length;
         string newLine = records.LastLineEnding ?? "\n";
-        if (guessed && p == 1 && names[0].IndexOfAny(LikelySeparators) is int at and >= 0)
-        {
-            var likely = names[0][at] == '\t' ? "tab" : $"'{names[0][at]}'";
-            throw new FormatException($"The header '{names[0]}' reads as one column: the file looks separated by {likely}, not by commas. Give the separator (Table.Read's separator, emflow's --separator).");
-        }
-        var repeated = names.GroupBy(n => n, StringComparer.Ordinal).Where(g => g.Count() > 1).Select(g => $"'{g.Key}'").ToArray();
-        if (repeated.Length > 0)
-            throw new FormatException($"The header repeats column name{(repeated.Length > 1 ? "s" : "")} {string.Join(", ", repeated)}; each column needs its own name.");
+        CheckHeader(names, guessed);
         var unknown = declaredNames.Where(d => !names.Contains(d, StringComparer.Ordinal)).Distinct(StringComparer.Ordinal).ToArray();
         if (unknown.Length > 0)
             throw new ArgumentException($"Column{(unknown.Length > 1 ? "s" : "")} {Quoted(unknown)} declared categorical {(unknown.Length > 1 ? "are" : "is")} not in the table; its columns are {Quoted(names)}.", nameof(categorical));
@@ -272,8 +265,34 @@ public sealed class Table
         return new Table(header, names, cells, numeric.ToArray(), missing, matrix, categoricalColumns.ToArray(), labels, sep, newLine);
     }
 
+    /// <summary>Rejects a header whose names repeat, or that is one column holding a likely separator when the
+    /// separator was not given (<paramref name="guessed"/>): <see cref="FormatException"/> naming them.</summary>
+    internal static void CheckHeader(string[] names, bool guessed)
+    {
+        if (guessed && names.Length == 1 && names[0].IndexOfAny(LikelySeparators) is int at and >= 0)
+        {
+            var likely = names[0][at] == '\t' ? "tab" : $"'{names[0][at]}'";
+            throw new FormatException($"The header '{names[0]}' reads as one column: the file looks separated by {likely}, not by commas. Give the separator (Table.Read's separator, emflow's --separator).");
+        }
+        var repeated = names.GroupBy(n => n, StringComparer.Ordinal).Where(g => g.Count() > 1).Select(g => $"'{g.Key}'").ToArray();
+        if (repeated.Length > 0)
+            throw new FormatException($"The header repeats column name{(repeated.Length > 1 ? "s" : "")} {string.Join(", ", repeated)}; each column needs its own name.");
+    }
+
+    /// <summary>The header's fields as written, for writers that keep them.</summary>
+    internal IReadOnlyList<string> RawHeader => _header;
+
+    /// <summary>Each row's fields as written (quotes included), for writers that keep them.</summary>
+    internal IReadOnlyList<string[]> RawRows => _cells;
+
+    /// <summary>The field separator the table was read with.</summary>
+    internal char Separator => _separator;
+
+    /// <summary>The line ending of the file the table was read from.</summary>
+    internal string NewLine => _newLine;
+
     /// <summary>inf, Inf, +inf, -INF, infinity, ∞ and the like, which double.TryParse does not all take.</summary>
-    private static bool IsInfinityText(string text)
+    internal static bool IsInfinityText(string text)
     {
         var t = text.TrimStart('+', '-');
         return t.Equals("inf", StringComparison.OrdinalIgnoreCase) || t.Equals("infinity", StringComparison.OrdinalIgnoreCase) || t == "∞";
@@ -459,7 +478,7 @@ public sealed class Table
     }
 
     /// <summary>Splits CSV text into records, keeping each field's raw text (quotes included) and its value.</summary>
-    private sealed class RecordReader(TextReader reader, char separator)
+    internal sealed class RecordReader(TextReader reader, char separator)
     {
         private int _line = 1;
 
