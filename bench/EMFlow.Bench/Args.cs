@@ -35,7 +35,12 @@ internal sealed class Args
           converge-report  the Markdown summary of bench/results/converge.jsonl (--in FILE, --plot to redraw the PNGs,
                   --readme bench/README.md to rewrite its converge section)
           report  Markdown tables from every bench/results/*.jsonl (--quick for the quick ones; --readme bench/README.md
-                  rewrites the file's tables section, or tables-quick with --quick)
+                  rewrites the file's tables and mixed sections, or tables-quick with --quick)
+          mixed   the evaluation protocol on tables with categorical columns: each table's target kept as a categorical
+                  feature, Wine Quality's colour (rows 1-1599 red) added as one; RMSE of numeric cells, accuracy of
+                  categorical ones, every method through MixedImputer; bench/results/mixed-<data>-<mechanism>.jsonl
+                  --datasets breast_cancer,wine_quality,spam,letter  --methods mean,knn,gaussian-em,forest,emflow
+                  --mechanisms mcar (mcar, mar, mnar)  --folds K (5)  --only-folds 0,1  --seed S (0)  --data-dir DIR  --quick  --out FILE.jsonl
           tables  the evaluation protocol on the benchmark tables, every method, MCAR 0.2 and MAR
                   --data-dir DIR (../shared/data from the repository root)  --datasets a,b  --mechanisms mcar,mar,mar-paper,mnar (mar-paper: MAR at the
                   paper's Table 4 rate of the dataset)

@@ -19,6 +19,7 @@ try
         case "estep": EStepBench.Run(a); break;
         case "fit": FitBench.Run(a); break;
         case "tables": TablesBench.Run(a); break;
+        case "mixed": MixedBench.Run(a); break;
         case "report": TablesBench.ReportFiles(a); break;
         case "datasets": Console.WriteLine(string.Join(",", TablesBench.DefaultDatasets(a.Flag("quick")))); break;
         case "images": ImagesBench.Run(a); break;

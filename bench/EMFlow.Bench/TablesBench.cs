@@ -5,19 +5,37 @@ using static TorchSharp.torch;
 namespace EMFlow.Bench;
 
 /// <summary>One line of bench/results/*.jsonl: one (dataset, mechanism, method) of the protocol; <c>measured</c> is
-/// the UTC time the run ended (absent in older lines), which decides between repeated measurements.</summary>
+/// the UTC time the run ended (absent in older lines), which decides between repeated measurements. A table with
+/// categorical columns (<see cref="MixedBench"/>) also carries their names, their numbers of categories, the accuracy
+/// (overall and per column) and the numbers of categorical and numeric cells scored over the folds run; its RMSE is
+/// over the numeric cells.</summary>
 internal sealed record TableRecord(
     string dataset, int rows, int columns, string mechanism, string method, int folds_run, int folds, long seed, bool quick,
     double rmse_mean, double rmse_std, double[] rmse_folds, double seconds_per_fold, double fit_seconds_mean, double transform_seconds_mean,
     double peak_working_set_mb, double hidden_rate, double trailing_hidden_rate, double unknown_rate, int[] dropped_columns, string[] dropped_column_names,
-    int dropped_rows, bool target_kept, string machine, string date, string[]? fold_notes = null, string? measured = null);
+    int dropped_rows, bool target_kept, string machine, string date, string[]? fold_notes = null, string? measured = null,
+    double? accuracy_mean = null, double? accuracy_std = null, double[]? accuracy_folds = null, string[]? categorical = null, int[]? categories = null,
+    Dictionary<string, double>? accuracy_by_column = null, int? categorical_scored = null, int? numeric_scored = null);
 
 /// <summary>Passes Fit and Transform through and tells, after each Fit, what an EMFlow method chose on that fold.</summary>
-internal sealed class Observed(IImputationMethod inner, Action<string> sink) : IImputationMethod
+internal sealed class Observed(IImputationMethod inner, Action<string> sink) : IMixedImputationMethod
 {
     public void Fit(double[,] train)
     {
         inner.Fit(train);
+        Note();
+    }
+
+    public void Fit(double[,] train, IReadOnlyList<ColumnKind> kinds)
+    {
+        if (inner is not IMixedImputationMethod mixed)
+            throw new ArgumentException($"{inner.GetType().Name} takes numeric tables only; this table has categorical columns.", nameof(kinds));
+        mixed.Fit(train, kinds);
+        Note();
+    }
+
+    private void Note()
+    {
         var note = inner switch
         {
             TunedEMFlowMethod t => $"{t.Tuning!.BestLabel}; iteration {t.Imputer!.SelectedIteration} of {t.Imputer.IterationsRun}",
@@ -184,19 +202,29 @@ internal static class TablesBench
         if (a.Get("markdown") is { } mdPath) File.WriteAllText(mdPath, md);
     }
 
-    /// <summary>Reads every bench/results/*.jsonl (or the given files) and prints the combined Markdown tables.</summary>
+    /// <summary>Reads every bench/results/*.jsonl (or the given files) and prints the combined Markdown tables: those of
+    /// numeric tables, then those of tables with categorical columns (<see cref="MixedBench"/>).</summary>
     public static void ReportFiles(Args a)
     {
         var dir = a.Get("dir") ?? Path.Combine(RepoRoot(), "bench", "results");
         bool quick = a.Flag("quick");
         // estep, fit, converge and images results live in the same folder; only protocol records carry a mechanism and per-fold RMSEs.
-        var records = Directory.GetFiles(dir, "*.jsonl").OrderBy(f => f)
+        var all = Directory.GetFiles(dir, "*.jsonl").OrderBy(f => f)
             .SelectMany(File.ReadAllLines).Where(l => l.Length > 0)
             .Select(l => JsonSerializer.Deserialize<TableRecord>(l))
             .Where(r => r is { dataset: not null, method: not null, mechanism: not null, rmse_folds: not null, folds: > 0 } && r.quick == quick).Select(r => r!).ToList();
+        var records = all.Where(r => r.categorical is not { Length: > 0 }).ToList();
+        var mixed = all.Where(r => r.categorical is { Length: > 0 }).ToList();
         var md = Markdown(records);
+        var mixedMd = MixedBench.Markdown(mixed);
         Console.WriteLine(md);
-        if (a.Get("readme") is { } readme) ReplaceSection(readme, quick ? "tables-quick" : "tables", md);
+        if (mixedMd.Length > 0) Console.WriteLine(mixedMd);
+        if (a.Get("readme") is { } readme)
+        {
+            ReplaceSection(readme, quick ? "tables-quick" : "tables", md);
+            // The quick run (CI) measures no mixed table; the full report keeps its section.
+            if (!quick && mixed.Count > 0) ReplaceSection(readme, "mixed", mixedMd);
+        }
     }
 
     /// <summary>Replaces the text between <c>&lt;!-- name:begin --&gt;</c> and <c>&lt;!-- name:end --&gt;</c> in a Markdown file.</summary>

@@ -72,8 +72,9 @@ public static class App
                                   streaming the table; a forest model with --method forest
           --block-rows N          rows read, imputed and written at a time with --load, and rows per Parquet row
                                   group written (default 8192)
-          --report FILE           write a self-contained HTML report (plots open offline)
-          --png-dir DIR           write the report's figures as PNG files
+          --report FILE           write a self-contained HTML report (plots open offline; a categorical column
+                                  shows its observed and imputed cells per category)
+          --png-dir DIR           write the report's figures as PNG files (numeric columns)
           -q, --quiet             no progress and no summary
           -h, --help              this help
 
@@ -91,7 +92,10 @@ public static class App
 
         The paper's protocol on a complete table: min-max scaling, cells hidden by a missingness mechanism, k-fold
         cross-validation where the test fold is only re-imputed, RMSE over the hidden cells (mean ± std over folds).
-        Cells already missing in DATA.csv are never scored (a warning says how many there are).
+        Cells already missing in DATA.csv are never scored (a warning says how many there are). A column with no
+        number in it is categorical, and so is each column named by --categorical: the mechanism hides its cells too,
+        each method imputes them through the one-hot layer (as impute does), and they are scored by accuracy, the
+        share of hidden categorical cells imputed as their true category; the RMSE is then over the numeric cells.
 
         Options:
           --mechanism NAME        mcar (default), mar or mnar
@@ -106,15 +110,19 @@ public static class App
           --threads T             torch threads (default 1)
           --mask MASK.csv         a 0/1 CSV with header (1 = hidden) instead of the mechanism
           --fold-ids FOLDS.txt    one fold id per row, to compare with other tools on identical splits
+          --categorical LIST      comma-separated columns to score as categories even though they hold numbers
+                                  (integer codes, e.g. a class label)
           --drop-target           drop a last column named target
           --format NAME           table (default, for reading), json (one JSON object per method and fold: RMSE,
-                                  seconds, the method's peak memory, the mechanism and the realised rate), csv
-                                  (the same fields) or markdown (the summary table)
+                                  seconds, the method's peak memory, the mechanism and the realised rate; with
+                                  categorical columns also accuracy and scoredCategoricalCells), csv (the same
+                                  fields) or markdown (the summary table)
           -q, --quiet             no per-fold progress on stderr
           -h, --help              this help
 
         Example:
           emflow evaluate concrete.csv --mechanism mar --folds 5 --methods mean,gaussian-em,emflow --format json > runs.jsonl
+          emflow evaluate wine.csv --categorical quality --methods mean,knn,gaussian-em
         """;
 
     internal const string DemoHelp = """

@@ -7,7 +7,10 @@ namespace EMFlow.Cli;
 /// <summary>
 /// <c>emflow evaluate DATA.csv</c>: the paper's protocol on one complete table (min-max scaling, a missingness
 /// mechanism, k-fold cross-validation where the test fold is only re-imputed, RMSE over hidden cells), printing
-/// RMSE ± std and seconds per fold for each method. A client of <see cref="Protocol"/>, nothing more.
+/// RMSE ± std and seconds per fold for each method. A client of <see cref="Protocol"/>, nothing more. A table with
+/// categorical columns (text columns, and those named by <c>--categorical</c>) is run through each method's
+/// <see cref="MixedImputer"/>: the RMSE is over the numeric hidden cells, and the accuracy over the categorical ones is
+/// reported beside it.
 /// </summary>
 internal static class EvaluateCommand
 {
@@ -26,6 +29,7 @@ internal static class EvaluateCommand
         bool quiet = a.Flag("--quiet");
         bool dropTarget = a.Flag("--drop-target");
         var format = a.Text("--format") ?? "table";
+        var categoricalText = a.Text("--categorical");
         a.RejectUnknown(1);
         if (format is not ("table" or "json" or "csv" or "markdown"))
             throw new UsageException($"--format must be table, json, csv or markdown; got '{format}'");
@@ -42,18 +46,36 @@ internal static class EvaluateCommand
             if (!Method.StandardNames.Contains(m) && !Method.CompetitorNames.Contains(m) && !Method.TreeNames.Contains(m))
                 throw new UsageException($"unknown method '{m}'; the methods are {string.Join(", ", Method.StandardNames.Concat(Method.CompetitorNames).Concat(Method.TreeNames))}");
 
+        string[]? categorical = null;
+        if (categoricalText is not null)
+        {
+            categorical = categoricalText.Split(',').Select(n => n.Trim()).ToArray();
+            if (categorical.Any(n => n.Length == 0)) throw new UsageException($"--categorical takes column names separated by commas; got '{categoricalText}'");
+        }
+        if (!File.Exists(a.Positional[0]))
+            throw new UsageException(Directory.Exists(a.Positional[0]) ? $"input {a.Positional[0]} is a folder, not a file" : $"input file not found: {a.Positional[0]}");
+
         string[] columns;
         double[,] values;
+        ColumnKind[] kinds;
         try
         {
-            (columns, values) = CsvTable.Read(a.Positional[0]);
+            (columns, values, kinds, _) = CsvTable.ReadMixed(a.Positional[0], categorical);
         }
         catch (FormatException e) when (e.Message.IndexOf(" Mark missing values", StringComparison.Ordinal) is var cut and > 0)
         {
-            throw new UsageException(e.Message[..cut] + " evaluate scores numeric columns only: drop that column first.");
+            throw new UsageException(e.Message[..cut] + " Declare it categorical (--categorical) or drop it.");
+        }
+        catch (ArgumentException e) when (e.ParamName == "categorical")
+        {
+            throw new UsageException($"--categorical: {e.Message.Replace($" (Parameter '{e.ParamName}')", "", StringComparison.Ordinal)}");
         }
         if (dropTarget && columns.Length > 0 && columns[^1] == "target")
+        {
             values = DropLastColumn(values);
+            kinds = kinds[..^1];
+        }
+        if (values.GetLength(1) == 0) throw new UsageException($"{a.Positional[0]} has no column left to evaluate");
         int already = 0;
         foreach (var v in values) if (double.IsNaN(v)) already++;
         if (already > 0)
@@ -66,12 +88,15 @@ internal static class EvaluateCommand
             Mechanism = mechanism,
             Mask = maskPath is null ? null : CsvTable.ReadMask(maskPath),
             FoldIds = foldsPath is null ? null : CsvTable.ReadFolds(foldsPath),
+            // Without a categorical column the protocol takes its numeric path: the same scores and fields as with no kinds.
+            ColumnKinds = kinds.Contains(ColumnKind.Categorical) ? kinds : null,
             // Progress goes to stderr, so stdout holds only the results (a script can read them).
             Log = quiet ? null : new Inline(line => { stderr.WriteLine("emflow: " + line); stderr.Flush(); }),
         };
         var methods = methodNames.Select(m => Method.Standard(m, seed, o => o with { TorchThreads = threads })).ToList();
         ct.ThrowIfCancellationRequested();
         var result = Protocol.Run(values, methods, options);
+        bool mixed = result.Table.HasCategorical;
 
         var dataset = Path.GetFileName(a.Positional[0]);
         switch (format)
@@ -80,10 +105,15 @@ internal static class EvaluateCommand
             case "csv": WriteCsv(stdout, dataset, result, seed); break;
             case "markdown": WriteMarkdown(stdout, dataset, result, folds); break;
             default:
-                var table = new Spectre.Console.Table().Border(App.TableBorderFor(console)).AddColumns("Method", "RMSE (mean ± std)", "Seconds per fold");
+                var table = new Spectre.Console.Table().Border(App.TableBorderFor(console));
+                if (mixed) table.AddColumns("Method", "RMSE, numeric (mean ± std)", "Accuracy, categorical (mean ± std)", "Seconds per fold");
+                else table.AddColumns("Method", "RMSE (mean ± std)", "Seconds per fold");
                 foreach (var m in result.Methods)
-                    table.AddRow(m.Method, $"{m.MeanRmse.ToString("F4", CultureInfo.InvariantCulture)} ± {m.StdRmse.ToString("F4", CultureInfo.InvariantCulture)}",
-                        m.SecondsPerFold.ToString("F1", CultureInfo.InvariantCulture));
+                {
+                    var seconds = m.SecondsPerFold.ToString("F1", CultureInfo.InvariantCulture);
+                    if (mixed) table.AddRow(m.Method, MeanStd(m.MeanRmse, m.StdRmse, "F4"), MeanStd(m.MeanAccuracy, m.StdAccuracy, "F3"), seconds);
+                    else table.AddRow(m.Method, $"{m.MeanRmse.ToString("F4", CultureInfo.InvariantCulture)} ± {m.StdRmse.ToString("F4", CultureInfo.InvariantCulture)}", seconds);
+                }
                 console.WriteLine(Heading(dataset, result, folds));
                 console.Write(table);
                 break;
@@ -92,10 +122,28 @@ internal static class EvaluateCommand
     }
 
     private static string Heading(string dataset, EvaluationResult result, int folds) =>
-        $"{dataset}: {result.Mechanism}, {result.Folds.Length} rows in {folds} folds; hidden rate {result.Table.HiddenRate.ToString("F3", CultureInfo.InvariantCulture)}";
+        $"{dataset}: {result.Mechanism}, {result.Folds.Length} rows in {folds} folds; hidden rate {result.Table.HiddenRate.ToString("F3", CultureInfo.InvariantCulture)}"
+        + (result.Table.HasCategorical ? $"; {Count(result, ColumnKind.Numeric)} numeric and {Count(result, ColumnKind.Categorical)} categorical columns" : "");
 
-    /// <summary>The fields of one line per method and fold, in order, for JSON and CSV alike.</summary>
-    private static IEnumerable<(string Name, object? Value)> Fields(string dataset, EvaluationResult result, MethodResult m, FoldResult f, long seed) => new (string, object?)[]
+    private static int Count(EvaluationResult result, ColumnKind kind) => result.Table.ColumnKinds.Count(k => k == kind);
+
+    /// <summary>"mean ± std", or a dash when nothing was scored (a table without numeric or without categorical columns).</summary>
+    private static string MeanStd(double mean, double std, string format) =>
+        double.IsNaN(mean) ? "—" : $"{mean.ToString(format, CultureInfo.InvariantCulture)} ± {std.ToString(format, CultureInfo.InvariantCulture)}";
+
+    /// <summary>The fields of one line per method and fold, in order, for JSON and CSV alike; a table with categorical
+    /// columns adds the accuracy and the number of categorical cells it scored, a numeric one keeps its fields as they were.</summary>
+    private static IEnumerable<(string Name, object? Value)> Fields(string dataset, EvaluationResult result, MethodResult m, FoldResult f, long seed) =>
+        result.Table.HasCategorical
+            ? NumericFields(dataset, result, m, f, seed).SelectMany(x => x.Name switch
+            {
+                "rmse" => new[] { x, ("accuracy", Finite(f.Accuracy)) },
+                "scoredCells" => new[] { x, ("scoredCategoricalCells", (object?)f.CategoricalScored) },
+                _ => new[] { x },
+            })
+            : NumericFields(dataset, result, m, f, seed);
+
+    private static IEnumerable<(string Name, object? Value)> NumericFields(string dataset, EvaluationResult result, MethodResult m, FoldResult f, long seed) => new (string, object?)[]
     {
         ("dataset", dataset),
         ("method", m.Method),
@@ -149,11 +197,21 @@ internal static class EvaluateCommand
         var c = CultureInfo.InvariantCulture;
         w.WriteLine(Heading(dataset, result, folds));
         w.WriteLine();
+        if (result.Table.HasCategorical)
+        {
+            w.WriteLine("| Method | RMSE, numeric (mean) | RMSE (std) | Accuracy, categorical (mean) | Accuracy (std) | Seconds per fold | Peak memory (MiB) |");
+            w.WriteLine("|---|---:|---:|---:|---:|---:|---:|");
+            foreach (var m in result.Methods)
+                w.WriteLine(string.Create(c, $"| {m.Method} | {Or(m.MeanRmse, "F4")} | {Or(m.StdRmse, "F4")} | {Or(m.MeanAccuracy, "F3")} | {Or(m.StdAccuracy, "F3")} | {m.SecondsPerFold:F1} | {m.PeakWorkingSetBytes / 1048576.0:F0} |"));
+            return;
+        }
         w.WriteLine("| Method | RMSE (mean) | RMSE (std) | Seconds per fold | Peak memory (MiB) |");
         w.WriteLine("|---|---:|---:|---:|---:|");
         foreach (var m in result.Methods)
             w.WriteLine(string.Create(c, $"| {m.Method} | {m.MeanRmse:F4} | {m.StdRmse:F4} | {m.SecondsPerFold:F1} | {m.PeakWorkingSetBytes / 1048576.0:F0} |"));
     }
+
+    private static string Or(double v, string format) => double.IsNaN(v) ? "—" : v.ToString(format, CultureInfo.InvariantCulture);
 
     /// <summary>Reports on the calling thread, in order (Progress&lt;T&gt; would post to the thread pool).</summary>
     private sealed class Inline(Action<string> report) : IProgress<string>

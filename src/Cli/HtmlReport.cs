@@ -62,7 +62,9 @@ internal static class HtmlReport
         int id = 0;
         foreach (var section in figures)
         {
-            sb.Append("<h2>").Append(WebUtility.HtmlEncode(section.Heading)).Append("</h2>\n<div class=\"grid\">\n");
+            sb.Append("<h2>").Append(WebUtility.HtmlEncode(section.Heading)).Append("</h2>\n");
+            if (section.Preface is not null) sb.Append(section.Preface);
+            sb.Append("<div class=\"grid\">\n");
             foreach (var fig in section.Figures)
             {
                 var div = $"fig{id++}";
@@ -79,7 +81,7 @@ internal static class HtmlReport
     }
 
     private sealed record Figure(object[] Data, object Layout, string? Style = null);
-    private sealed record Section(string Heading, string Css, List<Figure> Figures);
+    private sealed record Section(string Heading, string Css, List<Figure> Figures, string? Preface = null);
 
     private static List<Section> Figures(ReportData d)
     {
@@ -153,6 +155,22 @@ internal static class HtmlReport
             }));
         }
         if (hist.Count > 0) sections.Add(new("Observed and imputed values per feature", "small", hist));
+        var categoryBars = d.Categorical.Where(c => c.Imputed.Sum() > 0).Select((c, k) =>
+        {
+            var data = new object[]
+            {
+                Shares("observed", c.Categories, c.Observed, Palette[0]),
+                Shares($"imputed ({d.ImputedBy})", c.Categories, c.Imputed, Palette[1]),
+            };
+            return new Figure(data, new
+            {
+                title = new { text = $"{c.Column} ({c.Imputed.Sum()} imputed)" },
+                barmode = "group", showlegend = k == 0, yaxis = new { title = new { text = "share of cells" } },
+                xaxis = new { type = "category", automargin = true }, margin = new { t = 40, l = 50, r = 10, b = 45 }, legend = new { x = 0.55, y = 1 },
+            });
+        }).ToList();
+        if (categoryBars.Count > 0)
+            sections.Add(new("Observed and imputed categories per categorical column", "small", categoryBars, CountTables(d.Categorical)));
         if (d.LatentCorrelation() is { } r)
         {
             int p = r.GetLength(0);
@@ -172,6 +190,34 @@ internal static class HtmlReport
             }));
         }
         return sections;
+    }
+
+    /// <summary>Each categorical column's cells per category, observed and imputed: the exact counts beside the
+    /// figures, which show shares so that observed and imputed compare at a glance.</summary>
+    private static string CountTables(IReadOnlyList<CategoryCounts> columns)
+    {
+        var sb = new StringBuilder("<div class=\"grid\">\n");
+        foreach (var c in columns)
+        {
+            sb.Append("<table><tr><th>").Append(WebUtility.HtmlEncode(c.Column)).Append("</th><th>observed</th><th>imputed</th></tr>\n");
+            for (int k = 0; k < c.Categories.Count; k++)
+                sb.Append("<tr><td>").Append(WebUtility.HtmlEncode(c.Categories[k])).Append("</td><td>").Append(c.Observed[k])
+                  .Append("</td><td>").Append(c.Imputed[k]).Append("</td></tr>\n");
+            sb.Append("<tr><th>total</th><th>").Append(c.Observed.Sum()).Append("</th><th>").Append(c.Imputed.Sum()).Append("</th></tr>\n</table>\n");
+        }
+        return sb.Append("</div>\n").ToString();
+    }
+
+    /// <summary>A bar per category: its share of the cells counted, the count in the hover text.</summary>
+    private static object Shares(string name, IReadOnlyList<string> categories, int[] counts, string color)
+    {
+        double total = Math.Max(1, counts.Sum());
+        return new
+        {
+            type = "bar", name, x = categories.ToArray(), y = counts.Select(c => Math.Round(c / total, 4)).ToArray(),
+            text = counts.Select(c => c.ToString(CultureInfo.InvariantCulture)).ToArray(), hovertemplate = "%{x}: %{text} cells (%{y:.1%})",
+            marker = new { color },
+        };
     }
 
     /// <summary>Left and bottom margin, in pixels, that fits the longest of <paramref name="labels"/>.</summary>

@@ -150,8 +150,8 @@ internal static class ImputeCommand
             if ((modelIn ?? modelOut) is not null)
                 throw new UsageException($"{(modelIn is not null ? "--load" : "--model")} takes tables of numeric columns only; {input} has categorical column{(table.CategoricalColumns.Count > 1 ? "s" : "")} "
                     + $"{string.Join(", ", table.CategoricalColumns.Select(c => $"'{c}'"))} (pass text columns through with --skip-non-numeric)");
-            if (table.NumericColumns.Count == 0 && (report ?? pngDir) is not null)
-                throw new UsageException($"{(report is not null ? "--report" : "--png-dir")} shows numeric columns; {input} has none");
+            if (table.NumericColumns.Count == 0 && pngDir is not null)
+                throw new UsageException($"--png-dir shows numeric columns; {input} has none");
             RunMixed(table, source, blockRows, input, output, method, options, forestStart, multiple, report, pngDir, quiet, console, interactive, stderr, ct);
             return;
         }
@@ -240,7 +240,7 @@ internal static class ImputeCommand
             completed = imputer.Transform(table, ct);
             if (multiple > 0) draws = imputer.SampleImputations(table, multiple, seed: Tensors.deriveSeed(options.Seed, 7));
             if ((report ?? pngDir) is not null)
-                details = Details(input, method, table, table.ToMatrix(), completed.ToMatrix(), imputer.Inner);
+                details = Details(input, method, table, table.ToMatrix(), completed.ToMatrix(), imputer.Inner) with { Categorical = CategoryCountsOf(table, completed) };
             if (imputer.Inner is EMFlowImputer trained) fitSummary = FitSummary(trained, imputer.EncodedColumnNames);
             ct.ThrowIfCancellationRequested();
             Write(completed, output, source, blockRows);
@@ -308,6 +308,34 @@ internal static class ImputeCommand
             }
         }
         sink.Commit();
+    }
+
+    /// <summary>Per categorical column of <paramref name="table"/>, its observed cells per category and, from
+    /// <paramref name="completed"/>, the categories its missing cells were given.</summary>
+    private static IReadOnlyList<CategoryCounts> CategoryCountsOf(Table table, Table completed)
+    {
+        var before = table.ToMixedMatrix();
+        var after = completed.ToMixedMatrix();
+        var result = new List<CategoryCounts>();
+        for (int m = 0; m < table.ImputedColumns.Count; m++)
+        {
+            if (table.ColumnKinds[m] != ColumnKind.Categorical) continue;
+            var name = table.ImputedColumns[m];
+            var categories = table.Categories(name);
+            // The completed table orders its own categories; match them by text.
+            var completedCategories = completed.Categories(name);
+            var index = categories.Select((c, k) => (c, k)).ToDictionary(e => e.c, e => e.k, StringComparer.Ordinal);
+            var observed = new int[categories.Count];
+            var imputed = new int[categories.Count];
+            for (int i = 0; i < table.RowCount; i++)
+            {
+                if (!double.IsNaN(before[i, m])) { observed[(int)before[i, m]]++; continue; }
+                var label = completedCategories[(int)after[i, m]];
+                imputed[index[label]]++;
+            }
+            result.Add(new CategoryCounts(name, categories, observed, imputed));
+        }
+        return result;
     }
 
     /// <summary>A comma-separated list of column names, or null when the option is absent.</summary>
@@ -415,7 +443,7 @@ internal static class ImputeCommand
             {
                 table.CategoricalColumns.Count == 0
                     ? $"{table.RowCount} rows, {table.NumericColumns.Count} numeric columns, {table.MissingCount} missing cells imputed with {method}."
-                    : $"{table.RowCount} rows, {table.NumericColumns.Count} numeric and {table.CategoricalColumns.Count} categorical columns ({string.Join(", ", table.CategoricalColumns)}: not shown), {table.MissingCount} missing cells imputed with {method}.",
+                    : $"{table.RowCount} rows, {table.NumericColumns.Count} numeric and {table.CategoricalColumns.Count} categorical columns ({string.Join(", ", table.CategoricalColumns)}: their categories below), {table.MissingCount} missing cells imputed with {method}.",
                 flow is null ? "" : $"EMFlow kept iteration {flow.SelectedIteration} of {flow.IterationsRun} (0 = its start, Gaussian EM and kNN blended per feature), chosen on held-out observed cells.",
             }.Where(s => s.Length > 0).ToArray(),
             Features = table.NumericColumns,

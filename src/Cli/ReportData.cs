@@ -7,6 +7,13 @@ namespace EMFlow.Cli;
 /// <param name="PerFeature">RMSE per feature (p), NaN where a feature had no hidden cell.</param>
 internal sealed record MethodScore(string Method, double Rmse, double Seconds, double[] PerFeature);
 
+/// <summary>How often each category of a categorical column was observed, and how often it was imputed.</summary>
+/// <param name="Column">The column's name.</param>
+/// <param name="Categories">Its categories (k), as written in the file.</param>
+/// <param name="Observed">(k) observed cells per category.</param>
+/// <param name="Imputed">(k) imputed cells per category.</param>
+internal sealed record CategoryCounts(string Column, IReadOnlyList<string> Categories, int[] Observed, int[] Imputed);
+
 /// <summary>Everything a report shows; parts that do not apply (no ground truth, no flow) are null or empty.</summary>
 internal sealed record ReportData
 {
@@ -25,6 +32,8 @@ internal sealed record ReportData
     public int SelectedIteration { get; init; }
     /// <summary>Latent covariance (p, p), shown as a correlation matrix.</summary>
     public double[,]? LatentCovariance { get; init; }
+    /// <summary>Observed and imputed category counts of each categorical column, in file order.</summary>
+    public IReadOnlyList<CategoryCounts> Categorical { get; init; } = Array.Empty<CategoryCounts>();
 
     /// <summary>Observed values of feature j, and the values imputed into its missing cells.</summary>
     public (double[] Observed, double[] Imputed) Split(int j)

@@ -21,6 +21,25 @@ public static class CsvTable
         return (table.ColumnNames.ToArray(), table.ToMatrix());
     }
 
+    /// <summary>Reads a table of numeric and categorical columns with a header row: a column with no number in it is
+    /// categorical, and so is each column named in <paramref name="categorical"/> (<see cref="Table.Read(string, IEnumerable{string}, bool, char?, IEnumerable{string})"/>'s rules).</summary>
+    /// <param name="path">The CSV file.</param>
+    /// <param name="categorical">Names of numeric columns to read as categorical (integer codes); null for none.</param>
+    /// <returns>Column names (p), values (n, p) with NaN for missing cells and each categorical cell the index of its
+    /// category in that column's list of categories, the kind of each column (p), and per column its
+    /// categories in code order (null for a numeric column).</returns>
+    /// <exception cref="FormatException">As <see cref="Table.Read(string, IEnumerable{string}, bool, char?, IEnumerable{string})"/>:
+    /// a ragged row, an infinite cell, or a column mixing numbers and text (the message names line and column).</exception>
+    /// <exception cref="ArgumentException">A name in <paramref name="categorical"/> is not a column of the file.</exception>
+    public static (string[] Columns, double[,] Values, ColumnKind[] Kinds, IReadOnlyList<string>?[] Categories) ReadMixed(string path, IEnumerable<string>? categorical = null)
+    {
+        var table = Table.Read(path, categorical: categorical);
+        var columns = table.ImputedColumns.ToArray();
+        var kinds = table.ColumnKinds.ToArray();
+        var categories = columns.Select((c, j) => kinds[j] == ColumnKind.Categorical ? table.Categories(c) : null).ToArray();
+        return (columns, table.ToMixedMatrix(), kinds, categories);
+    }
+
     /// <summary>Reads a 0/1 mask with a header row (1 = missing, the entry to hide).</summary>
     /// <param name="path">The CSV file, (n, p) cells after the header.</param>
     /// <returns>(n, p) true where the file holds 1.</returns>

@@ -16,6 +16,22 @@ public interface IImputationMethod : IDisposable
     double[,] Transform(double[,] rows);
 }
 
+/// <summary>
+/// A method that also takes tables with categorical columns (<see cref="ColumnKind"/>): after
+/// <see cref="Fit(double[,], IReadOnlyList{ColumnKind})"/>, <see cref="IImputationMethod.Transform"/> imputes each
+/// missing categorical cell as one of the categories seen at Fit. The protocol runs such tables only with these
+/// methods; every method backed by an <see cref="Imputer"/> is one (<see cref="ImputerMethod"/>, through
+/// <see cref="MixedImputer"/>).
+/// </summary>
+public interface IMixedImputationMethod : IImputationMethod
+{
+    /// <summary>Fits on training rows (n, p) of numeric and categorical columns, NaN marking every entry the method
+    /// may not see; a categorical cell holds its category's code (any finite number).</summary>
+    /// <param name="train">(n, p) rows.</param>
+    /// <param name="kinds">(p) the kind of each column.</param>
+    void Fit(double[,] train, IReadOnlyList<ColumnKind> kinds);
+}
+
 /// <summary>A named way to create a fresh <see cref="IImputationMethod"/> for each fold.</summary>
 /// <param name="Name">Label used in results ("mean", "knn", "emflow", ...).</param>
 /// <param name="Create">Makes a new, unfitted method; called once per fold.</param>
@@ -128,20 +144,42 @@ public sealed class TunedEMFlowMethod : IImputationMethod
     public void Dispose() => _imputer?.Dispose();
 }
 
-/// <summary>Adapts an <see cref="Imputer"/> to <see cref="IImputationMethod"/>.</summary>
-public sealed class ImputerMethod : IImputationMethod
+/// <summary>Adapts an <see cref="Imputer"/> to <see cref="IImputationMethod"/>; a table with categorical columns goes
+/// through a <see cref="MixedImputer"/> around it (one-hot encoded, each missing category the most probable).</summary>
+public sealed class ImputerMethod : IMixedImputationMethod
 {
+    // Set by the categorical Fit and cleared by the numeric one, so Transform follows whichever Fit ran last. It holds
+    // no resource of its own: disposing the adapter disposes the imputer inside it.
+    private MixedImputer? _mixed;
+
     /// <summary>Wraps <paramref name="imputer"/>; disposing the adapter disposes it.</summary>
     public ImputerMethod(Imputer imputer) => Imputer = imputer ?? throw new ArgumentNullException(nameof(imputer));
 
-    /// <summary>The wrapped imputer (for its fitted state after Fit, e.g. EMFlow's history).</summary>
+    /// <summary>The wrapped imputer (for its fitted state after Fit, e.g. EMFlow's history). After a Fit with
+    /// categorical columns it is fitted on the one-hot encoded table (<see cref="MixedImputer.EncodedColumnNames"/>).</summary>
     public Imputer Imputer { get; }
 
-    /// <inheritdoc />
-    public void Fit(double[,] train) => Imputer.Fit(train);
+    /// <summary>The one-hot layer of the last Fit with categorical columns; null after a numeric Fit or before any.</summary>
+    public MixedImputer? Mixed => _mixed;
 
     /// <inheritdoc />
-    public double[,] Transform(double[,] rows) => Imputer.Transform(rows);
+    public void Fit(double[,] train)
+    {
+        _mixed = null;
+        Imputer.Fit(train);
+    }
+
+    /// <inheritdoc />
+    public void Fit(double[,] train, IReadOnlyList<ColumnKind> kinds)
+    {
+        _mixed = null;
+        var mixed = new MixedImputer(Imputer);
+        mixed.Fit(train, kinds);
+        _mixed = mixed;
+    }
+
+    /// <inheritdoc />
+    public double[,] Transform(double[,] rows) => _mixed is { } mixed ? mixed.Transform(rows) : Imputer.Transform(rows);
 
     /// <inheritdoc />
     public void Dispose() => Imputer.Dispose();

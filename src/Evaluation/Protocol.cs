@@ -22,17 +22,31 @@ public sealed record ProtocolOptions
     public IReadOnlyList<int>? OnlyFolds { get; init; }
     /// <summary>Optional sink for one line per finished fold.</summary>
     public IProgress<string>? Log { get; init; }
+    /// <summary>Optional kind of each column of the table as given (p); null means every column is numeric. A
+    /// categorical column holds its category's code in each cell (any finite number, e.g. <see cref="Table.ToMixedMatrix()"/>'s
+    /// indices); it is not scaled, its hidden cells are scored by accuracy rather than by the RMSE, and every method
+    /// must take categorical columns (<see cref="IMixedImputationMethod"/>).</summary>
+    public IReadOnlyList<ColumnKind>? ColumnKinds { get; init; }
 }
 
 /// <summary>A table after the protocol's clean-up, min-max scaling and masking.</summary>
-/// <param name="Values">(n, p) complete data scaled to [0, 1]; NaN where the truth is unknown.</param>
+/// <param name="Values">(n, p) complete data, numeric columns scaled to [0, 1], categorical columns holding their
+/// category codes as given; NaN where the truth is unknown.</param>
 /// <param name="Hidden">(n, p) true where an entry with known truth is hidden from the methods and scored.</param>
 /// <param name="KeptColumns">Indices (into the table as given) of the columns kept.</param>
 /// <param name="DroppedColumns">Indices of the columns dropped for having too many unknown cells.</param>
 /// <param name="KeptRows">Indices of the rows kept.</param>
 /// <param name="DroppedRows">Number of rows dropped for having no known cell (after the column drop).</param>
-public sealed record PreparedTable(double[,] Values, bool[,] Hidden, int[] KeptColumns, int[] DroppedColumns, int[] KeptRows, int DroppedRows)
+/// <param name="Kinds">(p) the kind of each kept column; null when every column is numeric.</param>
+public sealed record PreparedTable(double[,] Values, bool[,] Hidden, int[] KeptColumns, int[] DroppedColumns, int[] KeptRows, int DroppedRows,
+    IReadOnlyList<ColumnKind>? Kinds = null)
 {
+    /// <summary>True when a kept column is categorical: its hidden cells are scored by accuracy.</summary>
+    public bool HasCategorical => Kinds is { } k && k.Contains(ColumnKind.Categorical);
+
+    /// <summary>The kind of each kept column (p), every one numeric when <see cref="Kinds"/> is null.</summary>
+    public IReadOnlyList<ColumnKind> ColumnKinds => Kinds ?? Enumerable.Repeat(ColumnKind.Numeric, Values.GetLength(1)).ToArray();
+
     /// <summary>Hidden entries / entries with known truth.</summary>
     public double HiddenRate => Count(0, Values.GetLength(1)).Rate;
 
@@ -72,13 +86,22 @@ public sealed record PreparedTable(double[,] Values, bool[,] Hidden, int[] KeptC
 
 /// <summary>One fold of one method.</summary>
 /// <param name="Fold">Fold id, from 0.</param>
-/// <param name="Rmse">RMSE over the fold's hidden entries, on [0, 1]; NaN when the fold hides nothing.</param>
+/// <param name="Rmse">RMSE over the fold's hidden numeric entries, on [0, 1]; NaN when the fold hides none.</param>
 /// <param name="FitSeconds">Seconds of Fit on the other folds' rows.</param>
 /// <param name="TransformSeconds">Seconds of Transform on the fold's rows.</param>
-/// <param name="Scored">Number of hidden entries scored.</param>
+/// <param name="Scored">Number of hidden entries scored by the RMSE (the numeric ones).</param>
 /// <param name="TrainRows">Rows the method was fitted on.</param>
 /// <param name="TestRows">Rows imputed and scored.</param>
-public sealed record FoldResult(int Fold, double Rmse, double FitSeconds, double TransformSeconds, int Scored, int TrainRows, int TestRows);
+/// <param name="Accuracy">Share of the fold's hidden categorical entries imputed as their true category; NaN when the
+/// fold hides none (always, in a numeric table).</param>
+/// <param name="CategoricalScored">Number of hidden categorical entries scored.</param>
+public sealed record FoldResult(int Fold, double Rmse, double FitSeconds, double TransformSeconds, int Scored, int TrainRows, int TestRows,
+    double Accuracy = double.NaN, int CategoricalScored = 0)
+{
+    /// <summary>(p) the accuracy of each categorical column over the fold's hidden cells, indexed like the prepared
+    /// table's columns; NaN for a numeric column and for one with no hidden cell. Null in a numeric table.</summary>
+    public IReadOnlyList<double>? ColumnAccuracy { get; init; }
+}
 
 /// <summary>One method over the folds.</summary>
 /// <param name="Method">The method's name.</param>
@@ -105,7 +128,24 @@ public sealed record MethodResult(string Method, IReadOnlyList<FoldResult> Folds
     /// <summary>Mean seconds per fold, fit plus impute.</summary>
     public double SecondsPerFold => Folds.Count == 0 ? double.NaN : Folds.Average(f => f.FitSeconds + f.TransformSeconds);
 
+    /// <summary>Mean accuracy over the folds that scored a categorical cell; NaN when none did.</summary>
+    public double MeanAccuracy => Accuracies.DefaultIfEmpty(double.NaN).Average();
+
+    /// <summary>Standard deviation of the fold accuracies (population form, as <see cref="StdRmse"/>).</summary>
+    public double StdAccuracy
+    {
+        get
+        {
+            var a = Accuracies.ToArray();
+            if (a.Length == 0) return double.NaN;
+            double m = a.Average();
+            return Math.Sqrt(a.Sum(v => (v - m) * (v - m)) / a.Length);
+        }
+    }
+
     private IEnumerable<double> Scored => Folds.Where(f => !double.IsNaN(f.Rmse)).Select(f => f.Rmse);
+
+    private IEnumerable<double> Accuracies => Folds.Where(f => !double.IsNaN(f.Accuracy)).Select(f => f.Accuracy);
 }
 
 /// <summary>The outcome of <see cref="Protocol.Run"/> on one table and mechanism.</summary>
@@ -136,6 +176,12 @@ public sealed record FoldSplit(int[] TrainRowIds, int[] TestRowIds, double[,] Tr
 /// compute probabilities or thresholds, unknown cells count as their column's mean of known values (zero after
 /// standardisation, so they do not push a MAR probability either way).</para>
 /// <para>The test fold's hidden truth is only read when scoring: methods see the test rows with NaN there.</para>
+/// <para>Tables with categorical columns (<see cref="ProtocolOptions.ColumnKinds"/>): the mechanism hides their cells
+/// like any other (for MAR and MNAR a categorical cell counts as its code); numeric columns are scaled and scored by
+/// the RMSE over their hidden cells, categorical ones keep their codes and are scored by the accuracy, the share of
+/// their hidden cells imputed as the true category. A test row's observed category that no training row of the fold
+/// shows reaches the method as missing (a model cannot read a category it never saw) and is not scored; a hidden cell
+/// whose true category no training row shows is scored, and is necessarily wrong.</para>
 /// </remarks>
 /// <example>
 /// <code>
@@ -152,7 +198,26 @@ public static class Protocol
     /// <param name="maxColumnMissingFraction">Columns with a larger share of NaN are dropped.</param>
     /// <returns>The scaled (n', p') values, kept column indices, dropped column indices, kept row indices.</returns>
     /// <exception cref="ArgumentException">The table is empty, holds ±∞, or nothing is left after dropping.</exception>
-    public static (double[,] Scaled, int[] KeptColumns, int[] DroppedColumns, int[] KeptRows) Clean(double[,] data, double maxColumnMissingFraction = 0.5)
+    public static (double[,] Scaled, int[] KeptColumns, int[] DroppedColumns, int[] KeptRows) Clean(double[,] data, double maxColumnMissingFraction = 0.5) =>
+        CleanCore(data, null, maxColumnMissingFraction);
+
+    /// <summary>As <see cref="Clean(double[,], double)"/> on a table of numeric and categorical columns: categorical
+    /// columns are dropped by the same rule but not scaled, so their cells keep their category codes.</summary>
+    /// <param name="data">(n, p) table, NaN = unknown truth.</param>
+    /// <param name="kinds">(p) the kind of each column.</param>
+    /// <param name="maxColumnMissingFraction">Columns with a larger share of NaN are dropped.</param>
+    /// <returns>The (n', p') values, kept column indices, dropped column indices, kept row indices.</returns>
+    /// <exception cref="ArgumentException">As <see cref="Clean(double[,], double)"/>, or not one kind per column.</exception>
+    public static (double[,] Scaled, int[] KeptColumns, int[] DroppedColumns, int[] KeptRows) Clean(double[,] data, IReadOnlyList<ColumnKind> kinds, double maxColumnMissingFraction = 0.5)
+    {
+        ArgumentNullException.ThrowIfNull(data);
+        ArgumentNullException.ThrowIfNull(kinds);
+        if (kinds.Count != data.GetLength(1))
+            throw new ArgumentException($"Expected {data.GetLength(1)} column kinds, one per column of data; got {kinds.Count}.", nameof(kinds));
+        return CleanCore(data, kinds, maxColumnMissingFraction);
+    }
+
+    private static (double[,] Scaled, int[] KeptColumns, int[] DroppedColumns, int[] KeptRows) CleanCore(double[,] data, IReadOnlyList<ColumnKind>? kinds, double maxColumnMissingFraction)
     {
         ArgumentNullException.ThrowIfNull(data);
         int n = data.GetLength(0), p = data.GetLength(1);
@@ -177,6 +242,11 @@ public static class Protocol
         for (int c = 0; c < kept.Count; c++)
         {
             int j = kept[c];
+            if (kinds?[j] == ColumnKind.Categorical)
+            {
+                for (int r = 0; r < rows.Length; r++) scaled[r, c] = data[rows[r], j];
+                continue;
+            }
             double lo = double.PositiveInfinity, hi = double.NegativeInfinity;
             foreach (var i in rows) { var v = data[i, j]; if (!double.IsNaN(v)) { lo = Math.Min(lo, v); hi = Math.Max(hi, v); } }
             double range = hi > lo ? hi - lo : 1.0;
@@ -251,11 +321,16 @@ public static class Protocol
     /// <summary>Cleans, scales and masks a table as <see cref="Run"/> does, without running any method.</summary>
     /// <param name="data">(n, p) table as given; NaN = unknown truth.</param>
     /// <param name="options">Protocol settings (mask, mechanism, seed, column-drop threshold).</param>
-    /// <exception cref="ArgumentException">Bad table, or an explicit mask of another shape.</exception>
+    /// <exception cref="ArgumentException">Bad table, an explicit mask of another shape, or column kinds that are not
+    /// one per column.</exception>
     public static PreparedTable Prepare(double[,] data, ProtocolOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
-        var (scaled, cols, dropped, rows) = Clean(data, options.MaxColumnMissingFraction);
+        ArgumentNullException.ThrowIfNull(data);
+        var kinds = options.ColumnKinds;
+        if (kinds is not null && kinds.Count != data.GetLength(1))
+            throw new ArgumentException($"ColumnKinds must give one kind per column of the table ({data.GetLength(1)}); got {kinds.Count}.", nameof(options));
+        var (scaled, cols, dropped, rows) = kinds is null ? Clean(data, options.MaxColumnMissingFraction) : Clean(data, kinds, options.MaxColumnMissingFraction);
         bool[,] hidden;
         if (options.Mask is { } given)
         {
@@ -267,7 +342,8 @@ public static class Protocol
                     hidden[r, c] = given[rows[r], cols[c]] && !double.IsNaN(scaled[r, c]);
         }
         else hidden = DrawMask(scaled, options.Mechanism, Tensors.deriveSeed(options.Seed, 0));
-        return new PreparedTable(scaled, hidden, cols, dropped, rows, data.GetLength(0) - rows.Length);
+        var keptKinds = kinds is null ? null : cols.Select(j => kinds[j]).ToArray();
+        return new PreparedTable(scaled, hidden, cols, dropped, rows, data.GetLength(0) - rows.Length, keptKinds);
     }
 
     /// <summary>Runs every method over the folds of one table and mechanism.</summary>
@@ -275,7 +351,8 @@ public static class Protocol
     /// <param name="methods">Methods to compare, all on the same mask and folds.</param>
     /// <param name="options">Protocol settings.</param>
     /// <returns>Per-method, per-fold RMSE and timings, with the prepared table and the folds.</returns>
-    /// <exception cref="ArgumentException">Bad table, mask or folds (wrong length, ids outside 0 … Folds − 1, an empty fold).</exception>
+    /// <exception cref="ArgumentException">Bad table, mask or folds (wrong length, ids outside 0 … Folds − 1, an empty
+    /// fold), or a table with categorical columns and a method that takes numeric tables only (named).</exception>
     public static EvaluationResult Run(double[,] data, IReadOnlyList<Method> methods, ProtocolOptions options)
     {
         ArgumentNullException.ThrowIfNull(methods);
@@ -285,6 +362,14 @@ public static class Protocol
         var which = options.OnlyFolds ?? Enumerable.Range(0, options.Folds).ToArray();
         foreach (var f in which)
             if (f < 0 || f >= options.Folds) throw new ArgumentOutOfRangeException(nameof(options), f, $"OnlyFolds entries must be in 0 … {options.Folds - 1}; got {f}.");
+        if (table.HasCategorical)
+            foreach (var method in methods)
+            {
+                // Before any fold runs, so that a long run never stops at its last method.
+                using var probe = method.Create();
+                if (probe is not IMixedImputationMethod)
+                    throw new ArgumentException($"Method '{method.Name}' takes numeric tables only; this table has categorical columns.", nameof(methods));
+            }
         var results = new List<MethodResult>();
         foreach (var method in methods)
         {
@@ -294,7 +379,9 @@ public static class Protocol
             {
                 var r = RunFold(method, table, folds, f);
                 perFold.Add(r);
-                options.Log?.Report(FormattableString.Invariant($"{method.Name} fold {f}: RMSE {r.Rmse:F4}, fit {r.FitSeconds:F1} s, impute {r.TransformSeconds:F2} s"));
+                options.Log?.Report(table.HasCategorical
+                    ? FormattableString.Invariant($"{method.Name} fold {f}: RMSE {r.Rmse:F4}, accuracy {r.Accuracy:F3}, fit {r.FitSeconds:F1} s, impute {r.TransformSeconds:F2} s")
+                    : FormattableString.Invariant($"{method.Name} fold {f}: RMSE {r.Rmse:F4}, fit {r.FitSeconds:F1} s, impute {r.TransformSeconds:F2} s"));
             }
             results.Add(new MethodResult(method.Name, perFold, sampler.Stop()));
         }
@@ -306,7 +393,8 @@ public static class Protocol
     /// <param name="table">A table from <see cref="Prepare"/>.</param>
     /// <param name="folds">One fold id per kept row (<see cref="AssignFolds"/>, or a folds file).</param>
     /// <param name="fold">The test fold.</param>
-    /// <returns>Row ids into the prepared table and the (rows, p) inputs, hidden cells NaN.</returns>
+    /// <returns>Row ids into the prepared table and the (rows, p) inputs, hidden cells NaN; in a categorical column,
+    /// also a test row's observed category that no training row shows.</returns>
     public static FoldSplit Split(PreparedTable table, int[] folds, int fold)
     {
         ArgumentNullException.ThrowIfNull(table);
@@ -314,11 +402,27 @@ public static class Protocol
         var input = table.Input();
         var test = Enumerable.Range(0, folds.Length).Where(i => folds[i] == fold).ToArray();
         var train = Enumerable.Range(0, folds.Length).Where(i => folds[i] != fold).ToArray();
-        return new FoldSplit(train, test, Rows(input, train), Rows(input, test));
+        var trainRows = Rows(input, train);
+        var testRows = Rows(input, test);
+        if (table.HasCategorical) HideUnseenCategories(trainRows, testRows, table.ColumnKinds);
+        return new FoldSplit(train, test, trainRows, testRows);
     }
 
-    /// <summary>RMSE of <paramref name="imputed"/> test rows over their hidden cells, on the [0, 1] scale; NaN when
-    /// none is hidden.</summary>
+    /// <summary>Sets to NaN each observed categorical cell of <paramref name="test"/> whose category no row of
+    /// <paramref name="train"/> shows in that column.</summary>
+    private static void HideUnseenCategories(double[,] train, double[,] test, IReadOnlyList<ColumnKind> kinds)
+    {
+        for (int j = 0; j < kinds.Count; j++)
+        {
+            if (kinds[j] != ColumnKind.Categorical) continue;
+            var seen = new HashSet<double>();
+            for (int i = 0; i < train.GetLength(0); i++) if (!double.IsNaN(train[i, j])) seen.Add(train[i, j]);
+            for (int i = 0; i < test.GetLength(0); i++) if (!double.IsNaN(test[i, j]) && !seen.Contains(test[i, j])) test[i, j] = double.NaN;
+        }
+    }
+
+    /// <summary>RMSE of <paramref name="imputed"/> test rows over their hidden numeric cells, on the [0, 1] scale; NaN
+    /// when none is hidden.</summary>
     /// <param name="table">The prepared table holding the truth.</param>
     /// <param name="split">The split whose test rows were imputed.</param>
     /// <param name="imputed">(test rows, p) completed test rows.</param>
@@ -332,7 +436,27 @@ public static class Protocol
         int p = table.Values.GetLength(1);
         if (imputed.GetLength(0) != test.Length || imputed.GetLength(1) != p)
             throw new InvalidOperationException($"Got {imputed.GetLength(0)} x {imputed.GetLength(1)} imputed rows for {test.Length} x {p} test rows.");
-        return Metrics.rmseOf(Rows(table.Values, test), imputed, Rows(table.Hidden, test));
+        var hidden = Rows(table.Hidden, test);
+        return Metrics.rmseOf(Rows(table.Values, test), imputed, table.HasCategorical ? Scoring.Only(hidden, table.ColumnKinds, ColumnKind.Numeric) : hidden);
+    }
+
+    /// <summary>Share of the hidden categorical cells of <paramref name="imputed"/> test rows imputed as their true
+    /// category; NaN when none is hidden.</summary>
+    /// <param name="table">The prepared table holding the truth.</param>
+    /// <param name="split">The split whose test rows were imputed.</param>
+    /// <param name="imputed">(test rows, p) completed test rows.</param>
+    /// <exception cref="InvalidOperationException"><paramref name="imputed"/> has another shape than the test rows.</exception>
+    public static double HiddenAccuracy(PreparedTable table, FoldSplit split, double[,] imputed)
+    {
+        ArgumentNullException.ThrowIfNull(table);
+        ArgumentNullException.ThrowIfNull(split);
+        ArgumentNullException.ThrowIfNull(imputed);
+        var test = split.TestRowIds;
+        int p = table.Values.GetLength(1);
+        if (imputed.GetLength(0) != test.Length || imputed.GetLength(1) != p)
+            throw new InvalidOperationException($"Got {imputed.GetLength(0)} x {imputed.GetLength(1)} imputed rows for {test.Length} x {p} test rows.");
+        var hidden = Scoring.Only(Rows(table.Hidden, test), table.ColumnKinds, ColumnKind.Categorical);
+        return Scoring.AccuracyAndCount(Rows(table.Values, test), imputed, hidden).Accuracy;
     }
 
     private static FoldResult RunFold(Method method, PreparedTable table, int[] folds, int fold)
@@ -340,8 +464,13 @@ public static class Protocol
         var split = Split(table, folds, fold);
         using var m = method.Create();
         var test = split.TestRowIds;
-        var s = Scoring.FitAndScore(m, split.TrainRows, split.TestRows, Rows(table.Values, test), Rows(table.Hidden, test), name: method.Name);
-        return new FoldResult(fold, s.Rmse, s.FitSeconds, s.TransformSeconds, s.Scored, split.TrainRowIds.Length, test.Length);
+        var s = table.HasCategorical
+            ? Scoring.FitAndScore(m as IMixedImputationMethod ?? throw new ArgumentException($"Method '{method.Name}' takes numeric tables only; this table has categorical columns.", nameof(method)), split.TrainRows, split.TestRows, Rows(table.Values, test), Rows(table.Hidden, test), table.ColumnKinds, method.Name)
+            : Scoring.FitAndScore(m, split.TrainRows, split.TestRows, Rows(table.Values, test), Rows(table.Hidden, test), name: method.Name);
+        return new FoldResult(fold, s.Rmse, s.FitSeconds, s.TransformSeconds, s.Scored, split.TrainRowIds.Length, test.Length, s.Accuracy, s.CategoricalScored)
+        {
+            ColumnAccuracy = s.ColumnAccuracy,
+        };
     }
 
     private static int[] FoldsFor(int originalRows, int[] keptRows, ProtocolOptions options)

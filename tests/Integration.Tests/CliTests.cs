@@ -119,9 +119,9 @@ public sealed class CliTests : IDisposable
         Assert.Equal(App.Success, Run("impute", input, "-o", output, "--method", "mean", "--missing", "n/a", "--quiet").Code);
     }
 
-    /// <summary>x, y, colour, z with 15% of cells empty: colour (red, green, blue) follows x and y, z all three.
-    /// Returns the path and the true colour of each row.</summary>
-    private (string Path, string[] Colours) WriteColours(string name = "colours.csv", int n = 400, int seed = 3)
+    /// <summary>x, y, colour, z with a share <paramref name="blanks"/> of cells empty (15%): colour (red, green, blue)
+    /// follows x and y, z all three. Returns the path and the true colour of each row.</summary>
+    private (string Path, string[] Colours) WriteColours(string name = "colours.csv", int n = 400, int seed = 3, double blanks = 0.15)
     {
         var rng = new Random(seed);
         double Normal() => Math.Sqrt(-2 * Math.Log(1 - rng.NextDouble())) * Math.Cos(2 * Math.PI * rng.NextDouble());
@@ -137,7 +137,7 @@ public sealed class CliTests : IDisposable
             double z = x - y + 2.0 * (colour - 1) + 0.3 * Normal();
             truth[i] = names[colour];
             var cells = new[] { (10 + 2 * x).ToString("F3", c), y.ToString("F3", c), names[colour], z.ToString("F3", c) };
-            lines.Add(string.Join(",", cells.Select(t => rng.NextDouble() < 0.15 ? "" : t)));
+            lines.Add(string.Join(",", cells.Select(t => rng.NextDouble() < blanks ? "" : t)));
         }
         var path = PathOf(name);
         File.WriteAllText(path, string.Join("\n", lines) + "\n");
@@ -188,6 +188,36 @@ public sealed class CliTests : IDisposable
         if (method != "emflow") Assert.Contains("3 numeric and 1 categorical columns", stdout);
         var (accuracy, mode) = CheckColours(input, output, truth);
         Assert.True(accuracy >= mode + 0.2, $"{method}: {accuracy:F3} of the hidden colours right, the mode {mode:F3}");
+    }
+
+    [Fact]
+    public void The_report_of_a_mixed_table_counts_observed_and_imputed_categories()
+    {
+        var (input, _) = WriteColours(n: 200);
+        var report = PathOf("mixed.html");
+        var output = PathOf("out.csv");
+        var (code, _, err) = Run("impute", input, "-o", output, "--method", "knn", "--report", report, "--quiet");
+        Assert.True(code == 0, err);
+        var html = File.ReadAllText(report);
+        var before = File.ReadAllLines(input).Skip(1).Select(l => l.Split(',')[2]).ToArray();
+        var after = File.ReadAllLines(output).Skip(1).Select(l => l.Split(',')[2]).ToArray();
+        Assert.Contains("<h2>Observed and imputed categories per categorical column</h2>", html);
+        Assert.Contains($"colour ({before.Count(c => c == "")} imputed)", html);
+        foreach (var colour in new[] { "blue", "green", "red" })
+        {
+            int observed = before.Count(c => c == colour), imputed = before.Zip(after).Count(e => e.First == "" && e.Second == colour);
+            Assert.Contains($"<tr><td>{colour}</td><td>{observed}</td><td>{imputed}</td></tr>", html);
+        }
+
+        // A table of categorical columns only has a report too; PNG figures show numeric columns only.
+        var codes = PathOf("only-categories.csv");
+        File.WriteAllText(codes, "colour,size\nred,S\nblue,\n,M\nred,S\nblue,M\n");
+        (code, _, err) = Run("impute", codes, "-o", PathOf("o2.csv"), "--method", "mean", "--report", PathOf("only.html"), "--quiet");
+        Assert.True(code == 0, err);
+        Assert.Contains("<tr><td>S</td><td>2</td><td>", File.ReadAllText(PathOf("only.html")));
+        (code, _, err) = Run("impute", codes, "-o", PathOf("o3.csv"), "--method", "mean", "--png-dir", _dir);
+        Assert.Equal(App.BadInput, code);
+        Assert.Contains("--png-dir", err);
     }
 
     [Fact]
@@ -729,6 +759,71 @@ public sealed class CliTests : IDisposable
         Assert.Contains("never scored", err);
         Assert.DoesNotContain("warning", stdout);
         Assert.DoesNotContain("warning", Run("evaluate", WriteComplete(), "--folds", "2", "--methods", "mean", "--quiet").Err);
+    }
+
+    [Fact]
+    public void Evaluate_scores_a_text_column_by_accuracy_in_every_format()
+    {
+        var (input, _) = WriteColours("complete-colours.csv", n: 300, blanks: 0);
+        var (code, stdout, err) = Run("evaluate", input, "--folds", "3", "--methods", "mean,knn,gaussian-em", "--format", "json", "--quiet");
+        Assert.True(code == App.Success, err);
+        var docs = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => System.Text.Json.JsonDocument.Parse(l).RootElement).ToList();
+        Assert.Equal(9, docs.Count);
+        var names = docs[0].EnumerateObject().Select(p => p.Name).ToList();
+        Assert.Equal(names.IndexOf("rmse") + 1, names.IndexOf("accuracy"));
+        Assert.Equal(names.IndexOf("scoredCells") + 1, names.IndexOf("scoredCategoricalCells"));
+        foreach (var d in docs)
+        {
+            Assert.InRange(d.GetProperty("rmse").GetDouble(), 0.0, 1.0);
+            Assert.InRange(d.GetProperty("accuracy").GetDouble(), 0.0, 1.0);
+            Assert.InRange(d.GetProperty("scoredCategoricalCells").GetInt32(), 5, 40);
+        }
+        double Accuracy(string method) => docs.Where(d => d.GetProperty("method").GetString() == method).Average(d => d.GetProperty("accuracy").GetDouble());
+        Assert.True(Accuracy("gaussian-em") > Accuracy("mean") + 0.2, $"gaussian-em {Accuracy("gaussian-em"):F3}, the mode {Accuracy("mean"):F3}");
+
+        var csv = Run("evaluate", input, "--folds", "2", "--methods", "mean", "--format", "csv", "--quiet");
+        Assert.True(csv.Code == App.Success, csv.Err);
+        Assert.Equal(new[] { "dataset", "method", "fold", "rmse", "accuracy" }, csv.Out.Split('\n')[0].Split(',')[..5]);
+        var md = Run("evaluate", input, "--folds", "2", "--methods", "mean", "--format", "markdown", "--quiet");
+        Assert.Contains("| Method | RMSE, numeric (mean) | RMSE (std) | Accuracy, categorical (mean) |", md.Out);
+        Assert.Contains("3 numeric and 1 categorical columns", md.Out);
+        var table = Run("evaluate", input, "--folds", "2", "--methods", "mean", "--quiet");
+        Assert.True(table.Code == App.Success, table.Err);
+        Assert.Contains("Accuracy, categorical", table.Out);
+
+        // A numeric table keeps its fields as they were: no accuracy.
+        var numeric = Run("evaluate", WriteComplete(), "--folds", "2", "--methods", "mean", "--format", "json", "--quiet");
+        Assert.DoesNotContain("accuracy", numeric.Out);
+    }
+
+    [Fact]
+    public void Evaluate_declares_numeric_codes_categorical_and_rejects_an_unknown_name_in_one_line()
+    {
+        var input = PathOf("codes.csv");
+        var lines = new List<string> { "score,other,grade" };
+        var rng = new Random(8);
+        for (int i = 0; i < 120; i++)
+        {
+            int grade = 1 + (i % 3) * 2;
+            lines.Add(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{10 * grade + rng.NextDouble():F3},{rng.NextDouble():F3},{grade}"));
+        }
+        File.WriteAllLines(input, lines);
+        var (code, stdout, err) = Run("evaluate", input, "--folds", "2", "--methods", "mean,knn", "--categorical", "grade", "--format", "json", "--quiet");
+        Assert.True(code == App.Success, err);
+        Assert.All(stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries), l => Assert.Contains("\"accuracy\":", l));
+        Assert.DoesNotContain("accuracy", Run("evaluate", input, "--folds", "2", "--methods", "mean", "--format", "json", "--quiet").Out);
+
+        (code, _, err) = Run("evaluate", input, "--categorical", "grade,colour");
+        Assert.Equal(App.BadInput, code);
+        Assert.StartsWith("emflow: --categorical", err);
+        Assert.Contains("'colour'", err);
+        Assert.Single(err.TrimEnd().Split('\n'));
+
+        var mixedText = PathOf("mixed-text.csv");
+        File.WriteAllText(mixedText, "a,b\n1,2\n3,x\n");
+        (code, _, err) = Run("evaluate", mixedText);
+        Assert.Equal(App.BadInput, code);
+        Assert.Contains("--categorical", err);
     }
 
     [Fact]
