@@ -32,6 +32,16 @@ internal sealed class Args
                   the competitors per budget of epochs/iterations; JSON lines, a Markdown summary, docs/convergence-<data>.png
                   --datasets a,b (concrete)  --mechanism mcar|mar (mcar)  --fold F (0)  --iterations K (6)  --methods emflow,emflow-paper,mcflow,gain,miwae
                   --data-dir DIR  --seed S  --quick  --out FILE.jsonl  --plots DIR  --markdown FILE.md
+          coverage  multiple imputation: the protocol of `tables` (same masks, folds and seeds), one fit per fold with the
+                  library's defaults, RMSE of the point imputation, and the share of hidden values inside the central
+                  interval of the draws (order statistics: the 1st smallest to the 1st largest of 20 draws) with its mean width
+                  --data-dir DIR  --datasets demo,concrete,breast_cancer,wine_quality (demo: `emflow demo`'s table)
+                  --mechanisms mcar,mar  --methods emflow,gaussian-em  --kinds plain,calibrated,proper (plain: the fitted
+                  model held fixed; calibrated: EMFlow's spread chosen on its fit's held-out training cells; proper: the
+                  Gaussian refitted on a bootstrap resample per draw)  --folds K (5)  --only-folds 0,1  --draws K (20)
+                  --seed S (0)  --out FILE.jsonl (bench/results/coverage.jsonl)  --markdown FILE.md
+          coverage-report  the Markdown table of bench/results/coverage*.jsonl (--files a.jsonl,b.jsonl; --readme
+                  bench/README.md rewrites its coverage section)
           converge-report  the Markdown summary of bench/results/converge.jsonl (--in FILE, --plot to redraw the PNGs,
                   --readme bench/README.md to rewrite its converge section)
           report  Markdown tables from every bench/results/*.jsonl (--quick for the quick ones; --readme bench/README.md

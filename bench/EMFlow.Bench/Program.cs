@@ -26,6 +26,8 @@ try
         case "images-report": ImagesBench.ReportFiles(a); break;
         case "images-ridge": ImagesBench.Ridge(a); break;
         case "converge": ConvergeBench.Run(a); break;
+        case "coverage": CoverageBench.Run(a); break;
+        case "coverage-report": CoverageBench.ReportFiles(a); break;
         case "converge-report": ConvergeBench.ReportFile(a); break;
         case "step": return StepBench.Run(a);
         default:

@@ -131,12 +131,27 @@ let logLikelihood (e: Estimate) (x: Tensor) (mask: Tensor) : float =
 /// Batch EM to convergence on (n, p) data with a (n, p) mask (1 = missing), checking <c>ct</c> before each sweep.
 /// Raises ArgumentException for a column with no observed value or mismatched shapes, and
 /// OperationCanceledException when the token is cancelled (every tensor made so far is freed).
-let fitBatchCancellable (settings: Settings) (ct: CancellationToken) (x: Tensor) (mask: Tensor) : Fit =
+let rec fitBatchCancellable (settings: Settings) (ct: CancellationToken) (x: Tensor) (mask: Tensor) : Fit =
     validate x mask settings
+    use scope = torch.NewDisposeScope()
+    let fit = fitFrom settings ct (initialEstimate x mask) x mask
+    { fit with Estimate = { Mu = fit.Estimate.Mu.MoveToOuterDisposeScope(); Sigma = fit.Estimate.Sigma.MoveToOuterDisposeScope() } }
+
+/// <see cref="fitBatchCancellable"/> from a given estimate instead of the diagonal one of the observed moments, such
+/// as the fit to all rows for a bootstrap resample of them: on Concrete's resamples a third fewer sweeps to the same
+/// tolerance (on Breast cancer's, whose slow phase dominates, as many). The start is copied, not consumed.
+and fitBatchFrom (settings: Settings) (ct: CancellationToken) (start: Estimate) (x: Tensor) (mask: Tensor) : Fit =
+    validate x mask settings
+    use scope = torch.NewDisposeScope()
+    let fit = fitFrom settings ct { Mu = start.Mu.clone(); Sigma = start.Sigma.clone() } x mask
+    { fit with Estimate = { Mu = fit.Estimate.Mu.MoveToOuterDisposeScope(); Sigma = fit.Estimate.Sigma.MoveToOuterDisposeScope() } }
+
+/// Batch EM from the estimate <c>start</c>, which it owns and releases as it moves on; inputs already checked.
+and private fitFrom (settings: Settings) (ct: CancellationToken) (start: Estimate) (x: Tensor) (mask: Tensor) : Fit =
     // Each E-step yields the log-likelihood of the parameters it used, so convergence is judged one sweep
     // behind at no extra cost; the estimate returned is the one whose likelihood was measured last.
     use outer = torch.NewDisposeScope()
-    let mutable e = initialEstimate x mask
+    let mutable e = start
     let history = ResizeArray<float>()
     let mutable finished = false
     let mutable converged = false
@@ -203,3 +218,31 @@ let impute (e: Estimate) (x: Tensor) (mask: Tensor) : Tensor =
     use scope = torch.NewDisposeScope()
     let imputed = conditionalMean e.Mu e.Sigma x mask
     torch.where(mask.gt(sc 0.5), imputed, x).MoveToOuterDisposeScope()
+
+/// Row indices (n) of a bootstrap resample of the n rows of a (n, p) mask (1 = missing): n rows drawn with
+/// replacement. A resample in which some column has no observed value cannot be fitted, so such a resample is drawn
+/// again (up to 100 times; a table that rarely observes a column then fails in the fit, naming the column).
+let bootstrapRows (gen: torch.Generator) (mask: Tensor) : Tensor =
+    use scope = torch.NewDisposeScope()
+    let n = mask.shape[0]
+    let observed = oneMinus mask
+    let rec draw attempt =
+        let rows = torch.randint(n, [| n |], dtype = torch.int64, generator = gen)
+        if attempt >= 100 || observed.index_select(0L, rows).sum(dim = 0L).gt(sc 0.0).all().item<bool>() then rows
+        else draw (attempt + 1)
+    (draw 1).MoveToOuterDisposeScope()
+
+/// One proper draw of the missing entries of x (m, p) under mask (m, p) (Rubin 1987; the EM-with-bootstrap of
+/// Honaker, King and Blackwell's Amelia II): the Gaussian is refitted by batch EM on a bootstrap resample of the
+/// fitted rows (n, p) under fittedMask, then each row's missing entries are drawn from that Gaussian's conditional
+/// distribution given its observed ones. Over many draws the spread carries the uncertainty of μ and Σ as well as
+/// the conditional variance, which matters where a row lies far from the rows that observe what it misses.
+/// <c>fitted</c> is the Gaussian fitted to all the rows, where EM on the resample starts.
+/// Observed entries are copied through; returns (m, p). The token is checked before each EM sweep.
+let sampleBootstrap (settings: Settings) (gen: torch.Generator) (ct: CancellationToken) (fitted: Estimate) (fittedX: Tensor) (fittedMask: Tensor) (x: Tensor) (mask: Tensor) : Tensor =
+    use scope = torch.NewDisposeScope()
+    let rows = bootstrapRows gen fittedMask
+    // EM on the resample starts from the fit to all rows, near the resample's own maximum.
+    let fit = fitBatchFrom settings ct fitted (fittedX.index_select(0L, rows)) (fittedMask.index_select(0L, rows))
+    let draw = Gaussian.sampleConditional gen fit.Estimate.Mu fit.Estimate.Sigma x mask
+    torch.where(mask.gt(sc 0.5), draw, x).MoveToOuterDisposeScope()

@@ -36,6 +36,11 @@ module Model =
     let sample (gen: torch.Generator) (m: Model) (lower: Tensor) (upper: Tensor) (xHat: Tensor) (mask: Tensor) : Tensor =
         Training.sampleImputation gen m.Flow m.Latent lower upper xHat mask
 
+    /// The model with its latent covariance scaled by spread²: the same conditional means, and conditional draws
+    /// `spread` times as far from them in the latent space. Shares the flow and μ; the new Σ is the caller's to dispose.
+    let widen (spread: float) (m: Model) : Model =
+        { m with Latent = { m.Latent with Sigma = m.Latent.Sigma |> scaleBy (spread * spread) } }
+
     /// Releases the flow and the latent Gaussian.
     let dispose (m: Model) =
         m.Flow.Dispose()

@@ -28,6 +28,9 @@ public sealed class EMFlowImputer : Imputer
     // can still impute, TransformAtIteration) and the iteration kept. Null before Fit.
     private FitResult? _fit;
     private FitSettings? _settings;
+    // SHA-256 of the scaled rows and mask the last Fit was given, so ChooseSpread can tell that it draws the fit's own
+    // hold-out again; null after Load, since model files do not store it.
+    private byte[]? _fittedHash;
 
     /// <summary>An imputer with the given settings (checked at Fit).</summary>
     public EMFlowImputer(EMFlowOptions? options = null) : this(options, Array.Empty<IStartCandidate>()) { }
@@ -178,6 +181,7 @@ public sealed class EMFlowImputer : Imputer
         Clear();
         _fit = fit;
         _settings = settings;
+        _fittedHash = TableHash(x, mask);
     }
 
     /// <inheritdoc />
@@ -220,10 +224,14 @@ public sealed class EMFlowImputer : Imputer
     /// <param name="count">Number of completed tables, at least 1.</param>
     /// <param name="seed">Seed of the draws; same seed, same tables.</param>
     /// <param name="missing">Optional (m, p) mask, true where missing.</param>
+    /// <param name="spread">Factor on the latent conditional standard deviations: 1 draws as the fitted model says;
+    /// <see cref="ChooseSpread"/> calibrates it on the entries the fit held out.</param>
     /// <returns><paramref name="count"/> tables (m, p), observed cells copied from <paramref name="data"/>.</returns>
-    public IReadOnlyList<double[,]> SampleImputations(double[,] data, int count, long seed = 0, bool[,]? missing = null)
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="count"/> is below 1, or <paramref name="spread"/> is not positive and finite.</exception>
+    public IReadOnlyList<double[,]> SampleImputations(double[,] data, int count, long seed = 0, bool[,]? missing = null, double spread = 1)
     {
         if (count < 1) throw new ArgumentOutOfRangeException(nameof(count), count, $"count must be at least 1; got {count}.");
+        CheckSpread(spread);
         var scaler = RequireScaler();
         var c = CheckRows(nameof(data), scaler.Features, data, missing);
         using var scope = NewDisposeScope();
@@ -235,11 +243,12 @@ public sealed class EMFlowImputer : Imputer
         // Every iteration before the kept one re-imputes as usual; the kept one draws instead of taking the mean.
         var xHat = Fitting.transform(_settings!, scaler, fit, Math.Max(fit.Selected - 1, 0), x, c.Mask);
         var (model, owned) = Fitting.modelAt(fit, fit.Selected).ToValueTuple();
+        var widened = ModelModule.widen(spread, model);
         try
         {
             for (int k = 0; k < count; k++)
             {
-                var draw = ModelModule.sample(gen, model, lower, upper, xHat, c.Mask);
+                var draw = ModelModule.sample(gen, widened, lower, upper, xHat, c.Mask);
                 result.Add(WriteBack(data, c, Scaler.inverseTransform(scaler, draw)));
             }
         }
@@ -248,6 +257,109 @@ public sealed class EMFlowImputer : Imputer
             if (owned) model.Flow.Dispose();
         }
         return result;
+    }
+
+    /// <summary>
+    /// Proper multiple imputation (Rubin 1987): <paramref name="count"/> completed tables whose draws also carry the
+    /// uncertainty of the fitted latent Gaussian. Before each draw, the latent Gaussian of the kept model is refitted
+    /// by batch EM on a bootstrap resample of <paramref name="fittedRows"/> (the EM-with-bootstrap of Honaker, King
+    /// and Blackwell's Amelia II, here in the latent space; at iteration 0, the start's Gaussian-EM fit); then, as in
+    /// <see cref="SampleImputations"/>, the latent missing parts are drawn from that Gaussian's conditionals and pushed
+    /// through the flow, which is held fixed.
+    /// </summary>
+    /// <remarks>With the fitted Gaussian held fixed (<see cref="SampleImputations"/>), a row far from the rows that
+    /// observe what it misses gets the spread of a typical row, although its imputation is an extrapolation of the
+    /// fitted relations; the resampled fits disagree most there. Costs one EM fit per draw (at iteration 0 as long as
+    /// the start's Gaussian-EM fit; after, a pass of <paramref name="fittedRows"/> through the flow and EM).</remarks>
+    /// <param name="data">(m, p) rows with NaN (or <paramref name="missing"/>) marking missing values.</param>
+    /// <param name="count">Number of completed tables, at least 1.</param>
+    /// <param name="fittedRows">(n, p) the table the model was fitted on (or another sample of the same population),
+    /// NaN (or <paramref name="fittedMissing"/>) marking missing values; n at least 2. <paramref name="data"/> itself
+    /// when imputing the fitted table.</param>
+    /// <param name="seed">Seed of the resamples and the draws; same seed, same tables.</param>
+    /// <param name="missing">Optional (m, p) mask of <paramref name="data"/>, true where missing.</param>
+    /// <param name="fittedMissing">Optional (n, p) mask of <paramref name="fittedRows"/>, true where missing.</param>
+    /// <param name="spread">Factor on the latent conditional standard deviations, as for <see cref="SampleImputations"/>.</param>
+    /// <param name="cancellationToken">Checked before each draw and each EM sweep (<see cref="OperationCanceledException"/>).</param>
+    /// <returns><paramref name="count"/> tables (m, p), observed cells copied from <paramref name="data"/>.</returns>
+    /// <exception cref="InvalidOperationException">Before Fit.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="count"/> is below 1, or <paramref name="spread"/> is not positive and finite.</exception>
+    /// <exception cref="ArgumentException">A table of another width than the fitted one, an infinite value, fewer
+    /// than 2 fitted rows, or a column that <paramref name="fittedRows"/> never observes.</exception>
+    /// <example>
+    /// <code>
+    /// imputer.Fit(table);
+    /// IReadOnlyList&lt;double[,]&gt; draws = imputer.SampleProperImputations(table, count: 20, fittedRows: table, seed: 1);
+    /// </code>
+    /// </example>
+    public IReadOnlyList<double[,]> SampleProperImputations(double[,] data, int count, double[,] fittedRows, long seed = 0,
+        bool[,]? missing = null, bool[,]? fittedMissing = null, double spread = 1, CancellationToken cancellationToken = default)
+    {
+        if (count < 1) throw new ArgumentOutOfRangeException(nameof(count), count, $"count must be at least 1; got {count}.");
+        CheckSpread(spread);
+        ArgumentNullException.ThrowIfNull(fittedRows);
+        var scaler = RequireScaler();
+        var fit = Fitted;
+        var c = CheckRows(nameof(data), scaler.Features, data, missing);
+        var f = CheckRows(nameof(fittedRows), scaler.Features, fittedRows, fittedMissing);
+        if (f.Rows < 2) throw new ArgumentException($"fittedRows must hold at least 2 rows; got {f.Rows}.", nameof(fittedRows));
+        CheckObservedColumns(nameof(fittedRows), f);
+        using var threads = new TorchThreadScope(TorchThreads);
+        using var scope = NewDisposeScope();
+        var draws = Fitting.sampleProper(_settings!, scaler, fit, seed, count, spread, cancellationToken, Scaled(scaler, f), f.Mask, Scaled(scaler, c), c.Mask);
+        return draws.Select(d => WriteBack(data, c, Scaler.inverseTransform(scaler, d))).ToArray();
+    }
+
+    /// <summary>
+    /// A spread for <see cref="SampleImputations"/> and <see cref="SampleProperImputations"/> calibrated on the
+    /// entries the fit held out (<see cref="EMFlowOptions.ValidationFraction"/>), which the kept model never saw: the
+    /// factor on the latent conditional standard deviations for which the smallest and the largest of
+    /// <paramref name="draws"/> draws hold the held-out true values as often as a calibrated model's would hold a new
+    /// value, (K − 1) / (K + 1) of the time for K draws (19/21 = 90.5% for 20). No other observed entry is looked at.
+    /// </summary>
+    /// <remarks>
+    /// <para>Why: a model's own conditional spread is right only where the model is. The flow is trained on rows whose
+    /// missing entries hold conditional means, which sit closer together than real values, and a Gaussian gives every
+    /// row the same conditional variance however skewed the feature; either can leave the draws too narrow (or too
+    /// wide), and the held-out entries measure by how much.</para>
+    /// <para>How: the fit's hold-out is drawn again from the observed cells of <paramref name="fittedRows"/> with the
+    /// fit's seed, the start is fitted again without the held-out entries, and the iterations before the kept one
+    /// re-impute those rows as they did during the fit; the factor is searched by bisection in [1/4, 8] on common
+    /// draws, seeded from <see cref="EMFlowOptions.Seed"/>. It costs about the start's fit plus
+    /// 10 × <paramref name="draws"/> draws of the held-out rows.</para>
+    /// <para>Under MAR the held-out entries are spread over the observed cells (or over the columns' missing shares,
+    /// with <see cref="EMFlowOptions.HoldOutLikeMissingness"/>), so they cannot show how far a model errs in the rows
+    /// the mechanism hides, which lie elsewhere.</para>
+    /// </remarks>
+    /// <param name="fittedRows">(n, p) the table given to Fit, NaN (or <paramref name="fittedMissing"/>) marking missing values.</param>
+    /// <param name="draws">Draws per held-out entry, at least 2 (20 by default, as many as the imputations asked for).</param>
+    /// <param name="fittedMissing">Optional (n, p) mask of <paramref name="fittedRows"/>, true where missing.</param>
+    /// <param name="cancellationToken">Checked between the start's stages and chunks of rows (<see cref="OperationCanceledException"/>).</param>
+    /// <returns>Spread: the factor (1 when nothing was held out); HeldOutCoverage: the share of the held-out entries
+    /// that the smallest and the largest of the draws enclose at that factor (NaN when nothing was held out).</returns>
+    /// <exception cref="InvalidOperationException">Before Fit.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="draws"/> is below 2.</exception>
+    /// <exception cref="ArgumentException"><paramref name="fittedRows"/> is not the table the last Fit was given
+    /// (checked by a SHA-256 of it, except after <see cref="Load"/>, which does not keep one).</exception>
+    /// <example>
+    /// <code>
+    /// imputer.Fit(table);
+    /// var choice = imputer.ChooseSpread(table);
+    /// IReadOnlyList&lt;double[,]&gt; draws = imputer.SampleImputations(table, 20, seed: 1, spread: choice.Spread);
+    /// </code>
+    /// </example>
+    public (double Spread, double HeldOutCoverage) ChooseSpread(double[,] fittedRows, int draws = 20, bool[,]? fittedMissing = null, CancellationToken cancellationToken = default)
+    {
+        if (draws < 2) throw new ArgumentOutOfRangeException(nameof(draws), draws, $"draws must be at least 2; got {draws}.");
+        var scaler = RequireScaler();
+        var fit = Fitted;
+        var f = CheckRows(nameof(fittedRows), scaler.Features, fittedRows, fittedMissing);
+        using var threads = new TorchThreadScope(TorchThreads);
+        using var scope = NewDisposeScope();
+        var x = Scaled(scaler, f);
+        if (_fittedHash is { } expected && !TableHash(x, f.Mask).AsSpan().SequenceEqual(expected))
+            throw new ArgumentException("fittedRows must be the table given to Fit, whose held-out entries are drawn again from it; got another table.", nameof(fittedRows));
+        return Fitting.chooseSpread(_settings!, scaler, fit, draws, cancellationToken, x, f.Mask).ToValueTuple();
     }
 
     /// <summary>
@@ -317,6 +429,24 @@ public sealed class EMFlowImputer : Imputer
         if (_fit is not null) Fitting.dispose(_fit);
         _fit = null;
         _settings = null;
+        _fittedHash = null;
+    }
+
+    private static byte[] TableHash(Tensor x, Tensor mask)
+    {
+        using var scope = NewDisposeScope();
+        var values = Tensors.toArray(x.flatten());
+        var missing = Tensors.toArray(mask.flatten());
+        var bytes = new byte[16 * values.Length];
+        Buffer.BlockCopy(values, 0, bytes, 0, 8 * values.Length);
+        Buffer.BlockCopy(missing, 0, bytes, 8 * values.Length, 8 * missing.Length);
+        return System.Security.Cryptography.SHA256.HashData(bytes);
+    }
+
+    private static void CheckSpread(double spread)
+    {
+        if (!(spread > 0) || double.IsInfinity(spread))
+            throw new ArgumentOutOfRangeException(nameof(spread), spread, $"spread must be positive and finite; got {spread}.");
     }
 
     /// <inheritdoc />

@@ -286,6 +286,16 @@ public abstract class Imputer : IDisposable
     protected static Validation.Checked CheckRows(string name, int features, double[,] data, bool[,]? missing) =>
         Validation.checkForTransform(name, features, data, ToOption(missing));
 
+    // A bootstrap resample must observe every column for its EM fit, which a column the whole table never observes
+    // cannot; checked here once rather than failing in a draw.
+    internal static void CheckObservedColumns(string name, Validation.Checked c)
+    {
+        using var scope = NewDisposeScope();
+        var observed = Tensors.toArray(Tensors.oneMinus(c.Mask).sum(dim: 0L));
+        for (int j = 0; j < observed.Length; j++)
+            if (observed[j] == 0) throw new ArgumentException($"Column {j} of {name} has no observed value; every column needs one to refit the Gaussian.", name);
+    }
+
     /// <summary>The observed cells of the caller's table, the imputed ones from the model.</summary>
     protected static double[,] WriteBack(double[,] data, Validation.Checked c, Tensor imputedOriginalScale)
     {

@@ -130,6 +130,98 @@ public sealed class GaussianEmImputer : Imputer
 
     protected override Tensor TransformScaled(Tensor x, Tensor mask) => GaussianEm.impute(Fitted, x, mask);
 
+    /// <summary>
+    /// Multiple imputation: <paramref name="count"/> completed tables whose missing cells are draws from the fitted
+    /// Gaussian's conditional distribution given each row's observed cells,
+    /// N(μ_m + Σ_mo Σ_oo⁻¹ (x_o − μ_o), Σ_mm − Σ_mo Σ_oo⁻¹ Σ_om), whose mean <see cref="Imputer.Transform(double[,], bool[,], CancellationToken)"/> returns.
+    /// </summary>
+    /// <param name="data">(m, p) rows with NaN (or <paramref name="missing"/>) marking missing values.</param>
+    /// <param name="count">Number of completed tables, at least 1.</param>
+    /// <param name="seed">Seed of the draws; same seed, same tables.</param>
+    /// <param name="missing">Optional (m, p) mask, true where missing.</param>
+    /// <returns><paramref name="count"/> tables (m, p), observed cells copied from <paramref name="data"/>; draws are
+    /// not clamped, so they may leave the range seen at Fit as the Gaussian's tails do.</returns>
+    /// <remarks>The parameters are the maximum-likelihood ones, held fixed: the draws leave out their sampling
+    /// uncertainty, which for n rows and p features is of relative order p / n.</remarks>
+    /// <exception cref="InvalidOperationException">Before Fit.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="count"/> is below 1.</exception>
+    /// <example>
+    /// <code>
+    /// using var gem = new GaussianEmImputer();
+    /// gem.Fit(table);
+    /// IReadOnlyList&lt;double[,]&gt; draws = gem.SampleImputations(newRows, count: 20, seed: 1);
+    /// </code>
+    /// </example>
+    public IReadOnlyList<double[,]> SampleImputations(double[,] data, int count, long seed = 0, bool[,]? missing = null)
+    {
+        if (count < 1) throw new ArgumentOutOfRangeException(nameof(count), count, $"count must be at least 1; got {count}.");
+        var scaler = RequireScaler();
+        var estimate = Fitted;
+        var c = CheckRows(nameof(data), scaler.Features, data, missing);
+        using var scope = NewDisposeScope();
+        var x = Scaled(scaler, c);
+        using var gen = Tensors.generator(seed);
+        var result = new List<double[,]>(count);
+        for (int k = 0; k < count; k++)
+        {
+            using var inner = NewDisposeScope();
+            var draw = Gaussian.sampleConditional(gen, estimate.Mu, estimate.Sigma, x, c.Mask);
+            result.Add(WriteBack(data, c, Scaler.inverseTransform(scaler, draw)));
+        }
+        return result;
+    }
+
+    /// <summary>
+    /// Proper multiple imputation (Rubin 1987; the EM-with-bootstrap of Honaker, King and Blackwell's Amelia II):
+    /// before each draw the Gaussian is refitted by EM, with this imputer's settings, on a bootstrap resample of
+    /// <paramref name="fittedRows"/>; the missing cells are then drawn from that Gaussian's conditional distribution,
+    /// so the spread carries the uncertainty of μ and Σ as well as the conditional variance.
+    /// </summary>
+    /// <param name="data">(m, p) rows with NaN (or <paramref name="missing"/>) marking missing values.</param>
+    /// <param name="count">Number of completed tables, at least 1; each costs one EM fit.</param>
+    /// <param name="fittedRows">(n, p) the table this imputer was fitted on (or another sample of the same
+    /// population), NaN (or <paramref name="fittedMissing"/>) marking missing values; n at least 2.</param>
+    /// <param name="seed">Seed of the resamples and the draws; same seed, same tables.</param>
+    /// <param name="missing">Optional (m, p) mask of <paramref name="data"/>, true where missing.</param>
+    /// <param name="fittedMissing">Optional (n, p) mask of <paramref name="fittedRows"/>, true where missing.</param>
+    /// <param name="cancellationToken">Checked before each EM sweep (<see cref="OperationCanceledException"/>).</param>
+    /// <returns><paramref name="count"/> tables (m, p), observed cells copied from <paramref name="data"/>; draws are not clamped.</returns>
+    /// <exception cref="InvalidOperationException">Before Fit.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="count"/> is below 1.</exception>
+    /// <exception cref="ArgumentException">A table of another width than the fitted one, an infinite value, fewer
+    /// than 2 fitted rows, or a column that <paramref name="fittedRows"/> never observes.</exception>
+    /// <example>
+    /// <code>
+    /// gem.Fit(table);
+    /// IReadOnlyList&lt;double[,]&gt; draws = gem.SampleProperImputations(table, count: 20, fittedRows: table, seed: 1);
+    /// </code>
+    /// </example>
+    public IReadOnlyList<double[,]> SampleProperImputations(double[,] data, int count, double[,] fittedRows, long seed = 0,
+        bool[,]? missing = null, bool[,]? fittedMissing = null, CancellationToken cancellationToken = default)
+    {
+        if (count < 1) throw new ArgumentOutOfRangeException(nameof(count), count, $"count must be at least 1; got {count}.");
+        ArgumentNullException.ThrowIfNull(fittedRows);
+        var scaler = RequireScaler();
+        var estimate = Fitted;
+        var c = CheckRows(nameof(data), scaler.Features, data, missing);
+        var f = CheckRows(nameof(fittedRows), scaler.Features, fittedRows, fittedMissing);
+        if (f.Rows < 2) throw new ArgumentException($"fittedRows must hold at least 2 rows; got {f.Rows}.", nameof(fittedRows));
+        CheckObservedColumns(nameof(fittedRows), f);
+        var settings = new GaussianEm.Settings(Options.MaxIterations, Options.Tolerance, Options.Ridge);
+        using var scope = NewDisposeScope();
+        var x = Scaled(scaler, c);
+        var fx = Scaled(scaler, f);
+        using var gen = Tensors.generator(seed);
+        var result = new List<double[,]>(count);
+        for (int k = 0; k < count; k++)
+        {
+            using var inner = NewDisposeScope();
+            var draw = GaussianEm.sampleBootstrap(settings, gen, cancellationToken, estimate, fx, f.Mask, x, c.Mask);
+            result.Add(WriteBack(data, c, Scaler.inverseTransform(scaler, draw)));
+        }
+        return result;
+    }
+
     /// <inheritdoc />
     protected override void Dispose(bool disposing)
     {
