@@ -114,16 +114,7 @@ public sealed record MethodResult(string Method, IReadOnlyList<FoldResult> Folds
     public double MeanRmse => Scored.DefaultIfEmpty(double.NaN).Average();
 
     /// <summary>Standard deviation of the fold RMSEs (population form, dividing by the number of folds, as numpy's default).</summary>
-    public double StdRmse
-    {
-        get
-        {
-            var r = Scored.ToArray();
-            if (r.Length == 0) return double.NaN;
-            double m = r.Average();
-            return Math.Sqrt(r.Sum(v => (v - m) * (v - m)) / r.Length);
-        }
-    }
+    public double StdRmse => PopulationStd(Scored);
 
     /// <summary>Mean seconds per fold, fit plus impute.</summary>
     public double SecondsPerFold => Folds.Count == 0 ? double.NaN : Folds.Average(f => f.FitSeconds + f.TransformSeconds);
@@ -132,15 +123,15 @@ public sealed record MethodResult(string Method, IReadOnlyList<FoldResult> Folds
     public double MeanAccuracy => Accuracies.DefaultIfEmpty(double.NaN).Average();
 
     /// <summary>Standard deviation of the fold accuracies (population form, as <see cref="StdRmse"/>).</summary>
-    public double StdAccuracy
+    public double StdAccuracy => PopulationStd(Accuracies);
+
+    /// <summary>Population standard deviation (dividing by the count); NaN for no values.</summary>
+    private static double PopulationStd(IEnumerable<double> values)
     {
-        get
-        {
-            var a = Accuracies.ToArray();
-            if (a.Length == 0) return double.NaN;
-            double m = a.Average();
-            return Math.Sqrt(a.Sum(v => (v - m) * (v - m)) / a.Length);
-        }
+        var v = values.ToArray();
+        if (v.Length == 0) return double.NaN;
+        double m = v.Average();
+        return Math.Sqrt(v.Sum(x => (x - m) * (x - m)) / v.Length);
     }
 
     private IEnumerable<double> Scored => Folds.Where(f => !double.IsNaN(f.Rmse)).Select(f => f.Rmse);
