@@ -301,8 +301,8 @@ module Fitting =
     /// The entries a fit holds out of its rows' observed ones to score iterations: (the mask with them added, the
     /// held-out entries), each (n, p); the same seed and mask draw the same entries.
     let private holdOutOf (s: FitSettings) (mask: Tensor) : Tensor * Tensor =
-        if s.HoldOutLikeMissingness then Selection.holdOutLikeMissingness (deriveSeed s.Seed 1) s.ValidationFraction mask
-        else Selection.holdOut (deriveSeed s.Seed 1) s.ValidationFraction mask
+        if s.HoldOutLikeMissingness then Selection.holdOutLikeMissingnessGrouped s.Start.Groups (deriveSeed s.Seed 1) s.ValidationFraction mask
+        else Selection.holdOutGrouped s.Start.Groups (deriveSeed s.Seed 1) s.ValidationFraction mask
 
     /// Fits EMFlow to scaled rows x (n, p) under mask (n, p), 1.0 = missing.
     /// <param name="settings">The settings; checked by the caller.</param>

@@ -6,29 +6,75 @@ open System
 open TorchSharp
 open EMFlow.Tensors
 
-/// Gives back one hidden entry per column that would otherwise lose every observed value; returns the training mask
-/// and the hidden entries.
-let private withEveryColumnKept (mask: Tensor) (draw: Tensor) =
+/// Column groups as a (p, G) 0/1 matrix, entry (c, g) = 1 when column c is in group g: None when `groups` is empty
+/// or puts every column in a group of its own. `groups` (p) gives each column's group, 0 … G − 1; the one-hot
+/// indicator columns of one categorical column form a group.
+let groupMatrix (groups: int[]) (p: int64) : Tensor option =
+    if groups.Length = 0 || (groups |> Array.distinct).Length = groups.Length then None
+    else
+        if int64 groups.Length <> p then
+            raise (ArgumentException(sprintf "Expected %d column groups, one per column; got %d." p groups.Length, "groups"))
+        let count = Array.max groups + 1
+        if Array.min groups < 0 || (groups |> Array.distinct).Length <> count then
+            raise (ArgumentException(sprintf "Column groups must number 0 to G - 1 with none skipped; got %A." groups, "groups"))
+        let a = torch.zeros(p, int64 count, dtype = dtype)
+        for c in 0 .. groups.Length - 1 do a[int64 c, int64 groups[c]] <- torch.tensor(1.0, dtype = dtype)
+        Some a
+
+/// Every row's entries of a group set to 1.0 where any of them is 1.0 in `entries` (n, p).
+let private spreadToGroups (groups: Tensor option) (entries: Tensor) =
+    match groups with
+    | None -> entries
+    | Some a -> entries.matmul(a).matmul(a.t()).gt(sc 0.0).to_type(dtype)
+
+/// Gives back one hidden entry per column that would otherwise lose every observed value (with its group's other
+/// entries in that row); returns the training mask and the hidden entries.
+let private withEveryColumnKept (groups: Tensor option) (mask: Tensor) (draw: Tensor) =
     let observed = oneMinus mask
     let left = (observed - draw).sum(dim = 0L)
     let emptied = left.eq(sc 0.0).to_type(dtype)
     use rows = Scalar.op_Implicit mask.shape[0]
     let firstHidden = (draw * (torch.arange(rows, scInt 0L, scInt -1L, dtype = dtype).unsqueeze(1))).argmax(dim = 0L)
-    let restore = torch.zeros_like(draw).scatter(0L, firstHidden.unsqueeze(0), emptied.unsqueeze(0))
+    let restore = torch.zeros_like(draw).scatter(0L, firstHidden.unsqueeze(0), emptied.unsqueeze(0)) |> spreadToGroups groups
     let hidden = draw - restore * draw
     plus mask hidden, hidden
 
 /// Hides round(fraction · count) observed entries of `mask`, chosen by `pick gen positions k` (k indices into the
-/// observed positions), then keeps every column learnable.
-let private hide (seed: int64) (fraction: float) (mask: Tensor) (pick: torch.Generator -> Tensor -> int64 -> Tensor) =
+/// observed positions), then keeps every column learnable. With column groups the draw is over cells instead: each
+/// observed cell weighs `weight` (p) of its group's first column, k is round(fraction · observed cells), and a
+/// drawn cell hides all its group's entries in that row, so that no group is held out in part (an observed
+/// indicator would give a held-out sibling away).
+let private hide (seed: int64) (fraction: float) (groups: int[]) (weight: Tensor -> Tensor) (mask: Tensor) (pick: torch.Generator -> Tensor -> int64 -> Tensor) =
     if not (fraction >= 0.0 && fraction < 1.0) then
         raise (ArgumentOutOfRangeException("fraction", fraction, sprintf "must be in [0, 1); got %g" fraction))
     use gen = generator seed
     let positions = (oneMinus mask).flatten().nonzero().squeeze(1L)
-    let k = int64 (Math.Round(fraction * float positions.shape[0]))
-    let chosen = positions.index_select(0L, pick gen positions k)
-    let draw = torch.zeros(mask.numel(), dtype = dtype).index_fill(0L, chosen, sc 1.0).reshape(mask.shape)
-    withEveryColumnKept mask draw
+    match groupMatrix groups mask.shape[1] with
+    | None ->
+        let k = int64 (Math.Round(fraction * float positions.shape[0]))
+        let chosen = positions.index_select(0L, pick gen positions k)
+        let draw = torch.zeros(mask.numel(), dtype = dtype).index_fill(0L, chosen, sc 1.0).reshape(mask.shape)
+        withEveryColumnKept None mask draw
+    | Some a ->
+        // A cell is drawn at its group's first column, so that no two draws land on one cell.
+        let first = torch.tensor(groups |> Array.mapi (fun c g -> if Array.IndexOf(groups, g) = c then 1.0 else 0.0), dtype = dtype)
+        let weights = (weight mask * first).expand(mask.shape).flatten().index_select(0L, positions)
+        let cells = scalar (first.expand(mask.shape).flatten().index_select(0L, positions).sum())
+        let k = int64 (Math.Round(fraction * cells))
+        let chosen = if k = 0L then torch.zeros(0L, dtype = torch.int64) else positions.index_select(0L, torch.multinomial(weights, k, replacement = false, generator = gen))
+        let draw = torch.zeros(mask.numel(), dtype = dtype).index_fill(0L, chosen, sc 1.0).reshape(mask.shape)
+        withEveryColumnKept (Some a) mask (spreadToGroups (Some a) draw * oneMinus mask)
+
+/// Per column (p), the weight of an entry in the missingness-shaped hold-out: the column's missing share plus a floor
+/// that keeps columns without missing cells drawable, so k entries always exist.
+let private missingShare (mask: Tensor) = mask.mean(dimensions = [| 0L |]) |> offsetBy 1e-3
+
+/// <see cref="holdOut"/> with column groups (see <see cref="groupMatrix"/>): observed cells, not entries, are drawn
+/// uniformly, and a drawn cell hides every entry of its group in that row. Without groups (empty, or every column
+/// alone) the draw is <see cref="holdOut"/>'s, entry for entry.
+let holdOutGrouped (groups: int[]) (seed: int64) (fraction: float) (mask: Tensor) : Tensor * Tensor =
+    hide seed fraction groups (fun m -> torch.ones(m.shape[1], dtype = dtype)) mask (fun gen positions k ->
+        torch.randperm(positions.shape[0], generator = gen).narrow(0L, 0L, k))
 
 /// Hides round(fraction · count) of the observed entries of (n, p) `mask`, a uniformly random subset drawn with
 /// `seed`, never the last observed entry of a column (so every column stays learnable).
@@ -37,41 +83,54 @@ let private hide (seed: int64) (fraction: float) (mask: Tensor) (pick: torch.Gen
 /// <remarks>The subset is a permutation of the observed entries' positions, not a threshold on fresh uniforms:
 /// a mask drawn as "uniform &lt; rate" with the same seed would otherwise leave no observed entry below the
 /// hold-out threshold.</remarks>
-let holdOut (seed: int64) (fraction: float) (mask: Tensor) : Tensor * Tensor =
-    hide seed fraction mask (fun gen positions k ->
-        torch.randperm(positions.shape[0], generator = gen).narrow(0L, 0L, k))
+let holdOut (seed: int64) (fraction: float) (mask: Tensor) : Tensor * Tensor = holdOutGrouped [||] seed fraction mask
+
+/// <see cref="holdOutLikeMissingness"/> with column groups, as <see cref="holdOutGrouped"/> is <see cref="holdOut"/>'s.
+let holdOutLikeMissingnessGrouped (groups: int[]) (seed: int64) (fraction: float) (mask: Tensor) : Tensor * Tensor =
+    hide seed fraction groups missingShare mask (fun gen positions k ->
+        if k = 0L then torch.zeros(0L, dtype = torch.int64)
+        else
+            let weights = (missingShare mask).expand(mask.shape).flatten().index_select(0L, positions)
+            torch.multinomial(weights, k, replacement = false, generator = gen))
 
 /// Like <see cref="holdOut"/>, but each observed entry is drawn with probability proportional to its column's
 /// missing share (plus a small floor), so the hidden entries sit where the data are actually missing: under MAR
 /// a uniform hold-out mostly hides cells of the always-observed features, and scores the wrong thing. With equal
 /// missing shares (MCAR) the draw is uniform in expectation. Same returns and rules as <see cref="holdOut"/>.
 let holdOutLikeMissingness (seed: int64) (fraction: float) (mask: Tensor) : Tensor * Tensor =
-    hide seed fraction mask (fun gen positions k ->
-        if k = 0L then torch.zeros(0L, dtype = torch.int64)
-        else
-            // A floor keeps columns without missing cells drawable, so k entries always exist.
-            let share = mask.mean(dimensions = [| 0L |]) |> offsetBy 1e-3
-            let weights = share.expand(mask.shape).flatten().index_select(0L, positions)
-            torch.multinomial(weights, k, replacement = false, generator = gen))
+    holdOutLikeMissingnessGrouped [||] seed fraction mask
 
 /// RMSE over the hidden entries (1.0 in `hidden`), or NaN when nothing is hidden.
 let score (truth: Tensor) (imputed: Tensor) (hidden: Tensor) : float = Metrics.rmseOrNaN truth imputed hidden
+
+/// Errors (g, p) per column summed over each column's group, so that columns of one group compare their group's total.
+let private perGroup (groups: Tensor option) (errors: Tensor) =
+    match groups with
+    | None -> errors
+    | Some a -> errors.matmul(a).matmul(a.t())
+
+/// blendShares with column groups (see <see cref="groupMatrix"/>): every column of a group takes the
+/// share best for the group's hidden entries together, so a categorical column's indicators blend alike.
+let blendSharesGrouped (groups: int[]) (grid: float[]) (truth: Tensor) (a: Tensor) (b: Tensor) (hidden: Tensor) : Tensor =
+    if grid.Length = 0 then raise (ArgumentException("grid must hold at least one share.", "grid"))
+    use scope = torch.NewDisposeScope()
+    let g = groupMatrix groups truth.shape[1]
+    let diff = b - a
+    let raw = torch.stack([| for w in grid -> (((plus a (diff |> scaleBy w) - truth) * hidden).pow(sc 2.0)).sum(dim = 0L) |]) // (g, p)
+    let errors = raw |> perGroup g
+    let shares = torch.tensor(grid, dtype = dtype)
+    let perFeature = shares.index_select(0L, errors.argmin(dim = 0L))
+    let overall = shares[raw.sum(dim = 1L).argmin()]
+    let counted = hidden.sum(dim = 0L).unsqueeze(0L) |> perGroup g |> fun c -> c.squeeze(0L).gt(sc 0.0)
+    let chosen = if scalar (hidden.sum()) = 0.0 then torch.zeros_like(perFeature) else torch.where(counted, perFeature, overall)
+    chosen.MoveToOuterDisposeScope()
 
 /// Per feature, the share w in `grid` of imputation b in the blend (1 − w)·a + w·b that has the lowest squared error
 /// on that feature's hidden entries; truth, a, b and hidden are (n, p). A feature without hidden entries takes the
 /// share that is best over all hidden entries, and with nothing hidden every share is 0 (all a). Ties go to the
 /// smaller share. Returns (p).
 let blendShares (grid: float[]) (truth: Tensor) (a: Tensor) (b: Tensor) (hidden: Tensor) : Tensor =
-    if grid.Length = 0 then raise (ArgumentException("grid must hold at least one share.", "grid"))
-    use scope = torch.NewDisposeScope()
-    let diff = b - a
-    let errors = torch.stack([| for w in grid -> (((plus a (diff |> scaleBy w) - truth) * hidden).pow(sc 2.0)).sum(dim = 0L) |]) // (g, p)
-    let shares = torch.tensor(grid, dtype = dtype)
-    let perFeature = shares.index_select(0L, errors.argmin(dim = 0L))
-    let overall = shares[errors.sum(dim = 1L).argmin()]
-    let counted = hidden.sum(dim = 0L).gt(sc 0.0)
-    let chosen = if scalar (hidden.sum()) = 0.0 then torch.zeros_like(perFeature) else torch.where(counted, perFeature, overall)
-    chosen.MoveToOuterDisposeScope()
+    blendSharesGrouped [||] grid truth a b hidden
 
 /// (1 − shares)·a + shares·b, shares (p) broadcast over the rows of a and b (n, p).
 let blend (shares: Tensor) (a: Tensor) (b: Tensor) : Tensor = plus a (shares.unsqueeze(0L) * (b - a))
@@ -87,6 +146,29 @@ let simplexGrid (k: int) (steps: int) : float[][] =
         else [ for first in left .. -1 .. 0 do for rest in go (k - 1) (left - first) -> first :: rest ]
     [| for v in go k steps -> [| for c in v -> float c / float steps |] |]
 
+/// blendWeights with column groups (see <see cref="groupMatrix"/>): every column of a group takes the
+/// weights best for the group's hidden entries together, so a categorical column's indicators blend alike.
+let blendWeightsGrouped (groups: int[]) (grid: float[][]) (prior: float) (truth: Tensor) (candidates: Tensor[]) (hidden: Tensor) : Tensor =
+    if candidates.Length = 0 then raise (ArgumentException("at least one candidate is needed.", "candidates"))
+    if grid.Length = 0 || grid |> Array.exists (fun w -> w.Length <> candidates.Length) then
+        raise (ArgumentException(sprintf "grid must hold rows of %d weights." candidates.Length, "grid"))
+    use scope = torch.NewDisposeScope()
+    let k = int64 candidates.Length
+    let residuals = torch.stack([| for c in candidates -> (c - truth) * hidden |], dim = 2L) // (n, p, k)
+    let gram = torch.einsum("npk,npl->pkl", residuals, residuals) // (p, k, k)
+    let w = torch.tensor(Array.concat grid, dtype = dtype).reshape(int64 grid.Length, k) // (g, k)
+    let raw = torch.einsum("gk,pkl,gl->gp", w, gram, w) // (g, p) sums of squares
+    let errors = raw |> perGroup (groupMatrix groups truth.shape[1])
+    let total = scalar (hidden.sum())
+    if total = 0.0 then
+        torch.zeros(hidden.shape[1], k, dtype = dtype).index_fill(1L, torch.tensor([| 0L |]), sc 1.0).MoveToOuterDisposeScope()
+    else
+        // The pooled mean error stands in for `prior` entries; a feature with none of its own takes the pooled best
+        // (the prior is floored so that it still breaks those ties).
+        let pooled = raw.sum(dim = 1L, keepdim = true) |> scaleBy (max prior 1e-9 / total)
+        let chosen = w.index_select(0L, (plus errors pooled).argmin(dim = 0L))
+        chosen.contiguous().MoveToOuterDisposeScope()
+
 /// Per feature, the weights w (k) in `grid` (g, k) of the blend Σ_c w_c·candidates[c] with the lowest squared error
 /// on that feature's hidden entries plus `prior` pseudo-entries at the mean squared error over all features' hidden
 /// entries; truth, each candidate and hidden are (n, p). With prior = 0 each feature is on its own; a feature without
@@ -98,24 +180,7 @@ let simplexGrid (k: int) (steps: int) : float[][] =
 /// (k, k) the Gram matrix of the candidates' residuals on its hidden entries, so the grid costs O(g·k²·p) after one
 /// pass over the rows, whatever n is.</remarks>
 let blendWeights (grid: float[][]) (prior: float) (truth: Tensor) (candidates: Tensor[]) (hidden: Tensor) : Tensor =
-    if candidates.Length = 0 then raise (ArgumentException("at least one candidate is needed.", "candidates"))
-    if grid.Length = 0 || grid |> Array.exists (fun w -> w.Length <> candidates.Length) then
-        raise (ArgumentException(sprintf "grid must hold rows of %d weights." candidates.Length, "grid"))
-    use scope = torch.NewDisposeScope()
-    let k = int64 candidates.Length
-    let residuals = torch.stack([| for c in candidates -> (c - truth) * hidden |], dim = 2L) // (n, p, k)
-    let gram = torch.einsum("npk,npl->pkl", residuals, residuals) // (p, k, k)
-    let w = torch.tensor(Array.concat grid, dtype = dtype).reshape(int64 grid.Length, k) // (g, k)
-    let errors = torch.einsum("gk,pkl,gl->gp", w, gram, w) // (g, p) sums of squares
-    let total = scalar (hidden.sum())
-    if total = 0.0 then
-        torch.zeros(hidden.shape[1], k, dtype = dtype).index_fill(1L, torch.tensor([| 0L |]), sc 1.0).MoveToOuterDisposeScope()
-    else
-        // The pooled mean error stands in for `prior` entries; a feature with none of its own takes the pooled best
-        // (the prior is floored so that it still breaks those ties).
-        let pooled = errors.sum(dim = 1L, keepdim = true) |> scaleBy (max prior 1e-9 / total)
-        let chosen = w.index_select(0L, (plus errors pooled).argmin(dim = 0L))
-        chosen.contiguous().MoveToOuterDisposeScope()
+    blendWeightsGrouped [||] grid prior truth candidates hidden
 
 /// Σ_c weights[:, c]·candidates[c]: weights (p, k) broadcast over the rows of each candidate (n, p).
 let blendAll (weights: Tensor) (candidates: Tensor[]) : Tensor =

@@ -58,7 +58,9 @@ type IStartCandidate =
     /// candidate with the rows filled (n, p), observed entries unchanged. Same seed, same result.
     /// Its steps go to progress (may be null), whose Phase, Iteration/Iterations and Epoch/Epochs it may use as it
     /// likes; EMFlow shows them inside its "initial imputation" phase.
-    abstract Fit: x: Tensor * mask: Tensor * seed: int64 * progress: IProgress<TrainingProgress> * ct: CancellationToken -> IFittedStartCandidate * Tensor
+    /// groups (p, or empty) puts the one-hot indicator columns of each categorical column in one group (see
+    /// <see cref="StartSettings.Groups"/>): a candidate that can, predicts such a group as one categorical column.
+    abstract Fit: x: Tensor * mask: Tensor * groups: int[] * seed: int64 * progress: IProgress<TrainingProgress> * ct: CancellationToken -> IFittedStartCandidate * Tensor
     /// The fitted candidate that <see cref="IFittedStartCandidate.Save"/> wrote.
     abstract Load: bytes: byte[] -> IFittedStartCandidate
 
@@ -77,7 +79,11 @@ type StartSettings =
       /// Seed of the donor sample and of the random-draw start.
       Seed: int64
       /// Imputers from other assemblies that join the Auto blend (empty: Gaussian EM and kNN only).
-      Candidates: IStartCandidate[] }
+      Candidates: IStartCandidate[]
+      /// Per column (p), its group, 0 … G − 1, or empty: the one-hot indicator columns of one categorical column share
+      /// a group (<c>MixedImputer</c> sets them). The Auto blend then weighs a group's columns alike, the hold-out
+      /// hides a group's entries of a row together, and candidates are told.
+      Groups: int[] }
 
 /// What a fitted start keeps so that new rows start as the training rows did.
 type Start =
@@ -167,11 +173,11 @@ module Starts =
                 let others =
                     s.Candidates |> Array.mapi (fun c candidate ->
                         ct.ThrowIfCancellationRequested()
-                        let fitted, filled = candidate.Fit(x, trainMask, deriveSeed s.Seed (10 + c), progress, ct)
+                        let fitted, filled = candidate.Fit(x, trainMask, s.Groups, deriveSeed s.Seed (10 + c), progress, ct)
                         extra.Add((candidate, fitted))
                         filled)
                 let all = Array.append [| gem; knn |] others
-                let w = Selection.blendWeights (Selection.simplexGrid all.Length shareSteps) sharePrior x all hidden
+                let w = Selection.blendWeightsGrouped s.Groups (Selection.simplexGrid all.Length shareSteps) sharePrior x all hidden
                 weights <- Some w
                 let share = w.select(1L, 1L).contiguous()
                 let donors = if share.gt(sc 0.0).any().item<bool>() then Some (keepDonors ()) else None
@@ -179,7 +185,7 @@ module Starts =
             | InitialImputation.Auto ->
                 let knn, keepDonors = knnStart ()
                 let gem = GaussianEm.impute gaussian x trainMask
-                let share = Selection.blendShares shareGrid x gem knn hidden
+                let share = Selection.blendSharesGrouped s.Groups shareGrid x gem knn hidden
                 let donors = if share.gt(sc 0.0).any().item<bool>() then Some (keepDonors ()) else None
                 Selection.blend share gem knn, Some share, donors
             | InitialImputation.NearestPixel -> nearestPixel scaler (image s) x trainMask, None, None

@@ -76,16 +76,17 @@ public sealed class ForestImputer : Imputer
 
     /// <remarks>The new models replace the old ones only when the fit succeeds.</remarks>
     protected override void FitScaled(Tensor x, Tensor mask, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken) =>
-        FitCore(x, mask, progress, cancellationToken);
+        FitCore(x, mask, ColumnGroups, progress, cancellationToken);
 
     /// <summary>Fits on rows already on the [0, 1] scale, as a start candidate of EMFlow does: the scaler is the
-    /// identity. Returns the kept sweep's imputation of the rows (n, p).</summary>
-    internal double[,] FitUnscaled(Tensor x, Tensor mask, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
+    /// identity. Returns the kept sweep's imputation of the rows (n, p). <paramref name="groups"/>: as
+    /// <see cref="Imputer.ColumnGroups"/> (empty when every column stands alone).</summary>
+    internal double[,] FitUnscaled(Tensor x, Tensor mask, IReadOnlyList<int> groups, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
     {
         ThrowIfDisposed();
         ValidateSettings((int)x.shape[0], (int)x.shape[1]);
         int p = (int)x.shape[1];
-        var kept = FitCore(x, mask, progress, cancellationToken);
+        var kept = FitCore(x, mask, groups.Count == 0 ? null : groups, progress, cancellationToken);
         SetScaler(new Scaler.MinMax(new double[p], Enumerable.Repeat(1.0, p).ToArray()));
         return kept;
     }
@@ -107,19 +108,42 @@ public sealed class ForestImputer : Imputer
     internal static ForestImputer LoadPayload(byte[] bytes)
     {
         var ml = NewContext(0);
-        var (scaler, fitted, names) = ForestModelFile.ReadPayload(bytes, b => FeatureModel.Deserialize(ml, b));
+        var (scaler, fitted, names) = ForestModelFile.ReadPayload(bytes, (b, width) => FeatureModel.Deserialize(ml, b, width));
         var imputer = new ForestImputer(fitted.Options);
         imputer.Restore(scaler, fitted, names);
         return imputer;
     }
 
-    private double[,] FitCore(Tensor x, Tensor mask, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
+    /// <summary>Per column (p), the number of columns its model predicts: 1 for a column alone, K for the first of a
+    /// group of K (a categorical column's indicators, predicted by one classifier), 0 for the group's other columns.</summary>
+    private static int[] Widths(IReadOnlyList<int>? groups, int p)
+    {
+        var widths = Enumerable.Repeat(1, p).ToArray();
+        if (groups is null) return widths;
+        if (groups.Count != p)
+            throw new ArgumentException($"Expected {p} column groups, one per column; got {groups.Count}.", nameof(groups));
+        for (int j = 0; j < p;)
+        {
+            int k = j;
+            while (k + 1 < p && groups[k + 1] == groups[j]) k++;
+            for (int c = k + 1; c < p; c++)
+                if (groups[c] == groups[j])
+                    throw new ArgumentException($"Column groups must be contiguous; group {groups[j]} holds columns {j} and {c} with others between.", nameof(groups));
+            widths[j] = k - j + 1;
+            for (int c = j + 1; c <= k; c++) widths[c] = 0;
+            j = k + 1;
+        }
+        return widths;
+    }
+
+    private double[,] FitCore(Tensor x, Tensor mask, IReadOnlyList<int>? groups, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
         var clock = Stopwatch.StartNew();
         var values = Tensors.toArray2D(x);
         var missing = Tensors.toMask2D(mask);
         int n = values.GetLength(0), p = values.GetLength(1);
+        var widths = Widths(groups, p);
         var means = new double[p];
         var missCount = new int[p];
         for (int j = 0; j < p; j++)
@@ -129,8 +153,10 @@ public sealed class ForestImputer : Imputer
                 if (missing[i, j]) missCount[j]++; else sum += values[i, j];
             means[j] = sum / (n - missCount[j]);
         }
-        var order = Enumerable.Range(0, p).OrderBy(j => missCount[j]).ThenBy(j => j).ToArray();
+        // A group is one unit, led by its first column: its cells go missing together.
+        var order = Enumerable.Range(0, p).Where(j => widths[j] > 0).OrderBy(j => missCount[j]).ThenBy(j => j).ToArray();
         var incomplete = order.Where(j => missCount[j] > 0).ToArray();
+        var imputedColumns = Enumerable.Range(0, p).Where(j => missCount[j] > 0).ToArray();
         var current = (double[,])values.Clone();
         for (int i = 0; i < n; i++)
             for (int j = 0; j < p; j++)
@@ -147,16 +173,14 @@ public sealed class ForestImputer : Imputer
             {
                 cancellationToken.ThrowIfCancellationRequested();
                 int j = incomplete[k];
-                var model = Train(current, missing, j, Tensors.deriveSeed(Options.Seed, s * p + j));
+                var model = Train(current, missing, j, widths[j], Tensors.deriveSeed(Options.Seed, s * p + j));
                 models[j] = model;
-                var rows = Rows(missing, j, wantMissing: true);
-                var predicted = model.Predict(_ml, current, rows, j);
-                for (int r = 0; r < rows.Length; r++) current[rows[r], j] = predicted[r];
+                model.Apply(_ml, current, Rows(missing, j, wantMissing: true), j);
                 progress?.Report(new TrainingProgress("forest sweep", s, Options.MaxSweeps, k + 1, incomplete.Length, double.NaN, double.NaN, clock.Elapsed));
             }
             double num = 0, den = 0;
             for (int i = 0; i < n; i++)
-                foreach (var j in incomplete)
+                foreach (var j in imputedColumns)
                     if (missing[i, j])
                     {
                         double d = current[i, j] - kept[i, j];
@@ -181,7 +205,7 @@ public sealed class ForestImputer : Imputer
         {
             cancellationToken.ThrowIfCancellationRequested();
             int j = full[k];
-            complete[j] = Train(kept, missing, j, Tensors.deriveSeed(Options.Seed, (Options.MaxSweeps + 1) * p + j));
+            complete[j] = Train(kept, missing, j, widths[j], Tensors.deriveSeed(Options.Seed, (Options.MaxSweeps + 1) * p + j));
             progress?.Report(new TrainingProgress("forest complete features", sweeps.Count, Options.MaxSweeps, k + 1, full.Length, double.NaN, double.NaN, clock.Elapsed));
         }
         cancellationToken.ThrowIfCancellationRequested();
@@ -210,8 +234,7 @@ public sealed class ForestImputer : Imputer
                 if (model is null) continue;
                 var rows = Rows(missing, j, wantMissing: true);
                 if (rows.Length == 0) continue;
-                var predicted = model.Predict(_ml, current, rows, j);
-                for (int r = 0; r < rows.Length; r++) current[rows[r], j] = predicted[r];
+                model.Apply(_ml, current, rows, j);
             }
         return Tensors.ofArray2D(current);
     }
@@ -224,22 +247,28 @@ public sealed class ForestImputer : Imputer
         return rows.ToArray();
     }
 
-    private FeatureModel Train(double[,] current, bool[,] missing, int j, long seed)
+    private FeatureModel Train(double[,] current, bool[,] missing, int j, int width, long seed)
     {
         int p = current.GetLength(1);
         var rows = Rows(missing, j, wantMissing: false);
-        double first = current[rows[0], j], sum = 0;
+        var sums = new double[width];
         bool constant = true;
         foreach (var i in rows)
-        {
-            sum += current[i, j];
-            constant &= current[i, j] == first;
-        }
+            for (int k = 0; k < width; k++)
+            {
+                sums[k] += current[i, j + k];
+                constant &= current[i, j + k] == current[rows[0], j + k];
+            }
         // Nothing for trees to learn: too few rows, a constant target, or no predictor.
-        if (p == 1 || constant || rows.Length < 2 * Options.MinimumRowsPerLeaf)
-            return FeatureModel.Constant(sum / rows.Length);
+        if (p == width || constant || rows.Length < 2 * Options.MinimumRowsPerLeaf)
+            return FeatureModel.Constant(sums.Select(v => v / rows.Length).ToArray());
         var ml = NewContext((int)(seed & 0x7FFFFFFF));
-        var data = Examples(ml, current, rows, j);
+        return width == 1 ? Regression(ml, current, rows, j, seed) : Classification(ml, current, rows, j, width, seed);
+    }
+
+    private FeatureModel Regression(MLContext ml, double[,] current, int[] rows, int j, long seed)
+    {
+        var data = Examples(ml, current, rows, j, 1);
         var o = Options;
         IEstimator<ITransformer> trainer = o.Trainer switch
         {
@@ -266,7 +295,48 @@ public sealed class ForestImputer : Imputer
                 FeatureSelectionSeed = (int)((seed >> 32) & 0x7FFFFFFF),
             }),
         };
-        return FeatureModel.Trained(trainer.Fit(data));
+        return FeatureModel.Trained(trainer.Fit(data), 1);
+    }
+
+    /// <summary>A classifier of a categorical column whose K indicators start at column j: the label is the observed
+    /// category, the predictors every column outside the group (its own indicators would give the label away), and
+    /// the predicted class probabilities fill the indicators.</summary>
+    private FeatureModel Classification(MLContext ml, double[,] current, int[] rows, int j, int width, long seed)
+    {
+        var data = Examples(ml, current, rows, j, width);
+        var o = Options;
+        // Keys in the categories' order, all K of them even when some is absent from these rows, so that score k is
+        // category k's.
+        var categories = ml.Data.LoadFromEnumerable(Enumerable.Range(0, width).Select(k => new Category { Label = k }));
+        var keys = ml.Transforms.Conversion.MapValueToKey(nameof(Example.Label), keyOrdinality: Microsoft.ML.Transforms.ValueToKeyMappingEstimator.KeyOrdinality.ByValue, keyData: categories);
+        IEstimator<ITransformer> trainer = o.Trainer switch
+        {
+            ForestTrainer.LightGbm => ml.MulticlassClassification.Trainers.LightGbm(new LightGbmMulticlassTrainer.Options
+            {
+                NumberOfIterations = o.Trees,
+                NumberOfLeaves = o.Leaves,
+                MinimumExampleCountPerLeaf = o.MinimumRowsPerLeaf,
+                LearningRate = o.LearningRate,
+                NumberOfThreads = o.Threads,
+                Seed = (int)(seed & 0x7FFFFFFF),
+                Booster = new GradientBooster.Options { FeatureFraction = o.FeatureFraction },
+                UseSoftmax = true,
+                Silent = true,
+                Verbose = false,
+            }),
+            // ML.NET's random forest has no multiclass form: one forest per category against the rest.
+            _ => ml.MulticlassClassification.Trainers.OneVersusAll(ml.BinaryClassification.Trainers.FastForest(new FastForestBinaryTrainer.Options
+            {
+                NumberOfTrees = o.Trees,
+                NumberOfLeaves = o.Leaves,
+                MinimumExampleCountPerLeaf = o.MinimumRowsPerLeaf,
+                FeatureFraction = o.FeatureFraction,
+                NumberOfThreads = o.Threads,
+                Seed = (int)(seed & 0x7FFFFFFF),
+                FeatureSelectionSeed = (int)((seed >> 32) & 0x7FFFFFFF),
+            })),
+        };
+        return FeatureModel.Trained(keys.Append(trainer).Fit(data), width);
     }
 
     private static MLContext NewContext(int seed)
@@ -283,6 +353,11 @@ public sealed class ForestImputer : Imputer
         public float[] Features = Array.Empty<float>();
     }
 
+    private sealed class Category
+    {
+        public float Label;
+    }
+
     private static SchemaDefinition Schema(int predictors)
     {
         var def = SchemaDefinition.Create(typeof(Example));
@@ -290,39 +365,76 @@ public sealed class ForestImputer : Imputer
         return def;
     }
 
-    /// <summary>The rows of <paramref name="current"/> as ML.NET examples: feature <paramref name="j"/> the label, every other one a predictor.</summary>
-    private static IDataView Examples(MLContext ml, double[,] current, int[] rows, int j)
+    /// <summary>The rows of <paramref name="current"/> as ML.NET examples: columns j … j + width − 1 the label (a
+    /// number, or for a group the index of its largest indicator, its category), every other column a predictor.</summary>
+    private static IDataView Examples(MLContext ml, double[,] current, int[] rows, int j, int width)
     {
         int p = current.GetLength(1);
-        var examples = new Example[rows.Length];
+        var features = new float[rows.Length][];
         for (int r = 0; r < rows.Length; r++)
         {
             int i = rows[r];
-            var features = new float[p - 1];
+            features[r] = new float[p - width];
             for (int c = 0, k = 0; c < p; c++)
-                if (c != j) features[k++] = (float)current[i, c];
-            examples[r] = new Example { Label = (float)current[i, j], Features = features };
+                if (c < j || c >= j + width) features[r][k++] = (float)current[i, c];
         }
-        return ml.Data.LoadFromEnumerable(examples, Schema(p - 1));
+        var examples = new Example[rows.Length];
+        for (int r = 0; r < rows.Length; r++)
+        {
+            int i = rows[r], best = 0;
+            for (int k = 1; k < width; k++)
+                if (current[i, j + k] > current[i, j + best]) best = k;
+            examples[r] = new Example { Label = width == 1 ? (float)current[i, j] : best, Features = features[r] };
+        }
+        return ml.Data.LoadFromEnumerable(examples, Schema(p - width));
     }
 
-    /// <summary>One feature's model: a constant, or an ML.NET regression transformer.</summary>
+    /// <summary>One feature's model, or one categorical column's (its K indicator columns): constants, or an ML.NET
+    /// regression or classification transformer.</summary>
     internal sealed class FeatureModel
     {
-        private FeatureModel(double value, ITransformer? model) { Value = value; Model = model; }
-        public double Value { get; }
+        private FeatureModel(double[] values, ITransformer? model, int width) { Values = values; Model = model; Width = width; }
+        /// <summary>The constants (Width) of a constant model; empty for a trained one.</summary>
+        public double[] Values { get; }
         public ITransformer? Model { get; }
-        public static FeatureModel Constant(double value) => new(value, null);
-        public static FeatureModel Trained(ITransformer model) => new(double.NaN, model);
+        /// <summary>Columns predicted: 1, or K for a categorical column's indicators.</summary>
+        public int Width { get; }
+        public static FeatureModel Constant(double[] values) => new(values, null, values.Length);
+        public static FeatureModel Trained(ITransformer model, int width) => new(Array.Empty<double>(), model, width);
 
-        public double[] Predict(MLContext ml, double[,] current, int[] rows, int j)
+        /// <summary>Predicts columns j … j + Width − 1 of the given rows and writes them into <paramref name="current"/>:
+        /// a category's predicted probabilities go to its indicators.</summary>
+        public void Apply(MLContext ml, double[,] current, int[] rows, int j)
         {
-            if (Model is null) return Enumerable.Repeat(Value, rows.Length).ToArray();
-            var scored = Model.Transform(Examples(ml, current, rows, j));
-            return scored.GetColumn<float>("Score").Select(v => (double)v).ToArray();
+            if (Model is null)
+            {
+                foreach (var i in rows)
+                    for (int k = 0; k < Width; k++) current[i, j + k] = Values[k];
+                return;
+            }
+            var scored = Model.Transform(Examples(ml, current, rows, j, Width));
+            if (Width == 1)
+            {
+                var predicted = scored.GetColumn<float>("Score").ToArray();
+                for (int r = 0; r < rows.Length; r++) current[rows[r], j] = predicted[r];
+                return;
+            }
+            int row = 0;
+            foreach (var score in scored.GetColumn<VBuffer<float>>("Score"))
+            {
+                var dense = new float[Width];
+                int slot = 0;
+                foreach (var v in score.DenseValues())
+                    if (slot < Width) dense[slot++] = v;
+                double sum = 0;
+                for (int k = 0; k < Width; k++) sum += dense[k] = Math.Max(dense[k], 0f);
+                for (int k = 0; k < Width; k++) current[rows[row], j + k] = sum > 0 ? dense[k] / sum : 1.0 / Width;
+                row++;
+            }
         }
 
-        /// <summary>The model as ML.NET writes it (for <see cref="Model"/> only).</summary>
+        /// <summary>The model as ML.NET writes it (for <see cref="Model"/> only), with the input schema of
+        /// <paramref name="predictors"/> features.</summary>
         public byte[] Serialize(MLContext ml, int predictors)
         {
             using var stream = new MemoryStream();
@@ -331,10 +443,10 @@ public sealed class ForestImputer : Imputer
             return stream.ToArray();
         }
 
-        public static FeatureModel Deserialize(MLContext ml, byte[] bytes)
+        public static FeatureModel Deserialize(MLContext ml, byte[] bytes, int width)
         {
             using var stream = new MemoryStream(bytes, writable: false);
-            return Trained(ml.Model.Load(stream, out _));
+            return Trained(ml.Model.Load(stream, out _), width);
         }
     }
 
@@ -360,7 +472,7 @@ public sealed class ForestImputer : Imputer
     public static ForestImputer Load(string path)
     {
         var ml = NewContext(0);
-        var (scaler, fitted, names) = ForestModelFile.Load(path, bytes => FeatureModel.Deserialize(ml, bytes));
+        var (scaler, fitted, names) = ForestModelFile.Load(path, (bytes, width) => FeatureModel.Deserialize(ml, bytes, width));
         var imputer = new ForestImputer(fitted.Options);
         imputer.Restore(scaler, fitted, names);
         return imputer;

@@ -9,13 +9,14 @@ namespace EMFlow;
 /// (magic, version), the SHA-256 of the payload (32 bytes) and the payload's length (int64), then the payload: the
 /// options as JSON, the scaler, the training means, the feature order, each kept sweep's models, the complete
 /// features' models, the sweep changes and the column names. Each tree model is the bytes ML.NET's
-/// <c>Model.Save</c> writes. A file whose checksum or length does not match, or whose content cannot be read, raises
+/// <c>Model.Save</c> writes. Format 2 adds the models of categorical columns (one classifier, or constants, per group
+/// of K indicator columns, stored at the group's first column); format 1 files still load. A file whose checksum or length does not match, or whose content cannot be read, raises
 /// <see cref="InvalidDataException"/> naming the file.
 /// </summary>
 internal static class ForestModelFile
 {
     private const string Magic = "EMFLOW-FOREST";
-    private const int Version = 1;
+    private const int Version = 2;
 
     public static void Save(string path, Scaler.MinMax scaler, ForestImputer.Fitted f, IReadOnlyList<string>? names, Func<FeatureModel, int, byte[]> serialize)
     {
@@ -46,7 +47,7 @@ internal static class ForestModelFile
         }
     }
 
-    public static (Scaler.MinMax Scaler, ForestImputer.Fitted Fitted, string[]? Names) Load(string path, Func<byte[], FeatureModel> deserialize)
+    public static (Scaler.MinMax Scaler, ForestImputer.Fitted Fitted, string[]? Names) Load(string path, Func<byte[], int, FeatureModel> deserialize)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         using var file = File.OpenRead(path);
@@ -55,7 +56,7 @@ internal static class ForestModelFile
         int version;
         try { version = header.ReadInt32(); }
         catch (EndOfStreamException) { throw Damaged(path, "it ends inside its header"); }
-        if (version != Version) throw new InvalidDataException($"'{path}' has forest model format {version}; this library reads format {Version}.");
+        if (version is < 1 or > Version) throw new InvalidDataException($"'{path}' has forest model format {version}; this library reads formats 1 to {Version}.");
         var content = ChecksummedFile.ReadPayload(file, header, why => Damaged(path, why));
         try
         {
@@ -69,7 +70,7 @@ internal static class ForestModelFile
 
     /// <summary>Reads what <see cref="WritePayload"/> wrote; damage raises <see cref="InvalidDataException"/> or an
     /// <see cref="IOException"/>.</summary>
-    public static (Scaler.MinMax Scaler, ForestImputer.Fitted Fitted, string[]? Names) ReadPayload(byte[] content, Func<byte[], FeatureModel> deserialize)
+    public static (Scaler.MinMax Scaler, ForestImputer.Fitted Fitted, string[]? Names) ReadPayload(byte[] content, Func<byte[], int, FeatureModel> deserialize)
     {
         {
             using var r = new BinaryReader(new MemoryStream(content, writable: false), Encoding.UTF8);
@@ -78,9 +79,10 @@ internal static class ForestModelFile
             int p = scaler.Features;
             var means = ChecksummedFile.ReadArray(r);
             int count = r.ReadInt32();
-            if (count != p || means.Length != p) throw new InvalidDataException($"it stores {count} features in its order for {p} columns");
-            var order = new int[p];
-            for (int k = 0; k < p; k++)
+            // Only a group's first column is in the order, so a table with categorical columns lists fewer than p.
+            if (count < 1 || count > p || means.Length != p) throw new InvalidDataException($"it stores {count} features in its order for {p} columns");
+            var order = new int[count];
+            for (int k = 0; k < count; k++)
             {
                 order[k] = r.ReadInt32();
                 if (order[k] < 0 || order[k] >= p) throw new InvalidDataException($"feature {order[k]} is out of range");
@@ -115,23 +117,31 @@ internal static class ForestModelFile
     private static void WriteModel(BinaryWriter w, FeatureModel? m, int p, Func<FeatureModel, int, byte[]> serialize)
     {
         if (m is null) { w.Write((byte)0); return; }
-        if (m.Model is null) { w.Write((byte)1); w.Write(m.Value); return; }
-        w.Write((byte)2);
-        var bytes = serialize(m, p - 1);
+        if (m.Model is null && m.Width == 1) { w.Write((byte)1); w.Write(m.Values[0]); return; }
+        if (m.Model is null) { w.Write((byte)3); ChecksummedFile.WriteArray(w, m.Values); return; }
+        w.Write((byte)(m.Width == 1 ? 2 : 4));
+        if (m.Width > 1) w.Write(m.Width);
+        var bytes = serialize(m, p - m.Width);
         w.Write(bytes.Length);
         w.Write(bytes);
     }
 
-    private static FeatureModel? ReadModel(BinaryReader r, Func<byte[], FeatureModel> deserialize)
+    private static FeatureModel? ReadModel(BinaryReader r, Func<byte[], int, FeatureModel> deserialize)
     {
         switch (r.ReadByte())
         {
             case 0: return null;
-            case 1: return FeatureModel.Constant(r.ReadDouble());
-            case 2:
+            case 1: return FeatureModel.Constant(new[] { r.ReadDouble() });
+            case 3:
+                var values = ChecksummedFile.ReadArray(r);
+                if (values.Length < 2) throw new InvalidDataException($"a categorical column's constants number {values.Length}");
+                return FeatureModel.Constant(values);
+            case var tag and (2 or 4):
+                int width = tag == 2 ? 1 : r.ReadInt32();
+                if (width < 1) throw new InvalidDataException($"a model predicts {width} columns");
                 int length = r.ReadInt32();
                 if (length < 0 || length > r.BaseStream.Length - r.BaseStream.Position) throw new InvalidDataException($"a model length of {length} does not fit in the rest of the file");
-                return deserialize(r.ReadBytes(length));
+                return deserialize(r.ReadBytes(length), width);
             case var tag: throw new InvalidDataException($"model tag {tag} is not one this format writes");
         }
     }

@@ -31,13 +31,14 @@ public sealed class ForestStart : IStartCandidate
     public string Name => "forest";
 
     /// <inheritdoc />
-    /// <remarks>Progress is reported after each feature's model, as <see cref="ForestImputer"/> reports it.</remarks>
-    public Tuple<IFittedStartCandidate, Tensor> Fit(Tensor x, Tensor mask, long seed, IProgress<TrainingProgress>? progress, CancellationToken ct)
+    /// <remarks>Progress is reported after each feature's model, as <see cref="ForestImputer"/> reports it. A group of
+    /// indicator columns (a categorical column) is predicted by one classifier.</remarks>
+    public Tuple<IFittedStartCandidate, Tensor> Fit(Tensor x, Tensor mask, int[] groups, long seed, IProgress<TrainingProgress>? progress, CancellationToken ct)
     {
         var forest = new ForestImputer(Options with { Seed = seed });
         try
         {
-            var filled = forest.FitUnscaled(x, mask, progress, ct);
+            var filled = forest.FitUnscaled(x, mask, groups, progress, ct);
             return Tuple.Create<IFittedStartCandidate, Tensor>(new Fitted(forest), Tensors.ofArray2D(filled));
         }
         catch

@@ -176,7 +176,7 @@ public sealed class EMFlowImputer : Imputer
     /// <remarks>The policy is <see cref="Fitting.fit"/>; a fit that fails or is cancelled leaves the previous model in place.</remarks>
     protected override void FitScaled(Tensor x, Tensor mask, IProgress<TrainingProgress>? progress, CancellationToken ct)
     {
-        var settings = Options.ToFitSettings((int)x.shape[1], StartCandidates);
+        var settings = Options.ToFitSettings((int)x.shape[1], StartCandidates, ColumnGroups);
         var fit = Fitting.fit(settings, CurrentScaler, progress!, ct, x, mask);
         Clear();
         _fit = fit;

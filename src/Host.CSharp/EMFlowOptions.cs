@@ -208,7 +208,9 @@ public sealed record EMFlowOptions
     /// the same fit as <see cref="EMFlowImputer"/>'s, for stepping through it from F# (notebook 05).</summary>
     /// <param name="features">p, the table's column count.</param>
     /// <param name="startCandidates">Imputers that join the <see cref="InitialImputation.Auto"/> blend (none when null).</param>
-    public FitSettings ToFitSettings(int features, IReadOnlyList<IStartCandidate>? startCandidates = null) => new(
+    /// <param name="columnGroups">Per column (p), its group, 0 … G − 1: the one-hot indicator columns of one
+    /// categorical column share a group (<see cref="StartSettings.Groups"/>); null when every column stands alone.</param>
+    public FitSettings ToFitSettings(int features, IReadOnlyList<IStartCandidate>? startCandidates = null, IReadOnlyList<int>? columnGroups = null) => new(
         Iterations, EpochsPerIteration, BatchSize, LearningRate,
         new Training.StepSettings(Alpha, new OnlineEm.StepSize(StepSizeC, StepSizeGamma, StepSizeFloor), 0.0, MaxGradNorm, Ridge, SecondStep switch
         {
@@ -221,7 +223,7 @@ public sealed record EMFlowOptions
         SuperBatchSize, FlowConfig(features, Seed),
         new StartSettings(InitialImputation, StartEm, KnnNeighbours, KnnMaxDonors,
             ImageWidth is int w && ImageHeight is int h ? FSharpOption<Tuple<int, int>>.Some(Tuple.Create(w, h)) : FSharpOption<Tuple<int, int>>.None,
-            Seed, (startCandidates ?? Array.Empty<IStartCandidate>()).ToArray()),
+            Seed, (startCandidates ?? Array.Empty<IStartCandidate>()).ToArray(), (columnGroups ?? Array.Empty<int>()).ToArray()),
         ValidationFraction, HoldOutLikeMissingness, Patience, StopAfterWorseIteration, ClampToObservedRange, Seed);
 
     internal void Validate(int rows, int columns)

@@ -28,6 +28,7 @@ public abstract class Imputer : IDisposable
     private Scaler.MinMax? _scaler;
     private Scaler.MinMax? _fitting;
     private string[]? _columnNames;
+    private int[]? _groups;
     private bool _disposed;
 
     /// <summary>True once <c>Fit</c> has completed.</summary>
@@ -90,6 +91,28 @@ public abstract class Imputer : IDisposable
         ArgumentNullException.ThrowIfNull(columnNames);
         FitCore(data, columnNames, missing, progress, cancellationToken);
     }
+
+    /// <summary>Fits on a one-hot encoded mixed table (<see cref="MixedImputer"/>): as <see cref="Fit(double[,], bool[,], IProgress{TrainingProgress}, CancellationToken)"/>,
+    /// with <see cref="ColumnGroups"/> set to <paramref name="columnGroups"/> while <see cref="FitScaled"/> runs.</summary>
+    internal void FitGrouped(double[,] data, int[] columnGroups, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
+    {
+        _groups = columnGroups;
+        try
+        {
+            FitCore(data, null, null, progress, cancellationToken);
+        }
+        finally
+        {
+            _groups = null;
+        }
+    }
+
+    /// <summary>While <see cref="FitScaled"/> runs for a <see cref="MixedImputer"/>: per column (p), its group,
+    /// 0 … G − 1, the one-hot indicator columns of one categorical column sharing a group (contiguous, in category
+    /// order) and every numeric column alone; null in any other fit. An imputer that can, treats a group as one
+    /// categorical column (the forest classifies it; EMFlow holds out and blends its entries together); one that
+    /// ignores it imputes the indicators as numbers.</summary>
+    protected IReadOnlyList<int>? ColumnGroups => _groups;
 
     private void FitCore(double[,] data, IReadOnlyList<string>? columnNames, bool[,]? missing, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
     {

@@ -152,7 +152,7 @@ public sealed class MixedImputer : IDisposable
         var encoding = new Encoding(kinds.ToArray(), categories, counts, names, labels);
         var encoded = encoding.Encode(data, isMissing, nameof(data));
         cancellationToken.ThrowIfCancellationRequested();
-        Inner.Fit(encoded, progress: progress, cancellationToken: cancellationToken);
+        Inner.FitGrouped(encoded, encoding.Groups(), progress, cancellationToken);
         _encoding = encoding;
     }
 
@@ -407,6 +407,17 @@ public sealed class MixedImputer : IDisposable
         public int Width { get; }
 
         public int Code(int j, double value) => Codes[j][value];
+
+        /// <summary>Per encoded column (width), its group: each numeric column alone, a categorical column's
+        /// indicators together (<see cref="Imputer.ColumnGroups"/>).</summary>
+        public int[] Groups()
+        {
+            var groups = new int[Width];
+            for (int j = 0; j < Kinds.Length; j++)
+                for (int k = 0; k < (Kinds[j] == ColumnKind.Categorical ? Categories[j].Length : 1); k++)
+                    groups[Offsets[j] + k] = j;
+            return groups;
+        }
 
         /// <summary>The encoded table (n, width): numeric cells as they are, each categorical cell as its indicators,
         /// NaN across the block where it is missing.</summary>

@@ -122,4 +122,43 @@ let tests =
             let blended = Selection.blendAll (torch.tensor(array2D [ [ 1.0; 0.0; 0.0 ]; [ 0.0; 1.0; 0.0 ]; [ 0.0; 0.0; 1.0 ] ], dtype = dtype)) candidates
             Expect.isTrue (blended.allclose(truth)) "the identity weights give back each exact column"
         }
+        test "a grouped hold-out hides a group's entries of a row together, about the requested share of cells" {
+            // Columns 0 and 4 alone; 1-3 one categorical column's indicators, missing together.
+            let groups = [| 0; 1; 1; 1; 2 |]
+            let cells = Missingness.mcar 6L 0.2 (3000, 3)
+            let mask = torch.cat([| cells.narrow(1L, 0L, 1L); cells.narrow(1L, 1L, 1L).expand(3000L, 3L); cells.narrow(1L, 2L, 1L) |], 1L).contiguous()
+            for draw in [ Selection.holdOutGrouped groups; Selection.holdOutLikeMissingnessGrouped groups ] do
+                let trainMask, hidden = draw 7L 0.1 mask
+                Expect.equal (scalar ((hidden * mask).sum())) 0.0 "never a missing entry"
+                Expect.isLessThan (scalar ((trainMask - (mask + hidden)).abs().max())) 1e-15 "training mask adds the hidden entries"
+                let block = hidden.narrow(1L, 1L, 3L)
+                Expect.isTrue (block.eq(block.narrow(1L, 0L, 1L).expand(3000L, 3L)).all().item<bool>()) "no group hidden in part"
+                // Cells: the group counts once per row.
+                let hiddenCells = scalar (hidden.sum()) - 2.0 * scalar (block.narrow(1L, 0L, 1L).sum())
+                let observedCells = scalar ((1.0 - cells).sum())
+                Expect.floatClose { absolute = 2.0; relative = 0.0 } hiddenCells (Math.Round(0.1 * observedCells)) "10% of observed cells"
+                let shareOfGroup = scalar (block.narrow(1L, 0L, 1L).sum()) / hiddenCells
+                Expect.isLessThan (abs (shareOfGroup - 1.0 / 3.0)) 0.05 "the group is one column of three, not three"
+                let _, again = draw 7L 0.1 mask
+                Expect.isTrue (hidden.eq(again).all().item<bool>()) "same seed"
+            let ungrouped, _ = Selection.holdOut 7L 0.1 mask
+            let singletons, _ = Selection.holdOutGrouped [| 0; 1; 2; 3; 4 |] 7L 0.1 mask
+            Expect.isTrue (ungrouped.eq(singletons).all().item<bool>()) "every column alone: the plain hold-out, entry for entry"
+            Expect.throwsT<ArgumentException> (fun () -> Selection.holdOutGrouped [| 0; 1; 1 |] 7L 0.1 mask |> ignore) "one group per column"
+        }
+        test "grouped blends give a group's columns one weight, the best for the group as a whole" {
+            // Columns 0 and 1 form a group: a is exact on column 0, b on column 1 with a larger error elsewhere.
+            let truth = torch.tensor(array2D [ [ 0.0; 1.0; 0.5 ]; [ 0.0; 1.0; 0.5 ] ], dtype = dtype)
+            let a = torch.tensor(array2D [ [ 0.0; 0.0; 0.0 ]; [ 0.0; 0.0; 0.0 ] ], dtype = dtype)
+            let b = torch.tensor(array2D [ [ 2.0; 1.0; 1.0 ]; [ 2.0; 1.0; 1.0 ] ], dtype = dtype)
+            let hidden = torch.ones(2L, 3L, dtype = dtype)
+            let grid = [| 0.0; 0.25; 0.5; 0.75; 1.0 |]
+            let alone = Selection.blendShares grid truth a b hidden |> Tensors.toArray
+            Expect.sequenceEqual alone [| 0.0; 1.0; 0.5 |] "each column alone"
+            // Group error per row: (2w)² + (1 − w)², least at w = 0.2: 0.25 on this grid.
+            let grouped = Selection.blendSharesGrouped [| 0; 0; 1 |] grid truth a b hidden |> Tensors.toArray
+            Expect.sequenceEqual grouped [| 0.25; 0.25; 0.5 |] "one share for the group"
+            let weights = Selection.blendWeightsGrouped [| 0; 0; 1 |] (Selection.simplexGrid 2 4) 0.0 truth [| a; b |] hidden |> Tensors.toArray2D
+            Expect.sequenceEqual [| weights[0, 1]; weights[1, 1]; weights[2, 1] |] [| 0.25; 0.25; 0.5 |] "the weights too"
+        }
     ]

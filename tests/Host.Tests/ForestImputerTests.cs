@@ -66,6 +66,76 @@ public sealed class ForestImputerTests
         }
     }
 
+    /// <summary>The mixed test table one-hot encoded as MixedImputer encodes it: x, y, colour=0, colour=1, colour=2, z.</summary>
+    private static double[,] Encoded(double[,] data)
+    {
+        int n = data.GetLength(0);
+        var encoded = new double[n, 6];
+        for (int i = 0; i < n; i++)
+        {
+            encoded[i, 0] = data[i, 0];
+            encoded[i, 1] = data[i, 1];
+            for (int k = 0; k < 3; k++) encoded[i, 2 + k] = double.IsNaN(data[i, 2]) ? double.NaN : data[i, 2] == k ? 1 : 0;
+            encoded[i, 5] = data[i, 3];
+        }
+        return encoded;
+    }
+
+    [Theory, InlineData(ForestTrainer.FastForest), InlineData(ForestTrainer.LightGbm)]
+    public void A_categorical_column_is_classified_into_probabilities_and_its_saved_model_transforms_bit_for_bit(ForestTrainer trainer)
+    {
+        var (complete, data) = MixedTestData.Table(400, seed: 5);
+        var (_, probe) = MixedTestData.Table(60, seed: 6);
+        using var mixed = new MixedImputer(new ForestImputer(Small(trainer)));
+        var completed = mixed.FitTransform(data, MixedTestData.Kinds);
+        double accuracy = MixedTestData.Accuracy(complete, data, completed), mode = MixedTestData.ModeAccuracy(complete, data);
+        Assert.True(accuracy >= mode + 0.25, $"{trainer}: {accuracy:F3} of the hidden colours right, the mode {mode:F3}");
+
+        // The classifier's output fills the indicators: probabilities, each row's summing to 1.
+        var forest = (ForestImputer)mixed.Inner;
+        var filled = forest.Transform(Encoded(probe));
+        for (int i = 0; i < 60; i++)
+        {
+            if (!double.IsNaN(probe[i, 2])) continue;
+            double sum = 0;
+            for (int k = 2; k < 5; k++)
+            {
+                Assert.InRange(filled[i, k], 0.0, 1.0);
+                sum += filled[i, k];
+            }
+            Assert.Equal(1.0, sum, 6);
+        }
+
+        var path = Path.Combine(Path.GetTempPath(), $"forest-mixed-{Guid.NewGuid():N}.model");
+        try
+        {
+            forest.Save(path);
+            using var loaded = ForestImputer.Load(path);
+            AssertBitForBit(filled, loaded.Transform(Encoded(probe)));
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [Fact]
+    public void In_EMFlow_s_start_a_categorical_column_s_indicators_share_their_blend_weights()
+    {
+        var (complete, data) = MixedTestData.Table(300, seed: 8);
+        var options = TestData.QuickEMFlow() with { Iterations = 1, EpochsPerIteration = 1, ValidationFraction = 0.2 };
+        using var mixed = new MixedImputer(new EMFlowImputer(options, new[] { new ForestStart(new ForestOptions { Trees = 20, Leaves = 8, MaxSweeps = 2 }) }));
+        var completed = mixed.FitTransform(data, MixedTestData.Kinds);
+        var w = ((EMFlowImputer)mixed.Inner).StartWeights;
+        Assert.Equal(6, w.GetLength(0));
+        for (int c = 0; c < 3; c++)
+        {
+            Assert.Equal(w[2, c], w[3, c]);
+            Assert.Equal(w[2, c], w[4, c]);
+        }
+        Assert.True(MixedTestData.Accuracy(complete, data, completed) >= MixedTestData.ModeAccuracy(complete, data) + 0.25);
+    }
+
     // Six independent columns and two thresholds of them: the noise columns spoil kNN's distances and a Gaussian
     // cannot follow a step, while trees split at the threshold.
     private static double[,] Stepped(int n, int seed, out double[,] complete)
