@@ -225,6 +225,8 @@ public sealed class MixedImputer : IDisposable
     /// imputer here that draws.</exception>
     public IReadOnlyList<double[,]> SampleImputations(double[,] data, int count, long seed = 0, bool[,]? missing = null)
     {
+        // Disposed first: after Dispose every member says so, whatever imputer is inside.
+        ThrowIfDisposed();
         if (count < 1) throw new ArgumentOutOfRangeException(nameof(count), count, $"count must be at least 1; got {count}.");
         if (Inner is not EMFlowImputer flow)
             throw new NotSupportedException($"Drawing imputations needs an EMFlowImputer inside; this MixedImputer holds a {Inner.GetType().Name}.");

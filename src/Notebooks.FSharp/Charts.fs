@@ -85,6 +85,38 @@ module Charts =
         |> Chart.saveHtml path
 
     /// <summary>
+    /// Grouped bars of category counts: one panel per categorical column, one group of bars per category and one bar
+    /// per series, e.g. the observed cells beside the imputed ones, to see whether an imputer keeps a column's
+    /// proportions or piles its imputations onto the common categories.
+    /// </summary>
+    /// <param name="columns">Per categorical column: its name, its K category names, and the series as (name, K
+    /// counts), in the order their bars stand; every column has the same series names, so a series keeps one colour
+    /// and one legend entry across the panels.</param>
+    /// <exception cref="System.ArgumentException">No column, a column without series, or a series whose count of
+    /// counts is not the column's number of categories.</exception>
+    let categoryCounts (columns: (string * string[] * (string * int[]) list) list) : GenericChart =
+        if List.isEmpty columns then invalidArg (nameof columns) "Expected at least one categorical column."
+        for name, categories, series in columns do
+            if List.isEmpty series then invalidArg (nameof columns) (sprintf "Column '%s' has no series of counts." name)
+            for label, counts in series do
+                if counts.Length <> categories.Length then
+                    invalidArg (nameof columns) (sprintf "Column '%s': series '%s' has %d counts for %d categories." name label counts.Length categories.Length)
+        // Plotly colours traces by their index across the whole figure: without fixed colours a series would change
+        // colour from one panel to the next.
+        let palette = [| "steelblue"; "crimson"; "darkgrey"; "seagreen"; "darkorange"; "purple" |]
+        let panel first (name, categories: string[], series: (string * int[]) list) =
+            series
+            |> List.mapi (fun s (label, counts) ->
+                Chart.Column(Array.zip categories counts, Name = label, ShowLegend = first,
+                             MarkerColor = Color.fromString palette[s % palette.Length]))
+            |> Chart.combine
+            |> Chart.withXAxisStyle name
+            |> Chart.withYAxisStyle "cells"
+        let panels = columns |> List.mapi (fun k column -> panel (k = 0) column)
+        let chart = if panels.Length = 1 then panels.Head else Chart.Grid(1, panels.Length) panels
+        chart |> Chart.withLayout (Layout.init (BarMode = StyleParam.BarMode.Group))
+
+    /// <summary>
     /// Shows a chart: inline in a .NET Interactive cell; elsewhere written to <c>NOTEBOOK-NAME.html</c> in the
     /// working folder (self-contained), with its path printed. Partially applied, <c>let show = Charts.show "01-missing-data"</c>.
     /// </summary>

@@ -2,39 +2,20 @@ using static EMFlow.Tests.TestData;
 namespace EMFlow.Tests;
 
 /// <summary><see cref="MixedImputer"/> on the x, y, colour, z table of <see cref="MixedTestData"/>, used as a C#
-/// application would: arrays with category codes, and CSV tables with colour names.</summary>
+/// application would: arrays with category codes, and CSV tables with colour names. What every imputer inside it
+/// promises (observed cells, categories, errors, refits, disposal, the table route) is in the shared contract
+/// (<see cref="ImputerContract"/>, the Mixed_ tests); these are the checks that depend on the imputer or on the
+/// wrapper alone.</summary>
 public sealed class MixedImputerTests
 {
-    public static TheoryData<string> Inners => new() { "mean", "median", "gaussian-em", "knn", "forest", "emflow", "emflow-forest" };
-
     private static Imputer Create(string name) => name switch
     {
-        "mean" => new MeanImputer(),
-        "median" => new MeanImputer(SimpleStrategy.Median),
         "gaussian-em" => new GaussianEmImputer(),
         "knn" => new KnnImputer(),
         "forest" => new ForestImputer(new ForestOptions { Trees = 20, Leaves = 8, MaxSweeps = 3, Seed = 1 }),
         "emflow" => new EMFlowImputer(QuickEMFlow()),
-        "emflow-forest" => new EMFlowImputer(QuickEMFlow(), new[] { new ForestStart(new ForestOptions { Trees = 10, Leaves = 8, MaxSweeps = 2 }) }),
         _ => throw new ArgumentException(name),
     };
-
-    [Theory, MemberData(nameof(Inners))]
-    public void Every_imputer_completes_a_mixed_table_keeping_observed_cells_and_imputing_observed_categories(string name)
-    {
-        var (_, data) = MixedTestData.Table(300, seed: 1);
-        using var imputer = new MixedImputer(Create(name));
-        var completed = imputer.FitTransform(data, MixedTestData.Kinds);
-        Assert.Equal(new double[] { 0, 1, 2 }, imputer.Categories(2));
-        for (int i = 0; i < 300; i++)
-            for (int j = 0; j < 4; j++)
-            {
-                Assert.True(double.IsFinite(completed[i, j]), $"({i}, {j}) = {completed[i, j]}");
-                if (!double.IsNaN(data[i, j]))
-                    Assert.Equal(BitConverter.DoubleToInt64Bits(data[i, j]), BitConverter.DoubleToInt64Bits(completed[i, j]));
-            }
-        for (int i = 0; i < 300; i++) Assert.Contains(completed[i, 2], new double[] { 0, 1, 2 });
-    }
 
     // Measured on this table (600 rows, 15% of cells hidden) over seeds 1 to 5: the mode imputes .33-.47 of the
     // hidden colours right; Gaussian EM .88-.94, EMFlow (quick settings) .88-.94, kNN .77-.89, the forest .74-.86.
@@ -64,33 +45,6 @@ public sealed class MixedImputerTests
             var completed = imputer.FitTransform(data, MixedTestData.Kinds);
             Assert.Equal(MixedTestData.ModeAccuracy(complete, data), MixedTestData.Accuracy(complete, data, completed));
         }
-    }
-
-    [Fact]
-    public void Same_seed_same_result_bit_for_bit_and_new_rows_impute_without_refitting()
-    {
-        var (_, data) = MixedTestData.Table(200, seed: 4);
-        var (_, probe) = MixedTestData.Table(50, seed: 5);
-        using var a = new MixedImputer(new EMFlowImputer(QuickEMFlow(seed: 3)));
-        using var b = new MixedImputer(new EMFlowImputer(QuickEMFlow(seed: 3)));
-        AssertBitForBit(a.FitTransform(data, MixedTestData.Kinds), b.FitTransform(data, MixedTestData.Kinds));
-        var first = a.Transform(probe);
-        AssertBitForBit(first, b.Transform(probe));
-        AssertBitForBit(first, a.Transform(probe));
-    }
-
-    [Fact]
-    public void A_category_seen_only_at_Transform_is_rejected_naming_the_column_and_the_value()
-    {
-        var (_, data) = MixedTestData.Table(100, seed: 1);
-        using var imputer = new MixedImputer(new GaussianEmImputer());
-        imputer.Fit(data, MixedTestData.Kinds, columnNames: new[] { "x", "y", "colour", "z" });
-        var rows = new double[,] { { 10, 0, 7, 1 } };
-        var ex = Assert.Throws<ArgumentException>(() => imputer.Transform(rows));
-        Assert.Equal("data", ex.ParamName);
-        Assert.Contains("'colour'", ex.Message);
-        Assert.Contains("7", ex.Message);
-        Assert.Contains("0, 1, 2", ex.Message);
     }
 
     [Fact]
@@ -138,26 +92,18 @@ public sealed class MixedImputerTests
     }
 
     [Fact]
-    public void Bad_input_is_rejected_naming_the_parameter_and_the_column()
+    public void Bad_kinds_infinite_cells_and_a_wrong_column_count_are_rejected_naming_the_parameter()
     {
         var (_, data) = MixedTestData.Table(50, seed: 1);
         using var imputer = new MixedImputer(new GaussianEmImputer());
-        Assert.Throws<InvalidOperationException>(() => imputer.Transform(data));
         Assert.Equal("kinds", Assert.Throws<ArgumentException>(() => imputer.Fit(data, new[] { ColumnKind.Numeric })).ParamName);
         Assert.Equal("kinds", Assert.Throws<ArgumentOutOfRangeException>(() => imputer.Fit(data, new[] { ColumnKind.Numeric, ColumnKind.Numeric, (ColumnKind)9, ColumnKind.Numeric })).ParamName);
-        var blank = (double[,])data.Clone();
-        for (int i = 0; i < 50; i++) blank[i, 2] = double.NaN;
-        var ex = Assert.Throws<ArgumentException>(() => imputer.Fit(blank, MixedTestData.Kinds, columnNames: new[] { "x", "y", "colour", "z" }));
-        Assert.Contains("'colour'", ex.Message);
         var infinite = (double[,])data.Clone();
         infinite[3, 2] = double.PositiveInfinity;
         Assert.Contains("row 3", Assert.Throws<ArgumentException>(() => imputer.Fit(infinite, MixedTestData.Kinds)).Message);
         Assert.False(imputer.IsFitted);
         imputer.Fit(data, MixedTestData.Kinds);
         Assert.Equal("data", Assert.Throws<ArgumentException>(() => imputer.Transform(new double[2, 3])).ParamName);
-        imputer.Dispose();
-        Assert.Throws<ObjectDisposedException>(() => imputer.IsFitted);
-        Assert.Throws<ObjectDisposedException>(() => imputer.Inner.IsFitted);
     }
 
     [Fact]
@@ -173,44 +119,32 @@ public sealed class MixedImputerTests
         Assert.Equal(new[] { "x", "y", "colour=blue", "colour=green", "colour=red", "z" }, imputer.EncodedColumnNames);
     }
 
+    // The contract checks the table route's text for every imputer; here, that its imputed colours are good ones.
     [Theory]
     [InlineData("gaussian-em")]
     [InlineData("knn")]
-    public void A_csv_table_with_a_text_column_comes_back_complete_with_colours_as_text(string name)
+    public void Colours_imputed_through_a_csv_table_beat_the_mode(string name)
     {
         var (complete, data) = MixedTestData.Table(600, seed: 3);
-        var csv = MixedTestData.Csv(data);
-        var table = Table.Read(new StringReader(csv));
+        var table = Table.Read(new StringReader(MixedTestData.Csv(data)));
         Assert.Equal(new[] { "colour" }, table.CategoricalColumns);
         Assert.Equal(MixedTestData.Colours, table.Categories("colour"));
         using var imputer = new MixedImputer(Create(name));
-        var completed = imputer.FitTransform(table);
-        Assert.Equal(0, completed.MissingCount);
         var written = new StringWriter();
-        completed.Write(written);
-        var before = csv.Split('\n');
+        imputer.FitTransform(table).Write(written);
         var after = written.ToString().Split('\n');
-        Assert.Equal(before.Length, after.Length);
         int right = 0, hidden = 0;
-        for (int i = 1; i < before.Length - 1; i++)
-        {
-            var b = before[i].Split(',');
-            var a = after[i].Split(',');
-            for (int j = 0; j < 4; j++)
-                if (b[j] != "") Assert.Equal(b[j], a[j]);
-                else if (j == 2)
-                {
-                    Assert.Contains(a[j], MixedTestData.Colours);
-                    hidden++;
-                    if (a[j] == MixedTestData.Colours[(int)complete[i - 1, 2]]) right++;
-                }
-                else Assert.True(double.TryParse(a[j], System.Globalization.CultureInfo.InvariantCulture, out _), a[j]);
-        }
+        for (int i = 0; i < 600; i++)
+            if (double.IsNaN(data[i, 2]))
+            {
+                hidden++;
+                if (after[i + 1].Split(',')[2] == MixedTestData.Colours[(int)complete[i, 2]]) right++;
+            }
         Assert.True((double)right / hidden >= MixedTestData.ModeAccuracy(complete, data) + 0.2, $"{right} of {hidden}");
     }
 
     [Fact]
-    public void A_table_imputes_new_tables_by_category_text_and_rejects_an_unseen_category()
+    public void A_table_imputes_new_tables_by_category_text_and_rejects_other_columns()
     {
         var (_, data) = MixedTestData.Table(200, seed: 1);
         using var imputer = new MixedImputer(new KnnImputer());
@@ -225,11 +159,6 @@ public sealed class MixedImputerTests
         Assert.EndsWith(",green,0.3", lines[2]);
         Assert.Contains(lines[3].Split(',')[2], MixedTestData.Colours);
 
-        var unseen = Table.Read(new StringReader("x,y,colour,z\n10,0.5,purple,1\n"));
-        var ex = Assert.Throws<ArgumentException>(() => imputer.Transform(unseen));
-        Assert.Equal("table", ex.ParamName);
-        Assert.Contains("'colour'", ex.Message);
-        Assert.Contains("'purple'", ex.Message);
         var other = Table.Read(new StringReader("x,y,shade,z\n10,0.5,red,1\n"));
         Assert.Contains("'shade'", Assert.Throws<ArgumentException>(() => imputer.Transform(other)).Message);
     }

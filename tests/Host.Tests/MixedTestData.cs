@@ -44,6 +44,48 @@ internal static class MixedTestData
         return string.Join("\n", lines) + "\n";
     }
 
+    public static readonly string[] Names = { "x", "y", "colour", "z" };
+
+    /// <summary>(n, 5): x, colour code, y, grade, z, and the copy with each cell missing with probability
+    /// <paramref name="rate"/>. Two categorical columns: colour, as in the x, y, colour, z table, and grade, a number
+    /// that is a category (codes 10, 20, 30, rising with y), so an imputer that returned a code's index or an
+    /// indicator's value instead of the category would show.</summary>
+    public static (double[,] Complete, double[,] WithMissing) Graded(int n, int seed, double rate = 0.15)
+    {
+        var (colours, _) = Table(n, seed, 0);
+        var rng = new Random(seed + 1000);
+        var complete = new double[n, 5];
+        var withMissing = new double[n, 5];
+        for (int i = 0; i < n; i++)
+        {
+            double y = colours[i, 1], noisy = y + 0.3 * Normal(rng);
+            double grade = noisy < -0.5 ? 10 : noisy < 0.5 ? 20 : 30;
+            complete[i, 0] = colours[i, 0];
+            complete[i, 1] = colours[i, 2];
+            complete[i, 2] = y;
+            complete[i, 3] = grade;
+            complete[i, 4] = colours[i, 3] + (grade - 20) / 10;
+            for (int j = 0; j < 5; j++)
+                withMissing[i, j] = rng.NextDouble() < rate ? double.NaN : complete[i, j];
+        }
+        return (complete, withMissing);
+    }
+
+    public static readonly ColumnKind[] GradedKinds = { ColumnKind.Numeric, ColumnKind.Categorical, ColumnKind.Numeric, ColumnKind.Categorical, ColumnKind.Numeric };
+
+    public static readonly string[] GradedNames = { "x", "colour", "y", "grade", "z" };
+
+    /// <summary>The graded table as CSV text: colours as their names, grades as integers (to be declared
+    /// categorical), other numbers in round-trip form, missing cells empty.</summary>
+    public static string GradedCsv(double[,] data)
+    {
+        var lines = new List<string> { string.Join(",", GradedNames) };
+        for (int i = 0; i < data.GetLength(0); i++)
+            lines.Add(string.Join(",", Enumerable.Range(0, 5).Select(j =>
+                double.IsNaN(data[i, j]) ? "" : j == 1 ? Colours[(int)data[i, j]] : j == 3 ? ((int)data[i, j]).ToString(CultureInfo.InvariantCulture) : data[i, j].ToString("R", CultureInfo.InvariantCulture))));
+        return string.Join("\n", lines) + "\n";
+    }
+
     /// <summary>Share of the hidden colours imputed right.</summary>
     public static double Accuracy(double[,] complete, double[,] withMissing, double[,] imputed)
     {
