@@ -66,10 +66,11 @@ public static class App
           --seed S                seed of every random choice (default 0)
           --threads T             torch threads (default 1)
           --multiple K            also write K sampled imputations OUTPUT.1.csv ... OUTPUT.K.csv (emflow only)
-          --model FILE            save the fitted EMFlow (or, with --method forest, forest) model (numeric
-                                  columns only)
+          --model FILE            save the fitted EMFlow (or, with --method forest, forest) model; of a table
+                                  with categorical columns, their categories too
           --load FILE             impute with a saved EMFlow model instead of fitting one (columns matched by name),
-                                  streaming the table; a forest model with --method forest
+                                  streaming the table; a forest model with --method forest; a model of a table
+                                  with categorical columns imputes them too (the whole table is read)
           --block-rows N          rows read, imputed and written at a time with --load, and rows per Parquet row
                                   group written (default 8192)
           --report FILE           write a self-contained HTML report (plots open offline; a categorical column

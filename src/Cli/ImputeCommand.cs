@@ -94,7 +94,11 @@ internal static class ImputeCommand
         bool parquetIn = ParquetFiles.IsParquet(input);
         if (parquetIn && separator is not null) throw new UsageException($"--separator reads CSV input; {input} is Parquet");
 
-        if (modelIn is not null && multiple == 0 && (modelOut ?? report ?? pngDir) is null)
+        // A model fitted on a table with categorical columns: its columns are matched by name, categorical ones included.
+        using var mixedModel = modelIn is not null && MixedImputer.IsModelFile(modelIn) ? MixedImputer.Load(modelIn) : null;
+        if (mixedModel is not null && multiple > 0 && mixedModel.Inner is not EMFlowImputer)
+            throw new UsageException($"--multiple draws with an EMFlow model; the model in {modelIn} holds a {mixedModel.Inner.GetType().Name}");
+        if (modelIn is not null && mixedModel is null && multiple == 0 && (modelOut ?? report ?? pngDir) is null)
         {
             using Imputer loaded = method == "forest" ? ForestImputer.Load(modelIn) : EMFlowImputer.Load(modelIn);
             // Models of formats 1 and 2 store no names and match columns by position, which needs the whole table's
@@ -128,6 +132,16 @@ internal static class ImputeCommand
                 table = Table.Read(new StringReader(ParquetFiles.AsCsv(reader.Fields, columns)), token is null ? null : new[] { token }, skip, ',', categorical);
             }
             else table = Table.Read(input, token is null ? null : new[] { token }, skip, separator, categorical);
+            // The model knows which of its columns are categorical: number-coded ones are read as categories too.
+            var coded = mixedModel is null ? Array.Empty<string>()
+                : mixedModel.ColumnNames!.Where((c, j) => mixedModel.ColumnKinds[j] == ColumnKind.Categorical && table.NumericColumns.Contains(c)).ToArray();
+            if (coded.Length > 0)
+            {
+                var declared = (categorical ?? Array.Empty<string>()).Concat(coded).ToArray();
+                table = source is not null
+                    ? Table.Read(new StringReader(ParquetFiles.AsCsv(source.Fields, source.Columns)), token is null ? null : new[] { token }, skip, ',', declared)
+                    : Table.Read(input, token is null ? null : new[] { token }, skip, separator, declared);
+            }
         }
         catch (FormatException e) when (e.Message.Contains("(skipNonNumeric)", StringComparison.Ordinal))
         {
@@ -145,14 +159,14 @@ internal static class ImputeCommand
         for (int k = 0; k < table.ImputedColumns.Count; k++)
             if (Enumerable.Range(0, table.RowCount).All(i => allMissing[i, k]))
                 throw new UsageException($"column '{table.ImputedColumns[k]}' has no observed value, so it cannot be imputed; drop it or fill it");
-        if (table.CategoricalColumns.Count > 0)
+        if (table.CategoricalColumns.Count > 0 || mixedModel is not null)
         {
-            if ((modelIn ?? modelOut) is not null)
-                throw new UsageException($"{(modelIn is not null ? "--load" : "--model")} takes tables of numeric columns only; {input} has categorical column{(table.CategoricalColumns.Count > 1 ? "s" : "")} "
-                    + $"{string.Join(", ", table.CategoricalColumns.Select(c => $"'{c}'"))} (pass text columns through with --skip-non-numeric)");
+            if (modelIn is not null && mixedModel is null)
+                throw new UsageException($"the model in {modelIn} was fitted on numeric columns only; {input} has categorical column{(table.CategoricalColumns.Count > 1 ? "s" : "")} "
+                    + $"{string.Join(", ", table.CategoricalColumns.Select(c => $"'{c}'"))} (pass text columns through with --skip-non-numeric, or fit a model on a table with them)");
             if (table.NumericColumns.Count == 0 && pngDir is not null)
                 throw new UsageException($"--png-dir shows numeric columns; {input} has none");
-            RunMixed(table, source, blockRows, input, output, method, options, forestStart, multiple, report, pngDir, quiet, console, interactive, stderr, ct);
+            RunMixed(table, source, blockRows, input, output, method, options, forestStart, multiple, report, pngDir, quiet, console, interactive, stderr, ct, mixedModel, modelIn, modelOut);
             return;
         }
         var data = table.ToMatrix();
@@ -225,35 +239,44 @@ internal static class ImputeCommand
     /// encoded, imputed as the most probable), the same outputs as for numeric tables; the report covers the numeric
     /// columns.
     /// </summary>
+    /// <param name="loaded">A model read with --load (owned by the caller), or null to fit one.</param>
+    /// <param name="modelIn">The file it was read from.</param>
+    /// <param name="modelOut">Where --model saves the fitted model, or null.</param>
     private static void RunMixed(Table table, ParquetInput? source, int blockRows, string input, string output, string method, EMFlowOptions options, bool forestStart, int multiple,
-        string? report, string? pngDir, bool quiet, IAnsiConsole console, bool interactive, TextWriter stderr, CancellationToken ct)
+        string? report, string? pngDir, bool quiet, IAnsiConsole console, bool interactive, TextWriter stderr, CancellationToken ct,
+        MixedImputer? loaded, string? modelIn, string? modelOut)
     {
         var clock = Stopwatch.StartNew();
         Table completed;
         IReadOnlyList<Table> draws = Array.Empty<Table>();
         ReportData? details = null;
         string[] fitSummary = Array.Empty<string>();
-        using (var imputer = new MixedImputer(Create(method, options, forestStart)))
+        var label = loaded is null ? method : $"the model in {modelIn}";
+        using (var fitted = loaded is null ? new MixedImputer(Create(method, options, forestStart)) : null)
         {
-            Fitting.Run(console, interactive && !quiet, $"{method} on {Path.GetFileName(input)}", progress =>
-                imputer.Fit(table, progress, ct), quiet ? null : stderr);
+            var imputer = loaded ?? fitted!;
+            if (loaded is null)
+                Fitting.Run(console, interactive && !quiet, $"{method} on {Path.GetFileName(input)}", progress =>
+                    imputer.Fit(table, progress, ct), quiet ? null : stderr);
             completed = imputer.Transform(table, ct);
             if (multiple > 0) draws = imputer.SampleImputations(table, multiple, seed: Tensors.deriveSeed(options.Seed, 7));
             if ((report ?? pngDir) is not null)
                 details = Details(input, method, table, table.ToMatrix(), completed.ToMatrix(), imputer.Inner) with { Categorical = CategoryCountsOf(table, completed) };
-            if (imputer.Inner is EMFlowImputer trained) fitSummary = FitSummary(trained, imputer.EncodedColumnNames);
+            if (imputer.Inner is EMFlowImputer trained && loaded is null) fitSummary = FitSummary(trained, imputer.EncodedColumnNames);
             ct.ThrowIfCancellationRequested();
             Write(completed, output, source, blockRows);
             for (int k = 0; k < draws.Count; k++) Write(draws[k], Numbered(output, k + 1), source, blockRows);
+            if (modelOut is not null) imputer.Save(modelOut);
         }
         if (report is not null) HtmlReport.Write(report, details!);
         var pngs = pngDir is null ? Array.Empty<string>() : PngReport.Write(pngDir, details!);
 
         if (quiet) return;
         console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"Imputed {table.MissingCount} missing cells in {table.NumericColumns.Count} numeric and {table.CategoricalColumns.Count} categorical columns of {table.RowCount} rows with {method} in {clock.Elapsed.TotalSeconds:F1} s: {output}"));
+            $"Imputed {table.MissingCount} missing cells in {table.NumericColumns.Count} numeric and {table.CategoricalColumns.Count} categorical columns of {table.RowCount} rows with {label} in {clock.Elapsed.TotalSeconds:F1} s: {output}"));
         foreach (var line in fitSummary) console.WriteLine(line);
         if (draws.Count > 0) console.WriteLine($"Sampled imputations: {string.Join(", ", Enumerable.Range(1, draws.Count).Select(k => Numbered(output, k)))}");
+        if (modelOut is not null) console.WriteLine($"Model: {modelOut}");
         if (report is not null) console.WriteLine($"Report: {report}");
         if (pngs.Count > 0) console.WriteLine($"Figures: {pngs.Count} PNG files in {pngDir}");
     }

@@ -284,15 +284,56 @@ public sealed class MixedImputer : IDisposable
     /// holds a category not seen at Fit (the message names the column and the value).</exception>
     public Table Transform(Table table, CancellationToken cancellationToken = default)
     {
+        var (matrix, order, categories) = Matched(table);
+        var completed = Transform(Reordered(matrix, order), cancellationToken: cancellationToken);
+        return table.WithImputedMixed(Restored(completed, order), categories);
+    }
+
+    /// <summary>The table's numeric and categorical cells (n, p) in its own column order, each categorical cell coded by
+    /// its index in the fitted categories; for each fitted column its index in the table; and the fitted category texts
+    /// of the table's categorical columns, in the table's order. Columns are matched by name, so a table whose columns
+    /// come in another order is imputed as the fitted one; a missing or extra column, or one of another kind, throws.</summary>
+    private (double[,] Matrix, int[] Order, IReadOnlyList<string>[] Categories) Matched(Table table)
+    {
         ArgumentNullException.ThrowIfNull(table);
         var e = Fitted;
         if (e.Labels is null)
             throw new InvalidOperationException("This MixedImputer was fitted on an array; fit it on a table (Fit(Table)) to transform tables.");
-        if (!table.ImputedColumns.SequenceEqual(e.Names!, StringComparer.Ordinal) || !table.ColumnKinds.SequenceEqual(e.Kinds))
-            throw new ArgumentException($"The table's numeric and categorical columns ({Described(table.ImputedColumns, table.ColumnKinds)}) are not the fitted ones ({Described(e.Names!, e.Kinds)}).", nameof(table));
-        var categories = e.Labels.Where(l => l is not null).Select(l => (IReadOnlyList<string>)l!).ToArray();
-        var completed = Transform(table.ToMixedMatrix(categories, nameof(table)), cancellationToken: cancellationToken);
-        return table.WithImputedMixed(completed, categories);
+        var names = e.Names!;
+        var given = table.ImputedColumns;
+        var missingNames = names.Where(n => !given.Contains(n, StringComparer.Ordinal)).ToArray();
+        var extra = given.Where(n => !names.Contains(n, StringComparer.Ordinal)).ToArray();
+        if (missingNames.Length > 0 || extra.Length > 0)
+            throw new ArgumentException($"The table's numeric and categorical columns ({Described(given, table.ColumnKinds)}) are not the fitted ones ({Described(names, e.Kinds)})"
+                + (missingNames.Length > 0 ? $"; missing: {string.Join(", ", missingNames.Select(n => $"'{n}'"))}" : "")
+                + (extra.Length > 0 ? $"; not fitted: {string.Join(", ", extra.Select(n => $"'{n}'"))}" : "") + ".", nameof(table));
+        var order = names.Select(n => given.ToList().IndexOf(n)).ToArray();
+        for (int j = 0; j < names.Length; j++)
+            if (table.ColumnKinds[order[j]] != e.Kinds[j])
+                throw new ArgumentException($"Column '{names[j]}' is {table.ColumnKinds[order[j]].ToString().ToLowerInvariant()} in the table and was {e.Kinds[j].ToString().ToLowerInvariant()} at Fit.", nameof(table));
+        var categories = Enumerable.Range(0, given.Count).Where(k => table.ColumnKinds[k] == ColumnKind.Categorical)
+            .Select(k => (IReadOnlyList<string>)e.Labels[Array.IndexOf(names, given[k])]!).ToArray();
+        return (table.ToMixedMatrix(categories, nameof(table)), order, categories);
+    }
+
+    /// <summary>Columns of <paramref name="matrix"/> (n, p) in the fitted order: column j is the table's column order[j].</summary>
+    private static double[,] Reordered(double[,] matrix, int[] order)
+    {
+        int n = matrix.GetLength(0), p = order.Length;
+        var result = new double[n, p];
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < p; j++) result[i, j] = matrix[i, order[j]];
+        return result;
+    }
+
+    /// <summary>The inverse of <see cref="Reordered"/>: back to the table's column order.</summary>
+    private static double[,] Restored(double[,] matrix, int[] order)
+    {
+        int n = matrix.GetLength(0), p = order.Length;
+        var result = new double[n, p];
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < p; j++) result[i, order[j]] = matrix[i, j];
+        return result;
     }
 
     /// <summary>Fits on a table and returns it completed; see <see cref="Fit(Table, IProgress{TrainingProgress}, CancellationToken)"/>
@@ -308,13 +349,177 @@ public sealed class MixedImputer : IDisposable
     /// <exception cref="NotSupportedException">The inner imputer is not an <see cref="EMFlowImputer"/>.</exception>
     public IReadOnlyList<Table> SampleImputations(Table table, int count, long seed = 0)
     {
-        ArgumentNullException.ThrowIfNull(table);
+        var (matrix, order, categories) = Matched(table);
+        return SampleImputations(Reordered(matrix, order), count, seed)
+            .Select(d => table.WithImputedMixed(Restored(d, order), categories)).ToArray();
+    }
+
+    private const string Magic = "EMFLOW-MIXED";
+    private const int Version = 1;
+
+    /// <summary>Writes the fitted encoding (column kinds, names, each categorical column's categories, their counts
+    /// and texts) and the inner imputer's own model file to one file with a SHA-256 checksum of its content.</summary>
+    /// <param name="path">File to write (replaced if present); written to a temporary file first.</param>
+    /// <remarks>The inner imputer must save: <see cref="EMFlowImputer"/> or EMFlow.Forest's ForestImputer.</remarks>
+    /// <exception cref="InvalidOperationException">Before Fit.</exception>
+    /// <exception cref="NotSupportedException">The inner imputer keeps no model file (mean, median, kNN, Gaussian EM).</exception>
+    public void Save(string path)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
         var e = Fitted;
-        if (e.Labels is null)
-            throw new InvalidOperationException("This MixedImputer was fitted on an array; fit it on a table (Fit(Table)) to draw tables.");
-        var categories = e.Labels.Where(l => l is not null).Select(l => (IReadOnlyList<string>)l!).ToArray();
-        return SampleImputations(table.ToMixedMatrix(categories, nameof(table)), count, seed)
-            .Select(d => table.WithImputedMixed(d, categories)).ToArray();
+        if (Directory.Exists(path)) throw new ArgumentException($"'{path}' is a folder; give a file name for the model.", nameof(path));
+        var save = Inner.GetType().GetMethod("Save", new[] { typeof(string), typeof(IReadOnlyList<string>) });
+        if (Inner is not EMFlowImputer && (save is null || Inner.GetType().GetMethod("Load", new[] { typeof(string) }) is null))
+            throw new NotSupportedException($"A {Inner.GetType().Name} keeps no model file; the imputers that do are EMFlowImputer and ForestImputer.");
+        var innerFile = Path.GetTempFileName();
+        try
+        {
+            save!.Invoke(Inner, new object?[] { innerFile, null });
+            var innerBytes = File.ReadAllBytes(innerFile);
+            ChecksummedFile.Write(path, Magic, Version, w =>
+            {
+                w.Write(e.Kinds.Length);
+                for (int j = 0; j < e.Kinds.Length; j++)
+                {
+                    w.Write((int)e.Kinds[j]);
+                    ChecksummedFile.WriteArray(w, e.Categories[j]);
+                    ChecksummedFile.WriteArray(w, e.Counts[j].Select(c => (double)c).ToArray());
+                    WriteTexts(w, e.Names is null ? null : new[] { e.Names[j] });
+                    WriteTexts(w, e.Labels?[j]);
+                }
+                w.Write(e.Labels is null ? 0 : 1);
+                w.Write(Inner.GetType().AssemblyQualifiedName is { } t ? $"{Inner.GetType().FullName}, {Inner.GetType().Assembly.GetName().Name}" : "");
+                w.Write(innerBytes.Length);
+                w.Write(innerBytes);
+            });
+        }
+        catch (System.Reflection.TargetInvocationException ex) when (ex.InnerException is not null)
+        {
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(ex.InnerException);
+        }
+        finally
+        {
+            File.Delete(innerFile);
+        }
+    }
+
+    /// <summary>Reads a model written by <see cref="Save"/>: it transforms arrays and tables exactly as the saved one
+    /// did (tables matched by column name).</summary>
+    /// <exception cref="InvalidDataException">Not a mixed-table model file, or a damaged one; the message names the file.</exception>
+    /// <exception cref="TypeLoadException">The inner imputer's assembly (EMFlow.Forest for a forest) is not loaded.</exception>
+    public static MixedImputer Load(string path)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        byte[] content;
+        using (var file = File.OpenRead(path))
+        using (var header = new BinaryReader(file, System.Text.Encoding.UTF8, leaveOpen: true))
+        {
+            if (ChecksummedFile.ReadMagic(header) != Magic) throw new InvalidDataException($"'{path}' is not an EMFlow mixed-table model file.");
+            int version;
+            try { version = header.ReadInt32(); }
+            catch (EndOfStreamException) { throw Damaged(path, "it ends inside its header"); }
+            if (version != Version) throw new InvalidDataException($"'{path}' has mixed-table model format {version}; this library reads format {Version}.");
+            content = ChecksummedFile.ReadPayload(file, header, why => Damaged(path, why));
+        }
+        Encoding encoding;
+        string typeName;
+        byte[] innerBytes;
+        try
+        {
+            using var r = new BinaryReader(new MemoryStream(content, writable: false), System.Text.Encoding.UTF8);
+            int p = r.ReadInt32();
+            if (p < 1 || p > content.Length) throw new InvalidDataException($"it stores {p} columns");
+            var kinds = new ColumnKind[p];
+            var categories = new double[p][];
+            var counts = new int[p][];
+            var names = new string?[p];
+            var labels = new string[]?[p];
+            for (int j = 0; j < p; j++)
+            {
+                kinds[j] = (ColumnKind)r.ReadInt32();
+                if (!Enum.IsDefined(kinds[j])) throw new InvalidDataException($"column {j} has kind {(int)kinds[j]}");
+                categories[j] = ChecksummedFile.ReadArray(r);
+                counts[j] = ChecksummedFile.ReadArray(r).Select(c => (int)c).ToArray();
+                if (counts[j].Length != categories[j].Length) throw new InvalidDataException($"column {j} stores {categories[j].Length} categories and {counts[j].Length} counts");
+                names[j] = ReadTexts(r)?.Single();
+                labels[j] = ReadTexts(r);
+            }
+            bool hasLabels = r.ReadInt32() == 1;
+            typeName = r.ReadString();
+            int length = r.ReadInt32();
+            if (length < 0 || length > r.BaseStream.Length - r.BaseStream.Position) throw new InvalidDataException($"an inner model length of {length} does not fit in the rest of the file");
+            innerBytes = r.ReadBytes(length);
+            if (r.BaseStream.Position != r.BaseStream.Length) throw new InvalidDataException("unread bytes follow the content");
+            encoding = new Encoding(kinds, categories, counts, names.All(n => n is not null) ? names.ToArray()! : null, hasLabels ? labels : null);
+        }
+        catch (Exception ex) when (ex is EndOfStreamException or IOException or InvalidDataException or InvalidOperationException)
+        {
+            throw Damaged(path, ex.Message.TrimEnd('.'), ex);
+        }
+        var innerFile = Path.GetTempFileName();
+        try
+        {
+            File.WriteAllBytes(innerFile, innerBytes);
+            Imputer inner;
+            if (typeName == typeof(EMFlowImputer).FullName + ", " + typeof(EMFlowImputer).Assembly.GetName().Name) inner = EMFlowImputer.Load(innerFile);
+            else
+            {
+                var assembly = typeName[(typeName.LastIndexOf(',') + 1)..].Trim();
+                var fullName = typeName[..Math.Max(0, typeName.LastIndexOf(','))];
+                // Hosts such as notebooks load packages into the process without putting them on the probing path.
+                var type = Type.GetType(typeName, throwOnError: false)
+                    ?? AppDomain.CurrentDomain.GetAssemblies().Where(a => a.GetName().Name == assembly).Select(a => a.GetType(fullName)).FirstOrDefault(t => t is not null)
+                    ?? throw new TypeLoadException($"'{path}' was fitted with {typeName}; load the assembly {assembly} (for example, reference its package) before loading the model.");
+                var load = type.GetMethod("Load", new[] { typeof(string) });
+                if (load is null || !typeof(Imputer).IsAssignableFrom(type)) throw Damaged(path, $"{typeName} is not an imputer that loads");
+                try { inner = (Imputer)load.Invoke(null, new object[] { innerFile })!; }
+                catch (System.Reflection.TargetInvocationException ex) when (ex.InnerException is InvalidDataException bad) { throw Damaged(path, bad.Message.TrimEnd('.'), bad); }
+            }
+            if (inner.FeatureCount != encoding.Width)
+            {
+                inner.Dispose();
+                throw Damaged(path, $"its inner model has {inner.FeatureCount} columns for an encoding of {encoding.Width}");
+            }
+            return new MixedImputer(inner) { _encoding = encoding };
+        }
+        catch (InvalidDataException ex) when (!ex.Message.Contains(path, StringComparison.Ordinal))
+        {
+            throw Damaged(path, ex.Message.TrimEnd('.'), ex);
+        }
+        finally
+        {
+            File.Delete(innerFile);
+        }
+    }
+
+    private static InvalidDataException Damaged(string path, string why, Exception? inner = null) =>
+        new($"'{path}' is a damaged EMFlow mixed-table model file: {why}.", inner);
+
+    /// <summary>True when <paramref name="path"/> starts as a file written by <see cref="Save"/> does (its content is
+    /// checked by <see cref="Load"/>); false for any other file, an EMFlow or forest model included.</summary>
+    /// <exception cref="IOException">The file cannot be read.</exception>
+    public static bool IsModelFile(string path)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        using var file = File.OpenRead(path);
+        using var header = new BinaryReader(file, System.Text.Encoding.UTF8);
+        return ChecksummedFile.ReadMagic(header) == Magic;
+    }
+
+    private static void WriteTexts(BinaryWriter w, IReadOnlyList<string>? texts)
+    {
+        w.Write(texts?.Count ?? -1);
+        foreach (var t in texts ?? Array.Empty<string>()) w.Write(t);
+    }
+
+    private static string[]? ReadTexts(BinaryReader r)
+    {
+        int count = r.ReadInt32();
+        if (count < -1 || count > r.BaseStream.Length - r.BaseStream.Position) throw new InvalidDataException($"a text count of {count} does not fit in the rest of the file");
+        if (count < 0) return null;
+        var texts = new string[count];
+        for (int k = 0; k < count; k++) texts[k] = r.ReadString();
+        return texts;
     }
 
     private static string Described(IEnumerable<string> names, IEnumerable<ColumnKind> kinds) =>

@@ -199,4 +199,78 @@ public sealed class MixedImputerTests
         // The grade follows from the score wherever the score is observed.
         Assert.Equal(0, wrong);
     }
+
+    /// <summary>The CSV text with its columns in another order: z, colour, x, y.</summary>
+    private static string Reordered(string csv) =>
+        string.Join("\n", csv.TrimEnd('\n').Split('\n').Select(line =>
+        {
+            var c = line.Split(',');
+            return string.Join(",", c[3], c[2], c[0], c[1]);
+        })) + "\n";
+
+    [Theory, InlineData("emflow"), InlineData("forest")]
+    public void A_saved_model_imputes_as_the_fitted_one_and_matches_reordered_columns_by_name(string name)
+    {
+        var (_, data) = MixedTestData.Table(200, seed: 4);
+        var (_, probe) = MixedTestData.Table(40, seed: 5);
+        var path = Path.Combine(Path.GetTempPath(), $"mixed-{Guid.NewGuid():N}.model");
+        try
+        {
+            using var imputer = new MixedImputer(Create(name));
+            imputer.Fit(Table.Read(new StringReader(MixedTestData.Csv(data))));
+            var probeTable = Table.Read(new StringReader(MixedTestData.Csv(probe)));
+            var expected = new StringWriter();
+            imputer.Transform(probeTable).Write(expected);
+            imputer.Save(path);
+
+            using var loaded = MixedImputer.Load(path);
+            Assert.Equal(MixedTestData.Names, loaded.ColumnNames);
+            Assert.Equal(MixedTestData.Kinds, loaded.ColumnKinds);
+            Assert.Equal(MixedTestData.Colours, loaded.EncodedColumnNames.Skip(2).Take(3).Select(c => c["colour=".Length..]));
+            var again = new StringWriter();
+            loaded.Transform(probeTable).Write(again);
+            Assert.Equal(expected.ToString(), again.ToString());
+            AssertBitForBit(imputer.Transform(probe), loaded.Transform(probe));
+
+            // The same rows with their columns in another order: every cell imputed as before, written in the new order.
+            var shuffled = new StringWriter();
+            loaded.Transform(Table.Read(new StringReader(Reordered(MixedTestData.Csv(probe))))).Write(shuffled);
+            Assert.Equal(Reordered(expected.ToString()), shuffled.ToString());
+
+            var wrongKind = Table.Read(new StringReader(MixedTestData.Csv(probe)), categorical: new[] { "z" });
+            Assert.Contains("'z'", Assert.Throws<ArgumentException>(() => loaded.Transform(wrongKind)).Message);
+
+            var bytes = File.ReadAllBytes(path);
+            bytes[^20] ^= 0xFF;
+            File.WriteAllBytes(path, bytes);
+            var damaged = Assert.Throws<InvalidDataException>(() => MixedImputer.Load(path));
+            Assert.Contains(path, damaged.Message);
+            Assert.Contains("checksum", damaged.Message);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [Fact]
+    public void Saving_a_model_whose_imputer_keeps_no_file_says_so()
+    {
+        var (_, data) = MixedTestData.Table(100, seed: 6);
+        using var imputer = new MixedImputer(new KnnImputer());
+        imputer.Fit(data, MixedTestData.Kinds);
+        var path = Path.Combine(Path.GetTempPath(), $"mixed-{Guid.NewGuid():N}.model");
+        Assert.Contains("KnnImputer", Assert.Throws<NotSupportedException>(() => imputer.Save(path)).Message);
+        Assert.False(File.Exists(path));
+        var notAModel = Path.Combine(Path.GetTempPath(), $"mixed-{Guid.NewGuid():N}.txt");
+        File.WriteAllText(notAModel, "x,y\n1,2\n");
+        try
+        {
+            Assert.Contains("not an EMFlow mixed-table model", Assert.Throws<InvalidDataException>(() => MixedImputer.Load(notAModel)).Message);
+        }
+        finally
+        {
+            File.Delete(notAModel);
+        }
+    }
 }

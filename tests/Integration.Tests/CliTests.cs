@@ -232,6 +232,57 @@ public sealed class CliTests : IDisposable
         CheckColours(input, PathOf("out.2.csv"), truth);
     }
 
+    [Theory, InlineData("emflow"), InlineData("forest")]
+    public void A_model_of_a_mixed_table_saves_and_imputes_a_file_whose_columns_come_in_another_order(string method)
+    {
+        var input = PathOf("graded.csv");
+        var lines = new List<string> { "score,grade,colour" };
+        for (int i = 0; i < 120; i++)
+        {
+            int grade = 1 + (i % 3) * 2;
+            var score = (10 * grade + (i % 10) / 10.0).ToString(System.Globalization.CultureInfo.InvariantCulture);
+            lines.Add($"{(i % 8 == 5 ? "" : score)},{(i % 7 == 2 ? "" : grade.ToString())},{(i % 9 == 4 ? "" : grade == 1 ? "red" : "blue")}");
+        }
+        File.WriteAllText(input, string.Join("\n", lines) + "\n");
+        var model = PathOf("graded.model");
+        var args = new[] { "impute", input, "-o", PathOf("fitted.csv"), "--method", method, "--categorical", "grade", "--model", model };
+        if (method == "emflow") args = args.Concat(Quick).ToArray();
+        var (code, stdout, err) = Run(args);
+        Assert.True(code == 0, err);
+        Assert.True(File.Exists(model));
+        if (method != "emflow") Assert.Contains($"Model: {model}", stdout);
+
+        // Another file of the same columns, in another order; the grade codes are read as categories from the model.
+        var fresh = PathOf("fresh.csv");
+        File.WriteAllText(fresh, "colour,score,grade\nred,,1\n,50.5,\nblue,30.2,\n,,3\n");
+        var output = PathOf("fresh-out.csv");
+        (code, stdout, err) = Run("impute", fresh, "-o", output, "--load", model);
+        Assert.True(code == 0, err);
+        Assert.Contains($"with the model in {model}", stdout);
+        var rows = File.ReadAllLines(output);
+        Assert.Equal("colour,score,grade", rows[0]);
+        Assert.StartsWith("red,", rows[1]);
+        Assert.EndsWith(",1", rows[1]);
+        Assert.StartsWith("blue,30.2,", rows[3]);
+        for (int i = 1; i <= 4; i++)
+        {
+            var cells = rows[i].Split(',');
+            Assert.Contains(cells[0], new[] { "red", "blue" });
+            Assert.Contains(cells[2], new[] { "1", "3", "5" });
+        }
+        // The grade follows from the score, and the colour from the grade, wherever they are observed.
+        Assert.Equal("5", rows[2].Split(',')[2]);
+        Assert.Equal("3", rows[3].Split(',')[2]);
+
+        // A file without one of the model's columns: exit 2 and one line naming it.
+        var partial = PathOf("partial.csv");
+        File.WriteAllText(partial, "score,grade\n,1\n10,\n");
+        (code, _, err) = Run("impute", partial, "-o", PathOf("partial-out.csv"), "--load", model);
+        Assert.Equal(App.BadInput, code);
+        Assert.Contains("'colour'", err);
+        Assert.Single(err.TrimEnd().Split('\n'));
+    }
+
     [Fact]
     public void Categorical_declares_numeric_codes_and_an_unknown_name_exits_2_with_one_line()
     {
