@@ -18,14 +18,15 @@ public sealed class MixedImputerTests
     };
 
     // Measured on this table (600 rows, 15% of cells hidden) over seeds 1 to 5: the mode imputes .33-.47 of the
-    // hidden colours right; Gaussian EM .88-.94, EMFlow (quick settings) .88-.94, kNN .77-.89, the forest .74-.86.
-    // The smallest gains over the mode were .41 (Gaussian EM and EMFlow), .30 (kNN) and .27 (forest); the bounds
-    // below keep about a quarter of that as slack.
+    // hidden colours right; Gaussian EM .88-.94, EMFlow (quick settings) .88-.94, kNN .77-.89, the forest of Create
+    // (20 trees, a classifier of the colour) .81-.94. The smallest gains over the mode were .41 (Gaussian EM and
+    // EMFlow), .30 (kNN) and at least .34 (forest: its worst seed against the mode's best); the bounds below keep
+    // about a quarter of that as slack.
     [Theory]
     [InlineData("gaussian-em", 0.3)]
     [InlineData("emflow", 0.3)]
     [InlineData("knn", 0.2)]
-    [InlineData("forest", 0.2)]
+    [InlineData("forest", 0.25)]
     public void Colours_are_predicted_from_the_other_columns_well_above_the_mode(string name, double gain)
     {
         var (complete, data) = MixedTestData.Table(600, seed: 3);
