@@ -99,6 +99,15 @@ type FitResult =
       /// Hold-out RMSE of the start (iteration 0), [0, 1] scale; NaN without a hold-out.
       InitialValidationRmse: float }
 
+/// A table too large for memory, for <see cref="Fitting.fitStreamed"/>: read block by block, once per epoch.
+type RowStream =
+    { /// One pass over every row of the table, in its order: blocks (x (m, p) on the fit's [0, 1] scale with missing
+      /// entries 0, mask (m, p) 1.0 where missing, index of the block's first row in the table). Each call starts
+      /// again from the first row; the fit disposes each block's tensors once it has used them.
+      Pass: unit -> seq<Tensor * Tensor * int64>
+      /// The table's index of each row of the sample held in memory, in increasing order.
+      SampleRows: int64[] }
+
 /// The fitting policy and the imputation of rows by a fitted model.
 [<RequireQualifiedAccess>]
 module Fitting =
@@ -111,19 +120,14 @@ module Fitting =
     let private report (progress: IProgress<TrainingProgress>) (p: TrainingProgress) =
         if not (isNull progress) then progress.Report p
 
-    /// Algorithm 1 for one iteration: <c>s.Epochs</c> passes of <see cref="Training.trainStep"/> over shuffled batches of
-    /// x̂ (n, p) under trainMask (n, p), starting from the online-EM <c>state</c>, with the β of iteration <c>it</c>.
-    /// With <c>s.RefitLatent</c> the latent Gaussian is re-anchored to f⁻¹(x̂) at the start of each epoch after the first.
-    /// <c>onBatch</c> sees each new state and the batch's losses, <c>onEpoch</c> each epoch's record. The state passed
-    /// in stays the caller's; the intermediate ones are released as they are replaced. <c>stopAfter</c> sees each
-    /// epoch's number and state once the epoch is done, and ends the phase by returning true. Raises
-    /// InvalidOperationException on a non-finite loss and OperationCanceledException when the token is cancelled.
-    let trainingPhaseUntil (s: FitSettings) (it: int) (flow: Flow.Flow) (optL1: Optim.Adam) (optL2: Optim.Adam)
-                           (gen: torch.Generator) (ct: CancellationToken) (onBatch: OnlineEm.State -> Training.StepLosses -> unit)
-                           (onEpoch: EpochRecord -> unit) (stopAfter: int -> OnlineEm.State -> bool)
-                           (state: OnlineEm.State) (xHat: Tensor) (trainMask: Tensor) : OnlineEm.State =
-        let n = xHat.shape[0]
-        let batch = min (int64 s.BatchSize) n
+    /// <see cref="trainingPhaseUntil"/>, the batches of each epoch drawn from <c>stream</c> when given: one call per
+    /// epoch, each block's rows (x̂ (m, p) and its training mask (m, p), disposed here once trained on) shuffled within
+    /// the block and cut into batches. x̂ and trainMask then serve only the latent estimate of an epoch that has no
+    /// L1-pass moments.
+    let private trainingPhaseOn (s: FitSettings) (it: int) (flow: Flow.Flow) (optL1: Optim.Adam) (optL2: Optim.Adam)
+                                (gen: torch.Generator) (ct: CancellationToken) (onBatch: OnlineEm.State -> Training.StepLosses -> unit)
+                                (onEpoch: EpochRecord -> unit) (stopAfter: int -> OnlineEm.State -> bool)
+                                (state: OnlineEm.State) (xHat: Tensor) (trainMask: Tensor) (stream: (unit -> seq<Tensor * Tensor>) option) : OnlineEm.State =
         let beta = if it - 1 < s.BetaSchedule.Length then s.BetaSchedule[it - 1] else 0.0
         let step = { s.Step with Beta = beta }
         let mutable current = state
@@ -155,17 +159,20 @@ module Fitting =
             (use _ = torch.NewDisposeScope()
              sumZ.zero_() |> ignore
              sumZZ.zero_() |> ignore)
-            use order = torch.randperm(n, generator = gen)
             let mutable sum1, sum2, sumR, batches = 0.0, 0.0, 0.0, 0
-            let mutable start = 0L
-            // A lone last row would give a degenerate M-step; it is picked up in the next epoch's order.
-            while start + 1L < n do
+            let trainOn (xs: Tensor) (ms: Tensor) =
+              let n = xs.shape[0]
+              let batch = min (int64 s.BatchSize) n
+              use order = torch.randperm(n, generator = gen)
+              let mutable start = 0L
+              // A lone last row would give a degenerate M-step; it is picked up in the next epoch's order.
+              while start + 1L < n do
                 ct.ThrowIfCancellationRequested()
                 let len = min batch (n - start)
                 if len >= 2L then
                     use rows = order.narrow(0L, start, len)
-                    use xb = xHat.index_select(0L, rows)
-                    use mb = trainMask.index_select(0L, rows)
+                    use xb = xs.index_select(0L, rows)
+                    use mb = ms.index_select(0L, rows)
                     let next, losses, latent = Training.trainStepWithLatent step flow optL1 optL2 current xb mb
                     replace next
                     match latent with
@@ -186,10 +193,31 @@ module Fitting =
                     sumR <- sumR + losses.Reconstruction
                     batches <- batches + 1
                 start <- start + batch
+            match stream with
+            | None -> trainOn xHat trainMask
+            | Some blocks ->
+                for xs, ms in blocks () do
+                    try trainOn xs ms
+                    finally
+                        xs.Dispose()
+                        ms.Dispose()
             onEpoch { Iteration = it; Epoch = epoch; MeanL1 = sum1 / float batches; MeanL2 = sum2 / float batches; MeanReconstruction = sumR / float batches }
             stopped <- stopAfter epoch current
             epoch <- epoch + 1
         current
+
+    /// Algorithm 1 for one iteration: <c>s.Epochs</c> passes of <see cref="Training.trainStep"/> over shuffled batches of
+    /// x̂ (n, p) under trainMask (n, p), starting from the online-EM <c>state</c>, with the β of iteration <c>it</c>.
+    /// With <c>s.RefitLatent</c> the latent Gaussian is re-anchored to f⁻¹(x̂) at the start of each epoch after the first.
+    /// <c>onBatch</c> sees each new state and the batch's losses, <c>onEpoch</c> each epoch's record. The state passed
+    /// in stays the caller's; the intermediate ones are released as they are replaced. <c>stopAfter</c> sees each
+    /// epoch's number and state once the epoch is done, and ends the phase by returning true. Raises
+    /// InvalidOperationException on a non-finite loss and OperationCanceledException when the token is cancelled.
+    let trainingPhaseUntil (s: FitSettings) (it: int) (flow: Flow.Flow) (optL1: Optim.Adam) (optL2: Optim.Adam)
+                           (gen: torch.Generator) (ct: CancellationToken) (onBatch: OnlineEm.State -> Training.StepLosses -> unit)
+                           (onEpoch: EpochRecord -> unit) (stopAfter: int -> OnlineEm.State -> bool)
+                           (state: OnlineEm.State) (xHat: Tensor) (trainMask: Tensor) : OnlineEm.State =
+        trainingPhaseOn s it flow optL1 optL2 gen ct onBatch onEpoch stopAfter state xHat trainMask None
 
     /// <see cref="trainingPhaseUntil"/> for every one of <c>s.Epochs</c> epochs.
     let trainingPhase (s: FitSettings) (it: int) (flow: Flow.Flow) (optL1: Optim.Adam) (optL2: Optim.Adam)
@@ -205,7 +233,8 @@ module Fitting =
     /// beaten it after <c>s.Patience</c> epochs in a row without improving on its own best epoch is abandoned, and that
     /// epoch's flow and latent estimate are kept. Raises InvalidOperationException when the model diverges.
     let private iterate (s: FitSettings) (it: int) (gen: torch.Generator) (ct: CancellationToken) (progress: TrainingProgress -> unit)
-                        (epochs: ResizeArray<EpochRecord>) (bestSoFar: float) (x: Tensor) (hidden: Tensor) (xHat: Tensor) (trainMask: Tensor) (lower: Tensor) (upper: Tensor) =
+                        (epochs: ResizeArray<EpochRecord>) (bestSoFar: float) (x: Tensor) (hidden: Tensor) (xHat: Tensor) (trainMask: Tensor) (lower: Tensor) (upper: Tensor)
+                        (stream: (unit -> seq<Tensor * Tensor>) option) =
         let p = xHat.shape[1]
         let flow = Flow.create { s.Flow with Features = int p; Seed = deriveSeed s.Seed (100 + it) }
         let mutable latent : OnlineEm.Estimate option = None
@@ -264,7 +293,7 @@ module Fitting =
                         ahead <- true
                         dropSnapshot ()
                     not ahead && sinceBest >= s.Patience
-            let trained = trainingPhaseUntil s it flow optL1 optL2 gen ct (fun _ _ -> ()) onEpoch stopAfter initial xHat trainMask
+            let trained = trainingPhaseOn s it flow optL1 optL2 gen ct (fun _ _ -> ()) onEpoch stopAfter initial xHat trainMask stream
             if not (obj.ReferenceEquals(trained, initial)) then OnlineEm.release initial (Some trained)
             let state =
                 match snapshot with
@@ -315,8 +344,29 @@ module Fitting =
     /// ends the fit and keeps what came before; the iteration with the lowest hold-out error is kept (0: the start),
     /// or, without a hold-out, the last one (the paper).</returns>
     /// <exception cref="OperationCanceledException">When the token is cancelled; every tensor made so far is freed.</exception>
-    let fit (settings: FitSettings) (scaler: Scaler.MinMax) (progress: IProgress<TrainingProgress>) (ct: CancellationToken)
+    let rec fit (settings: FitSettings) (scaler: Scaler.MinMax) (progress: IProgress<TrainingProgress>) (ct: CancellationToken)
             (x: Tensor) (mask: Tensor) : FitResult =
+        fitOn settings scaler progress ct x mask None
+
+    /// A fit whose training steps see every row of a table read block by block (<see cref="RowStream"/>), while
+    /// everything else (the hold-out, the start, the latent refits, the choice of iteration) works on a sample of its
+    /// rows held in memory. Each epoch reads the table once: every block is started as new rows are (the start's
+    /// <c>applyCancellable</c>), re-imputed by each earlier iteration's model in turn, exactly as those rows would be
+    /// by <see cref="transformCancellable"/>, and its rows are shuffled within the block and trained on; the sample's
+    /// held-out cells are hidden in the blocks too, so the choice of iteration never sees them. Memory is bounded by
+    /// the sample, the model and one block, whatever the table's row count. Same settings, same blocks, same sample:
+    /// the same result.
+    /// <param name="x">(S, p) the sample's rows, scaled as the blocks, missing entries 0.</param>
+    /// <param name="mask">(S, p) 1.0 where missing in the sample.</param>
+    /// <param name="rows">How to read the table, and where the sample's rows are in it.</param>
+    and fitStreamed (settings: FitSettings) (scaler: Scaler.MinMax) (progress: IProgress<TrainingProgress>) (ct: CancellationToken)
+                    (x: Tensor) (mask: Tensor) (rows: RowStream) : FitResult =
+        if int64 rows.SampleRows.Length <> x.shape[0] then
+            raise (ArgumentException(sprintf "Expected the table's row of each of the %d sample rows; got %d." x.shape[0] rows.SampleRows.Length, "rows"))
+        fitOn settings scaler progress ct x mask (Some rows)
+
+    and private fitOn (settings: FitSettings) (scaler: Scaler.MinMax) (progress: IProgress<TrainingProgress>) (ct: CancellationToken)
+                      (x: Tensor) (mask: Tensor) (rows: RowStream option) : FitResult =
         let s = settings
         let clock = Stopwatch.StartNew()
         let send (p: TrainingProgress) = report progress { p with Elapsed = clock.Elapsed }
@@ -332,6 +382,35 @@ module Fitting =
                            Iteration = 0; Iterations = s.Iterations; Epoch = 0; Epochs = s.Epochs; L1 = nan; L2 = nan; Elapsed = TimeSpan.Zero } }
         let mutable start, xHat = Starts.fit s.Start scaler startProgress ct x trainMask hidden mask
         let models = ResizeArray<Model>()
+        // One epoch's blocks for the next iteration: each block started and re-imputed as new rows are, with the
+        // sample's held-out cells hidden. The blocks are made outside the fit's dispose scope and handed over.
+        let streamFor (r: RowStream) (start: Start) (earlier: Model[]) (hidden: Tensor) (lower: Tensor) (upper: Tensor) () : seq<Tensor * Tensor> =
+            let sampleRows = r.SampleRows
+            seq {
+                for xb, mb, first in r.Pass () do
+                    let prepared =
+                        try
+                            use scope = torch.NewDisposeScope()
+                            let m = xb.shape[0]
+                            let lo = Array.BinarySearch(sampleRows, first) |> fun i -> if i < 0 then ~~~i else i
+                            let mutable hi = lo
+                            while hi < sampleRows.Length && sampleRows[hi] < first + m do hi <- hi + 1
+                            let trainMask =
+                                if hi = lo then mb.clone()
+                                else
+                                    let local = torch.tensor(Array.init (hi - lo) (fun k -> sampleRows[lo + k] - first))
+                                    let positions = torch.arange(int64 lo, int64 hi, dtype = torch.int64)
+                                    (plus mb (torch.zeros_like(mb).index_copy(0L, local, hidden.index_select(0L, positions)))).clamp_max(sc 1.0)
+                            let xs = xb * oneMinus trainMask
+                            let mutable filled = Starts.applyCancellable s.Start scaler start ct xs trainMask
+                            for model in earlier do
+                                filled <- Model.reimputeCancellable model lower upper ct filled trainMask
+                            filled.DetachFromDisposeScope(), trainMask.DetachFromDisposeScope()
+                        finally
+                            xb.Dispose()
+                            mb.Dispose()
+                    yield prepared
+            }
         try
             let lower, upper = bounds s x.shape[1]
             let initialRmse = Selection.score x xHat hidden
@@ -343,8 +422,9 @@ module Fitting =
             let mutable it = 1
             while not stop && it <= s.Iterations do
                 let started = clock.Elapsed
+                let stream = rows |> Option.map (fun r -> streamFor r start (models.ToArray()) hidden lower upper)
                 let outcome =
-                    try Ok (iterate s it gen ct send epochs bestScore x hidden xHat trainMask lower upper)
+                    try Ok (iterate s it gen ct send epochs bestScore x hidden xHat trainMask lower upper stream)
                     with :? InvalidOperationException as e -> Error e
                 let seconds () = (clock.Elapsed - started).TotalSeconds
                 match outcome with

@@ -1,3 +1,4 @@
+using Microsoft.FSharp.Core;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -31,6 +32,8 @@ public sealed class EMFlowImputer : Imputer
     // SHA-256 of the scaled rows and mask the last Fit was given, so ChooseSpread can tell that it draws the fit's own
     // hold-out again; null after Load, since model files do not store it.
     private byte[]? _fittedHash;
+    // Fitted by FitStream: the hold-out was drawn from a sample that is not kept.
+    private bool _streamed;
 
     /// <summary>An imputer with the given settings (checked at Fit).</summary>
     public EMFlowImputer(EMFlowOptions? options = null) : this(options, Array.Empty<IStartCandidate>()) { }
@@ -182,6 +185,143 @@ public sealed class EMFlowImputer : Imputer
         _fit = fit;
         _settings = settings;
         _fittedHash = TableHash(x, mask);
+        _streamed = false;
+    }
+
+    /// <summary>Rows held in memory by <see cref="FitStream"/> unless told otherwise.</summary>
+    public const int DefaultSampleRows = 50_000;
+
+    /// <summary>
+    /// Fits on a table too large for memory, read block by block: every training step's batch comes from the table
+    /// itself, read once per epoch, while the hold-out, the start, the latent refits and the choice of iteration work on
+    /// a seeded uniform sample of <paramref name="sampleRows"/> rows held in memory (<see cref="Fitting.fitStreamed"/>).
+    /// Memory is bounded by the sample, the model and one block, whatever the row count.
+    /// </summary>
+    /// <param name="readBlocks">Starts a pass over the table: its rows in the same order every time, as blocks (m, p)
+    /// with NaN marking missing cells (any m ≥ 1). Called once to scale the columns and draw the sample, then once per
+    /// epoch. The rows are shuffled within each block only, so blocks of tens of thousands of rows train as a shuffled
+    /// table does; a table sorted by some column should be shuffled once before.</param>
+    /// <param name="columnNames">Optional p distinct names (<see cref="Imputer.ColumnNames"/>).</param>
+    /// <param name="sampleRows">Rows held in memory, at least 2 (the whole table when it has fewer).</param>
+    /// <param name="progress">Optional progress of the fit (the first pass reports as "reading").</param>
+    /// <param name="cancellationToken">Checked between blocks and between batches.</param>
+    /// <remarks>Each epoch also re-imputes each block by every earlier iteration's model, as <see cref="Imputer.Transform(double[,], bool[,])"/>
+    /// would impute those rows, so later iterations cost more per row. The scaler is fitted on every observed value of
+    /// the table. After a streamed fit <see cref="ChooseSpread"/> is not available (it redraws the hold-out from the
+    /// fitted table). A fit that throws leaves the imputer as it was.</remarks>
+    /// <exception cref="ArgumentException">Blocks of different widths, an infinite observed value (the message names the
+    /// column and the row), a column with no observed value, fewer than 2 rows, or bad settings.</exception>
+    /// <exception cref="OperationCanceledException">The token was cancelled.</exception>
+    public void FitStream(Func<IEnumerable<double[,]>> readBlocks, IReadOnlyList<string>? columnNames = null, int sampleRows = DefaultSampleRows,
+        IProgress<TrainingProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        ThrowIfDisposed();
+        ArgumentNullException.ThrowIfNull(readBlocks);
+        if (sampleRows < 2) throw new ArgumentOutOfRangeException(nameof(sampleRows), sampleRows, $"sampleRows must be at least 2; got {sampleRows}.");
+        cancellationToken.ThrowIfCancellationRequested();
+
+        // First pass: the columns' observed ranges and a uniform sample of the rows (reservoir sampling, seeded).
+        int p = -1;
+        double[] min = Array.Empty<double>(), max = Array.Empty<double>();
+        long[] observed = Array.Empty<long>();
+        var sample = new List<(long Row, double[] Values)>();
+        var rng = new Random((int)(Tensors.deriveSeed(Options.Seed, 60) & 0x7FFFFFFF));
+        long n = 0;
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        foreach (var block in readBlocks())
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            ArgumentNullException.ThrowIfNull(block, nameof(readBlocks));
+            if (p < 0)
+            {
+                p = block.GetLength(1);
+                if (p == 0) throw new ArgumentException("The blocks have no column.", nameof(readBlocks));
+                min = Enumerable.Repeat(double.PositiveInfinity, p).ToArray();
+                max = Enumerable.Repeat(double.NegativeInfinity, p).ToArray();
+                observed = new long[p];
+            }
+            else if (block.GetLength(1) != p)
+                throw new ArgumentException($"Every block must have the first block's {p} columns; the block at row {n} has {block.GetLength(1)}.", nameof(readBlocks));
+            for (int i = 0; i < block.GetLength(0); i++, n++)
+            {
+                var row = new double[p];
+                for (int j = 0; j < p; j++)
+                {
+                    double v = row[j] = block[i, j];
+                    if (double.IsNaN(v)) continue;
+                    if (double.IsInfinity(v))
+                        throw new ArgumentException($"{Described(columnNames, j)}, row {n}: the observed value {v} is not finite (use NaN for missing).", nameof(readBlocks));
+                    if (v < min[j]) min[j] = v;
+                    if (v > max[j]) max[j] = v;
+                    observed[j]++;
+                }
+                if (sample.Count < sampleRows) sample.Add((n, row));
+                else if (rng.NextInt64(n + 1) is var k && k < sampleRows) sample[(int)k] = (n, row);
+            }
+            progress?.Report(new TrainingProgress("reading", 0, Options.Iterations, 0, Options.EpochsPerIteration, double.NaN, double.NaN, clock.Elapsed));
+        }
+        if (n < 2) throw new ArgumentException($"EMFlow needs at least 2 rows to fit; the table has {n}.", nameof(readBlocks));
+        for (int j = 0; j < p; j++)
+            if (observed[j] == 0) throw new ArgumentException($"{Described(columnNames, j)} has no observed value; nothing can be learned about it: drop it.", nameof(readBlocks));
+        var names = columnNames is null ? null : CheckNames(nameof(columnNames), columnNames, p);
+        sample.Sort((a, b) => a.Row.CompareTo(b.Row));
+        ValidateSettings(sample.Count, p);
+
+        var scaler = new Scaler.MinMax(min, max);
+        using var threads = new TorchThreadScope(TorchThreads);
+        using var scope = NewDisposeScope();
+        var rows = new double[sample.Count, p];
+        for (int i = 0; i < sample.Count; i++)
+            for (int j = 0; j < p; j++) rows[i, j] = sample[i].Values[j];
+        var (x, mask) = ScaledBlock(scaler, rows);
+        var stream = new RowStream(
+            FuncConvert.FromFunc<Unit, IEnumerable<Tuple<Tensor, Tensor, long>>>(_ => Blocks(readBlocks, scaler, p, cancellationToken)),
+            sample.Select(r => r.Row).ToArray());
+        var settings = Options.ToFitSettings(p, StartCandidates);
+        var fit = Fitting.fitStreamed(settings, scaler, progress!, cancellationToken, x, mask, stream);
+        Clear();
+        _fit = fit;
+        _settings = settings;
+        _streamed = true;
+        SetScaler(scaler);
+        SetColumnNames(names);
+    }
+
+    private static string Described(IReadOnlyList<string>? names, int j) =>
+        names is not null && j < names.Count ? $"Column '{names[j]}'" : $"Column {j}";
+
+    /// <summary>One pass of <paramref name="readBlocks"/> as scaled blocks with the index of each block's first row.</summary>
+    private static IEnumerable<Tuple<Tensor, Tensor, long>> Blocks(Func<IEnumerable<double[,]>> readBlocks, Scaler.MinMax scaler, int p, CancellationToken ct)
+    {
+        long first = 0;
+        foreach (var block in readBlocks())
+        {
+            ct.ThrowIfCancellationRequested();
+            if (block.GetLength(1) != p)
+                throw new ArgumentException($"Every block must have {p} columns; the block at row {first} has {block.GetLength(1)}.", nameof(readBlocks));
+            if (block.GetLength(0) == 0) continue;
+            var (x, mask) = ScaledBlock(scaler, block);
+            yield return Tuple.Create(x, mask, first);
+            first += block.GetLength(0);
+        }
+    }
+
+    /// <summary>Rows (m, p) on the scaler's [0, 1] scale, missing entries 0, and their mask (m, p), 1.0 where NaN.</summary>
+    private static (Tensor X, Tensor Mask) ScaledBlock(Scaler.MinMax scaler, double[,] block)
+    {
+        int m = block.GetLength(0), p = block.GetLength(1);
+        var values = new double[m, p];
+        var mask = new double[m, p];
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < p; j++)
+            {
+                if (double.IsNaN(block[i, j])) { mask[i, j] = 1; values[i, j] = scaler.Min[j]; }
+                else values[i, j] = block[i, j];
+            }
+        using var scope = NewDisposeScope();
+        var maskTensor = Tensors.ofArray2D(mask);
+        var x = Scaler.transform(scaler, Tensors.ofArray2D(values)) * Tensors.oneMinus(maskTensor);
+        return (x.MoveToOuterDisposeScope(), maskTensor.MoveToOuterDisposeScope());
     }
 
     /// <inheritdoc />
@@ -352,6 +492,8 @@ public sealed class EMFlowImputer : Imputer
     {
         if (draws < 2) throw new ArgumentOutOfRangeException(nameof(draws), draws, $"draws must be at least 2; got {draws}.");
         var scaler = RequireScaler();
+        if (_streamed)
+            throw new InvalidOperationException("ChooseSpread redraws the fit's hold-out from the fitted table; a fit by FitStream held out cells of a sample it does not keep.");
         var fit = Fitted;
         var f = CheckRows(nameof(fittedRows), scaler.Features, fittedRows, fittedMissing);
         using var threads = new TorchThreadScope(TorchThreads);
