@@ -73,6 +73,10 @@ public static class App
                                   with categorical columns imputes them too (the whole table is read)
           --block-rows N          rows read, imputed and written at a time with --load, and rows per Parquet row
                                   group written (default 8192)
+          --stream                fit EMFlow on the file read block by block, once per epoch, then impute it
+                                  block by block: memory stays flat whatever the row count (numeric columns;
+                                  the start, hold-out and choice of iteration use a seeded sample of rows)
+          --sample-rows N         rows of that sample held in memory (default 50000)
           --report FILE           write a self-contained HTML report (plots open offline; a categorical column
                                   shows its observed and imputed cells per category)
           --png-dir DIR           write the report's figures as PNG files (numeric columns)

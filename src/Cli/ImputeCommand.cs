@@ -14,7 +14,7 @@ namespace EMFlow.Cli;
 /// </summary>
 internal static class ImputeCommand
 {
-    private static readonly HashSet<string> Flags = new() { "--quiet", "--skip-non-numeric" };
+    private static readonly HashSet<string> Flags = new() { "--quiet", "--skip-non-numeric", "--stream" };
     private static readonly Dictionary<string, string> Aliases = new() { ["-o"] = "--output", ["-q"] = "--quiet" };
     private static readonly string[] FitSettings = { "--iterations", "--epochs", "--batch-size", "--learning-rate", "--seed", "--threads", "--start", "--hold-out" };
 
@@ -34,6 +34,8 @@ internal static class ImputeCommand
         var modelIn = a.Text("--load");
         var report = a.Text("--report");
         var pngDir = a.Text("--png-dir");
+        bool stream = a.Flag("--stream");
+        int sampleRows = a.Int("--sample-rows", EMFlowImputer.DefaultSampleRows, min: 2);
         var given = FitSettings.Where(s => a.Text(s) is not null).ToList();
         var defaults = new EMFlowOptions();
         var options = defaults with
@@ -77,6 +79,14 @@ internal static class ImputeCommand
                 .Concat(given.Where(g => g != "--seed").Select(g => (g, true))).FirstOrDefault(o => o.Item2).Item1;
             if (emflowOnly is not null) throw new UsageException($"{emflowOnly} applies to --method emflow{(emflowOnly is "--model" or "--load" ? " or forest" : "")} only");
         }
+        if (a.Text("--sample-rows") is not null && !stream) throw new UsageException("--sample-rows applies to --stream only");
+        if (stream)
+        {
+            if (method != "emflow") throw new UsageException($"--stream fits EMFlow; --method {method} reads the whole table");
+            var whole = new[] { ("--load", modelIn is not null), ("--multiple", multiple > 0), ("--report", report is not null), ("--png-dir", pngDir is not null), ("--categorical", categorical is not null) }
+                .FirstOrDefault(o => o.Item2).Item1;
+            if (whole is not null) throw new UsageException($"--stream does not go with {whole}, which needs the whole table");
+        }
         if (modelIn is not null && given.Count > 0 && given.Any(g => g != "--seed"))
             throw new UsageException($"--load imputes with the saved model's settings; {given.First(g => g != "--seed")} does not apply");
         char? separator = separatorText switch
@@ -93,6 +103,12 @@ internal static class ImputeCommand
         if (report is not null) RequireFolder(report, "report");
         bool parquetIn = ParquetFiles.IsParquet(input);
         if (parquetIn && separator is not null) throw new UsageException($"--separator reads CSV input; {input} is Parquet");
+
+        if (stream)
+        {
+            RunStreamed(input, output, token, skip, separator, blockRows, sampleRows, options, forestStart, modelOut, quiet, console, interactive, stderr, ct);
+            return;
+        }
 
         // A model fitted on a table with categorical columns: its columns are matched by name, categorical ones included.
         using var mixedModel = modelIn is not null && MixedImputer.IsModelFile(modelIn) ? MixedImputer.Load(modelIn) : null;
@@ -232,6 +248,30 @@ internal static class ImputeCommand
         if (modelOut is not null) console.WriteLine($"Model: {modelOut}");
         if (report is not null) console.WriteLine($"Report: {report}");
         if (pngs.Count > 0) console.WriteLine($"Figures: {pngs.Count} PNG files in {pngDir}");
+    }
+
+    /// <summary>
+    /// <c>--stream</c>: EMFlow fitted on the file read block by block (<see cref="EMFlowImputer.FitStream"/>), then the
+    /// file imputed block by block; neither holds the table.
+    /// </summary>
+    private static void RunStreamed(string input, string output, string? token, bool skip, char? separator, int blockRows, int sampleRows, EMFlowOptions options, bool forestStart,
+        string? modelOut, bool quiet, IAnsiConsole console, bool interactive, TextWriter stderr, CancellationToken ct)
+    {
+        var clock = Stopwatch.StartNew();
+        var (columns, read) = StreamFit.Open(input, token, skip, separator, ct);
+        using var imputer = (EMFlowImputer)Create("emflow", options, forestStart);
+        Fitting.Run(console, interactive && !quiet, $"emflow on {Path.GetFileName(input)}, streamed", progress =>
+            imputer.FitStream(read, columns, sampleRows, progress, ct), quiet ? null : stderr);
+        var fitSeconds = clock.Elapsed.TotalSeconds;
+        var fitSummary = FitSummary(imputer, columns);
+        var done = StreamTransform.WithProgress(console, interactive && !quiet, $"imputing {Path.GetFileName(input)}", quiet ? null : stderr, progress =>
+            StreamTransform.Run(imputer, input, output, token, skip, separator, blockRows, progress, ct));
+        if (modelOut is not null) imputer.Save(modelOut);
+        if (quiet) return;
+        console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"Imputed {done.MissingCells} missing cells in {done.Columns} numeric columns of {done.Rows} rows with emflow, fitted on the file read block by block ({Math.Min(sampleRows, done.Rows)} rows sampled), in {clock.Elapsed.TotalSeconds:F1} s (fit {fitSeconds:F1} s): {output}"));
+        foreach (var line in fitSummary) console.WriteLine(line);
+        if (modelOut is not null) console.WriteLine($"Model: {modelOut}");
     }
 
     /// <summary>

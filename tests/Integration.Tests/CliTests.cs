@@ -232,6 +232,56 @@ public sealed class CliTests : IDisposable
         CheckColours(input, PathOf("out.2.csv"), truth);
     }
 
+    [Fact]
+    public void Stream_fits_on_the_file_read_block_by_block_and_imputes_it_passing_text_through()
+    {
+        var input = WriteInput(withText: true);
+        var output = PathOf("out.csv");
+        var model = PathOf("streamed.emflow");
+        var (code, stdout, err) = Run(new[] { "impute", input, "-o", output, "--stream", "--sample-rows", "40", "--missing", "?", "--skip-non-numeric", "--model", model }
+            .Concat(Quick.Where(q => q != "--quiet")).ToArray());
+        Assert.True(code == 0, err);
+        Assert.Contains("fitted on the file read block by block (40 rows sampled)", stdout);
+        var inLines = File.ReadAllLines(input);
+        var outLines = File.ReadAllLines(output);
+        Assert.Equal(inLines.Length, outLines.Length);
+        Assert.Equal(inLines[0], outLines[0]);
+        for (int i = 1; i < inLines.Length; i++)
+        {
+            Assert.Contains($"\"item, {i - 1}\"", outLines[i]);
+            var cells = outLines[i].Split(',');
+            // a, then the quoted label (two fields once split), then b and c: every numeric cell filled.
+            foreach (var k in new[] { 0, 3, 4 }) Assert.True(double.TryParse(cells[k], System.Globalization.CultureInfo.InvariantCulture, out _), outLines[i]);
+            var raw = inLines[i].Split(',');
+            if (raw[0] != "") Assert.Equal(raw[0], cells[0]);
+        }
+        // The saved model imputes the same file to the same output.
+        var again = PathOf("again.csv");
+        (code, _, err) = Run("impute", input, "-o", again, "--load", model, "--missing", "?", "--skip-non-numeric", "--quiet");
+        Assert.True(code == 0, err);
+        Assert.Equal(File.ReadAllText(output), File.ReadAllText(again));
+    }
+
+    [Theory]
+    [InlineData("--method knn", "--method knn")]
+    [InlineData("--multiple 2", "--multiple")]
+    [InlineData("--report r.html", "--report")]
+    public void Stream_with_an_option_that_needs_the_whole_table_exits_2_with_one_line(string option, string named)
+    {
+        var input = WriteInput();
+        var (code, _, err) = Run(new[] { "impute", input, "-o", PathOf("out.csv"), "--stream" }.Concat(option.Split(' ')).ToArray());
+        Assert.Equal(App.BadInput, code);
+        Assert.Contains(named, err);
+        Assert.Single(err.TrimEnd().Split('\n'));
+        Assert.False(File.Exists(PathOf("out.csv")));
+
+        var text = WriteInput("text.csv", withText: true);
+        (code, _, err) = Run("impute", text, "-o", PathOf("out.csv"), "--stream", "--missing", "?");
+        Assert.Equal(App.BadInput, code);
+        Assert.Contains("'label'", err);
+        Assert.Equal(App.BadInput, Run("impute", input, "-o", PathOf("out.csv"), "--sample-rows", "100").Code);
+    }
+
     [Theory, InlineData("emflow"), InlineData("forest")]
     public void A_model_of_a_mixed_table_saves_and_imputes_a_file_whose_columns_come_in_another_order(string method)
     {
