@@ -12,7 +12,9 @@ namespace EMFlow;
 /// estimate the category probabilities given the row's observed cells; kNN averages them over the k neighbours, so
 /// the category is the neighbours' majority vote, with a distance in which a different category counts as two
 /// numeric columns a full range apart; the mean imputer's indicator means are the category frequencies, so it
-/// imputes the mode; the forest (EMFlow.Forest) regresses each indicator on every other column.</para>
+/// imputes the mode; the forest (EMFlow.Forest) classifies the column on the columns outside its indicators. The inner
+/// imputer learns which encoded columns form one categorical column (<see cref="Imputer.ColumnGroups"/>): EMFlow holds
+/// out and blends them together.</para>
 /// <para>Probabilities (<see cref="CategoryProbabilities"/>): the imputed indicators, negative values set to 0,
 /// divided by their sum; when every one is 0 or less, the category frequencies at Fit. The imputed category is the
 /// most probable; ties go to the category more frequent at Fit, then to the first.</para>
