@@ -65,7 +65,9 @@ public static class App
                                   uniform
           --seed S                seed of every random choice (default 0)
           --threads T             torch threads (default 1)
-          --multiple K            also write K sampled imputations OUTPUT.1.csv ... OUTPUT.K.csv (emflow only)
+          --multiple K            also write K sampled imputations OUTPUT.1.csv ... OUTPUT.K.csv (emflow only),
+                                  their spread calibrated on the fit's held-out cells (a --load model draws
+                                  as it is)
           --model FILE            save the fitted EMFlow (or, with --method forest, forest) model; of a table
                                   with categorical columns, their categories too
           --load FILE             impute with a saved EMFlow model instead of fitting one (columns matched by name),

@@ -221,8 +221,13 @@ internal static class ImputeCommand
                 completed = imputer.Transform(data, cancellationToken: ct);
             }
             if (imputer is EMFlowImputer flow && multiple > 0)
-                draws = flow.SampleImputations(Permuted(data, order), multiple, seed: Tensors.deriveSeed(options.Seed, 7))
+            {
+                // A fitted model draws with the spread its own hold-out calibrates; a loaded one has not kept the
+                // table it was fitted on, so it draws as the model says.
+                double spread = modelIn is null ? flow.ChooseSpread(data, cancellationToken: ct).Spread : 1;
+                draws = flow.SampleImputations(Permuted(data, order), multiple, seed: Tensors.deriveSeed(options.Seed, 7), spread: spread)
                     .Select(d => Unpermuted(d, order)).ToArray();
+            }
             if (report is not null || pngDir is not null)
                 details = Details(input, method, table, data, completed, imputer);
             if (imputer is EMFlowImputer trained && modelIn is null) fitSummary = FitSummary(trained, table.NumericColumns);
@@ -299,7 +304,11 @@ internal static class ImputeCommand
                 Fitting.Run(console, interactive && !quiet, $"{method} on {Path.GetFileName(input)}", progress =>
                     imputer.Fit(table, progress, ct), quiet ? null : stderr);
             completed = imputer.Transform(table, ct);
-            if (multiple > 0) draws = imputer.SampleImputations(table, multiple, seed: Tensors.deriveSeed(options.Seed, 7));
+            if (multiple > 0)
+            {
+                double spread = loaded is null ? imputer.ChooseSpread(table, cancellationToken: ct).Spread : 1;
+                draws = imputer.SampleImputations(table, multiple, seed: Tensors.deriveSeed(options.Seed, 7), spread: spread);
+            }
             if ((report ?? pngDir) is not null)
                 details = Details(input, method, table, table.ToMatrix(), completed.ToMatrix(), imputer.Inner) with { Categorical = CategoryCountsOf(table, completed) };
             if (imputer.Inner is EMFlowImputer trained && loaded is null) fitSummary = FitSummary(trained, imputer.EncodedColumnNames);

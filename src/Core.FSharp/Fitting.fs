@@ -399,7 +399,7 @@ module Fitting =
                                 if hi = lo then mb.clone()
                                 else
                                     let local = torch.tensor(Array.init (hi - lo) (fun k -> sampleRows[lo + k] - first))
-                                    let positions = torch.arange(int64 lo, int64 hi, dtype = torch.int64)
+                                    let positions = torch.tensor(Array.init (hi - lo) (fun k -> int64 (lo + k)))
                                     (plus mb (torch.zeros_like(mb).index_copy(0L, local, hidden.index_select(0L, positions)))).clamp_max(sc 1.0)
                             let xs = xb * oneMinus trainMask
                             let mutable filled = Starts.applyCancellable s.Start scaler start ct xs trainMask

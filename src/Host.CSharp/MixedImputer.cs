@@ -221,11 +221,13 @@ public sealed class MixedImputer : IDisposable
     /// <param name="seed">Seed of the draws: the same seed gives the same draws.</param>
     /// <param name="missing">Optional (m, p) mask, true where missing.</param>
     /// <returns><paramref name="count"/> tables (m, p), observed cells copied bit for bit.</returns>
+    /// <param name="spread">Factor on the inner EMFlow's latent conditional standard deviations
+    /// (<see cref="EMFlowImputer.SampleImputations"/>); <see cref="ChooseSpread"/> calibrates it.</param>
     /// <remarks>Categories are drawn given each row's observed cells, independently of the numeric draws of the same
     /// row.</remarks>
     /// <exception cref="NotSupportedException">The inner imputer is not an <see cref="EMFlowImputer"/>, the one
     /// imputer here that draws.</exception>
-    public IReadOnlyList<double[,]> SampleImputations(double[,] data, int count, long seed = 0, bool[,]? missing = null)
+    public IReadOnlyList<double[,]> SampleImputations(double[,] data, int count, long seed = 0, bool[,]? missing = null, double spread = 1)
     {
         // Disposed first: after Dispose every member says so, whatever imputer is inside.
         ThrowIfDisposed();
@@ -234,7 +236,7 @@ public sealed class MixedImputer : IDisposable
             throw new NotSupportedException($"Drawing imputations needs an EMFlowImputer inside; this MixedImputer holds a {Inner.GetType().Name}.");
         var (completed, isMissing, e) = InnerTransform(data, missing, CancellationToken.None);
         var encoded = e.Encode(data, isMissing, nameof(data));
-        var numericDraws = flow.SampleImputations(encoded, count, seed);
+        var numericDraws = flow.SampleImputations(encoded, count, seed, spread: spread);
         var rng = new Random((int)(Tensors.deriveSeed(seed, 13) & 0x7FFFFFFF));
         int m = data.GetLength(0);
         var result = new List<double[,]>(count);
@@ -349,11 +351,29 @@ public sealed class MixedImputer : IDisposable
     /// <summary>Multiple imputation of a table (<see cref="SampleImputations(double[,], int, long, bool[,])"/>): <paramref name="count"/>
     /// completed copies.</summary>
     /// <exception cref="NotSupportedException">The inner imputer is not an <see cref="EMFlowImputer"/>.</exception>
-    public IReadOnlyList<Table> SampleImputations(Table table, int count, long seed = 0)
+    public IReadOnlyList<Table> SampleImputations(Table table, int count, long seed = 0, double spread = 1)
     {
         var (matrix, order, categories) = Matched(table);
-        return SampleImputations(Reordered(matrix, order), count, seed)
+        return SampleImputations(Reordered(matrix, order), count, seed, spread: spread)
             .Select(d => table.WithImputedMixed(Restored(d, order), categories)).ToArray();
+    }
+
+    /// <summary>The inner EMFlow's <see cref="EMFlowImputer.ChooseSpread"/> on the table it was fitted on, encoded as
+    /// at Fit (its hold-out hides a categorical cell's indicators together, as the fit's did).</summary>
+    /// <param name="table">The table given to <see cref="Fit(Table, IProgress{TrainingProgress}, CancellationToken)"/>.</param>
+    /// <param name="draws">Draws per interval, at least 2.</param>
+    /// <param name="cancellationToken">Stops the search.</param>
+    /// <returns>The spread factor and the coverage it reaches on the held-out numeric and indicator entries.</returns>
+    /// <exception cref="NotSupportedException">The inner imputer is not an <see cref="EMFlowImputer"/>.</exception>
+    /// <exception cref="ArgumentException">Not the fitted table.</exception>
+    public (double Spread, double HeldOutCoverage) ChooseSpread(Table table, int draws = 20, CancellationToken cancellationToken = default)
+    {
+        if (Inner is not EMFlowImputer flow)
+            throw new NotSupportedException($"Choosing a spread needs an EMFlowImputer inside; this MixedImputer holds a {Inner.GetType().Name}.");
+        var (matrix, order, _) = Matched(table);
+        var data = Reordered(matrix, order);
+        var e = Fitted;
+        return flow.ChooseSpread(e.Encode(data, MissingCells(data, null, e.Names), nameof(table)), draws, cancellationToken: cancellationToken);
     }
 
     private const string Magic = "EMFLOW-MIXED";

@@ -274,4 +274,26 @@ public sealed class MixedImputerTests
             File.Delete(notAModel);
         }
     }
+
+    [Fact]
+    public void A_spread_chosen_on_the_fit_s_hold_out_widens_or_narrows_the_numeric_draws()
+    {
+        var (_, data) = MixedTestData.Table(200, seed: 9);
+        var table = Table.Read(new StringReader(MixedTestData.Csv(data)));
+        using var imputer = new MixedImputer(new EMFlowImputer(QuickEMFlow() with { ValidationFraction = 0.2 }));
+        imputer.Fit(table);
+        var (spread, coverage) = imputer.ChooseSpread(table);
+        Assert.InRange(spread, 0.25, 8.0);
+        Assert.InRange(coverage, 0.0, 1.0);
+        Assert.Equal(spread, imputer.ChooseSpread(table).Spread);
+        var plain = imputer.SampleImputations(data, 2, seed: 3);
+        var wider = imputer.SampleImputations(data, 2, seed: 3, spread: 4);
+        Assert.Contains(Enumerable.Range(0, 200), i => double.IsNaN(data[i, 0]) && plain[0][i, 0] != wider[0][i, 0]);
+        for (int i = 0; i < 200; i++)
+            if (!double.IsNaN(data[i, 2])) Assert.Equal(data[i, 2], wider[1][i, 2]);
+
+        using var knn = new MixedImputer(new KnnImputer());
+        knn.Fit(table);
+        Assert.Throws<NotSupportedException>(() => knn.ChooseSpread(table));
+    }
 }
