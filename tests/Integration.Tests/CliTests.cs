@@ -362,7 +362,7 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
-    public void Skip_non_numeric_passes_a_text_column_through_with_its_blanks_and_models_take_numeric_tables_only()
+    public void Skip_non_numeric_passes_a_text_column_through_with_its_blanks_and_a_numeric_model_refuses_categories()
     {
         var (input, _) = WriteColours(n: 80);
         var output = PathOf("out.csv");
@@ -373,12 +373,15 @@ public sealed class CliTests : IDisposable
         var after = File.ReadAllLines(output);
         for (int i = 1; i < before.Length; i++) Assert.Equal(before[i].Split(',')[2], after[i].Split(',')[2]);
 
+        // A model fitted on the numeric columns alone cannot impute the colours: exit 2, naming them and the way out.
         var model = PathOf("m.model");
-        (code, _, err) = Run("impute", input, "-o", PathOf("o2.csv"), "--method", "forest", "--model", model);
+        (code, _, err) = Run("impute", input, "-o", PathOf("o2.csv"), "--method", "forest", "--skip-non-numeric", "--model", model);
+        Assert.True(code == 0, err);
+        (code, _, err) = Run("impute", input, "-o", PathOf("o3.csv"), "--method", "forest", "--load", model);
         Assert.Equal(App.BadInput, code);
         Assert.Contains("'colour'", err);
         Assert.Contains("--skip-non-numeric", err);
-        Assert.False(File.Exists(model));
+        Assert.False(File.Exists(PathOf("o3.csv")));
     }
 
     [Fact]
