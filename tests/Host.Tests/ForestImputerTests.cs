@@ -66,6 +66,33 @@ public sealed class ForestImputerTests
         }
     }
 
+    [Fact]
+    public void A_file_of_format_1_still_loads_and_a_later_format_is_named()
+    {
+        var (_, data) = TestData.Table(100);
+        var (_, probe) = TestData.Table(30, seed: 5);
+        var path = Path.Combine(Path.GetTempPath(), $"forest-v1-{Guid.NewGuid():N}.model");
+        try
+        {
+            using var forest = new ForestImputer(Small());
+            forest.Fit(data);
+            forest.Save(path);
+            // A numeric table's file differs from format 1 only in its header's version: "EMFLOW-FOREST" (1 + 13 bytes), then it.
+            var bytes = File.ReadAllBytes(path);
+            Assert.Equal(2, BitConverter.ToInt32(bytes, 14));
+            BitConverter.GetBytes(1).CopyTo(bytes, 14);
+            File.WriteAllBytes(path, bytes);
+            using (var old = ForestImputer.Load(path)) AssertBitForBit(forest.Transform(probe), old.Transform(probe));
+            BitConverter.GetBytes(3).CopyTo(bytes, 14);
+            File.WriteAllBytes(path, bytes);
+            Assert.Contains("format 3", Assert.Throws<InvalidDataException>(() => ForestImputer.Load(path)).Message);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
     /// <summary>The mixed test table one-hot encoded as MixedImputer encodes it: x, y, colour=0, colour=1, colour=2, z.</summary>
     private static double[,] Encoded(double[,] data)
     {
