@@ -122,12 +122,13 @@ module Fitting =
 
     /// <see cref="trainingPhaseUntil"/>, the batches of each epoch drawn from <c>stream</c> when given: one call per
     /// epoch, each block's rows (x̂ (m, p) and its training mask (m, p), disposed here once trained on) shuffled within
-    /// the block and cut into batches. x̂ and trainMask then serve only the latent estimate of an epoch that has no
-    /// L1-pass moments.
+    /// the block and cut into batches; after each block <c>afterBlock</c> sees the state and ends the phase by
+    /// returning true. x̂ and trainMask then serve only the latent estimate of an epoch that has no L1-pass moments.
     let private trainingPhaseOn (s: FitSettings) (it: int) (flow: Flow.Flow) (optL1: Optim.Adam) (optL2: Optim.Adam)
                                 (gen: torch.Generator) (ct: CancellationToken) (onBatch: OnlineEm.State -> Training.StepLosses -> unit)
                                 (onEpoch: EpochRecord -> unit) (stopAfter: int -> OnlineEm.State -> bool)
-                                (state: OnlineEm.State) (xHat: Tensor) (trainMask: Tensor) (stream: (unit -> seq<Tensor * Tensor>) option) : OnlineEm.State =
+                                (state: OnlineEm.State) (xHat: Tensor) (trainMask: Tensor) (stream: (unit -> seq<Tensor * Tensor>) option)
+                                (afterBlock: OnlineEm.State -> bool) : OnlineEm.State =
         let beta = if it - 1 < s.BetaSchedule.Length then s.BetaSchedule[it - 1] else 0.0
         let step = { s.Step with Beta = beta }
         let mutable current = state
@@ -196,13 +197,17 @@ module Fitting =
             match stream with
             | None -> trainOn xHat trainMask
             | Some blocks ->
-                for xs, ms in blocks () do
+                // The rest of the file is not read once afterBlock ends the phase.
+                use e = (blocks ()).GetEnumerator()
+                while not stopped && e.MoveNext() do
+                    let xs, ms = e.Current
                     try trainOn xs ms
                     finally
                         xs.Dispose()
                         ms.Dispose()
+                    stopped <- afterBlock current
             onEpoch { Iteration = it; Epoch = epoch; MeanL1 = sum1 / float batches; MeanL2 = sum2 / float batches; MeanReconstruction = sumR / float batches }
-            stopped <- stopAfter epoch current
+            stopped <- stopped || stopAfter epoch current
             epoch <- epoch + 1
         current
 
@@ -217,7 +222,7 @@ module Fitting =
                            (gen: torch.Generator) (ct: CancellationToken) (onBatch: OnlineEm.State -> Training.StepLosses -> unit)
                            (onEpoch: EpochRecord -> unit) (stopAfter: int -> OnlineEm.State -> bool)
                            (state: OnlineEm.State) (xHat: Tensor) (trainMask: Tensor) : OnlineEm.State =
-        trainingPhaseOn s it flow optL1 optL2 gen ct onBatch onEpoch stopAfter state xHat trainMask None
+        trainingPhaseOn s it flow optL1 optL2 gen ct onBatch onEpoch stopAfter state xHat trainMask None (fun _ -> false)
 
     /// <see cref="trainingPhaseUntil"/> for every one of <c>s.Epochs</c> epochs.
     let trainingPhase (s: FitSettings) (it: int) (flow: Flow.Flow) (optL1: Optim.Adam) (optL2: Optim.Adam)
@@ -293,7 +298,41 @@ module Fitting =
                         ahead <- true
                         dropSnapshot ()
                     not ahead && sinceBest >= s.Patience
-            let trained = trainingPhaseOn s it flow optL1 optL2 gen ct (fun _ _ -> ()) onEpoch stopAfter initial xHat trainMask stream
+            // A streamed epoch is as many steps as the table has batches: at 10^7 rows, a hundred times those of an
+            // in-memory epoch of 10^5, and a flow trained that long imputed the hold-out worse than one trained for a
+            // few thousand steps. So a streamed iteration scores the hold-out after every block (on at most 4096 of the
+            // rows that hold a held-out cell), keeps the best block's flow and latent estimate, and ends once
+            // s.Patience blocks in a row have not improved on it.
+            let blockRows =
+                match stream with
+                | Some _ ->
+                    let rows = hidden.sum(dim = 1L).gt(sc 0.0).nonzero().squeeze(1L)
+                    let count = rows.shape[0]
+                    if count = 0L then None
+                    elif count <= 4096L then Some rows
+                    else Some (rows.index_select(0L, torch.tensor(Array.init 4096 (fun k -> int64 k * count / 4096L))))
+                | None -> None
+            let afterBlock (state: OnlineEm.State) =
+                match blockRows with
+                | None -> false
+                | Some rows ->
+                    let score =
+                        use scope = torch.NewDisposeScope()
+                        let e = GaussianEm.withRidge s.Step.Ridge state.Estimate
+                        let re = Training.reimpute flow e lower upper (xHat.index_select(0L, rows)) (trainMask.index_select(0L, rows))
+                        Selection.score (x.index_select(0L, rows)) re (hidden.index_select(0L, rows))
+                    if score < bestCheck then
+                        bestCheck <- score
+                        sinceBest <- 0
+                        dropSnapshot ()
+                        use _ = torch.NewDisposeScope()
+                        let values = Flow.state flow
+                        for v in values.Values do v.DetachFromDisposeScope() |> ignore
+                        snapshot <- Some (values, OnlineEm.keep state.Estimate)
+                    else sinceBest <- sinceBest + 1
+                    s.Patience > 0 && sinceBest >= s.Patience
+            let epochCheck = if stream.IsSome then (fun _ _ -> false) else stopAfter
+            let trained = trainingPhaseOn s it flow optL1 optL2 gen ct (fun _ _ -> ()) onEpoch epochCheck initial xHat trainMask stream afterBlock
             if not (obj.ReferenceEquals(trained, initial)) then OnlineEm.release initial (Some trained)
             let state =
                 match snapshot with
@@ -353,7 +392,9 @@ module Fitting =
     /// rows held in memory. Each epoch reads the table once: every block is started as new rows are (the start's
     /// <c>applyCancellable</c>), re-imputed by each earlier iteration's model in turn, exactly as those rows would be
     /// by <see cref="transformCancellable"/>, and its rows are shuffled within the block and trained on; the sample's
-    /// held-out cells are hidden in the blocks too, so the choice of iteration never sees them. Memory is bounded by
+    /// held-out cells are hidden in the blocks too, so the choice of iteration never sees them. After every block the
+    /// hold-out is scored: an iteration keeps its best block's flow and ends after <c>Patience</c> blocks without a
+    /// better one, since an epoch of a large table is many thousands of steps. Memory is bounded by
     /// the sample, the model and one block, whatever the table's row count. Same settings, same blocks, same sample:
     /// the same result.
     /// <param name="x">(S, p) the sample's rows, scaled as the blocks, missing entries 0.</param>

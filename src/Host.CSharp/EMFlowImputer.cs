@@ -205,7 +205,10 @@ public sealed class EMFlowImputer : Imputer
     /// <param name="sampleRows">Rows held in memory, at least 2 (the whole table when it has fewer).</param>
     /// <param name="progress">Optional progress of the fit (the first pass reports as "reading").</param>
     /// <param name="cancellationToken">Checked between blocks and between batches.</param>
-    /// <remarks>Each epoch also re-imputes each block by every earlier iteration's model, as <see cref="Imputer.Transform(double[,], bool[,])"/>
+    /// <remarks>After every block the hold-out (on the sample) is scored: an iteration keeps the flow of its best block
+    /// and ends once <see cref="EMFlowOptions.Patience"/> blocks in a row have not improved on it, because an epoch of a
+    /// large table is many thousands of steps and a flow trained that long imputed worse (bench/README.md, "Streaming
+    /// fit"). Each epoch also re-imputes each block by every earlier iteration's model, as <see cref="Imputer.Transform(double[,], bool[,])"/>
     /// would impute those rows, so later iterations cost more per row. The scaler is fitted on every observed value of
     /// the table. After a streamed fit <see cref="ChooseSpread"/> is not available (it redraws the hold-out from the
     /// fitted table). A fit that throws leaves the imputer as it was.</remarks>
