@@ -174,6 +174,35 @@ public sealed class ParquetStreamingTests : IDisposable
     }
 
     /// <summary>A CSV of n rows over a, b, c with cells missing in every column, in a seeded pattern.</summary>
+    [Fact]
+    public void A_streamed_fit_reads_a_Parquet_file_and_writes_it_back_with_its_types_and_observed_values()
+    {
+        var (fields, columns) = Typed(150, 2);
+        var input = PathOf("in.parquet");
+        WriteParquet(input, fields, columns);
+        var output = PathOf("out.parquet");
+        var (code, _, err) = Run(new[] { "impute", input, "-o", output, "--stream", "--sample-rows", "60", "--skip-non-numeric" }
+            .Concat(Quick).ToArray());
+        Assert.True(code == 0, err);
+        var (outFields, outColumns) = ReadParquet(output);
+        Assert.Equal(fields.Select(f => (f.Name, f.ClrType)), outFields.Select(f => (f.Name, f.ClrType)));
+        for (int j = 0; j < fields.Length; j++)
+            for (int i = 0; i < 150; i++)
+            {
+                var before = columns[j].GetValue(i);
+                var after = outColumns[j].GetValue(i);
+                if (j == 4) Assert.Equal(before, after);
+                else if (Missing(before)) Assert.False(Missing(after), $"column {fields[j].Name}, row {i} is still missing");
+                else Assert.Equal(before, after);
+            }
+
+        // Without --skip-non-numeric the string column is named, in one line.
+        (code, _, err) = Run(new[] { "impute", input, "-o", PathOf("o2.parquet"), "--stream" }.Concat(Quick).ToArray());
+        Assert.Equal(App.BadInput, code);
+        Assert.Contains("'s'", err);
+        Assert.Single(err.TrimEnd().Split('\n'));
+    }
+
     private string WriteCsv(string name, int n, int seed)
     {
         var rng = new Random(seed);
