@@ -214,7 +214,8 @@ public static class App
         catch (DirectoryNotFoundException e) { return Fail(stderr, e.Message, BadInput); }
         catch (InvalidDataException e) { return Fail(stderr, e.Message, BadInput); }
         catch (FormatException e) { return Fail(stderr, e.Message, BadInput); }
-        catch (ArgumentException e) { return Fail(stderr, e.Message, BadInput); }
+        // The library names the parameter for a programmer; the command line's user needs the message alone.
+        catch (ArgumentException e) { return Fail(stderr, e.ParamName is { } name ? e.Message.Replace($" (Parameter '{name}')", "", StringComparison.Ordinal) : e.Message, BadInput); }
         catch (Exception e) { return Fail(stderr, $"{e.GetType().Name}: {e.Message}", Failure); }
     }
 

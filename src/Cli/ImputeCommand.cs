@@ -85,6 +85,7 @@ internal static class ImputeCommand
             if (method != "emflow") throw new UsageException($"--stream fits EMFlow; --method {method} reads the whole table");
             var whole = new[] { ("--load", modelIn is not null), ("--multiple", multiple > 0), ("--report", report is not null), ("--png-dir", pngDir is not null), ("--categorical", categorical is not null) }
                 .FirstOrDefault(o => o.Item2).Item1;
+            if (modelIn is not null) throw new UsageException("--stream fits a model and --load imputes with a saved one: give one of them");
             if (whole is not null) throw new UsageException($"--stream does not go with {whole}, which needs the whole table");
         }
         if (modelIn is not null && given.Count > 0 && given.Any(g => g != "--seed"))
@@ -97,6 +98,9 @@ internal static class ImputeCommand
             var other => throw new UsageException($"--separator must be one character (or tab); got '{other}'"),
         };
         if (!File.Exists(input)) throw new UsageException(Directory.Exists(input) ? $"input {input} is a folder, not a file" : $"input file not found: {input}");
+        foreach (var (path, flag) in new[] { (output, "-o"), (modelOut, "--model"), (report, "--report") })
+            if (path is not null && string.Equals(Path.GetFullPath(path), Path.GetFullPath(input), StringComparison.Ordinal))
+                throw new UsageException($"{flag} {path} is the input file; write to another file");
         if (modelIn is not null && !File.Exists(modelIn)) throw new UsageException($"model file not found: {modelIn}");
         RequireFolder(output, "output");
         if (modelOut is not null) RequireFolder(modelOut, "model");
@@ -148,9 +152,11 @@ internal static class ImputeCommand
                 table = Table.Read(new StringReader(ParquetFiles.AsCsv(reader.Fields, columns)), token is null ? null : new[] { token }, skip, ',', categorical);
             }
             else table = Table.Read(input, token is null ? null : new[] { token }, skip, separator, categorical);
-            // The model knows which of its columns are categorical: number-coded ones are read as categories too.
+            // The model knows which of its columns are categorical: they are read as categories whatever their cells
+            // (number codes, or text that --skip-non-numeric would otherwise pass through with an identifier column).
             var coded = mixedModel is null ? Array.Empty<string>()
-                : mixedModel.ColumnNames!.Where((c, j) => mixedModel.ColumnKinds[j] == ColumnKind.Categorical && table.NumericColumns.Contains(c)).ToArray();
+                : mixedModel.ColumnNames!.Where((c, j) => mixedModel.ColumnKinds[j] == ColumnKind.Categorical
+                    && table.ColumnNames.Contains(c) && !table.CategoricalColumns.Contains(c)).ToArray();
             if (coded.Length > 0)
             {
                 var declared = (categorical ?? Array.Empty<string>()).Concat(coded).ToArray();
@@ -275,8 +281,28 @@ internal static class ImputeCommand
         if (quiet) return;
         console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"Imputed {done.MissingCells} missing cells in {done.Columns} numeric columns of {done.Rows} rows with emflow, fitted on the file read block by block ({Math.Min(sampleRows, done.Rows)} rows sampled), in {clock.Elapsed.TotalSeconds:F1} s (fit {fitSeconds:F1} s): {output}"));
+        var passed = PassedThrough(input, separator, columns);
+        if (passed.Length > 0) console.WriteLine($"Passed through as they were: {string.Join(", ", passed.Select(c => $"'{c}'"))}.");
         foreach (var line in fitSummary) console.WriteLine(line);
         if (modelOut is not null) console.WriteLine($"Model: {modelOut}");
+    }
+
+    /// <summary>The input's columns other than <paramref name="imputed"/>, in file order (its header read alone).</summary>
+    private static string[] PassedThrough(string input, char? separator, IReadOnlyList<string> imputed)
+    {
+        string[] names;
+        if (ParquetFiles.IsParquet(input))
+        {
+            using var reader = ParquetFiles.Reader.Open(input);
+            names = reader.Fields.Select(f => f.Name).ToArray();
+        }
+        else
+        {
+            using var text = new StreamReader(input);
+            new Table.RecordReader(text, separator ?? ',').Next(out _, out var header, out _);
+            names = header.Select(h => h.Trim()).ToArray();
+        }
+        return names.Where(n => !imputed.Contains(n)).ToArray();
     }
 
     /// <summary>

@@ -19,7 +19,7 @@ internal static class StreamFit
     public const int BlockRows = 65_536;
 
     /// <summary>The file's numeric columns, in file order, and a function that reads them as blocks (m, q), NaN where
-    /// missing, from the first row each time it is called.</summary>
+    /// missing, from the first row each time it is called; the other columns are passed through.</summary>
     public static (string[] Columns, Func<IEnumerable<double[,]>> Read) Open(string input, string? token, bool skip, char? separator, CancellationToken ct)
     {
         var tokens = new HashSet<string>(StringComparer.Ordinal);
@@ -41,19 +41,30 @@ internal static class StreamFit
             names = header.Select(v => v.Trim()).ToArray();
             Table.CheckHeader(names, separator is null);
             text = new bool[names.Length];
+            var number = new bool[names.Length];
+            var firstText = new (int Line, string Value)?[names.Length];
             while (records.Next(out var raw, out var cells, out int line))
             {
                 if (raw.Length == 1 && raw[0].Length == 0) continue;
                 if (raw.Length != names.Length) throw new FormatException($"Line {line} has {raw.Length} fields; the header has {names.Length}.");
                 for (int j = 0; j < names.Length; j++)
                 {
-                    if (text[j]) continue;
+                    if (text[j] && number[j]) continue;
                     var cell = cells[j].Trim();
-                    text[j] = !Missing(cell, tokens) && !Table.IsInfinityText(cell)
-                        && !(double.TryParse(cell, NumberStyles.Float, CultureInfo.InvariantCulture, out var v) && !double.IsNaN(v));
+                    if (Missing(cell, tokens) || Table.IsInfinityText(cell)) continue;
+                    if (double.TryParse(cell, NumberStyles.Float, CultureInfo.InvariantCulture, out var v) && !double.IsNaN(v)) number[j] = true;
+                    else
+                    {
+                        text[j] = true;
+                        firstText[j] ??= (line, cells[j]);
+                    }
                 }
                 if ((line & 0xFFFF) == 0) ct.ThrowIfCancellationRequested();
             }
+            // As a table read whole: numbers and text in one column is an error unless such columns are passed through.
+            for (int j = 0; j < names.Length; j++)
+                if (text[j] && number[j] && !skip && firstText[j] is { } first)
+                    throw new FormatException($"Column '{names[j]}' mixes numbers and text: line {first.Line} holds '{first.Value}'. Mark missing values with a token (--missing) or pass the column through (--skip-non-numeric).");
         }
         var numeric = Enumerable.Range(0, names.Length).Where(j => !text[j]).ToArray();
         var textNames = Enumerable.Range(0, names.Length).Where(j => text[j]).Select(j => $"'{names[j]}'").ToArray();

@@ -261,9 +261,31 @@ public sealed class Table
                 missing[i, k] = double.IsNaN(col[i]);
             }
         }
-        var labels = categoricalColumns.Select(j => texts[j]!.ToArray()).ToArray();
+        var labels = categoricalColumns.Select(j => declared[j] ? SameNumberSameLabel(texts[j]!) : texts[j]!.ToArray()).ToArray();
         return new Table(header, names, cells, numeric.ToArray(), missing, matrix, categoricalColumns.ToArray(), labels, sep, newLine);
     }
+
+    /// <summary>A declared column's labels with every number written as the first text of its value in the column, so
+    /// that 1, 1.0 and 01 are one category (written 1 where imputed); other texts as they are.</summary>
+    private static string?[] SameNumberSameLabel(List<string?> texts)
+    {
+        var first = new Dictionary<double, string>();
+        var result = new string?[texts.Count];
+        for (int i = 0; i < texts.Count; i++)
+        {
+            var t = texts[i];
+            if (t is not null && TryNumber(t, out var v))
+            {
+                if (!first.TryGetValue(v, out var label)) first[v] = label = t;
+                t = label;
+            }
+            result[i] = t;
+        }
+        return result;
+    }
+
+    private static bool TryNumber(string text, out double value) =>
+        double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out value) && double.IsFinite(value);
 
     /// <summary>Rejects a header whose names repeat, or that is one column holding a likely separator when the
     /// separator was not given (<paramref name="guessed"/>): <see cref="FormatException"/> naming them.</summary>
@@ -334,8 +356,11 @@ public sealed class Table
             {
                 var label = _labels[c][i];
                 if (label is null) { result[i, m] = double.NaN; continue; }
-                if (!codes[c].TryGetValue(label, out var code))
-                    throw new ArgumentException($"Column '{ColumnNames[j]}' holds '{label}' (row {i}), a category not seen at Fit; the fitted categories are {Quoted(categories[c])}.", paramName);
+                // A number code matches the fitted category of the same value (1.0 in a file written by another tool
+                // is the fitted 1).
+                if (!codes[c].TryGetValue(label, out var code)
+                    && !(TryNumber(label, out var v) && categories[c].Select((f, k) => (f, k)).FirstOrDefault(e => TryNumber(e.f, out var w) && w == v, (null!, -1)).Item2 is var byValue && (code = byValue) >= 0))
+                    throw new ArgumentException($"Column '{ColumnNames[j]}' holds '{label}' (data row {i + 1}), a category not seen at Fit; the fitted categories are {Quoted(categories[c])}.", paramName);
                 result[i, m] = code;
             }
         }

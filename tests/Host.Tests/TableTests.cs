@@ -43,6 +43,27 @@ public class TableTests
     }
 
     [Fact]
+    public void Number_codes_of_one_value_are_one_category_and_match_the_fitted_one_written_otherwise()
+    {
+        var table = Table.Read(new StringReader("x,grade\n1,1\n2,1.0\n3,01\n4,2\n5,\n"), categorical: new[] { "grade" });
+        Assert.Equal(new[] { "1", "2" }, table.Categories("grade"));
+        var written = new StringWriter();
+        table.Write(written);
+        Assert.Contains("2,1.0", written.ToString());   // observed cells stay as they were written
+
+        using var imputer = new MixedImputer(new MeanImputer());
+        imputer.Fit(table);
+        var other = Table.Read(new StringReader("x,grade\n1,2.0\n2,\n"), categorical: new[] { "grade" });
+        var done = new StringWriter();
+        imputer.Transform(other).Write(done);
+        var lines = done.ToString().Split('\n');
+        Assert.Equal("1,2.0", lines[1]);
+        Assert.Equal("2,1", lines[2]);                  // the mode, written as the fitted category
+        var unseen = Table.Read(new StringReader("x,grade\n1,3\n"), categorical: new[] { "grade" });
+        Assert.Contains("'3' (data row 1)", Assert.Throws<ArgumentException>(() => imputer.Transform(unseen)).Message);
+    }
+
+    [Fact]
     public void A_text_column_is_categorical_unless_skipped()
     {
         var csv = "id,name,score\n1,ann,3\n2,bob,\n3,,4\n4,ann,5\n";

@@ -262,6 +262,39 @@ public sealed class CliTests : IDisposable
         Assert.Equal(File.ReadAllText(output), File.ReadAllText(again));
     }
 
+    [Fact]
+    public void Stream_names_the_line_of_a_text_cell_in_a_number_column_and_says_what_it_passed_through()
+    {
+        var input = PathOf("late.csv");
+        var lines = new List<string> { "a,b,note" };
+        for (int i = 0; i < 80; i++) lines.Add($"{i},{(i == 70 ? "oops" : i % 9 == 4 ? "" : (2 * i).ToString())},n{i}");
+        File.WriteAllText(input, string.Join("\n", lines) + "\n");
+        var (code, _, err) = Run(new[] { "impute", input, "-o", PathOf("out.csv"), "--stream", "--skip-non-numeric" }.Concat(Quick).ToArray());
+        Assert.True(code == 0, err);
+        (code, var stdout, err) = Run(new[] { "impute", input, "-o", PathOf("out.csv"), "--stream", "--skip-non-numeric" }.Concat(Quick.Where(q => q != "--quiet")).ToArray());
+        Assert.True(code == 0, err);
+        Assert.Contains("Passed through as they were: 'b', 'note'.", stdout);
+        File.WriteAllText(input, string.Join("\n", lines.Select(l => l[..l.LastIndexOf(',')])) + "\n");
+        (code, _, err) = Run(new[] { "impute", input, "-o", PathOf("out2.csv"), "--stream" }.Concat(Quick).ToArray());
+        Assert.Equal(App.BadInput, code);
+        Assert.Contains("line 72 holds 'oops'", err);
+        Assert.Single(err.TrimEnd().Split('\n'));
+    }
+
+    [Fact]
+    public void An_output_that_is_the_input_file_exits_2_and_leaves_it_as_it_was()
+    {
+        var input = WriteInput();
+        var before = File.ReadAllText(input);
+        foreach (var args in new[] { new[] { "-o", input }, new[] { "-o", PathOf("o.csv"), "--model", input }, new[] { "-o", PathOf("o.csv"), "--report", Path.Combine(_dir, ".", "in.csv") } })
+        {
+            var (code, _, err) = Run(new[] { "impute", input, "--method", "forest", "--missing", "?" }.Concat(args).ToArray());
+            Assert.Equal(App.BadInput, code);
+            Assert.Contains("is the input file", err);
+            Assert.Equal(before, File.ReadAllText(input));
+        }
+    }
+
     [Theory]
     [InlineData("--method knn", "--method knn")]
     [InlineData("--multiple 2", "--multiple")]
@@ -323,6 +356,17 @@ public sealed class CliTests : IDisposable
         // The grade follows from the score, and the colour from the grade, wherever they are observed.
         Assert.Equal("5", rows[2].Split(',')[2]);
         Assert.Equal("3", rows[3].Split(',')[2]);
+
+        // An identifier column passed through, and the codes written by another tool (1.0 for 1): still the model's.
+        var withId = PathOf("with-id.csv");
+        File.WriteAllText(withId, "id,colour,score,grade\nA7,red,,1.0\nB8,,50.5,\n");
+        (code, _, err) = Run("impute", withId, "-o", PathOf("with-id-out.csv"), "--load", model, "--skip-non-numeric", "--quiet");
+        Assert.True(code == 0, err);
+        var idRows = File.ReadAllLines(PathOf("with-id-out.csv"));
+        Assert.StartsWith("A7,red,", idRows[1]);
+        Assert.EndsWith(",1.0", idRows[1]);
+        Assert.StartsWith("B8,", idRows[2]);
+        Assert.Contains(idRows[2].Split(',')[1], new[] { "red", "blue" });
 
         // A file without one of the model's columns: exit 2 and one line naming it.
         var partial = PathOf("partial.csv");
