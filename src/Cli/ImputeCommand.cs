@@ -287,6 +287,24 @@ internal static class ImputeCommand
         if (modelOut is not null) console.WriteLine($"Model: {modelOut}");
     }
 
+    /// <summary>A warning for each categorical column that looks like an identifier: more than 50 categories, at least
+    /// half as many as it has observed cells. Each category is a column of the encoded table, so such a column makes the
+    /// fit slow and large, and an identifier imputed is another row's.</summary>
+    internal static IEnumerable<string> IdentifierWarnings(Table table)
+    {
+        var mask = table.MixedMissingMask();
+        for (int k = 0; k < table.ImputedColumns.Count; k++)
+        {
+            if (table.ColumnKinds[k] != ColumnKind.Categorical) continue;
+            var name = table.ImputedColumns[k];
+            int categories = table.Categories(name).Count, observed = 0;
+            for (int i = 0; i < table.RowCount; i++) if (!mask[i, k]) observed++;
+            if (categories > 50 && 2 * categories >= observed)
+                yield return $"column '{name}' has {categories} categories in {observed} observed cells: if it names rows (an identifier), "
+                    + "pass it through with --skip-non-numeric and declare the categorical columns to impute with --categorical";
+        }
+    }
+
     /// <summary>The input's columns other than <paramref name="imputed"/>, in file order (its header read alone).</summary>
     private static string[] PassedThrough(string input, char? separator, IReadOnlyList<string> imputed)
     {
@@ -323,6 +341,8 @@ internal static class ImputeCommand
         ReportData? details = null;
         string[] fitSummary = Array.Empty<string>();
         var label = loaded is null ? method : $"the model in {modelIn}";
+        if (loaded is null && !quiet)
+            foreach (var line in IdentifierWarnings(table)) stderr.WriteLine($"emflow: {line}");
         using (var fitted = loaded is null ? new MixedImputer(Create(method, options, forestStart)) : null)
         {
             var imputer = loaded ?? fitted!;

@@ -282,6 +282,31 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public void An_identifier_column_is_warned_about_and_passes_through_beside_a_declared_text_column()
+    {
+        var input = PathOf("ids.csv");
+        var lines = new List<string> { "id,city,x,y" };
+        for (int i = 0; i < 120; i++)
+            lines.Add($"c{i},{(i % 11 == 3 ? "" : i % 2 == 0 ? "Paris" : "Lyon")},{(i % 13 == 5 ? "" : i.ToString())},{2 * i + i % 2}");
+        File.WriteAllText(input, string.Join("\n", lines) + "\n");
+        var (code, _, err) = Run("impute", input, "-o", PathOf("out.csv"), "--method", "knn");
+        Assert.True(code == 0, err);
+        Assert.Contains("column 'id' has 120 categories in 120 observed cells", err);
+        Assert.DoesNotContain("'city' has", err);
+
+        (code, var stdout, err) = Run("impute", input, "-o", PathOf("out2.csv"), "--method", "knn", "--skip-non-numeric", "--categorical", "city");
+        Assert.True(code == 0, err);
+        Assert.DoesNotContain("categories in", err);
+        Assert.Contains("2 numeric and 1 categorical columns", stdout);
+        var after = File.ReadAllLines(PathOf("out2.csv"));
+        for (int i = 1; i <= 120; i++)
+        {
+            Assert.StartsWith($"c{i - 1},", after[i]);
+            Assert.Contains(after[i].Split(',')[1], new[] { "Paris", "Lyon" });
+        }
+    }
+
+    [Fact]
     public void An_output_that_is_the_input_file_exits_2_and_leaves_it_as_it_was()
     {
         var input = WriteInput();
