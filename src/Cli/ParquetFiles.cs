@@ -254,6 +254,16 @@ internal static class ParquetFiles
         _ => throw new InvalidOperationException($"Not a numeric column: {column.GetType().Name}."),
     };
 
+    /// <summary>A cell of a string column read as a number by a CSV's rules: NaN where null, blank, NA, NaN or one of
+    /// <paramref name="tokens"/>; false when it holds other text.</summary>
+    public static bool TryNumber(string?[] column, int row, HashSet<string> tokens, out double value)
+    {
+        value = double.NaN;
+        var text = column[row]?.Trim();
+        if (text is null || Table.DefaultMissing.Contains(text) || tokens.Contains(text)) return true;
+        return double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out value) && double.IsFinite(value);
+    }
+
     /// <summary>Sets a missing cell of a numeric column to an imputed value in the column's type: floats rounded to
     /// the nearest float, integers to the nearest integer (ties to even) within the type's range.</summary>
     public static void SetImputed(Array column, int row, double v)
@@ -264,6 +274,8 @@ internal static class ParquetFiles
             case float?[] s: s[row] = (float)v; break;
             case int?[] i: i[row] = (int)Math.Clamp(Math.Round(v, MidpointRounding.ToEven), int.MinValue, int.MaxValue); break;
             case long?[] l: l[row] = (long)Math.Clamp(Math.Round(v, MidpointRounding.ToEven), -9.2e18, 9.2e18); break;
+            // A string column of numbers, as a CSV file would hold them: the imputed value in round-trip form.
+            case string?[] t: t[row] = v.ToString("R", CultureInfo.InvariantCulture); break;
             default: throw new InvalidOperationException($"Not a numeric column: {column.GetType().Name}.");
         }
     }

@@ -24,7 +24,7 @@ internal static class StreamFit
     {
         var tokens = new HashSet<string>(StringComparer.Ordinal);
         if (token is not null) tokens.Add(token.Trim());
-        return ParquetFiles.IsParquet(input) ? OpenParquet(input, skip, ct) : OpenCsv(input, tokens, skip, separator, ct);
+        return ParquetFiles.IsParquet(input) ? OpenParquet(input, tokens, skip, ct) : OpenCsv(input, tokens, skip, separator, ct);
     }
 
     private static bool Missing(string text, HashSet<string> tokens) => Table.DefaultMissing.Contains(text) || tokens.Contains(text);
@@ -103,14 +103,35 @@ internal static class StreamFit
         return (numeric.Select(j => names[j]).ToArray(), Read);
     }
 
-    private static (string[], Func<IEnumerable<double[,]>>) OpenParquet(string input, bool skip, CancellationToken ct)
+    private static (string[], Func<IEnumerable<double[,]>>) OpenParquet(string input, HashSet<string> tokens, bool skip, CancellationToken ct)
     {
         string[] names;
         int[] numeric;
         using (var reader = ParquetFiles.Reader.Open(input))
         {
             names = reader.Fields.Select(f => f.Name).ToArray();
-            numeric = Enumerable.Range(0, names.Length).Where(j => ParquetFiles.IsNumeric(reader.Fields[j])).ToArray();
+            // A string column of numbers is numeric, as in a CSV file: its cells tell, read once.
+            var stringColumns = Enumerable.Range(0, names.Length).Where(j => !ParquetFiles.IsNumeric(reader.Fields[j])).ToArray();
+            var number = new bool[names.Length];
+            var firstText = new (long Row, string Value)?[names.Length];
+            long offset = 0;
+            for (int g = 0; g < reader.RowGroups && stringColumns.Length > 0; g++)
+            {
+                ct.ThrowIfCancellationRequested();
+                var columns = reader.ReadGroup(g);
+                foreach (var j in stringColumns)
+                {
+                    var cells = (string?[])columns[j];
+                    for (int i = 0; i < cells.Length; i++)
+                        if (!ParquetFiles.TryNumber(cells, i, tokens, out var v)) firstText[j] ??= (offset + i + 1, cells[i]!);
+                        else if (!double.IsNaN(v)) number[j] = true;
+                }
+                offset += columns.Length == 0 ? 0 : columns[0].Length;
+            }
+            foreach (var j in stringColumns)
+                if (number[j] && firstText[j] is { } first && !skip)
+                    throw new FormatException($"Column '{names[j]}' mixes numbers and text: row {first.Row} holds '{first.Value}'. Mark missing values with a token (--missing) or pass the column through (--skip-non-numeric).");
+            numeric = Enumerable.Range(0, names.Length).Where(j => ParquetFiles.IsNumeric(reader.Fields[j]) || firstText[j] is null).ToArray();
             var strings = Enumerable.Range(0, names.Length).Except(numeric).Select(j => $"'{names[j]}'").ToArray();
             if (strings.Length > 0 && !skip)
                 throw new UsageException($"--stream imputes numeric columns; {input} has string column{(strings.Length > 1 ? "s" : "")} {string.Join(", ", strings)} (pass them through with --skip-non-numeric; categorical columns need the whole table)");
@@ -129,7 +150,10 @@ internal static class StreamFit
                 for (int i = 0; i < n; i++)
                 {
                     var row = new double[numeric.Length];
-                    for (int k = 0; k < numeric.Length; k++) row[k] = ParquetFiles.Value(columns[numeric[k]], i);
+                    for (int k = 0; k < numeric.Length; k++)
+                        row[k] = columns[numeric[k]] is string?[] cells
+                            ? ParquetFiles.TryNumber(cells, i, tokens, out var v) ? v : double.NaN
+                            : ParquetFiles.Value(columns[numeric[k]], i);
                     rows.Add(row);
                     if (rows.Count == BlockRows)
                     {

@@ -39,7 +39,7 @@ internal static class StreamTransform
     {
         var fitted = imputer.ColumnNames ?? throw new InvalidOperationException("The model stores no column names.");
         return ParquetFiles.IsParquet(input)
-            ? RunParquet(imputer, fitted, input, output, skip, blockRows, progress, ct)
+            ? RunParquet(imputer, fitted, input, output, token, skip, blockRows, progress, ct)
             : RunCsv(imputer, fitted, input, output, token, skip, separator, blockRows, progress, ct);
     }
 
@@ -173,15 +173,14 @@ internal static class StreamTransform
                 throw new UsageException($"column '{names[k]}' has no observed value, so it cannot be imputed; drop it or fill it");
     }
 
-    private static Summary RunParquet(Imputer imputer, IReadOnlyList<string> fitted, string input, string output, bool skip, int blockRows,
+    private static Summary RunParquet(Imputer imputer, IReadOnlyList<string> fitted, string input, string output, string? token, bool skip, int blockRows,
         Action<long, double>? progress, CancellationToken ct)
     {
+        var tokens = new HashSet<string>(StringComparer.Ordinal);
+        if (token is not null) tokens.Add(token.Trim());
         using var reader = ParquetFiles.Reader.Open(input);
         var names = reader.Fields.Select(f => f.Name).ToArray();
         var model = ModelColumns(fitted, names, input);
-        foreach (var j in model)
-            if (!ParquetFiles.IsNumeric(reader.Fields[j]))
-                throw new UsageException($"column '{names[j]}' of {input} holds strings; the model imputes it as a numeric column");
         var extra = Enumerable.Range(0, names.Length).Except(model).ToArray();
         if (extra.FirstOrDefault(j => ParquetFiles.IsNumeric(reader.Fields[j]), -1) is var unknown and >= 0)
             Imputer.ColumnOrder("columnNames", fitted, model.Select(j => names[j]).Append(names[unknown]).ToArray(), model.Length + 1);
@@ -207,7 +206,14 @@ internal static class StreamTransform
                 for (int k = 0; k < model.Length; k++)
                     for (int i = 0; i < len; i++)
                     {
-                        double v = ParquetFiles.Value(columns[model[k]], start + i);
+                        // A string column of the model holds numbers, as the whole-table read found when it was fitted.
+                        double v;
+                        if (columns[model[k]] is string?[] strings)
+                        {
+                            if (!ParquetFiles.TryNumber(strings, start + i, tokens, out v))
+                                throw new FormatException($"Column '{modelNames[k]}', which the model imputes as numeric, holds text: row {done + i + 1} holds '{strings[start + i]}'. Mark missing values with a token (--missing) or fix the cell.");
+                        }
+                        else v = ParquetFiles.Value(columns[model[k]], start + i);
                         if (double.IsInfinity(v))
                             throw new FormatException($"Column '{modelNames[k]}', row {done + i + 1}: {v}; observed values must be finite (mark a missing value with a null or NaN).");
                         values[i, k] = v;

@@ -203,6 +203,51 @@ public sealed class ParquetStreamingTests : IDisposable
         Assert.Single(err.TrimEnd().Split('\n'));
     }
 
+    [Fact]
+    public void A_string_column_of_numbers_is_numeric_on_every_path_as_in_a_CSV_file()
+    {
+        int n = 120;
+        var rng = new Random(5);
+        var a = new double?[n];
+        var t = new string?[n];
+        for (int r = 0; r < n; r++)
+        {
+            double v = rng.NextDouble() * 10;
+            a[r] = r % 7 == 3 ? null : v;
+            t[r] = r % 9 == 4 ? null : r % 11 == 6 ? "x" : (2 * v + rng.NextDouble()).ToString("R", CultureInfo.InvariantCulture);
+        }
+        var fields = new DataField[] { new DataField<double?>("a"), new DataField<string>("t", nullable: true) };
+        var input = PathOf("strings.parquet");
+        WriteParquet(input, fields, new Array[] { a, t });
+        var model = PathOf("m.emflow");
+        var (code, _, err) = Run(new[] { "impute", input, "-o", PathOf("fit.parquet"), "--missing", "x", "--model", model }.Concat(Quick).ToArray());
+        Assert.True(code == 0, err);
+        foreach (var args in new[] { new[] { "--load", model, "-q" }, new[] { "--stream" }.Concat(Quick).ToArray() })
+        {
+            var output = PathOf($"out-{args[0].TrimStart('-')}.parquet");
+            (code, _, err) = Run(new[] { "impute", input, "-o", output, "--missing", "x" }.Concat(args).ToArray());
+            Assert.True(code == 0, $"{args[0]}: {err}");
+            var (_, outColumns) = ReadParquet(output);
+            for (int r = 0; r < n; r++)
+            {
+                var before = t[r];
+                var after = (string?)outColumns[1].GetValue(r);
+                if (before is null || before == "x") Assert.True(double.TryParse(after, NumberStyles.Float, CultureInfo.InvariantCulture, out _), $"{args[0]}: row {r} holds '{after}'");
+                else Assert.Equal(before, after);
+            }
+        }
+
+        // Text among the numbers: named with its row on the streamed paths too.
+        t[50] = "oops";
+        WriteParquet(input, fields, new Array[] { a, t });
+        (code, _, err) = Run(new[] { "impute", input, "-o", PathOf("bad.parquet"), "--missing", "x", "--stream" }.Concat(Quick).ToArray());
+        Assert.Equal(App.BadInput, code);
+        Assert.Contains("row 51 holds 'oops'", err);
+        (code, _, err) = Run("impute", input, "-o", PathOf("bad.parquet"), "--missing", "x", "--load", model, "-q");
+        Assert.Equal(App.BadInput, code);
+        Assert.Contains("'oops'", err);
+    }
+
     private string WriteCsv(string name, int n, int seed)
     {
         var rng = new Random(seed);
