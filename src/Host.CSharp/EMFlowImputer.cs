@@ -569,6 +569,11 @@ public sealed class EMFlowImputer : Imputer
         return imputer;
     }
 
+    /// <summary>For a model loaded inside a <see cref="MixedImputer"/>: the column groups it was fitted with, which
+    /// model files do not store, so that <see cref="ChooseSpread"/> draws the fit's hold-out as the fit did.</summary>
+    internal void RestoreColumnGroups(int[] groups) =>
+        _settings = Options.ToFitSettings(RequireScaler().Features, StartCandidates, groups);
+
     private void Clear()
     {
         if (_fit is not null) Fitting.dispose(_fit);

@@ -483,7 +483,12 @@ public sealed class MixedImputer : IDisposable
         {
             File.WriteAllBytes(innerFile, innerBytes);
             Imputer inner;
-            if (typeName == typeof(EMFlowImputer).FullName + ", " + typeof(EMFlowImputer).Assembly.GetName().Name) inner = EMFlowImputer.Load(innerFile);
+            if (typeName == typeof(EMFlowImputer).FullName + ", " + typeof(EMFlowImputer).Assembly.GetName().Name)
+            {
+                var flow = EMFlowImputer.Load(innerFile);
+                if (flow.FeatureCount == encoding.Width) flow.RestoreColumnGroups(encoding.Groups());
+                inner = flow;
+            }
             else
             {
                 var assembly = typeName[(typeName.LastIndexOf(',') + 1)..].Trim();

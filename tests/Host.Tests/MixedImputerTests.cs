@@ -225,6 +225,12 @@ public sealed class MixedImputerTests
             imputer.Save(path);
 
             using var loaded = MixedImputer.Load(path);
+            if (name == "emflow")
+            {
+                // The loaded model draws the fit's hold-out as the fit did, a categorical cell's indicators together.
+                var fitTable = Table.Read(new StringReader(MixedTestData.Csv(data)));
+                Assert.Equal(imputer.ChooseSpread(fitTable), loaded.ChooseSpread(fitTable));
+            }
             Assert.Equal(MixedTestData.Names, loaded.ColumnNames);
             Assert.Equal(MixedTestData.Kinds, loaded.ColumnKinds);
             Assert.Equal(MixedTestData.Colours, loaded.EncodedColumnNames.Skip(2).Take(3).Select(c => c["colour=".Length..]));
