@@ -269,7 +269,7 @@ internal static class ImputeCommand
         string? modelOut, bool quiet, IAnsiConsole console, bool interactive, TextWriter stderr, CancellationToken ct)
     {
         var clock = Stopwatch.StartNew();
-        var (columns, read) = StreamFit.Open(input, token, skip, separator, ct);
+        var (columns, passed, read) = StreamFit.Open(input, token, skip, separator, ct);
         using var imputer = (EMFlowImputer)Create("emflow", options, forestStart);
         Fitting.Run(console, interactive && !quiet, $"emflow on {Path.GetFileName(input)}, streamed", progress =>
             imputer.FitStream(read, columns, sampleRows, progress, ct), quiet ? null : stderr);
@@ -281,7 +281,6 @@ internal static class ImputeCommand
         if (quiet) return;
         console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"Imputed {done.MissingCells} missing cells in {done.Columns} numeric columns of {done.Rows} rows with emflow, fitted on the file read block by block ({Math.Min(sampleRows, done.Rows)} rows sampled), in {clock.Elapsed.TotalSeconds:F1} s (fit {fitSeconds:F1} s): {output}"));
-        var passed = PassedThrough(input, separator, columns);
         if (passed.Length > 0) console.WriteLine($"Passed through as they were: {string.Join(", ", passed.Select(c => $"'{c}'"))}.");
         foreach (var line in fitSummary) console.WriteLine(line);
         if (modelOut is not null) console.WriteLine($"Model: {modelOut}");
@@ -303,24 +302,6 @@ internal static class ImputeCommand
                 yield return $"column '{name}' has {categories} categories in {observed} observed cells: if it names rows (an identifier), "
                     + "pass it through with --skip-non-numeric and declare the categorical columns to impute with --categorical";
         }
-    }
-
-    /// <summary>The input's columns other than <paramref name="imputed"/>, in file order (its header read alone).</summary>
-    private static string[] PassedThrough(string input, char? separator, IReadOnlyList<string> imputed)
-    {
-        string[] names;
-        if (ParquetFiles.IsParquet(input))
-        {
-            using var reader = ParquetFiles.Reader.Open(input);
-            names = reader.Fields.Select(f => f.Name).ToArray();
-        }
-        else
-        {
-            using var text = new StreamReader(input);
-            new Table.RecordReader(text, separator ?? ',').Next(out _, out var header, out _);
-            names = header.Select(h => h.Trim()).ToArray();
-        }
-        return names.Where(n => !imputed.Contains(n)).ToArray();
     }
 
     /// <summary>

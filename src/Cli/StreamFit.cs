@@ -19,8 +19,8 @@ internal static class StreamFit
     public const int BlockRows = 65_536;
 
     /// <summary>The file's numeric columns, in file order, and a function that reads them as blocks (m, q), NaN where
-    /// missing, from the first row each time it is called; the other columns are passed through.</summary>
-    public static (string[] Columns, Func<IEnumerable<double[,]>> Read) Open(string input, string? token, bool skip, char? separator, CancellationToken ct)
+    /// missing, from the first row each time it is called; and the other columns, passed through.</summary>
+    public static (string[] Columns, string[] Passed, Func<IEnumerable<double[,]>> Read) Open(string input, string? token, bool skip, char? separator, CancellationToken ct)
     {
         var tokens = new HashSet<string>(StringComparer.Ordinal);
         if (token is not null) tokens.Add(token.Trim());
@@ -29,7 +29,7 @@ internal static class StreamFit
 
     private static bool Missing(string text, HashSet<string> tokens) => Table.DefaultMissing.Contains(text) || tokens.Contains(text);
 
-    private static (string[], Func<IEnumerable<double[,]>>) OpenCsv(string input, HashSet<string> tokens, bool skip, char? separator, CancellationToken ct)
+    private static (string[], string[], Func<IEnumerable<double[,]>>) OpenCsv(string input, HashSet<string> tokens, bool skip, char? separator, CancellationToken ct)
     {
         char sep = separator ?? ',';
         string[] names;
@@ -100,10 +100,10 @@ internal static class StreamFit
             }
             if (rows.Count > 0) yield return Block(rows);
         }
-        return (numeric.Select(j => names[j]).ToArray(), Read);
+        return (numeric.Select(j => names[j]).ToArray(), names.Where((_, j) => !numeric.Contains(j)).ToArray(), Read);
     }
 
-    private static (string[], Func<IEnumerable<double[,]>>) OpenParquet(string input, HashSet<string> tokens, bool skip, CancellationToken ct)
+    private static (string[], string[], Func<IEnumerable<double[,]>>) OpenParquet(string input, HashSet<string> tokens, bool skip, CancellationToken ct)
     {
         string[] names;
         int[] numeric;
@@ -164,7 +164,7 @@ internal static class StreamFit
             }
             if (rows.Count > 0) yield return Block(rows);
         }
-        return (numeric.Select(j => names[j]).ToArray(), Read);
+        return (numeric.Select(j => names[j]).ToArray(), names.Where((_, j) => !numeric.Contains(j)).ToArray(), Read);
     }
 
     private static double[,] Block(List<double[]> rows)

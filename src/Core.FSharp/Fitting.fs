@@ -272,6 +272,25 @@ module Fitting =
                     for v in values.Values do v.Dispose()
                     OnlineEm.disposeEstimate e)
                 snapshot <- None
+            // Scores the held-out entries of these rows under the current flow and estimate; a score below the
+            // iteration's best so far snapshots both, any other counts one more check without improvement.
+            let check (rows: Tensor) (state: OnlineEm.State) =
+                let score =
+                    use scope = torch.NewDisposeScope()
+                    let e = GaussianEm.withRidge s.Step.Ridge state.Estimate
+                    let re = Training.reimpute flow e lower upper (xHat.index_select(0L, rows)) (trainMask.index_select(0L, rows))
+                    Selection.score (x.index_select(0L, rows)) re (hidden.index_select(0L, rows))
+                if score < bestCheck then
+                    bestCheck <- score
+                    sinceBest <- 0
+                    dropSnapshot ()
+                    // Copies that outlive the fit's dispose scope until dropped; their intermediates do not.
+                    use _ = torch.NewDisposeScope()
+                    let values = Flow.state flow
+                    for v in values.Values do v.DetachFromDisposeScope() |> ignore
+                    snapshot <- Some (values, OnlineEm.keep state.Estimate)
+                else sinceBest <- sinceBest + 1
+                score
             let stopAfter (_: int) (state: OnlineEm.State) =
                 match checkRows with
                 | None -> false
@@ -279,21 +298,7 @@ module Fitting =
                 // stopping one on a noisy plateau cost more accuracy than the epochs it saved.
                 | Some _ when ahead -> false
                 | Some rows ->
-                    let score =
-                        use scope = torch.NewDisposeScope()
-                        let e = GaussianEm.withRidge s.Step.Ridge state.Estimate
-                        let re = Training.reimpute flow e lower upper (xHat.index_select(0L, rows)) (trainMask.index_select(0L, rows))
-                        Selection.score (x.index_select(0L, rows)) re (hidden.index_select(0L, rows))
-                    if score < bestCheck then
-                        bestCheck <- score
-                        sinceBest <- 0
-                        dropSnapshot ()
-                        // Copies that outlive the fit's dispose scope until dropped; their intermediates do not.
-                        use _ = torch.NewDisposeScope()
-                        let values = Flow.state flow
-                        for v in values.Values do v.DetachFromDisposeScope() |> ignore
-                        snapshot <- Some (values, OnlineEm.keep state.Estimate)
-                    else sinceBest <- sinceBest + 1
+                    let score = check rows state
                     if score < bestSoFar then
                         ahead <- true
                         dropSnapshot ()
@@ -316,20 +321,7 @@ module Fitting =
                 match blockRows with
                 | None -> false
                 | Some rows ->
-                    let score =
-                        use scope = torch.NewDisposeScope()
-                        let e = GaussianEm.withRidge s.Step.Ridge state.Estimate
-                        let re = Training.reimpute flow e lower upper (xHat.index_select(0L, rows)) (trainMask.index_select(0L, rows))
-                        Selection.score (x.index_select(0L, rows)) re (hidden.index_select(0L, rows))
-                    if score < bestCheck then
-                        bestCheck <- score
-                        sinceBest <- 0
-                        dropSnapshot ()
-                        use _ = torch.NewDisposeScope()
-                        let values = Flow.state flow
-                        for v in values.Values do v.DetachFromDisposeScope() |> ignore
-                        snapshot <- Some (values, OnlineEm.keep state.Estimate)
-                    else sinceBest <- sinceBest + 1
+                    check rows state |> ignore
                     s.Patience > 0 && sinceBest >= s.Patience
             let epochCheck = if stream.IsSome then (fun _ _ -> false) else stopAfter
             let trained = trainingPhaseOn s it flow optL1 optL2 gen ct (fun _ _ -> ()) onEpoch epochCheck initial xHat trainMask stream afterBlock

@@ -284,18 +284,23 @@ public sealed class ForestImputer : Imputer
                 Silent = true,
                 Verbose = false,
             }),
-            _ => ml.Regression.Trainers.FastForest(new FastForestRegressionTrainer.Options
-            {
-                NumberOfTrees = o.Trees,
-                NumberOfLeaves = o.Leaves,
-                MinimumExampleCountPerLeaf = o.MinimumRowsPerLeaf,
-                FeatureFraction = o.FeatureFraction,
-                NumberOfThreads = o.Threads,
-                Seed = (int)(seed & 0x7FFFFFFF),
-                FeatureSelectionSeed = (int)((seed >> 32) & 0x7FFFFFFF),
-            }),
+            _ => ml.Regression.Trainers.FastForest(Forest(new FastForestRegressionTrainer.Options(), seed)),
         };
         return FeatureModel.Trained(trainer.Fit(data), 1);
+    }
+
+    /// <summary>The random forest's settings from <see cref="Options"/>, for regression and classification alike.</summary>
+    private T Forest<T>(T options, long seed) where T : FastForestOptionsBase
+    {
+        var o = Options;
+        options.NumberOfTrees = o.Trees;
+        options.NumberOfLeaves = o.Leaves;
+        options.MinimumExampleCountPerLeaf = o.MinimumRowsPerLeaf;
+        options.FeatureFraction = o.FeatureFraction;
+        options.NumberOfThreads = o.Threads;
+        options.Seed = (int)(seed & 0x7FFFFFFF);
+        options.FeatureSelectionSeed = (int)((seed >> 32) & 0x7FFFFFFF);
+        return options;
     }
 
     /// <summary>A classifier of a categorical column whose K indicators start at column j: the label is the observed
@@ -325,16 +330,7 @@ public sealed class ForestImputer : Imputer
                 Verbose = false,
             }),
             // ML.NET's random forest has no multiclass form: one forest per category against the rest.
-            _ => ml.MulticlassClassification.Trainers.OneVersusAll(ml.BinaryClassification.Trainers.FastForest(new FastForestBinaryTrainer.Options
-            {
-                NumberOfTrees = o.Trees,
-                NumberOfLeaves = o.Leaves,
-                MinimumExampleCountPerLeaf = o.MinimumRowsPerLeaf,
-                FeatureFraction = o.FeatureFraction,
-                NumberOfThreads = o.Threads,
-                Seed = (int)(seed & 0x7FFFFFFF),
-                FeatureSelectionSeed = (int)((seed >> 32) & 0x7FFFFFFF),
-            })),
+            _ => ml.MulticlassClassification.Trainers.OneVersusAll(ml.BinaryClassification.Trainers.FastForest(Forest(new FastForestBinaryTrainer.Options(), seed))),
         };
         return FeatureModel.Trained(keys.Append(trainer).Fit(data), width);
     }
