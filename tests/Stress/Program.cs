@@ -129,6 +129,27 @@ static class StressCases
             // The paper's flow: float64, separate tanh s and t networks, the E-step after the L1 update, every epoch.
             FlowPrecision = FlowPrecision.Float64, HiddenActivation = HiddenActivation.Tanh, CouplingNetwork = CouplingNetwork.Dense, LatentFromL1Pass = false, Patience = 0,
         }), Table)),
+        // A streamed fit: the start, hold-out and refits on the sample, training on blocks read again every epoch.
+        new("emflow-stream", () =>
+        {
+            using var imputer = new EMFlowImputer(SmallEMFlow);
+            imputer.FitStream(() => Blocks(Table, 48), sampleRows: 100);
+            return Flatten(imputer.Transform(Table));
+        }),
+        // A mixed table's model through its file: one-hot encoding, the inner EMFlow's own file inside, and back.
+        new("mixed-save-load", () =>
+        {
+            using var mixed = new MixedImputer(new EMFlowImputer(SmallEMFlow));
+            mixed.Fit(Mixed, MixedKinds);
+            var path = Path.Combine(Path.GetTempPath(), $"emflow-stress-{Environment.ProcessId}.mixed");
+            try
+            {
+                mixed.Save(path);
+                using var loaded = MixedImputer.Load(path);
+                return Flatten(loaded.Transform(Mixed));
+            }
+            finally { File.Delete(path); }
+        }),
         new("emflow-conv", () => Impute(() => new EMFlowImputer(SmallEMFlow with
         {
             ImageWidth = 8, ImageHeight = 8, CouplingMask = CouplingMask.Checkerboard, CouplingNetwork = CouplingNetwork.Convolutional,
@@ -151,6 +172,39 @@ static class StressCases
             return net.EpochLosses.Concat(net.Predict(Images12.Images).Select(l => (double)l)).ToArray();
         }),
     };
+
+    // The table with one more column: a category (0, 1 or 2) by the tertile of its first column, a fifth missing.
+    static readonly double[,] Mixed = WithCategory(Table, seed: 6);
+    static readonly ColumnKind[] MixedKinds = Enumerable.Repeat(ColumnKind.Numeric, Table.GetLength(1)).Append(ColumnKind.Categorical).ToArray();
+
+    static double[,] WithCategory(double[,] x, int seed)
+    {
+        var rng = new Random(seed);
+        int n = x.GetLength(0), p = x.GetLength(1);
+        var first = Enumerable.Range(0, n).Select(i => x[i, 0]).Where(v => !double.IsNaN(v)).Order().ToArray();
+        double low = first[first.Length / 3], high = first[2 * first.Length / 3];
+        var y = new double[n, p + 1];
+        for (int i = 0; i < n; i++)
+        {
+            for (int j = 0; j < p; j++) y[i, j] = x[i, j];
+            double v = x[i, 0];
+            y[i, p] = rng.NextDouble() < 0.2 ? double.NaN : double.IsNaN(v) ? rng.Next(3) : v < low ? 0 : v < high ? 1 : 2;
+        }
+        return y;
+    }
+
+    static IEnumerable<double[,]> Blocks(double[,] x, int rows)
+    {
+        int n = x.GetLength(0), p = x.GetLength(1);
+        for (int start = 0; start < n; start += rows)
+        {
+            int m = Math.Min(rows, n - start);
+            var block = new double[m, p];
+            for (int i = 0; i < m; i++)
+                for (int j = 0; j < p; j++) block[i, j] = x[start + i, j];
+            yield return block;
+        }
+    }
 
     static double[] Flatten(double[,] a) => a.Cast<double>().ToArray();
 
