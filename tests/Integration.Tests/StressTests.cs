@@ -5,7 +5,7 @@ namespace EMFlow.Tests;
 /// <summary>
 /// Issue 15: every imputer fitted over and over while another thread allocates and forces garbage collections
 /// (tests/Stress, a compiled program: TorchSharp's Scalar finalizer race needs the optimised JIT of a real build).
-/// About 6 s per imputer, 14 imputers; bench/run soak runs the same program for 10 minutes per imputer.
+/// About 6 s per case, 16 cases; bench/run soak runs the same program for 10 minutes per imputer.
 /// </summary>
 public class StressTests
 {
