@@ -75,8 +75,14 @@ public sealed record Method(string Name, Func<IImputationMethod> Create)
             "miwae" => Of(name, () => new MiwaeImputer(new MiwaeOptions { Seed = seed, TorchThreads = adjust(new EMFlowOptions()).TorchThreads })),
             // Settings chosen per fold on the training rows' own held-out entries (EMFlowTuning), then refitted.
             "emflow-tuned" => new Method(name, () => new TunedEMFlowMethod(adjust(new EMFlowOptions { Seed = seed }), adjust, seed)),
+            // A Gaussian mixture fitted by EM with missing entries, K chosen on held-out entries: what a latent mixture
+            // imputes before a flow is trained.
+            "gmm" => new Method(name, () => new GaussianMixtureMethod(seed)),
+            // The Auto start blending Gaussian EM, kNN, the forest and that mixture.
+            "emflow-forest-gmm" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed }), new IStartCandidate[] { new ForestStart(), new MixtureStart() })),
+            "emflow-gmm" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed }), new IStartCandidate[] { new MixtureStart() })),
             "mcflow" => Of(name, () => new McFlowImputer(new McFlowOptions { Seed = seed, TorchThreads = adjust(new EMFlowOptions()).TorchThreads })),
-            _ => throw new ArgumentException($"Unknown method '{name}'; expected one of {string.Join(", ", StandardNames.Concat(CompetitorNames).Concat(TreeNames).Concat(VariantNames))}.", nameof(name)),
+            _ => throw new ArgumentException($"Unknown method '{name}'; expected one of {string.Join(", ", StandardNames.Concat(CompetitorNames).Concat(TreeNames).Concat(VariantNames).Concat(new[] { "gmm", "emflow-gmm", "emflow-forest-gmm" }))}.", nameof(name)),
         };
     }
 
