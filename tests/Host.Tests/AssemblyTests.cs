@@ -12,7 +12,7 @@ public class AssemblyTests
         [
             "EMFlow.ColumnKind", "EMFlow.CouplingMask", "EMFlow.CouplingNetwork", "EMFlow.EMFlowImputer", "EMFlow.EMFlowOptions", "EMFlow.FlowPrecision",
             "EMFlow.GaussianEmImputer", "EMFlow.GaussianEmOptions", "EMFlow.HiddenActivation", "EMFlow.Imputer", "EMFlow.KnnImputer",
-            "EMFlow.MeanImputer", "EMFlow.MixedImputer", "EMFlow.NativeHeap", "EMFlow.NearestPixelImputer", "EMFlow.SecondFlowStep", "EMFlow.SimpleStrategy",
+            "EMFlow.MeanImputer", "EMFlow.MixedImputer", "EMFlow.MixtureStart", "EMFlow.NativeHeap", "EMFlow.NearestPixelImputer", "EMFlow.SecondFlowStep", "EMFlow.SimpleStrategy",
             "EMFlow.Table", "EMFlow.TorchThreadScope",
         ];
         Assert.Equal(expected, exported);
