@@ -48,10 +48,10 @@ internal static class ImputeCommand
             TorchThreads = a.Int("--threads", 1, min: 1),
             InitialImputation = a.Text("--start") switch
             {
-                null or "auto-forest" or "auto" => InitialImputation.Auto,
+                null or "auto-forest" or "auto" or "auto-forest-mixture" or "auto-mixture" => InitialImputation.Auto,
                 "gaussian-em" => InitialImputation.GaussianEm,
                 "knn" => InitialImputation.Knn,
-                var other => throw new UsageException($"--start must be auto, auto-forest, gaussian-em or knn; got '{other}'"),
+                var other => throw new UsageException($"--start must be auto-forest, auto-forest-mixture, auto, auto-mixture, gaussian-em or knn; got '{other}'"),
             },
             // Under MAR a uniform hold-out scores mostly cells of features that are never missing (bench/README.md,
             // "Tree ensembles": Concrete MAR .123 against .138 with the forest start).
@@ -62,8 +62,14 @@ internal static class ImputeCommand
                 var other => throw new UsageException($"--hold-out must be missingness or uniform; got '{other}'"),
             },
         };
-        // The default: the tree ensembles join the start's blend as a third candidate.
-        bool forestStart = a.Text("--start") is null or "auto-forest";
+        // The default: the tree ensembles join the start's blend as a third candidate; the mixture on request.
+        IStartCandidate[] startCandidates = a.Text("--start") switch
+        {
+            null or "auto-forest" => new IStartCandidate[] { new ForestStart() },
+            "auto-forest-mixture" => new IStartCandidate[] { new ForestStart(), new MixtureStart() },
+            "auto-mixture" => new IStartCandidate[] { new MixtureStart() },
+            _ => Array.Empty<IStartCandidate>(),
+        };
         a.RejectUnknown(1);
 
         if (a.Positional.Count == 0) throw new UsageException("impute needs an input file: emflow impute INPUT.csv -o OUTPUT.csv");
@@ -110,7 +116,7 @@ internal static class ImputeCommand
 
         if (stream)
         {
-            RunStreamed(input, output, token, skip, separator, blockRows, sampleRows, options, forestStart, modelOut, quiet, console, interactive, stderr, ct);
+            RunStreamed(input, output, token, skip, separator, blockRows, sampleRows, options, startCandidates, modelOut, quiet, console, interactive, stderr, ct);
             return;
         }
 
@@ -188,7 +194,7 @@ internal static class ImputeCommand
                     + $"{string.Join(", ", table.CategoricalColumns.Select(c => $"'{c}'"))} (pass text columns through with --skip-non-numeric, or fit a model on a table with them)");
             if (table.NumericColumns.Count == 0 && pngDir is not null)
                 throw new UsageException($"--png-dir shows numeric columns; {input} has none");
-            RunMixed(table, source, blockRows, input, output, method, options, forestStart, multiple, report, pngDir, quiet, console, interactive, stderr, ct, mixedModel, modelIn, modelOut);
+            RunMixed(table, source, blockRows, input, output, method, options, startCandidates, multiple, report, pngDir, quiet, console, interactive, stderr, ct, mixedModel, modelIn, modelOut);
             return;
         }
         var data = table.ToMatrix();
@@ -199,7 +205,7 @@ internal static class ImputeCommand
         ReportData? details = null;
         string[] fitSummary = Array.Empty<string>();
         string label = method;
-        using (Imputer imputer = modelIn is null ? Create(method, options, forestStart) : method == "forest" ? ForestImputer.Load(modelIn) : EMFlowImputer.Load(modelIn))
+        using (Imputer imputer = modelIn is null ? Create(method, options, startCandidates) : method == "forest" ? ForestImputer.Load(modelIn) : EMFlowImputer.Load(modelIn))
         {
             // The model's column order: the table's, or, for a saved model that stores names, the order it was fitted in.
             var order = Enumerable.Range(0, table.NumericColumns.Count).ToArray();
@@ -265,12 +271,12 @@ internal static class ImputeCommand
     /// <c>--stream</c>: EMFlow fitted on the file read block by block (<see cref="EMFlowImputer.FitStream"/>), then the
     /// file imputed block by block; neither holds the table.
     /// </summary>
-    private static void RunStreamed(string input, string output, string? token, bool skip, char? separator, int blockRows, int sampleRows, EMFlowOptions options, bool forestStart,
+    private static void RunStreamed(string input, string output, string? token, bool skip, char? separator, int blockRows, int sampleRows, EMFlowOptions options, IStartCandidate[] startCandidates,
         string? modelOut, bool quiet, IAnsiConsole console, bool interactive, TextWriter stderr, CancellationToken ct)
     {
         var clock = Stopwatch.StartNew();
         var (columns, passed, read) = StreamFit.Open(input, token, skip, separator, ct);
-        using var imputer = (EMFlowImputer)Create("emflow", options, forestStart);
+        using var imputer = (EMFlowImputer)Create("emflow", options, startCandidates);
         Fitting.Run(console, interactive && !quiet, $"emflow on {Path.GetFileName(input)}, streamed", progress =>
             imputer.FitStream(read, columns, sampleRows, progress, ct), quiet ? null : stderr);
         var fitSeconds = clock.Elapsed.TotalSeconds;
@@ -312,7 +318,7 @@ internal static class ImputeCommand
     /// <param name="loaded">A model read with --load (owned by the caller), or null to fit one.</param>
     /// <param name="modelIn">The file it was read from.</param>
     /// <param name="modelOut">Where --model saves the fitted model, or null.</param>
-    private static void RunMixed(Table table, ParquetInput? source, int blockRows, string input, string output, string method, EMFlowOptions options, bool forestStart, int multiple,
+    private static void RunMixed(Table table, ParquetInput? source, int blockRows, string input, string output, string method, EMFlowOptions options, IStartCandidate[] startCandidates, int multiple,
         string? report, string? pngDir, bool quiet, IAnsiConsole console, bool interactive, TextWriter stderr, CancellationToken ct,
         MixedImputer? loaded, string? modelIn, string? modelOut)
     {
@@ -324,7 +330,7 @@ internal static class ImputeCommand
         var label = loaded is null ? method : $"the model in {modelIn}";
         if (loaded is null && !quiet)
             foreach (var line in IdentifierWarnings(table)) stderr.WriteLine($"emflow: {line}");
-        using (var fitted = loaded is null ? new MixedImputer(Create(method, options, forestStart)) : null)
+        using (var fitted = loaded is null ? new MixedImputer(Create(method, options, startCandidates)) : null)
         {
             var imputer = loaded ?? fitted!;
             if (loaded is null)
@@ -496,7 +502,7 @@ internal static class ImputeCommand
         return output[..^ext.Length] + "." + k.ToString(CultureInfo.InvariantCulture) + ext;
     }
 
-    private static Imputer Create(string method, EMFlowOptions options, bool forestStart) => method switch
+    private static Imputer Create(string method, EMFlowOptions options, IStartCandidate[] startCandidates) => method switch
     {
         "mean" => new MeanImputer(SimpleStrategy.Mean),
         "median" => new MeanImputer(SimpleStrategy.Median),
@@ -504,7 +510,7 @@ internal static class ImputeCommand
         "knn" => new KnnImputer(),
         // missForest-style trees (EMFlow.Forest); --seed is its one setting here.
         "forest" => new ForestImputer(new ForestOptions { Seed = options.Seed }),
-        _ => forestStart ? new EMFlowImputer(options, new[] { new ForestStart() }) : new EMFlowImputer(options),
+        _ => new EMFlowImputer(options, startCandidates),
     };
 
     private static void RequireFolder(string file, string what)

@@ -513,6 +513,25 @@ public sealed class CliTests : IDisposable
         Assert.Equal(File.ReadAllLines(fitted), File.ReadAllLines(again));
     }
 
+    [Theory]
+    [InlineData("auto-forest-mixture", "gaussian-em, knn, forest, gmm", 4)]
+    [InlineData("auto-mixture", "gaussian-em, knn, gmm", 3)]
+    public void Start_with_the_mixture_blends_it_reports_its_weight_and_its_model_reloads(string start, string names, int candidates)
+    {
+        var input = WriteInput();
+        var model = PathOf("mixture-start.model");
+        var fitted = PathOf("fitted.csv");
+        var (code, output, err) = Run(new[] { "impute", input, "-o", fitted, "--missing", "?", "--start", start, "--model", model }.Concat(Quick.Where(w => w != "--quiet")).ToArray());
+        Assert.True(code == 0, err);
+        var lines = output.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        var weights = string.Join("/", Enumerable.Repeat(@"[\d.]+", candidates));
+        Assert.Matches($@"^Start \(auto, blend of {names}\), weights per feature: a {weights}; b ", lines.Single(l => l.StartsWith("Start (auto", StringComparison.Ordinal)));
+        var again = PathOf("again.csv");
+        (code, _, err) = Run("impute", input, "-o", again, "--missing", "?", "--load", model, "--quiet");
+        Assert.True(code == 0, err);
+        Assert.Equal(File.ReadAllLines(fitted), File.ReadAllLines(again));
+    }
+
     [Fact]
     public void Multiple_2_writes_two_sampled_tables_that_differ_only_at_missing_cells()
     {
