@@ -62,6 +62,8 @@ public sealed record Method(string Name, Func<IImputationMethod> Create)
             // missForest-style tree ensembles (EMFlow.Forest: LightGBM by default, or ML.NET FastForest); run only when named.
             "forest" => Of(name, () => new ForestImputer(new ForestOptions { Seed = seed })),
             "forest-fastforest" => Of(name, () => new ForestImputer(new ForestOptions { Seed = seed, Trainer = ForestTrainer.FastForest })),
+            "forest-linear" => Of(name, () => new ForestImputer(new ForestOptions { Seed = seed, LinearBase = ForestLinearBase.Always })),
+            "forest-linear-chosen" => Of(name, () => new ForestImputer(new ForestOptions { Seed = seed, LinearBase = ForestLinearBase.WhereItHelps })),
             "emflow" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed }))),
             "emflow-shaped-holdout" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOutLikeMissingness = true }))),
             "emflow-auto-start" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, InitialImputation = InitialImputation.Auto }))),
@@ -98,8 +100,11 @@ public sealed record Method(string Name, Func<IImputationMethod> Create)
     public static IReadOnlyList<string> VariantNames { get; } = new[] { "emflow-tuned", "emflow-shaped-holdout", "emflow-auto-start", "emflow-knn-start", "emflow-forest", "emflow-forest-shaped" };
 
     /// <summary>The missForest-style <see cref="ForestImputer"/> (EMFlow.Forest), also accepted by <see cref="Standard"/> but
-    /// run only when named: "forest" (LightGBM gbdt, the default trainer), "forest-fastforest" (ML.NET's FastForest random forest).</summary>
-    public static IReadOnlyList<string> TreeNames { get; } = new[] { "forest", "forest-fastforest" };
+    /// run only when named: "forest" (LightGBM gbdt, the default trainer), "forest-fastforest" (ML.NET's FastForest random
+    /// forest), "forest-linear" (LightGBM on the residuals of a ridge regression for every numeric feature,
+    /// <see cref="ForestLinearBase.Always"/>), "forest-linear-chosen" (the same where a hold-out of the training rows
+    /// favours it, <see cref="ForestLinearBase.WhereItHelps"/>).</summary>
+    public static IReadOnlyList<string> TreeNames { get; } = new[] { "forest", "forest-fastforest", "forest-linear", "forest-linear-chosen" };
 
     /// <summary>The paper's deep competitors, also accepted by <see cref="Standard"/> but run only when named (they
     /// train for minutes per fold): "gain", "miwae", "mcflow".</summary>

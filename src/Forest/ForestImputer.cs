@@ -13,7 +13,8 @@ namespace EMFlow;
 /// start from each feature's mean; in order of increasing missingness, fit a model of each incomplete feature on
 /// the rows where it is observed (predictors: every other feature, with the current imputations) and predict it
 /// where it is missing; sweep again until the change between sweeps, Σ(new − old)² / Σ new² over the imputed
-/// cells, grows, and keep the sweep before it (at most <see cref="ForestOptions.MaxSweeps"/>).
+/// cells, grows, and keep the sweep before it (at most <see cref="ForestOptions.MaxSweeps"/>). With
+/// <see cref="ForestOptions.LinearBase"/> a numeric feature's model is a ridge regression plus trees on its residuals.
 /// </summary>
 /// <remarks>
 /// <para>Fit keeps every kept sweep's models, so Transform imputes new rows without refitting: their missing cells
@@ -72,6 +73,7 @@ public sealed class ForestImputer : Imputer
         if (!(o.LearningRate > 0)) throw new ArgumentOutOfRangeException(nameof(o.LearningRate), o.LearningRate, "LearningRate must be positive.");
         if (o.Threads < 1) throw new ArgumentOutOfRangeException(nameof(o.Threads), o.Threads, "Threads must be at least 1.");
         if (!Enum.IsDefined(o.Trainer)) throw new ArgumentOutOfRangeException(nameof(o.Trainer), o.Trainer, "Unknown trainer.");
+        if (!Enum.IsDefined(o.LinearBase)) throw new ArgumentOutOfRangeException(nameof(o.LinearBase), o.LinearBase, "Unknown linear base setting.");
     }
 
     /// <remarks>The new models replace the old ones only when the fit succeeds.</remarks>
@@ -108,7 +110,7 @@ public sealed class ForestImputer : Imputer
     internal static ForestImputer LoadPayload(byte[] bytes)
     {
         var ml = NewContext(0);
-        var (scaler, fitted, names) = ForestModelFile.ReadPayload(bytes, (b, width) => FeatureModel.Deserialize(ml, b, width));
+        var (scaler, fitted, names) = ForestModelFile.ReadPayload(bytes, (b, width, linear) => FeatureModel.Deserialize(ml, b, width, linear));
         var imputer = new ForestImputer(fitted.Options);
         imputer.Restore(scaler, fitted, names);
         return imputer;
@@ -162,6 +164,14 @@ public sealed class ForestImputer : Imputer
             for (int j = 0; j < p; j++)
                 if (missing[i, j]) current[i, j] = means[j];
 
+        // Per column, whether its models get the linear base: decided when its first model is fitted.
+        var linearFor = new bool?[p];
+        bool Linear(double[,] table, int j, int width) => (bool)(linearFor[j] ??= Options.LinearBase switch
+        {
+            ForestLinearBase.Always => width == 1,
+            ForestLinearBase.WhereItHelps => width == 1 && LinearHelps(table, Rows(missing, j, wantMissing: false), j, Tensors.deriveSeed(Options.Seed, (Options.MaxSweeps + 2) * p + j)),
+            _ => false,
+        });
         var sweeps = new List<FeatureModel?[]>();
         var changes = new List<double>();
         var kept = (double[,])current.Clone();
@@ -173,7 +183,7 @@ public sealed class ForestImputer : Imputer
             {
                 cancellationToken.ThrowIfCancellationRequested();
                 int j = incomplete[k];
-                var model = Train(current, missing, j, widths[j], Tensors.deriveSeed(Options.Seed, s * p + j));
+                var model = Train(current, Rows(missing, j, wantMissing: false), j, widths[j], Tensors.deriveSeed(Options.Seed, s * p + j), Linear(current, j, widths[j]));
                 models[j] = model;
                 model.Apply(_ml, current, Rows(missing, j, wantMissing: true), j);
                 progress?.Report(new TrainingProgress("forest sweep", s, Options.MaxSweeps, k + 1, incomplete.Length, double.NaN, double.NaN, clock.Elapsed));
@@ -205,7 +215,7 @@ public sealed class ForestImputer : Imputer
         {
             cancellationToken.ThrowIfCancellationRequested();
             int j = full[k];
-            complete[j] = Train(kept, missing, j, widths[j], Tensors.deriveSeed(Options.Seed, (Options.MaxSweeps + 1) * p + j));
+            complete[j] = Train(kept, Rows(missing, j, wantMissing: false), j, widths[j], Tensors.deriveSeed(Options.Seed, (Options.MaxSweeps + 1) * p + j), Linear(kept, j, widths[j]));
             progress?.Report(new TrainingProgress("forest complete features", sweeps.Count, Options.MaxSweeps, k + 1, full.Length, double.NaN, double.NaN, clock.Elapsed));
         }
         cancellationToken.ThrowIfCancellationRequested();
@@ -247,10 +257,43 @@ public sealed class ForestImputer : Imputer
         return rows.ToArray();
     }
 
-    private FeatureModel Train(double[,] current, bool[,] missing, int j, int width, long seed)
+    /// <summary>Whether ridge plus trees predicts column j better than trees alone on a fifth of
+    /// <paramref name="rows"/> (a seeded shuffle) when both are fitted on the other four fifths.</summary>
+    private bool LinearHelps(double[,] current, int[] rows, int j, long seed)
+    {
+        var rng = new Random((int)(seed & 0x7FFFFFFF));
+        var shuffled = (int[])rows.Clone();
+        for (int k = shuffled.Length - 1; k > 0; k--)
+        {
+            int m = rng.Next(k + 1);
+            (shuffled[k], shuffled[m]) = (shuffled[m], shuffled[k]);
+        }
+        int held = shuffled.Length / 5;
+        var test = shuffled[..held].Order().ToArray();
+        var train = shuffled[held..].Order().ToArray();
+        var plain = Train(current, train, j, 1, seed, linear: false);
+        if (held == 0 || plain.Model is null) return false;
+        var withBase = Train(current, train, j, 1, seed, linear: true);
+        // The models write their predictions into the held-out cells; the observed values go back afterwards.
+        var truth = test.Select(i => current[i, j]).ToArray();
+        double Error(FeatureModel model)
+        {
+            model.Apply(_ml, current, test, j);
+            double sum = 0;
+            for (int r = 0; r < test.Length; r++)
+            {
+                double d = current[test[r], j] - truth[r];
+                sum += d * d;
+                current[test[r], j] = truth[r];
+            }
+            return sum;
+        }
+        return Error(withBase) < Error(plain);
+    }
+
+    private FeatureModel Train(double[,] current, int[] rows, int j, int width, long seed, bool linear)
     {
         int p = current.GetLength(1);
-        var rows = Rows(missing, j, wantMissing: false);
         var sums = new double[width];
         bool constant = true;
         foreach (var i in rows)
@@ -263,13 +306,21 @@ public sealed class ForestImputer : Imputer
         if (p == width || constant || rows.Length < 2 * Options.MinimumRowsPerLeaf)
             return FeatureModel.Constant(sums.Select(v => v / rows.Length).ToArray());
         var ml = NewContext((int)(seed & 0x7FFFFFFF));
-        return width == 1 ? Regression(ml, current, rows, j, seed) : Classification(ml, current, rows, j, width, seed);
+        return width == 1 ? Regression(ml, current, rows, j, seed, linear) : Classification(ml, current, rows, j, width, seed);
     }
 
-    private FeatureModel Regression(MLContext ml, double[,] current, int[] rows, int j, long seed)
+    private FeatureModel Regression(MLContext ml, double[,] current, int[] rows, int j, long seed, bool withLinearBase)
     {
-        var data = Examples(ml, current, rows, j, 1);
         var o = Options;
+        LinearBase? linear = null;
+        float[]? labels = null;
+        if (withLinearBase)
+        {
+            linear = LinearBase.Fit(current, rows, j);
+            labels = new float[rows.Length];
+            for (int r = 0; r < rows.Length; r++) labels[r] = (float)(current[rows[r], j] - linear.Predict(current, rows[r], j));
+        }
+        var data = Examples(ml, current, rows, j, 1, labels);
         IEstimator<ITransformer> trainer = o.Trainer switch
         {
             ForestTrainer.LightGbm => ml.Regression.Trainers.LightGbm(new LightGbmRegressionTrainer.Options
@@ -286,7 +337,7 @@ public sealed class ForestImputer : Imputer
             }),
             _ => ml.Regression.Trainers.FastForest(Forest(new FastForestRegressionTrainer.Options(), seed)),
         };
-        return FeatureModel.Trained(trainer.Fit(data), 1);
+        return FeatureModel.Trained(trainer.Fit(data), 1, linear);
     }
 
     /// <summary>The random forest's settings from <see cref="Options"/>, for regression and classification alike.</summary>
@@ -362,8 +413,9 @@ public sealed class ForestImputer : Imputer
     }
 
     /// <summary>The rows of <paramref name="current"/> as ML.NET examples: columns j … j + width − 1 the label (a
-    /// number, or for a group the index of its largest indicator, its category), every other column a predictor.</summary>
-    private static IDataView Examples(MLContext ml, double[,] current, int[] rows, int j, int width)
+    /// number, or for a group the index of its largest indicator, its category; <paramref name="labels"/> instead when
+    /// given, one per row), every other column a predictor.</summary>
+    private static IDataView Examples(MLContext ml, double[,] current, int[] rows, int j, int width, float[]? labels = null)
     {
         int p = current.GetLength(1);
         var features = new float[rows.Length][];
@@ -380,23 +432,154 @@ public sealed class ForestImputer : Imputer
             int i = rows[r], best = 0;
             for (int k = 1; k < width; k++)
                 if (current[i, j + k] > current[i, j + best]) best = k;
-            examples[r] = new Example { Label = width == 1 ? (float)current[i, j] : best, Features = features[r] };
+            examples[r] = new Example { Label = labels is not null ? labels[r] : width == 1 ? (float)current[i, j] : best, Features = features[r] };
         }
         return ml.Data.LoadFromEnumerable(examples, Schema(p - width));
     }
 
+    /// <summary>A ridge regression of one column on all the others: the linear part of a feature's model under
+    /// <see cref="ForestOptions.LinearBase"/>, whose residuals the trees then fit.</summary>
+    internal sealed class LinearBase
+    {
+        /// <summary>Ridge penalty as a share of the mean diagonal of ZᵀZ, Z the centred predictors each divided by its
+        /// standard deviation (so the penalty is 10⁻³·n). Fixed, not tuned: it only needs to make the solve well posed
+        /// where predictors are (nearly) collinear, as a categorical column's indicators (they sum to 1) or derived
+        /// measurements (radius, perimeter, area) are, and there it shrinks directions holding under about 0.1% of an
+        /// average predictor's variance; a direction of average variance keeps 99.9% of its least-squares weight, so
+        /// the base stays close to ordinary least squares wherever the data determine it.</summary>
+        private const double Ridge = 1e-3;
+
+        public LinearBase(double intercept, double[] weights, double low, double high)
+        {
+            Intercept = intercept;
+            Weights = weights;
+            Low = low;
+            High = high;
+        }
+
+        public double Intercept { get; }
+
+        /// <summary>One weight per predictor: every column but the predicted one, in column order.</summary>
+        public double[] Weights { get; }
+
+        /// <summary>The range of the column's training values; ridge plus trees is clamped to it, since a linear part
+        /// extrapolates where trees alone never leave the range they were fitted on.</summary>
+        public double Low { get; }
+
+        public double High { get; }
+
+        public double Predict(double[,] current, int i, int j)
+        {
+            int p = current.GetLength(1);
+            double sum = Intercept;
+            for (int c = 0, k = 0; c < p; c++)
+                if (c != j) sum += Weights[k++] * current[i, c];
+            return sum;
+        }
+
+        public double Clamp(double value) => Math.Clamp(value, Low, High);
+
+        /// <summary>The ridge fit of column j on the others over <paramref name="rows"/>, in closed form: the normal
+        /// equations of the standardized predictors, solved by Cholesky (a fixed order of sums, so bit-for-bit
+        /// reproducible).</summary>
+        public static LinearBase Fit(double[,] current, int[] rows, int j)
+        {
+            int p = current.GetLength(1), d = p - 1, n = rows.Length;
+            var columns = Enumerable.Range(0, p).Where(c => c != j).ToArray();
+            var mean = new double[d];
+            double yMean = 0, low = double.PositiveInfinity, high = double.NegativeInfinity;
+            foreach (var i in rows)
+            {
+                for (int k = 0; k < d; k++) mean[k] += current[i, columns[k]];
+                double y = current[i, j];
+                yMean += y;
+                low = Math.Min(low, y);
+                high = Math.Max(high, y);
+            }
+            for (int k = 0; k < d; k++) mean[k] /= n;
+            yMean /= n;
+            var scale = new double[d];
+            foreach (var i in rows)
+                for (int k = 0; k < d; k++)
+                {
+                    double v = current[i, columns[k]] - mean[k];
+                    scale[k] += v * v;
+                }
+            // A constant predictor carries nothing: its standardized values are all 0 and its weight stays 0.
+            for (int k = 0; k < d; k++) scale[k] = scale[k] > 1e-12 * n ? Math.Sqrt(scale[k] / n) : 0;
+            var a = new double[d, d];
+            var b = new double[d];
+            var z = new double[d];
+            foreach (var i in rows)
+            {
+                for (int k = 0; k < d; k++) z[k] = scale[k] > 0 ? (current[i, columns[k]] - mean[k]) / scale[k] : 0;
+                double y = current[i, j] - yMean;
+                for (int k = 0; k < d; k++)
+                {
+                    b[k] += z[k] * y;
+                    for (int l = 0; l <= k; l++) a[k, l] += z[k] * z[l];
+                }
+            }
+            double lambda = Ridge * n;
+            for (int k = 0; k < d; k++) a[k, k] += lambda;
+            var beta = SolveSymmetric(a, b);
+            var weights = new double[d];
+            double intercept = yMean;
+            for (int k = 0; k < d; k++)
+            {
+                weights[k] = scale[k] > 0 ? beta[k] / scale[k] : 0;
+                intercept -= weights[k] * mean[k];
+            }
+            return new LinearBase(intercept, weights, low, high);
+        }
+
+        /// <summary>x with A x = b, A symmetric positive definite given by its lower triangle (overwritten by its
+        /// Cholesky factor).</summary>
+        private static double[] SolveSymmetric(double[,] a, double[] b)
+        {
+            int d = b.Length;
+            for (int k = 0; k < d; k++)
+            {
+                double diag = a[k, k];
+                for (int m = 0; m < k; m++) diag -= a[k, m] * a[k, m];
+                a[k, k] = Math.Sqrt(diag);
+                for (int l = k + 1; l < d; l++)
+                {
+                    double v = a[l, k];
+                    for (int m = 0; m < k; m++) v -= a[l, m] * a[k, m];
+                    a[l, k] = v / a[k, k];
+                }
+            }
+            var x = (double[])b.Clone();
+            for (int k = 0; k < d; k++)
+            {
+                for (int m = 0; m < k; m++) x[k] -= a[k, m] * x[m];
+                x[k] /= a[k, k];
+            }
+            for (int k = d - 1; k >= 0; k--)
+            {
+                for (int m = k + 1; m < d; m++) x[k] -= a[m, k] * x[m];
+                x[k] /= a[k, k];
+            }
+            return x;
+        }
+    }
+
     /// <summary>One feature's model, or one categorical column's (its K indicator columns): constants, or an ML.NET
-    /// regression or classification transformer.</summary>
+    /// regression or classification transformer, for a numeric feature optionally on top of a <see cref="LinearBase"/>.</summary>
     internal sealed class FeatureModel
     {
-        private FeatureModel(double[] values, ITransformer? model, int width) { Values = values; Model = model; Width = width; }
+        private FeatureModel(double[] values, ITransformer? model, int width, LinearBase? linear) { Values = values; Model = model; Width = width; Linear = linear; }
         /// <summary>The constants (Width) of a constant model; empty for a trained one.</summary>
         public double[] Values { get; }
         public ITransformer? Model { get; }
         /// <summary>Columns predicted: 1, or K for a categorical column's indicators.</summary>
         public int Width { get; }
-        public static FeatureModel Constant(double[] values) => new(values, null, values.Length);
-        public static FeatureModel Trained(ITransformer model, int width) => new(Array.Empty<double>(), model, width);
+        /// <summary>The ridge part of a trained numeric model whose trees fit its residuals; null otherwise.</summary>
+        public LinearBase? Linear { get; }
+        public static FeatureModel Constant(double[] values) => new(values, null, values.Length, null);
+        public static FeatureModel Trained(ITransformer model, int width, LinearBase? linear = null) =>
+            linear is not null && width != 1 ? throw new ArgumentException("A linear base predicts one column.", nameof(linear)) : new(Array.Empty<double>(), model, width, linear);
 
         /// <summary>Predicts columns j … j + Width − 1 of the given rows and writes them into <paramref name="current"/>:
         /// a category's predicted probabilities go to its indicators.</summary>
@@ -412,7 +595,8 @@ public sealed class ForestImputer : Imputer
             if (Width == 1)
             {
                 var predicted = scored.GetColumn<float>("Score").ToArray();
-                for (int r = 0; r < rows.Length; r++) current[rows[r], j] = predicted[r];
+                for (int r = 0; r < rows.Length; r++)
+                    current[rows[r], j] = Linear is null ? predicted[r] : Linear.Clamp(Linear.Predict(current, rows[r], j) + predicted[r]);
                 return;
             }
             int row = 0;
@@ -439,10 +623,10 @@ public sealed class ForestImputer : Imputer
             return stream.ToArray();
         }
 
-        public static FeatureModel Deserialize(MLContext ml, byte[] bytes, int width)
+        public static FeatureModel Deserialize(MLContext ml, byte[] bytes, int width, LinearBase? linear)
         {
             using var stream = new MemoryStream(bytes, writable: false);
-            return Trained(ml.Model.Load(stream, out _), width);
+            return Trained(ml.Model.Load(stream, out _), width, linear);
         }
     }
 
@@ -468,7 +652,7 @@ public sealed class ForestImputer : Imputer
     public static ForestImputer Load(string path)
     {
         var ml = NewContext(0);
-        var (scaler, fitted, names) = ForestModelFile.Load(path, (bytes, width) => FeatureModel.Deserialize(ml, bytes, width));
+        var (scaler, fitted, names) = ForestModelFile.Load(path, (bytes, width, linear) => FeatureModel.Deserialize(ml, bytes, width, linear));
         var imputer = new ForestImputer(fitted.Options);
         imputer.Restore(scaler, fitted, names);
         return imputer;

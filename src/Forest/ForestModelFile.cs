@@ -1,6 +1,7 @@
 using System.Text;
 using System.Text.Json;
 using FeatureModel = EMFlow.ForestImputer.FeatureModel;
+using LinearBase = EMFlow.ForestImputer.LinearBase;
 
 namespace EMFlow;
 
@@ -10,13 +11,15 @@ namespace EMFlow;
 /// options as JSON, the scaler, the training means, the feature order, each kept sweep's models, the complete
 /// features' models, the sweep changes and the column names. Each tree model is the bytes ML.NET's
 /// <c>Model.Save</c> writes. Format 2 adds the models of categorical columns (one classifier, or constants, per group
-/// of K indicator columns, stored at the group's first column); format 1 files still load. A file whose checksum or length does not match, or whose content cannot be read, raises
+/// of K indicator columns, stored at the group's first column); format 3 adds <see cref="ForestOptions.LinearBase"/>
+/// and the ridge part of each numeric model fitted with it. Files of formats 1 and 2 still load, as fitted without the
+/// linear base. A file whose checksum or length does not match, or whose content cannot be read, raises
 /// <see cref="InvalidDataException"/> naming the file.
 /// </summary>
 internal static class ForestModelFile
 {
     private const string Magic = "EMFLOW-FOREST";
-    private const int Version = 2;
+    private const int Version = 3;
 
     public static void Save(string path, Scaler.MinMax scaler, ForestImputer.Fitted f, IReadOnlyList<string>? names, Func<FeatureModel, int, byte[]> serialize)
     {
@@ -47,7 +50,7 @@ internal static class ForestModelFile
         }
     }
 
-    public static (Scaler.MinMax Scaler, ForestImputer.Fitted Fitted, string[]? Names) Load(string path, Func<byte[], int, FeatureModel> deserialize)
+    public static (Scaler.MinMax Scaler, ForestImputer.Fitted Fitted, string[]? Names) Load(string path, Func<byte[], int, LinearBase?, FeatureModel> deserialize)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         using var file = File.OpenRead(path);
@@ -70,11 +73,16 @@ internal static class ForestModelFile
 
     /// <summary>Reads what <see cref="WritePayload"/> wrote; damage raises <see cref="InvalidDataException"/> or an
     /// <see cref="IOException"/>.</summary>
-    public static (Scaler.MinMax Scaler, ForestImputer.Fitted Fitted, string[]? Names) ReadPayload(byte[] content, Func<byte[], int, FeatureModel> deserialize)
+    public static (Scaler.MinMax Scaler, ForestImputer.Fitted Fitted, string[]? Names) ReadPayload(byte[] content, Func<byte[], int, LinearBase?, FeatureModel> deserialize)
     {
         {
             using var r = new BinaryReader(new MemoryStream(content, writable: false), Encoding.UTF8);
-            var options = JsonSerializer.Deserialize<ForestOptions>(r.ReadString()) ?? throw new InvalidDataException("missing options");
+            var json = r.ReadString();
+            var options = JsonSerializer.Deserialize<ForestOptions>(json) ?? throw new InvalidDataException("missing options");
+            // Options written before the linear base existed lack it: those models were fitted without one, whatever
+            // the default is now.
+            using (var document = JsonDocument.Parse(json))
+                if (!document.RootElement.TryGetProperty(nameof(ForestOptions.LinearBase), out _)) options = options with { LinearBase = ForestLinearBase.None };
             var scaler = new Scaler.MinMax(ChecksummedFile.ReadArray(r), ChecksummedFile.ReadArray(r));
             int p = scaler.Features;
             var means = ChecksummedFile.ReadArray(r);
@@ -93,10 +101,10 @@ internal static class ForestModelFile
             for (int s = 0; s < sweeps; s++)
             {
                 models[s] = new FeatureModel?[p];
-                for (int j = 0; j < p; j++) models[s][j] = ReadModel(r, deserialize);
+                for (int j = 0; j < p; j++) models[s][j] = ReadModel(r, p, deserialize);
             }
             var complete = new FeatureModel?[p];
-            for (int j = 0; j < p; j++) complete[j] = ReadModel(r, deserialize);
+            for (int j = 0; j < p; j++) complete[j] = ReadModel(r, p, deserialize);
             var changes = ChecksummedFile.ReadArray(r);
             string[]? names = null;
             int nameCount = r.ReadInt32();
@@ -119,14 +127,21 @@ internal static class ForestModelFile
         if (m is null) { w.Write((byte)0); return; }
         if (m.Model is null && m.Width == 1) { w.Write((byte)1); w.Write(m.Values[0]); return; }
         if (m.Model is null) { w.Write((byte)3); ChecksummedFile.WriteArray(w, m.Values); return; }
-        w.Write((byte)(m.Width == 1 ? 2 : 4));
+        w.Write((byte)(m.Linear is not null ? 5 : m.Width == 1 ? 2 : 4));
         if (m.Width > 1) w.Write(m.Width);
+        if (m.Linear is { } linear)
+        {
+            w.Write(linear.Intercept);
+            ChecksummedFile.WriteArray(w, linear.Weights);
+            w.Write(linear.Low);
+            w.Write(linear.High);
+        }
         var bytes = serialize(m, p - m.Width);
         w.Write(bytes.Length);
         w.Write(bytes);
     }
 
-    private static FeatureModel? ReadModel(BinaryReader r, Func<byte[], int, FeatureModel> deserialize)
+    private static FeatureModel? ReadModel(BinaryReader r, int p, Func<byte[], int, LinearBase?, FeatureModel> deserialize)
     {
         switch (r.ReadByte())
         {
@@ -136,12 +151,22 @@ internal static class ForestModelFile
                 var values = ChecksummedFile.ReadArray(r);
                 if (values.Length < 2) throw new InvalidDataException($"a categorical column's constants number {values.Length}");
                 return FeatureModel.Constant(values);
-            case var tag and (2 or 4):
-                int width = tag == 2 ? 1 : r.ReadInt32();
+            case var tag and (2 or 4 or 5):
+                int width = tag == 4 ? r.ReadInt32() : 1;
                 if (width < 1) throw new InvalidDataException($"a model predicts {width} columns");
+                LinearBase? linear = null;
+                if (tag == 5)
+                {
+                    double intercept = r.ReadDouble();
+                    var weights = ChecksummedFile.ReadArray(r);
+                    double low = r.ReadDouble(), high = r.ReadDouble();
+                    if (weights.Length != p - 1) throw new InvalidDataException($"a linear base has {weights.Length} weights for {p - 1} predictors");
+                    if (!(low <= high)) throw new InvalidDataException($"a linear base's range [{low}, {high}] is empty");
+                    linear = new LinearBase(intercept, weights, low, high);
+                }
                 int length = r.ReadInt32();
                 if (length < 0 || length > r.BaseStream.Length - r.BaseStream.Position) throw new InvalidDataException($"a model length of {length} does not fit in the rest of the file");
-                return deserialize(r.ReadBytes(length), width);
+                return deserialize(r.ReadBytes(length), width, linear);
             case var tag: throw new InvalidDataException($"model tag {tag} is not one this format writes");
         }
     }

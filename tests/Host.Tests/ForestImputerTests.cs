@@ -1,3 +1,5 @@
+using System.Security.Cryptography;
+using System.Text.Json.Nodes;
 using static EMFlow.Tests.TestData;
 namespace EMFlow.Tests;
 
@@ -5,17 +7,18 @@ namespace EMFlow.Tests;
 /// kept per-feature models (Transform without refitting), progress per feature, and Save/Load.</summary>
 public sealed class ForestImputerTests
 {
-    private static ForestOptions Small(ForestTrainer trainer = ForestTrainer.FastForest) =>
-        new() { Trainer = trainer, Trees = 10, Leaves = 8, MaxSweeps = 4, Seed = 7 };
+    private static ForestOptions Small(ForestTrainer trainer = ForestTrainer.FastForest, ForestLinearBase linear = ForestLinearBase.None) =>
+        new() { Trainer = trainer, Trees = 10, Leaves = 8, MaxSweeps = 4, Seed = 7, LinearBase = linear };
 
 
-    [Theory, InlineData(ForestTrainer.FastForest), InlineData(ForestTrainer.LightGbm)]
-    public void Same_seed_same_output_bit_for_bit_and_new_rows_use_the_kept_models(ForestTrainer trainer)
+    [Theory, InlineData(ForestTrainer.FastForest, ForestLinearBase.None), InlineData(ForestTrainer.LightGbm, ForestLinearBase.None),
+     InlineData(ForestTrainer.LightGbm, ForestLinearBase.Always), InlineData(ForestTrainer.LightGbm, ForestLinearBase.WhereItHelps)]
+    public void Same_seed_same_output_bit_for_bit_and_new_rows_use_the_kept_models(ForestTrainer trainer, ForestLinearBase linear)
     {
         var (_, data) = TestData.Table(120);
         var (_, probe) = TestData.Table(40, seed: 3);
-        using var a = new ForestImputer(Small(trainer));
-        using var b = new ForestImputer(Small(trainer));
+        using var a = new ForestImputer(Small(trainer, linear));
+        using var b = new ForestImputer(Small(trainer, linear));
         AssertBitForBit(a.FitTransform(data), b.FitTransform(data));
         var first = a.Transform(probe);
         AssertBitForBit(first, b.Transform(probe));
@@ -36,15 +39,17 @@ public sealed class ForestImputerTests
         Assert.Contains(seen, p => p.Iteration == 1 && p.Epoch == 1);
     }
 
-    [Theory, InlineData(ForestTrainer.FastForest), InlineData(ForestTrainer.LightGbm)]
-    public void Save_then_Load_transforms_bit_for_bit(ForestTrainer trainer)
+    [Theory, InlineData(ForestTrainer.FastForest, ForestLinearBase.None), InlineData(ForestTrainer.LightGbm, ForestLinearBase.None),
+     InlineData(ForestTrainer.LightGbm, ForestLinearBase.Always), InlineData(ForestTrainer.FastForest, ForestLinearBase.Always),
+     InlineData(ForestTrainer.LightGbm, ForestLinearBase.WhereItHelps)]
+    public void Save_then_Load_transforms_bit_for_bit(ForestTrainer trainer, ForestLinearBase linear)
     {
         var (_, data) = TestData.Table(100);
         var (_, probe) = TestData.Table(30, seed: 5);
         var path = Path.Combine(Path.GetTempPath(), $"forest-{Guid.NewGuid():N}.model");
         try
         {
-            using var forest = new ForestImputer(Small(trainer));
+            using var forest = new ForestImputer(Small(trainer, linear));
             forest.Fit(data, new[] { "a", "b", "c", "d" });
             var expected = forest.Transform(probe);
             forest.Save(path);
@@ -52,6 +57,7 @@ public sealed class ForestImputerTests
             Assert.Equal(new[] { "a", "b", "c", "d" }, loaded.ColumnNames);
             Assert.Equal(forest.SweepsKept, loaded.SweepsKept);
             Assert.Equal(trainer, loaded.Options.Trainer);
+            Assert.Equal(linear, loaded.Options.LinearBase);
             AssertBitForBit(expected, loaded.Transform(probe));
 
             var bytes = File.ReadAllBytes(path);
@@ -77,20 +83,113 @@ public sealed class ForestImputerTests
             using var forest = new ForestImputer(Small());
             forest.Fit(data);
             forest.Save(path);
-            // A numeric table's file differs from format 1 only in its header's version: "EMFLOW-FOREST" (1 + 13 bytes), then it.
+            // Without the linear base a numeric table's file differs from format 1 only in its header's version and in
+            // the options' LinearBase, which format 1 lacked and its models read the same without: "EMFLOW-FOREST"
+            // (1 + 13 bytes), then the version.
             var bytes = File.ReadAllBytes(path);
-            Assert.Equal(2, BitConverter.ToInt32(bytes, 14));
+            Assert.Equal(3, BitConverter.ToInt32(bytes, 14));
             BitConverter.GetBytes(1).CopyTo(bytes, 14);
             File.WriteAllBytes(path, bytes);
             using (var old = ForestImputer.Load(path)) AssertBitForBit(forest.Transform(probe), old.Transform(probe));
-            BitConverter.GetBytes(3).CopyTo(bytes, 14);
+            BitConverter.GetBytes(4).CopyTo(bytes, 14);
             File.WriteAllBytes(path, bytes);
-            Assert.Contains("format 3", Assert.Throws<InvalidDataException>(() => ForestImputer.Load(path)).Message);
+            Assert.Contains("format 4", Assert.Throws<InvalidDataException>(() => ForestImputer.Load(path)).Message);
         }
         finally
         {
             File.Delete(path);
         }
+    }
+
+    /// <summary>Rewrites a forest model file as an older format wrote it: the given version in the header, the options
+    /// without the properties that format did not have, and the checksum and length of the new content.</summary>
+    private static void AsFormat(string path, int version, params string[] absentOptions)
+    {
+        using var file = new BinaryReader(new MemoryStream(File.ReadAllBytes(path)));
+        var magic = file.ReadString();
+        file.ReadInt32();
+        file.ReadBytes(32);
+        var content = file.ReadBytes((int)file.ReadInt64());
+        using var payload = new BinaryReader(new MemoryStream(content));
+        var options = JsonNode.Parse(payload.ReadString())!.AsObject();
+        foreach (var name in absentOptions) Assert.True(options.Remove(name), $"the options name {name}");
+        var rest = content[(int)payload.BaseStream.Position..];
+        var rewritten = new MemoryStream();
+        using (var w = new BinaryWriter(rewritten, System.Text.Encoding.UTF8, leaveOpen: true))
+        {
+            w.Write(options.ToJsonString());
+            w.Write(rest);
+        }
+        var bytes = rewritten.ToArray();
+        using var output = new BinaryWriter(File.Create(path));
+        output.Write(magic);
+        output.Write(version);
+        output.Write(SHA256.HashData(bytes));
+        output.Write((long)bytes.Length);
+        output.Write(bytes);
+    }
+
+    [Fact]
+    public void A_file_of_format_2_loads_as_fitted_without_the_linear_base()
+    {
+        var (_, data) = TestData.Table(100);
+        var (_, probe) = TestData.Table(30, seed: 5);
+        var path = Path.Combine(Path.GetTempPath(), $"forest-v2-{Guid.NewGuid():N}.model");
+        try
+        {
+            using var forest = new ForestImputer(Small(ForestTrainer.LightGbm));
+            forest.Fit(data);
+            forest.Save(path);
+            AsFormat(path, 2, nameof(ForestOptions.LinearBase));
+            using var old = ForestImputer.Load(path);
+            Assert.Equal(ForestLinearBase.None, old.Options.LinearBase);
+            AssertBitForBit(forest.Transform(probe), old.Transform(probe));
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    // Five columns, the last two exact linear functions of the first three: a ridge recovers them from any row,
+    // while trees can only approach the plane by steps.
+    private static double[,] Linear(int n, int seed, out double[,] complete)
+    {
+        var rng = new Random(seed);
+        complete = new double[n, 5];
+        var data = new double[n, 5];
+        for (int i = 0; i < n; i++)
+        {
+            for (int j = 0; j < 3; j++) complete[i, j] = rng.NextDouble();
+            complete[i, 3] = 0.5 * complete[i, 0] + 0.3 * complete[i, 1] + 0.2 * complete[i, 2];
+            complete[i, 4] = 0.6 * complete[i, 0] - 0.4 * complete[i, 2] + 0.4;
+            for (int j = 0; j < 5; j++) data[i, j] = j >= 3 && rng.NextDouble() < 0.2 ? double.NaN : complete[i, j];
+        }
+        return data;
+    }
+
+    [Theory, InlineData(ForestTrainer.LightGbm), InlineData(ForestTrainer.FastForest)]
+    public void On_an_exactly_linear_table_the_linear_base_imputes_far_better_and_keeps_the_observed_cells(ForestTrainer trainer)
+    {
+        var data = Linear(400, 11, out var truth);
+        var probe = Linear(100, 12, out var probeTruth);
+        var options = new ForestOptions { Trainer = trainer, Trees = 50, Leaves = 16, MaxSweeps = 3, Seed = 3 };
+        using var plain = new ForestImputer(options);
+        using var linear = new ForestImputer(options with { LinearBase = ForestLinearBase.Always });
+        using var chosen = new ForestImputer(options with { LinearBase = ForestLinearBase.WhereItHelps });
+        var withoutBase = plain.FitTransform(data);
+        var withBase = linear.FitTransform(data);
+        // Where the relation is exactly linear the hold-out check picks the ridge too.
+        AssertBitForBit(withBase, chosen.FitTransform(data));
+        for (int i = 0; i < 400; i++)
+            for (int j = 0; j < 5; j++)
+                if (!double.IsNaN(data[i, j])) Assert.Equal(data[i, j], withBase[i, j]);
+        foreach (var (t, d, a, b) in new[] { (truth, data, withBase, withoutBase), (probeTruth, probe, linear.Transform(probe), plain.Transform(probe)) })
+            for (int j = 3; j < 5; j++)
+            {
+                double with = Rmse(t, a, d, j), without = Rmse(t, b, d, j);
+                Assert.True(with < 0.25 * without && with < 0.01, $"{trainer}, column {j}: RMSE {with:F4} with the linear base, {without:F4} without");
+            }
     }
 
     /// <summary>The mixed test table one-hot encoded as MixedImputer encodes it: x, y, colour=0, colour=1, colour=2, z.</summary>
@@ -108,12 +207,13 @@ public sealed class ForestImputerTests
         return encoded;
     }
 
-    [Theory, InlineData(ForestTrainer.FastForest), InlineData(ForestTrainer.LightGbm)]
-    public void A_categorical_column_is_classified_into_probabilities_and_its_saved_model_transforms_bit_for_bit(ForestTrainer trainer)
+    [Theory, InlineData(ForestTrainer.FastForest, ForestLinearBase.None), InlineData(ForestTrainer.LightGbm, ForestLinearBase.None),
+     InlineData(ForestTrainer.LightGbm, ForestLinearBase.Always)]
+    public void A_categorical_column_is_classified_into_probabilities_and_its_saved_model_transforms_bit_for_bit(ForestTrainer trainer, ForestLinearBase linear)
     {
         var (complete, data) = MixedTestData.Table(400, seed: 5);
         var (_, probe) = MixedTestData.Table(60, seed: 6);
-        using var mixed = new MixedImputer(new ForestImputer(Small(trainer)));
+        using var mixed = new MixedImputer(new ForestImputer(Small(trainer, linear)));
         var completed = mixed.FitTransform(data, MixedTestData.Kinds);
         double accuracy = MixedTestData.Accuracy(complete, data, completed), mode = MixedTestData.ModeAccuracy(complete, data);
         Assert.True(accuracy >= mode + 0.25, $"{trainer}: {accuracy:F3} of the hidden colours right, the mode {mode:F3}");
@@ -220,6 +320,29 @@ public sealed class ForestImputerTests
             a.Save(path);
             using var loaded = EMFlowImputer.Load(path);
             Assert.Equal(a.StartNames, loaded.StartNames);
+            Assert.IsType<ForestStart>(Assert.Single(loaded.StartCandidates));
+            AssertBitForBit(imputed, loaded.Transform(probe));
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [Fact]
+    public void A_forest_start_with_the_linear_base_saves_inside_EMFlow_s_model_and_transforms_bit_for_bit()
+    {
+        var data = Linear(200, 21, out _);
+        var probe = Linear(40, 22, out _);
+        var options = TestData.QuickEMFlow() with { Iterations = 1, EpochsPerIteration = 1, ValidationFraction = 0.1 };
+        using var imputer = new EMFlowImputer(options, new[] { new ForestStart(new ForestOptions { Trees = 10, Leaves = 8, MaxSweeps = 2, LinearBase = ForestLinearBase.Always }) });
+        imputer.Fit(data);
+        var imputed = imputer.Transform(probe);
+        var path = Path.Combine(Path.GetTempPath(), $"emflow-forest-linear-{Guid.NewGuid():N}.model");
+        try
+        {
+            imputer.Save(path);
+            using var loaded = EMFlowImputer.Load(path);
             Assert.IsType<ForestStart>(Assert.Single(loaded.StartCandidates));
             AssertBitForBit(imputed, loaded.Transform(probe));
         }
