@@ -1,6 +1,6 @@
 // The IL guard behind ScalarSafetyTests: finds calls, in compiled assemblies, to TorchSharp members that create a
 // temporary Scalar (directly or through TorchSharp's own helpers), and Scalars created outside a kept binding.
-// TorchSharp 0.107 frees a Scalar in its finalizer while native code may still read it (issue 15), so such a call can
+// TorchSharp 0.107 frees a Scalar in its finalizer while native code may still read it, so such a call can
 // fail or crash whenever another thread collects garbage. Reads only System.Reflection.Metadata (in the shared
 // framework) and the portable PDB for file:line.
 #nullable disable

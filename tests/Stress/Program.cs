@@ -1,4 +1,4 @@
-// Stress test for TorchSharp's temporary-Scalar race (issue 15): fits every imputer over and over while a second thread
+// Stress test for TorchSharp's temporary-Scalar race: fits every imputer over and over while a second thread
 // allocates and forces garbage collections. TorchSharp 0.107 frees a Scalar in its finalizer while native code may still
 // read it, so a library call that creates a temporary Scalar fails or crashes under this load within seconds; the
 // library keeps every Scalar it passes, and this program is the proof. Every fit under load must also reproduce, bit for
