@@ -18,7 +18,8 @@ internal sealed class GaussianMixture
 
     /// <summary>K chosen among <see cref="MixtureStart.Components"/> on 5% of the observed entries held out (never a row's last
     /// one), then the mixture of that K fitted on every observed entry.</summary>
-    public static (GaussianMixture Mixture, int K, IReadOnlyList<(int K, double HeldOutRmse)> Scores) Choose(double[,] train, long seed, CancellationToken ct = default)
+    public static (GaussianMixture Mixture, int K, IReadOnlyList<(int K, double HeldOutRmse)> Scores) Choose(double[,] train, long seed, CancellationToken ct = default,
+        Action<int, int>? afterK = null)
     {
         int n = train.GetLength(0), p = train.GetLength(1);
         var rng = new Random((int)(seed & 0x7FFFFFFF) ^ 0x5A17);
@@ -50,6 +51,7 @@ internal sealed class GaussianMixture
             double score = held.Count > 0 ? Math.Sqrt(se / held.Count) : 0;
             scores.Add((k, score));
             if (score < bestScore) { bestScore = score; best = k; }
+            afterK?.Invoke(scores.Count, MixtureStart.Components.Count);
         }
         return (Fit(train, best, new Random(rng.Next()), ct), best, scores);
     }
@@ -384,6 +386,12 @@ internal sealed class GaussianMixture
 /// start ("gmm"): the blend then weighs it per feature beside Gaussian EM, kNN and any other candidate, on the entries
 /// the fit held out, which the mixture never sees.
 /// </summary>
+/// <example>
+/// <code>
+/// using var imputer = new EMFlowImputer(new EMFlowOptions { Seed = 1 }, new IStartCandidate[] { new MixtureStart() });
+/// double[,] completed = imputer.FitTransform(table);   // imputer.StartNames: gaussian-em, knn, gmm
+/// </code>
+/// </example>
 public sealed class MixtureStart : IStartCandidate
 {
     /// <summary>The numbers of components tried, in order; K is chosen among them on 5% of the observed entries held
@@ -395,18 +403,28 @@ public sealed class MixtureStart : IStartCandidate
     public string Name => "gmm";
 
     /// <inheritdoc />
-    /// <remarks>Groups of indicator columns are treated as numeric columns.</remarks>
+    /// <remarks>Groups of indicator columns are treated as numeric columns. Progress comes after each K tried; the
+    /// token is checked before each EM sweep.</remarks>
     public Tuple<IFittedStartCandidate, Tensor> Fit(Tensor x, Tensor mask, int[] groups, long seed,
         IProgress<TrainingProgress>? progress, CancellationToken ct)
+    {
+        var values = WithNaN(x, mask);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var (mixture, _, _) = GaussianMixture.Choose(values, seed, ct, (done, count) =>
+            progress?.Report(new TrainingProgress("mixture components tried", done, count, 0, 0, double.NaN, double.NaN, clock.Elapsed)));
+        var fitted = new Fitted(mixture);
+        return Tuple.Create<IFittedStartCandidate, Tensor>(fitted, Tensors.ofArray2D(mixture.Impute(values)));
+    }
+
+    // The mixture works on arrays with NaN where an entry is missing; the start hands over scaled rows and a mask.
+    private static double[,] WithNaN(Tensor x, Tensor mask)
     {
         var values = Tensors.toArray2D(x);
         var missing = Tensors.toArray2D(mask);
         for (int i = 0; i < values.GetLength(0); i++)
             for (int j = 0; j < values.GetLength(1); j++)
                 if (missing[i, j] > 0.5) values[i, j] = double.NaN;
-        var (mixture, _, _) = GaussianMixture.Choose(values, seed, ct);
-        var fitted = new Fitted(mixture);
-        return Tuple.Create<IFittedStartCandidate, Tensor>(fitted, Tensors.ofArray2D(mixture.Impute(values)));
+        return values;
     }
 
     /// <inheritdoc />
@@ -420,12 +438,7 @@ public sealed class MixtureStart : IStartCandidate
     {
         public Tensor Fill(Tensor x, Tensor mask, CancellationToken ct)
         {
-            var values = Tensors.toArray2D(x);
-            var missing = Tensors.toArray2D(mask);
-            for (int i = 0; i < values.GetLength(0); i++)
-                for (int j = 0; j < values.GetLength(1); j++)
-                    if (missing[i, j] > 0.5) values[i, j] = double.NaN;
-            return Tensors.ofArray2D(mixture.Impute(values));
+            return Tensors.ofArray2D(mixture.Impute(WithNaN(x, mask)));
         }
 
         public byte[] Save()
