@@ -463,13 +463,20 @@ internal static class ImputeCommand
         var errors = new[] { (It: 0, Rmse: flow.InitialValidationRmse, Diverged: false) }
             .Concat(flow.History.Select(h => (It: h.Iteration, Rmse: h.ValidationRmse, Diverged: h.Diverged)))
             .Select(e => string.Create(c, $"{e.It}: {(e.Diverged ? "diverged" : double.IsFinite(e.Rmse) ? e.Rmse.ToString("F4", c) : "n/a")}{(e.It == flow.SelectedIteration ? " (kept)" : "")}"));
-        var why = flow.SelectedIteration == 0
-            ? "no training iteration beat the start on the hold-out, so the start's imputation is used"
-            : "the lowest hold-out error";
+        // A table too small to spare observed cells has no hold-out: then the fit keeps the last iteration (the paper's
+        // rule) and the start is Gaussian EM alone, since nothing could weigh the candidates.
+        bool heldOut = double.IsFinite(flow.InitialValidationRmse);
+        var why = !heldOut
+            ? "no observed cell could be held out (too few rows), so the last iteration is kept, as in the paper"
+            : flow.SelectedIteration == 0
+                ? "no training iteration beat the start on the hold-out, so the start's imputation is used"
+                : "the lowest hold-out error";
         lines.Add(string.Create(c, $"EMFlow kept iteration {flow.SelectedIteration} of {flow.IterationsRun} (iteration 0 = the start): {why}."));
         lines.Add("Hold-out RMSE per iteration ([0, 1] scale, observed cells held out): " + string.Join(", ", errors));
         var share = flow.KnnShare;
-        if (flow.StartCandidates.Count > 0 && flow.SelectedStart == InitialImputation.Auto)
+        if (!heldOut && flow.SelectedStart == InitialImputation.Auto)
+            lines.Add($"Start (auto): with no held-out cells to weigh {string.Join(", ", flow.StartCandidates.Select(c => c.Name).Prepend("knn"))} against it, the start is gaussian-em alone.");
+        else if (flow.StartCandidates.Count > 0 && flow.SelectedStart == InitialImputation.Auto)
         {
             var w = flow.StartWeights;
             var starts = flow.StartNames;

@@ -73,7 +73,7 @@ internal static class StreamTransform
         var extra = Enumerable.Range(0, p).Except(model).ToArray();
         if (extra.Length > 0 && !skip)
             throw new UsageException($"--load imputes the model's columns ({string.Join(", ", fitted.Select(n => $"'{n}'"))}); {input} also has {string.Join(", ", extra.Select(j => $"'{names[j]}'"))}: "
-                + "pass text columns through with --skip-non-numeric");
+                + "a numeric column the model was not fitted on must be removed from the file, and text columns can pass through with --skip-non-numeric");
         bool[] numeric = Enumerable.Range(0, p).Select(j => model.Contains(j)).ToArray();
         var modelNames = model.Select(j => names[j]).ToArray();
         var observed = new bool[model.Length];
@@ -186,7 +186,7 @@ internal static class StreamTransform
             Imputer.ColumnOrder("columnNames", fitted, model.Select(j => names[j]).Append(names[unknown]).ToArray(), model.Length + 1);
         if (extra.Length > 0 && !skip)
             throw new UsageException($"--load imputes the model's columns ({string.Join(", ", fitted.Select(n => $"'{n}'"))}); {input} also has {string.Join(", ", extra.Select(j => $"'{names[j]}'"))}: "
-                + "pass string columns through with --skip-non-numeric");
+                + "a numeric column the model was not fitted on must be removed from the file, and string columns can pass through with --skip-non-numeric");
         var modelNames = model.Select(j => names[j]).ToArray();
         var numeric = Enumerable.Range(0, names.Length).Select(j => model.Contains(j)).ToArray();
         var observed = new bool[model.Length];

@@ -513,6 +513,18 @@ public sealed class CliTests : IDisposable
         Assert.Equal(File.ReadAllLines(fitted), File.ReadAllLines(again));
     }
 
+    [Fact]
+    public void A_table_too_small_for_a_hold_out_says_so_instead_of_naming_a_hold_out_choice()
+    {
+        var input = PathOf("three.csv");
+        File.WriteAllText(input, "a,b,c\n1,2,\n2,,6\n,4,9\n");
+        var (code, output, err) = Run(new[] { "impute", input, "-o", PathOf("three-done.csv"), "--start", "auto-forest-mixture" }.Concat(Quick.Where(w => w != "--quiet")).ToArray());
+        Assert.True(code == 0, err);
+        Assert.Contains("no observed cell could be held out (too few rows), so the last iteration is kept", output);
+        Assert.Contains("Start (auto): with no held-out cells to weigh knn, forest, gmm against it, the start is gaussian-em alone.", output);
+        Assert.DoesNotContain("the lowest hold-out error", output);
+    }
+
     [Theory]
     [InlineData("auto-forest-mixture", "gaussian-em, knn, forest, gmm", 4)]
     [InlineData("auto-mixture", "gaussian-em, knn, gmm", 3)]
