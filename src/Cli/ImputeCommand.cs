@@ -37,6 +37,17 @@ internal static class ImputeCommand
         bool stream = a.Flag("--stream");
         int sampleRows = a.Int("--sample-rows", EMFlowImputer.DefaultSampleRows, min: 2);
         var given = FitSettings.Where(s => a.Text(s) is not null).ToList();
+        // The default: the tree ensembles join the start's blend as a third candidate; the mixture on request.
+        var (start, startCandidates) = a.Text("--start") switch
+        {
+            null or "auto-forest" => (InitialImputation.Auto, new IStartCandidate[] { new ForestStart() }),
+            "auto-forest-mixture" => (InitialImputation.Auto, new IStartCandidate[] { new ForestStart(), new MixtureStart() }),
+            "auto" => (InitialImputation.Auto, Array.Empty<IStartCandidate>()),
+            "auto-mixture" => (InitialImputation.Auto, new IStartCandidate[] { new MixtureStart() }),
+            "gaussian-em" => (InitialImputation.GaussianEm, Array.Empty<IStartCandidate>()),
+            "knn" => (InitialImputation.Knn, Array.Empty<IStartCandidate>()),
+            var other => throw new UsageException($"--start must be auto-forest, auto-forest-mixture, auto, auto-mixture, gaussian-em or knn; got '{other}'"),
+        };
         var defaults = new EMFlowOptions();
         var options = defaults with
         {
@@ -46,13 +57,7 @@ internal static class ImputeCommand
             LearningRate = a.Positive("--learning-rate", defaults.LearningRate),
             Seed = a.Long("--seed", defaults.Seed),
             TorchThreads = a.Int("--threads", 1, min: 1),
-            InitialImputation = a.Text("--start") switch
-            {
-                null or "auto-forest" or "auto" or "auto-forest-mixture" or "auto-mixture" => InitialImputation.Auto,
-                "gaussian-em" => InitialImputation.GaussianEm,
-                "knn" => InitialImputation.Knn,
-                var other => throw new UsageException($"--start must be auto-forest, auto-forest-mixture, auto, auto-mixture, gaussian-em or knn; got '{other}'"),
-            },
+            InitialImputation = start,
             // Under MAR a uniform hold-out scores mostly cells of features that are never missing (bench/README.md,
             // "Tree ensembles": Concrete MAR .123 against .138 with the forest start).
             HoldOutLikeMissingness = a.Text("--hold-out") switch
@@ -61,14 +66,6 @@ internal static class ImputeCommand
                 "uniform" => false,
                 var other => throw new UsageException($"--hold-out must be missingness or uniform; got '{other}'"),
             },
-        };
-        // The default: the tree ensembles join the start's blend as a third candidate; the mixture on request.
-        IStartCandidate[] startCandidates = a.Text("--start") switch
-        {
-            null or "auto-forest" => new IStartCandidate[] { new ForestStart() },
-            "auto-forest-mixture" => new IStartCandidate[] { new ForestStart(), new MixtureStart() },
-            "auto-mixture" => new IStartCandidate[] { new MixtureStart() },
-            _ => Array.Empty<IStartCandidate>(),
         };
         a.RejectUnknown(1);
 

@@ -261,7 +261,7 @@ internal static class ParquetFiles
         value = double.NaN;
         var text = column[row]?.Trim();
         if (text is null || Table.DefaultMissing.Contains(text) || tokens.Contains(text)) return true;
-        return double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out value) && double.IsFinite(value);
+        return Table.TryNumber(text, out value);
     }
 
     /// <summary>Sets a missing cell of a numeric column to an imputed value in the column's type: floats rounded to

@@ -271,8 +271,9 @@ public sealed class ForestImputer : Imputer
         int held = shuffled.Length / 5;
         var test = shuffled[..held].Order().ToArray();
         var train = shuffled[held..].Order().ToArray();
+        if (held == 0) return false;
         var plain = Train(current, train, j, 1, seed, linear: false);
-        if (held == 0 || plain.Model is null) return false;
+        if (plain.Model is null) return false;
         var withBase = Train(current, train, j, 1, seed, linear: true);
         // The models write their predictions into the held-out cells; the observed values go back afterwards.
         var truth = test.Select(i => current[i, j]).ToArray();

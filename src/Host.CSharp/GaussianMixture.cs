@@ -217,10 +217,11 @@ internal sealed class GaussianMixture
             L = new double[p, p];
             W = new double[p, p];
             Alpha = new double[p];
+            Beta = new double[p];
         }
         public readonly int[] Observed, Missing;
         public int ObservedCount, MissingCount;
-        public readonly double[] Resp, Alpha;
+        public readonly double[] Resp, Alpha, Beta;
         public readonly double[][] Completed;
         public readonly double[][,] ConditionalCov;
         public readonly double[,] L, W;
@@ -263,7 +264,7 @@ internal sealed class GaussianMixture
             for (int a = 0; a < o; a++) z[row.Observed[a]] = x[i, row.Observed[a]];
             if (m == 0) continue;
             // β = L⁻ᵀ α, so Σ_MO Σ_OO⁻¹ (x_O − μ_O) = Σ_MO β.
-            var beta = new double[o];
+            var beta = row.Beta;
             for (int a = o - 1; a >= 0; a--)
             {
                 double v = row.Alpha[a];

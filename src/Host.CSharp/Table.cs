@@ -284,7 +284,18 @@ public sealed class Table
         return result;
     }
 
-    private static bool TryNumber(string text, out double value) =>
+    /// <summary>The index of the category whose text is the same number as <paramref name="label"/> (1.0 for a fitted
+    /// 1), or −1 when the label is no number or no category has its value.</summary>
+    private static int CodeOfSameNumber(IReadOnlyList<string> categories, string label)
+    {
+        if (!TryNumber(label, out var v)) return -1;
+        for (int k = 0; k < categories.Count; k++)
+            if (TryNumber(categories[k], out var w) && w == v) return k;
+        return -1;
+    }
+
+    /// <summary>A cell's text as a finite number, by the invariant culture's rules.</summary>
+    internal static bool TryNumber(string text, out double value) =>
         double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out value) && double.IsFinite(value);
 
     /// <summary>Rejects a header whose names repeat, or that is one column holding a likely separator when the
@@ -358,8 +369,7 @@ public sealed class Table
                 if (label is null) { result[i, m] = double.NaN; continue; }
                 // A number code matches the fitted category of the same value (1.0 in a file written by another tool
                 // is the fitted 1).
-                if (!codes[c].TryGetValue(label, out var code)
-                    && !(TryNumber(label, out var v) && categories[c].Select((f, k) => (f, k)).FirstOrDefault(e => TryNumber(e.f, out var w) && w == v, (null!, -1)).Item2 is var byValue && (code = byValue) >= 0))
+                if (!codes[c].TryGetValue(label, out var code) && (code = CodeOfSameNumber(categories[c], label)) < 0)
                     throw new ArgumentException($"Column '{ColumnNames[j]}' holds '{label}' (data row {i + 1}), a category not seen at Fit; the fitted categories are {Quoted(categories[c])}.", paramName);
                 result[i, m] = code;
             }
