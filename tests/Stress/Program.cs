@@ -120,6 +120,7 @@ static class StressCases
         new("emflow", () => Impute(() => new EMFlowImputer(SmallEMFlow), Table)),
         new("forest", () => Impute(() => new ForestImputer(SmallForest), Table)),
         new("emflow-forest", () => Impute(() => new EMFlowImputer(SmallEMFlow, new[] { new ForestStart(SmallForest) }), Table)),
+        new("emflow-mixture", () => Impute(() => new EMFlowImputer(SmallEMFlow, new IStartCandidate[] { new MixtureStart() }), Table)),
         // The other branches of the fit: sufficient-statistics update, kNN start, a hold-out shaped like the
         // missingness, the reconstruction-only second step and a β schedule.
         new("emflow-variant", () => Impute(() => new EMFlowImputer(SmallEMFlow with
