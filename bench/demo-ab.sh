@@ -3,11 +3,14 @@
 # alternately, so both see the same machine: EMFlow's seconds and RMSE as the demo prints them, and the process's CPU
 # seconds. The earlier build is a worktree of an older commit, built with its own ./build.sh build:
 #   git worktree add /tmp/before <commit> && (cd /tmp/before && ./build.sh build)
-#   bench/demo-ab.sh /tmp/before [runs, default 3]
+#   bench/demo-ab.sh /tmp/before [runs, default 3] [--defaults]
+# --defaults runs `emflow demo --no-report` instead: each build with its own default torch threads, as a user types it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 old=${1:?usage: bench/demo-ab.sh OLD_TREE [runs]}
 runs=${2:-3}
+threads=(--threads 1)
+[ "${3:-}" = --defaults ] && threads=()
 cli=src/Cli/bin/Release/net10.0/EMFlow.Cli.dll
 for side in "$old/$cli" "$cli"; do [ -f "$side" ] || { echo "missing $side: build it first" >&2; exit 2; }; done
 echo "| run | build | EMFlow seconds | EMFlow RMSE | process CPU seconds |"
@@ -16,7 +19,7 @@ declare -a before now
 for run in $(seq "$runs"); do
   for side in before now; do
     dll=$cli; [ "$side" = before ] && dll="$old/$cli"
-    out=$( { /usr/bin/time -f "cpu %U %S" dotnet "$dll" demo --no-report --threads 1 2>&1 >&3 | grep '^cpu' >&2; } 3>&1 2>&1 )
+    out=$( { /usr/bin/time -f "cpu %U %S" dotnet "$dll" demo --no-report "${threads[@]}" 2>&1 >&3 | grep '^cpu' >&2; } 3>&1 2>&1 )
     line=$(grep -E '^\| EMFlow ' <<<"$out" || true)
     rmse=$(awk -F'|' '{gsub(/ /,"",$3); print $3}' <<<"$line")
     secs=$(awk -F'|' '{gsub(/ /,"",$4); print $4}' <<<"$line")

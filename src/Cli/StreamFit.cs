@@ -39,7 +39,7 @@ internal static class StreamFit
             var records = new Table.RecordReader(reader, sep);
             if (!records.Next(out _, out var header, out _)) throw new FormatException("The CSV has no header row.");
             names = header.Select(v => v.Trim()).ToArray();
-            Table.CheckHeader(names, separator is null);
+            Table.CheckHeader(names, sep, separator is null);
             text = new bool[names.Length];
             var number = new bool[names.Length];
             var firstText = new (int Line, string Value)?[names.Length];

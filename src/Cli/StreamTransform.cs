@@ -67,7 +67,7 @@ internal static class StreamTransform
             throw new FormatException("The CSV has no header row.");
         var names = headerValues.Select(v => v.Trim()).ToArray();
         int p = names.Length;
-        Table.CheckHeader(names, separator is null);
+        Table.CheckHeader(names, sep, separator is null);
         string newLine = records.LastLineEnding ?? "\n";
         var model = ModelColumns(fitted, names, input);
         var extra = Enumerable.Range(0, p).Except(model).ToArray();

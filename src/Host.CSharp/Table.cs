@@ -179,7 +179,7 @@ public sealed class Table
         var names = headerValues.Select(v => v.Trim()).ToArray();
         int p = names.Length;
         string newLine = records.LastLineEnding ?? "\n";
-        CheckHeader(names, guessed);
+        CheckHeader(names, sep, guessed);
         var unknown = declaredNames.Where(d => !names.Contains(d, StringComparer.Ordinal)).Distinct(StringComparer.Ordinal).ToArray();
         if (unknown.Length > 0)
             throw new ArgumentException($"Column{(unknown.Length > 1 ? "s" : "")} {Quoted(unknown)} declared categorical {(unknown.Length > 1 ? "are" : "is")} not in the table; its columns are {Quoted(names)}.", nameof(categorical));
@@ -298,14 +298,19 @@ public sealed class Table
     internal static bool TryNumber(string text, out double value) =>
         double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out value) && double.IsFinite(value);
 
-    /// <summary>Rejects a header whose names repeat, or that is one column holding a likely separator when the
-    /// separator was not given (<paramref name="guessed"/>): <see cref="FormatException"/> naming them.</summary>
-    internal static void CheckHeader(string[] names, bool guessed)
+    /// <summary>Rejects a header whose names repeat, or that is one column holding another likely separator than
+    /// <paramref name="separator"/> (given, or the comma when <paramref name="guessed"/>): a table read with the wrong
+    /// separator is one text column, which would otherwise be imputed as a category. <see cref="FormatException"/>
+    /// naming them.</summary>
+    internal static void CheckHeader(string[] names, char separator, bool guessed)
     {
-        if (guessed && names.Length == 1 && names[0].IndexOfAny(LikelySeparators) is int at and >= 0)
+        if (names.Length == 1 && names[0].IndexOfAny(LikelySeparators.Append(',').Where(c => c != separator).ToArray()) is int at and >= 0)
         {
-            var likely = names[0][at] == '\t' ? "tab" : $"'{names[0][at]}'";
-            throw new FormatException($"The header '{names[0]}' reads as one column: the file looks separated by {likely}, not by commas. Give the separator (Table.Read's separator, emflow's --separator).");
+            static string Name(char c) => c == '\t' ? "tab" : $"'{c}'";
+            var likely = Name(names[0][at]);
+            throw new FormatException(guessed
+                ? $"The header '{names[0]}' reads as one column: the file looks separated by {likely}, not by commas. Give the separator (Table.Read's separator, emflow's --separator)."
+                : $"The header '{names[0]}' reads as one column with the separator {Name(separator)}: the file looks separated by {likely}. Check the separator (Table.Read's separator, emflow's --separator).");
         }
         var repeated = names.GroupBy(n => n, StringComparer.Ordinal).Where(g => g.Count() > 1).Select(g => $"'{g.Key}'").ToArray();
         if (repeated.Length > 0)

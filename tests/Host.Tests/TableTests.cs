@@ -249,6 +249,18 @@ public class TableTests
         Assert.Equal(4, t.ToMatrix()[0, 3]);
     }
 
+    [Theory]
+    [InlineData("a,b,c\n1,2,3\n4,,6\n", ';', "','")]
+    [InlineData("a;b;c\n1;2;3\n4;;6\n", '\t', "';'")]
+    public void A_separator_given_wrongly_is_rejected_naming_the_one_the_file_looks_separated_by(string csv, char given, string likely)
+    {
+        var ex = Assert.Throws<FormatException>(() => Table.Read(new StringReader(csv), separator: given));
+        Assert.Contains("one column", ex.Message);
+        Assert.Contains(likely, ex.Message);
+        // A one-column table with no other separator in its header reads as before.
+        Assert.Equal(3, Table.Read(new StringReader("a\n1\n\n3\n"), separator: given).RowCount);
+    }
+
     [Fact]
     public void A_column_whose_range_overflows_is_rejected_saying_why()
     {

@@ -801,6 +801,18 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public void A_wrong_separator_given_exits_2_in_one_line_and_writes_nothing()
+    {
+        var input = PathOf("comma.csv");
+        File.WriteAllText(input, "a,b,c\n1,2,3\n4,,6\n7,8,\n");
+        var (code, _, err) = Run("impute", input, "-o", PathOf("o.csv"), "--method", "mean", "--separator", ";");
+        Assert.Equal(App.BadInput, code);
+        Assert.Contains("','", err);
+        Assert.Single(err.Trim().Split('\n'));
+        Assert.False(File.Exists(PathOf("o.csv")));
+    }
+
+    [Fact]
     public void A_cancelled_run_exits_130_and_writes_nothing()
     {
         var input = WriteInput();
