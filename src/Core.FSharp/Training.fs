@@ -40,7 +40,11 @@ type StepSettings =
       /// with the E-step one optimiser step behind the flow. False is the paper's order. The fitting loop then also
       /// re-anchors the latent Gaussian each epoch to the moments of the previous epoch's L1-pass latent vectors
       /// rather than passing every row through the flow again.
-      LatentFromL1Pass: bool }
+      LatentFromL1Pass: bool
+      /// γ ≥ 0: each row's term of L1 is weighted by the share of its entries that are observed, to the power γ. A
+      /// flow trained on imputed entries as if they were data learns the imputations it is meant to improve; γ > 0
+      /// lets the rows that are mostly observed shape it. 0 weights every row alike (the paper's L1).
+      ObservedShareWeight: float }
 
 /// Losses of one training-phase step (means over the batch).
 type StepLosses =
@@ -63,6 +67,19 @@ let logDensity (flow: Flow.FlowLayer) (e: Estimate) (x: Tensor) : Tensor =
 /// L1 (eq. 11): −mean log p_X(x̂) over the batch; differentiable in the flow's parameters.
 let l1Loss (flow: Flow.FlowLayer) (e: Estimate) (xHat: Tensor) : Tensor =
     -(logDensity flow e xHat).mean()
+
+/// −Σ w_i log p_i / Σ w_i over the batch with w_i = (observed share of row i)^γ, or the plain mean when γ = 0.
+/// <param name="gamma">γ ≥ 0 (<c>StepSettings.ObservedShareWeight</c>).</param>
+/// <param name="logP">log p_X of each row (B), differentiable.</param>
+/// <param name="mask">(B, p) 1.0 where the entry is missing (imputed).</param>
+let weightedNegativeMean (gamma: float) (logP: Tensor) (mask: Tensor) : Tensor =
+    if gamma = 0.0 then -logP.mean()
+    else
+        use observed = (oneMinus mask).mean([| 1L |])
+        use w = observed.pow(sc gamma)
+        // A batch of rows with nothing observed weighs nothing: its loss is 0 rather than 0 / 0.
+        use total = w.sum().clamp_min(sc 1e-12)
+        -(logP * w).sum() / total
 
 /// The latent E-step: z = f⁻¹(x̂) with the latent mask equal to the data mask (the paper's assumption 2),
 /// then the conditional mean and covariance under N(μ, Σ_E). No gradient is recorded.
@@ -124,13 +141,13 @@ and trainStepWithLatent (settings: StepSettings) (flow: Flow.FlowLayer) (optL1: 
     let l1, c, latent =
         if settings.LatentFromL1Pass then
             let z, logDet = Flow.toLatent flow xHat
-            let l1 = -(logDensityOfLatent e z logDet).mean()
+            let l1 = weightedNegativeMean settings.ObservedShareWeight (logDensityOfLatent e z logDet) mask
             clipAndStep settings flow optL1 l1
             use _ = torch.no_grad()
             let z = z.detach()
             l1, GaussianEm.conditionalStatistics e.Mu (robust settings.Beta e.Sigma) z mask, Some z
         else
-            let l1 = l1Loss flow e xHat
+            let l1 = weightedNegativeMean settings.ObservedShareWeight (logDensity flow e xHat) mask
             clipAndStep settings flow optL1 l1
             let c = latentEStep flow e.Mu (robust settings.Beta e.Sigma) xHat mask
             l1, (c.Imputed, c.CovarianceSum), None

@@ -71,6 +71,7 @@ public sealed record Method(string Name, Func<IImputationMethod> Create)
             // The Auto start with the tree ensembles as a third candidate of the blend (EMFlow.Forest's ForestStart).
             "emflow-forest" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed }), new[] { new ForestStart() })),
             "emflow-forest-shaped" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOutLikeMissingness = true }), new[] { new ForestStart() })),
+            "emflow-forest-shaped-weighted" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOutLikeMissingness = true, ObservedShareWeight = 4 }), new[] { new ForestStart() })),
             "emflow-paper" => Of(name, () => new EMFlowImputer(adjust(EMFlowOptions.Paper with { Seed = seed }))),
             // The competitors run their own papers' settings; only the thread count follows the EMFlow adjustment.
             "gain" => Of(name, () => new GainImputer(new GainOptions { Seed = seed, TorchThreads = adjust(new EMFlowOptions()).TorchThreads })),
@@ -96,8 +97,9 @@ public sealed record Method(string Name, Func<IImputationMethod> Create)
     /// searched per fold), "emflow-shaped-holdout" (<see cref="EMFlowOptions.HoldOutLikeMissingness"/>),
     /// "emflow-auto-start" (<see cref="InitialImputation.Auto"/>), "emflow-knn-start" (<see cref="InitialImputation.Knn"/>),
     /// "emflow-forest" (the Auto start blending Gaussian EM, kNN and <see cref="ForestStart"/>), "emflow-forest-shaped"
-    /// (the same with the hold-out shaped like the missingness).</summary>
-    public static IReadOnlyList<string> VariantNames { get; } = new[] { "emflow-tuned", "emflow-shaped-holdout", "emflow-auto-start", "emflow-knn-start", "emflow-forest", "emflow-forest-shaped" };
+    /// (the same with the hold-out shaped like the missingness), "emflow-forest-shaped-weighted" (the same with
+    /// <see cref="EMFlowOptions.ObservedShareWeight"/> = 4).</summary>
+    public static IReadOnlyList<string> VariantNames { get; } = new[] { "emflow-tuned", "emflow-shaped-holdout", "emflow-auto-start", "emflow-knn-start", "emflow-forest", "emflow-forest-shaped", "emflow-forest-shaped-weighted" };
 
     /// <summary>The missForest-style <see cref="ForestImputer"/> (EMFlow.Forest), also accepted by <see cref="Standard"/> but
     /// run only when named: "forest" (LightGBM gbdt, the default trainer), "forest-fastforest" (ML.NET's FastForest random

@@ -146,6 +146,11 @@ public sealed record EMFlowOptions
     /// optimiser step behind the flow; each epoch's re-anchoring of the latent Gaussian then also uses the L1 pass's
     /// latent vectors. Default true; false is the paper's order.</summary>
     public bool LatentFromL1Pass { get; init; } = true;
+    /// <summary>γ ≥ 0: the flow's loss L1 weights each row by the share of its entries that are observed, to the power γ
+    /// (a row with 2 of 9 entries imputed weighs (7/9)^γ). A flow trained on its imputations as if they were data learns
+    /// them; with γ &gt; 0 the mostly observed rows shape it. The latent Gaussian's EM is unchanged. Default 0: every
+    /// row alike, the paper's L1.</summary>
+    public double ObservedShareWeight { get; init; }
     /// <summary>Abandoning iterations that do not help, on the hold-out of <see cref="ValidationFraction"/>: after every
     /// epoch the held-out entries are re-imputed under the current flow; an iteration that has not beaten the best model
     /// so far (the start, or an earlier iteration) after this many epochs in a row without improving on its own best
@@ -217,7 +222,7 @@ public sealed record EMFlowOptions
             SecondFlowStep.Paper => Training.SecondStep.Paper,
             SecondFlowStep.ReconstructionOnly => Training.SecondStep.ReconstructionOnly,
             _ => Training.SecondStep.Skip,
-        }, LatentFromL1Pass),
+        }, LatentFromL1Pass, ObservedShareWeight),
         BetaSchedule.ToArray(), RefitLatentGaussian,
         SufficientStatisticsUpdate ? OnlineEm.UpdateForm.SufficientStatistics : OnlineEm.UpdateForm.Moments,
         SuperBatchSize, FlowConfig(features, Seed),
@@ -275,5 +280,6 @@ public sealed record EMFlowOptions
                 throw new ArgumentException($"ImageWidth × ImageHeight must equal the {columns} columns of the data; got {ImageWidth} × {ImageHeight} = {(long)ImageWidth * ImageHeight}.", nameof(ImageWidth));
         }
         Require(TorchThreads is null or >= 1, nameof(TorchThreads), TorchThreads!, "must be at least 1 when given");
+        Require(ObservedShareWeight >= 0 && double.IsFinite(ObservedShareWeight), nameof(ObservedShareWeight), ObservedShareWeight, "must be non-negative and finite");
     }
 }

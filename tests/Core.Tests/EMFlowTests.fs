@@ -13,7 +13,7 @@ let private problem seed n p rate =
     { Mu = mu; Sigma = sigma }, x, mask
 
 let private settings : Training.StepSettings =
-    { Alpha = 1e3; StepSize = paperStepSize; Beta = 0.0; MaxGradNorm = 10.0; Ridge = 0.0; Second = Training.Paper; LatentFromL1Pass = false }
+    { Alpha = 1e3; StepSize = paperStepSize; Beta = 0.0; MaxGradNorm = 10.0; Ridge = 0.0; Second = Training.Paper; LatentFromL1Pass = false; ObservedShareWeight = 0.0 }
 
 let private wide p = torch.full(int64 p, sc -1e9, dtype = dtype), torch.full(int64 p, sc 1e9, dtype = dtype)
 
@@ -24,6 +24,17 @@ let tests =
             let e, x, _ = problem 1L 20 4 0.0
             use flow = Flow.identity 4
             Expect.isLessThan (maxAbs (Training.logDensity flow e x) (Gaussian.logDensity e.Mu e.Sigma x)) 1e-12 "eq. 3 with f = id"
+        }
+
+        test "L1's row weights follow each row's observed share, and γ = 0 is the plain mean" {
+            // Rows with 0, 1 and 4 of 4 entries missing: observed shares 1, 3/4 and 0.
+            use logP = torch.tensor([| -1.0; -2.0; -7.0 |], dtype = dtype)
+            use mask = torch.tensor([| 0.0; 0.0; 0.0; 0.0; 1.0; 0.0; 0.0; 0.0; 1.0; 1.0; 1.0; 1.0 |], dtype = dtype).reshape(3L, 4L)
+            Expect.floatClose Accuracy.veryHigh (scalar (Training.weightedNegativeMean 0.0 logP mask)) (10.0 / 3.0) "γ = 0: the plain mean"
+            let w = 0.75 ** 2.0
+            Expect.floatClose Accuracy.veryHigh (scalar (Training.weightedNegativeMean 2.0 logP mask)) ((1.0 + 2.0 * w) / (1.0 + w)) "γ = 2"
+            use none = torch.ones(3L, 4L, dtype = dtype)
+            Expect.equal (scalar (Training.weightedNegativeMean 2.0 logP none)) 0.0 "nothing observed weighs nothing"
         }
 
         test "with the identity flow re-imputation is the Gaussian conditional mean" {

@@ -16,6 +16,7 @@ public class EMFlowImputerTests
     [InlineData(nameof(EMFlowOptions.Patience))]
     [InlineData(nameof(EMFlowOptions.FlowPrecision))]
     [InlineData(nameof(EMFlowOptions.HiddenActivation))]
+    [InlineData(nameof(EMFlowOptions.ObservedShareWeight))]
     public void Invalid_settings_throw_at_Fit_naming_the_setting(string setting)
     {
         var bad = setting switch
@@ -32,6 +33,7 @@ public class EMFlowImputerTests
             nameof(EMFlowOptions.Patience) => TestData.QuickEMFlow() with { Patience = -1 },
             nameof(EMFlowOptions.FlowPrecision) => TestData.QuickEMFlow() with { FlowPrecision = (FlowPrecision)7 },
             nameof(EMFlowOptions.HiddenActivation) => TestData.QuickEMFlow() with { HiddenActivation = (HiddenActivation)7 },
+            nameof(EMFlowOptions.ObservedShareWeight) => TestData.QuickEMFlow() with { ObservedShareWeight = -1 },
             _ => TestData.QuickEMFlow() with { ValidationFraction = 0.9 },
         };
         using var imputer = new EMFlowImputer(bad);
@@ -93,6 +95,23 @@ public class EMFlowImputerTests
     }
 
     /// <summary>The model as <see cref="EMFlowImputer.Load"/> reads it back from a file <see cref="EMFlowImputer.Save"/> wrote.</summary>
+    [Fact]
+    public void Weighting_rows_by_their_observed_share_trains_another_flow_that_keeps_observed_cells_and_reloads_with_its_setting()
+    {
+        var (_, data) = TestData.Table(120);
+        // No hold-out: the last iteration is kept, so the flows themselves are compared, not the start.
+        var plainOptions = TestData.QuickEMFlow() with { ValidationFraction = 0 };
+        using var plain = new EMFlowImputer(plainOptions);
+        using var weighted = new EMFlowImputer(plainOptions with { ObservedShareWeight = 4 });
+        var a = plain.FitTransform(data);
+        var b = weighted.FitTransform(data);
+        Assert.NotEqual(a, b);
+        TestData.AssertObservedKept(data, b);
+        using var loaded = SavedAndLoaded(weighted);
+        Assert.Equal(4, loaded.Options.ObservedShareWeight);
+        Assert.Equal(weighted.Transform(data), loaded.Transform(data));
+    }
+
     private static EMFlowImputer SavedAndLoaded(EMFlowImputer imputer)
     {
         var path = Path.Combine(Path.GetTempPath(), $"emflow-{Guid.NewGuid():N}.model");

@@ -51,14 +51,6 @@ public class MultipleImputationTests
         return (covered / (double)cells, width / cells);
     }
 
-    private static void AssertObservedKept(double[,] data, double[,] draw)
-    {
-        for (int i = 0; i < data.GetLength(0); i++)
-            for (int j = 0; j < data.GetLength(1); j++)
-                if (!double.IsNaN(data[i, j])) Assert.Equal(data[i, j], draw[i, j]);
-                else Assert.True(double.IsFinite(draw[i, j]));
-    }
-
     [Fact]
     public void GaussianEm_draws_repeat_with_the_seed_differ_from_each_other_and_keep_observed_cells()
     {
@@ -71,10 +63,10 @@ public class MultipleImputationTests
         for (int k = 0; k < 3; k++) TestData.AssertBitForBit(draws[k], again[k]);
         Assert.NotEqual(draws[0], draws[1]);
         Assert.NotEqual(draws[0], gem.SampleImputations(data, 1, seed: 5)[0]);
-        foreach (var d in draws) AssertObservedKept(data, d);
+        foreach (var d in draws) TestData.AssertObservedKept(data, d);
         var proper = gem.SampleProperImputations(data, 2, data, seed: 4);
         TestData.AssertBitForBit(proper[1], gem.SampleProperImputations(data, 2, data, seed: 4)[1]);
-        foreach (var d in proper) AssertObservedKept(data, d);
+        foreach (var d in proper) TestData.AssertObservedKept(data, d);
     }
 
     [Fact]
@@ -147,7 +139,7 @@ public class MultipleImputationTests
         var draws = imputer.SampleProperImputations(test, 20, train, seed: 3);
         var again = imputer.SampleProperImputations(test, 20, train, seed: 3);
         for (int k = 0; k < 20; k++) TestData.AssertBitForBit(draws[k], again[k]);
-        foreach (var d in draws) AssertObservedKept(test, d);
+        foreach (var d in draws) TestData.AssertObservedKept(test, d);
         Assert.NotEqual(draws[0], imputer.SampleImputations(test, 1, seed: 3)[0]);
         var (coverage, _) = Coverage(complete, test, draws);
         Assert.InRange(coverage, 0.85, 0.95);
@@ -166,7 +158,7 @@ public class MultipleImputationTests
         var one = imputer.SampleImputations(test, 20, seed: 2, spread: 1);
         for (int k = 0; k < 20; k++) TestData.AssertBitForBit(plain[k], one[k]);
         var wide = imputer.SampleImputations(test, 20, seed: 2, spread: 2);
-        foreach (var d in wide) AssertObservedKept(test, d);
+        foreach (var d in wide) TestData.AssertObservedKept(test, d);
         var (_, plainWidth) = Coverage(complete, test, plain);
         var (_, wideWidth) = Coverage(complete, test, wide);
         // Twice the latent spread, less what the clamp to the fitted range cuts off.

@@ -38,6 +38,15 @@ internal static class TestData
     };
 
     /// <summary>Asserts that two tables have the same shape and the same bits in every cell (NaN payloads included).</summary>
+    /// <summary>Every observed cell of <paramref name="data"/> (n, p) comes back exactly, and every missing one finite.</summary>
+    public static void AssertObservedKept(double[,] data, double[,] imputed)
+    {
+        for (int i = 0; i < data.GetLength(0); i++)
+            for (int j = 0; j < data.GetLength(1); j++)
+                if (!double.IsNaN(data[i, j])) Assert.Equal(data[i, j], imputed[i, j]);
+                else Assert.True(double.IsFinite(imputed[i, j]));
+    }
+
     public static void AssertBitForBit(double[,] expected, double[,] actual)
     {
         Assert.Equal(expected.GetLength(0), actual.GetLength(0));
