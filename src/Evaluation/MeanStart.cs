@@ -20,7 +20,7 @@ public sealed class MeanStart : IStartCandidate
         var observed = Tensors.oneMinus(mask);
         // A column with nothing observed never reaches a start: EMFlow rejects it first.
         var means = (x * observed).sum(0) / observed.sum(0);
-        var fitted = new Fitted(means.data<double>().ToArray());
+        var fitted = new Fitted(means.to_type(ScalarType.Float64).data<double>().ToArray());
         return Tuple.Create<IFittedStartCandidate, Tensor>(fitted, fitted.Fill(x, mask, ct).MoveToOuterDisposeScope());
     }
 
