@@ -74,8 +74,11 @@ let tests =
         test "clipping over flat parameters agrees with clip_grad_norm_" {
             // A small limit, so that every step is clipped.
             let theirs, ours = flatRace 1e-2 50 (Some 0.05)
+            // The flat buffer sums the squared gradients in another order than clip_grad_norm_'s per-parameter norms, so
+            // the clipping factor differs in its last bits, and Adam's division by √v amplifies that where v is tiny:
+            // 3e-9 after 50 steps on one AVX-512 CPU, under 1e-9 on another. A wrong clip moves parameters by about the rate.
             for i in 0 .. 2 do
-                Expect.isLessThan (maxAbs ours[i] theirs[i]) 1e-9 (sprintf "float64 parameter %d" i)
+                Expect.isLessThan (maxAbs ours[i] theirs[i]) 1e-7 (sprintf "float64 parameter %d" i)
             for i in 3 .. 5 do
                 Expect.isLessThan (maxAbs (ours[i].to_type(torch.float64)) (theirs[i].to_type(torch.float64))) 1e-4 (sprintf "float32 parameter %d" i)
         }
