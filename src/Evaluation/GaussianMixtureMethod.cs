@@ -9,7 +9,7 @@ namespace EMFlow.Evaluation;
 /// would impute in EMFlow, so it measures what a mixture can add on a table before a flow is trained. Run by
 /// <see cref="Method.Standard"/> as "gmm", only when named.
 /// </summary>
-/// <remarks>Plain arrays, one thread; cost per EM sweep about n · K · o³ / 3 for o observed entries per row.</remarks>
+/// <remarks>Plain arrays, one thread; cost per EM sweep about n · K · (o² + m³) for o observed and m missing entries per row.</remarks>
 public sealed class GaussianMixtureMethod : IImputationMethod
 {
     private readonly long _seed;

@@ -7,7 +7,7 @@ namespace EMFlow;
 /// marginal densities of its observed entries, and the M-step adds each component's conditional covariance of the
 /// missing block. A missing entry is imputed by the responsibilities' mix of the components' conditional means. With
 /// an identity flow this is what a latent Gaussian mixture imputes. Plain arrays on the [0, 1] scale, one thread;
-/// a sweep costs about n · K · o³ / 3 for o observed entries per row.
+/// a sweep costs about n · K · (o² + m³) for o observed and m missing entries per row.
 /// </summary>
 internal sealed class GaussianMixture
 {
@@ -91,11 +91,76 @@ internal sealed class GaussianMixture
     private readonly double[][] _means;
     private readonly double[][,] _covariances;
 
+    // Per component, the precision Λ = Σ⁻¹ (p, p) and log det Σ: a row's E-step then factors only the missing block of Λ
+    // (m of p entries) instead of the observed block of Σ (o = p − m), since Σ_OO⁻¹ = Λ_OO − Λ_OM Λ_MM⁻¹ Λ_MO,
+    // det Σ_OO = det Σ · det Λ_MM, the conditional mean of x_M is μ_M − Λ_MM⁻¹ Λ_MO (x_O − μ_O) and its covariance
+    // Λ_MM⁻¹. At 20% missing that is about o² + m³ operations a row and component instead of o³ / 3 + o² m.
+    private readonly double[][,] _precisions;
+    private readonly double[] _logDets;
+
     private GaussianMixture(double[] weights, double[][] means, double[][,] covariances)
     {
         _weights = weights;
         _means = means;
         _covariances = covariances;
+        int p = means[0].Length;
+        _precisions = new double[weights.Length][,];
+        _logDets = new double[weights.Length];
+        var l = new double[p, p];
+        var inverse = new double[p, p];
+        for (int c = 0; c < weights.Length; c++)
+        {
+            _logDets[c] = 2 * Cholesky(covariances[c], p, l, null, 1e-12);
+            InvertLower(l, p, inverse);
+            // Λ = L⁻ᵀ L⁻¹.
+            var lambda = new double[p, p];
+            for (int a = 0; a < p; a++)
+                for (int b = 0; b <= a; b++)
+                {
+                    double v = 0;
+                    for (int t = a; t < p; t++) v += inverse[t, a] * inverse[t, b];
+                    lambda[a, b] = v;
+                    lambda[b, a] = v;
+                }
+            _precisions[c] = lambda;
+        }
+    }
+
+    // The lower Cholesky factor of the (n, n) block m[at[a], at[b]] (m itself when at is null) into l; returns the sum
+    // of the logs of its diagonal (half the log-determinant). A pivot below floor is raised to it, so a near-singular
+    // block stays factorable.
+    private static double Cholesky(double[,] m, int n, double[,] l, int[]? at, double floor)
+    {
+        double halfLogDet = 0;
+        for (int a = 0; a < n; a++)
+            for (int b = 0; b <= a; b++)
+            {
+                double v = at is null ? m[a, b] : m[at[a], at[b]];
+                for (int t = 0; t < b; t++) v -= l[a, t] * l[b, t];
+                if (a == b)
+                {
+                    l[a, a] = Math.Sqrt(Math.Max(v, floor));
+                    halfLogDet += Math.Log(l[a, a]);
+                }
+                else l[a, b] = v / l[b, b];
+            }
+        return halfLogDet;
+    }
+
+    // The inverse of the (n, n) lower-triangular l into w, itself lower-triangular.
+    private static void InvertLower(double[,] l, int n, double[,] w)
+    {
+        for (int a = 0; a < n; a++)
+        {
+            w[a, a] = 1 / l[a, a];
+            for (int b = 0; b < a; b++)
+            {
+                double v = 0;
+                for (int t = b; t < a; t++) v -= l[a, t] * w[t, b];
+                w[a, b] = v / l[a, a];
+            }
+            for (int b = a + 1; b < n; b++) w[a, b] = 0;
+        }
     }
 
     public static GaussianMixture Fit(double[,] x, int k, Random rng, CancellationToken ct = default)
@@ -235,68 +300,72 @@ internal sealed class GaussianMixture
             if (double.IsNaN(x[i, j])) row.Missing[row.MissingCount++] = j;
             else row.Observed[row.ObservedCount++] = j;
         int o = row.ObservedCount, m = row.MissingCount;
+        var observed = row.Observed;
+        var missing = row.Missing;
         var logs = row.Resp;
+        var d = row.Alpha;
+        var r = row.Beta;
+        var L = row.L;
         for (int c = 0; c < k; c++)
         {
             var mu = _means[c];
-            var s = _covariances[c];
-            var L = row.L;
-            // Cholesky of Σ_OO.
-            for (int a = 0; a < o; a++)
-                for (int b = 0; b <= a; b++)
-                {
-                    double v = s[row.Observed[a], row.Observed[b]];
-                    for (int t = 0; t < b; t++) v -= L[a, t] * L[b, t];
-                    L[a, b] = a == b ? Math.Sqrt(Math.Max(v, 1e-12)) : v / L[b, b];
-                }
-            // α = L⁻¹ (x_O − μ_O) by forward substitution.
-            double quad = 0, logDet = 0;
+            var lambda = _precisions[c];
+            // d = x_O − μ_O; the observed block's quadratic form starts as dᵀ Λ_OO d.
+            for (int a = 0; a < o; a++) d[a] = x[i, observed[a]] - mu[observed[a]];
+            double quad = 0;
             for (int a = 0; a < o; a++)
             {
-                double v = x[i, row.Observed[a]] - mu[row.Observed[a]];
-                for (int t = 0; t < a; t++) v -= L[a, t] * row.Alpha[t];
-                row.Alpha[a] = v / L[a, a];
-                quad += row.Alpha[a] * row.Alpha[a];
-                logDet += 2 * Math.Log(L[a, a]);
+                int ja = observed[a];
+                double v = 0;
+                for (int b = 0; b < o; b++) v += lambda[ja, observed[b]] * d[b];
+                quad += d[a] * v;
+            }
+            double logDet = _logDets[c];
+            var z = row.Completed[c];
+            for (int a = 0; a < o; a++) z[observed[a]] = x[i, observed[a]];
+            if (m > 0)
+            {
+                logDet += 2 * Cholesky(lambda, m, L, missing, 1e-300);
+                // r = Λ_MO d, then y = L⁻¹ r in place (rᵀ Λ_MM⁻¹ r = |y|², taken off the quadratic form), then
+                // u = L⁻ᵀ y = Λ_MM⁻¹ r in place: the conditional mean is μ_M − u.
+                for (int a = 0; a < m; a++)
+                {
+                    int ja = missing[a];
+                    double v = 0;
+                    for (int b = 0; b < o; b++) v += lambda[ja, observed[b]] * d[b];
+                    r[a] = v;
+                }
+                for (int a = 0; a < m; a++)
+                {
+                    double v = r[a];
+                    for (int t = 0; t < a; t++) v -= L[a, t] * r[t];
+                    r[a] = v / L[a, a];
+                    quad -= r[a] * r[a];
+                }
+                for (int a = m - 1; a >= 0; a--)
+                {
+                    double v = r[a];
+                    for (int t = a + 1; t < m; t++) v -= L[t, a] * r[t];
+                    r[a] = v / L[a, a];
+                }
+                for (int a = 0; a < m; a++) z[missing[a]] = mu[missing[a]] - r[a];
+                if (covariance)
+                {
+                    // Conditional covariance Λ_MM⁻¹ = L⁻ᵀ L⁻¹ = Wᵀ W with W = L⁻¹.
+                    var W = row.W;
+                    InvertLower(L, m, W);
+                    var cc = row.ConditionalCov[c];
+                    for (int a = 0; a < m; a++)
+                        for (int b = 0; b <= a; b++)
+                        {
+                            double v = 0;
+                            for (int t = a; t < m; t++) v += W[t, a] * W[t, b];
+                            cc[a, b] = v;
+                            cc[b, a] = v;
+                        }
+                }
             }
             logs[c] = Math.Log(_weights[c]) - 0.5 * (quad + logDet + o * Math.Log(2 * Math.PI));
-            var z = row.Completed[c];
-            for (int a = 0; a < o; a++) z[row.Observed[a]] = x[i, row.Observed[a]];
-            if (m == 0) continue;
-            // β = L⁻ᵀ α, so Σ_MO Σ_OO⁻¹ (x_O − μ_O) = Σ_MO β.
-            var beta = row.Beta;
-            for (int a = o - 1; a >= 0; a--)
-            {
-                double v = row.Alpha[a];
-                for (int t = a + 1; t < o; t++) v -= L[t, a] * beta[t];
-                beta[a] = v / L[a, a];
-            }
-            for (int a = 0; a < m; a++)
-            {
-                int j = row.Missing[a];
-                double v = mu[j];
-                for (int t = 0; t < o; t++) v += s[j, row.Observed[t]] * beta[t];
-                z[j] = v;
-            }
-            if (!covariance) continue;
-            // W = L⁻¹ Σ_OM; conditional covariance Σ_MM − Wᵀ W.
-            var W = row.W;
-            for (int b = 0; b < m; b++)
-                for (int a = 0; a < o; a++)
-                {
-                    double v = s[row.Observed[a], row.Missing[b]];
-                    for (int t = 0; t < a; t++) v -= L[a, t] * W[t, b];
-                    W[a, b] = v / L[a, a];
-                }
-            var cc = row.ConditionalCov[c];
-            for (int a = 0; a < m; a++)
-                for (int b = 0; b <= a; b++)
-                {
-                    double v = s[row.Missing[a], row.Missing[b]];
-                    for (int t = 0; t < o; t++) v -= W[t, a] * W[t, b];
-                    cc[a, b] = v;
-                    cc[b, a] = v;
-                }
         }
         double max = logs.Take(k).Max(), sum = 0;
         for (int c = 0; c < k; c++) { logs[c] = Math.Exp(logs[c] - max); sum += logs[c]; }
