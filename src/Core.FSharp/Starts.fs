@@ -83,12 +83,7 @@ type StartSettings =
       /// Per column (p), its group, 0 … G − 1, or empty: the one-hot indicator columns of one categorical column share
       /// a group (<c>MixedImputer</c> sets them). The Auto blend then weighs a group's columns alike, the hold-out
       /// hides a group's entries of a row together, and candidates are told.
-      Groups: int[]
-      /// Clamp the start's imputations of table rows to [0, 1], the observed range of the scaled training rows, as
-      /// re-imputation does (<c>FitSettings.ClampToObservedRange</c>); in the Auto blend each candidate is clamped
-      /// before the held-out entries weigh it. Gaussian EM and a Gaussian mixture extrapolate a conditional mean
-      /// linearly, which under MAR can land far outside anything observed.
-      Clamp: bool }
+      Groups: int[] }
 
 /// What a fitted start keeps so that new rows start as the training rows did.
 type Start =
@@ -145,16 +140,10 @@ module Starts =
             let struct (sorted, _) = order.narrow(0L, 0L, int64 s.KnnMaxDonors).sort()
             sorted
 
-    /// Missing entries (mask 1.0) of filled rows (m, p) clamped to [0, 1] when the settings ask and the rows are a
-    /// table's; observed entries, which a new row may hold outside the training range, are left as they are.
-    let private bounded (s: StartSettings) (mask: Tensor) (filled: Tensor) : Tensor =
-        if s.Clamp && not (likeImages s) then torch.where(mask.gt(sc 0.5), filled.clamp(sc 0.0, sc 1.0), filled) else filled
-
     let private fitInto (extra: ResizeArray<IStartCandidate * IFittedStartCandidate>) (s: StartSettings) (scaler: Scaler.MinMax) (progress: IProgress<TrainingProgress>) (ct: CancellationToken)
                         (x: Tensor) (trainMask: Tensor) (hidden: Tensor) (mask: Tensor) : Start * Tensor =
         let n, p = x.shape[0], x.shape[1]
         use scope = torch.NewDisposeScope()
-        let bounded = bounded s trainMask
         ct.ThrowIfCancellationRequested()
         // Images skip the Gaussian-EM fit (minutes per sweep at p = 784); the per-pixel moments stand in for the
         // unused iteration-0 Gaussian.
@@ -174,19 +163,19 @@ module Starts =
             match s.Kind with
             | InitialImputation.Auto when noHoldOut ->
                 // Nothing is held out to compare the two on, so the blend is all Gaussian EM; kNN is not run.
-                bounded (GaussianEm.impute gaussian x trainMask), Some (torch.zeros(p, dtype = dtype)), None
+                GaussianEm.impute gaussian x trainMask, Some (torch.zeros(p, dtype = dtype)), None
             | InitialImputation.Knn ->
                 let filled, keepDonors = knnStart ()
                 filled, Some (torch.ones(p, dtype = dtype)), Some (keepDonors ())
             | InitialImputation.Auto when s.Candidates.Length > 0 ->
                 let knn, keepDonors = knnStart ()
-                let gem = bounded (GaussianEm.impute gaussian x trainMask)
+                let gem = GaussianEm.impute gaussian x trainMask
                 let others =
                     s.Candidates |> Array.mapi (fun c candidate ->
                         ct.ThrowIfCancellationRequested()
                         let fitted, filled = candidate.Fit(x, trainMask, s.Groups, deriveSeed s.Seed (10 + c), progress, ct)
                         extra.Add((candidate, fitted))
-                        bounded filled)
+                        filled)
                 let all = Array.append [| gem; knn |] others
                 let w = Selection.blendWeightsGrouped s.Groups (Selection.simplexGrid all.Length shareSteps) sharePrior x all hidden
                 weights <- Some w
@@ -195,12 +184,12 @@ module Starts =
                 Selection.blendAll w all, Some share, donors
             | InitialImputation.Auto ->
                 let knn, keepDonors = knnStart ()
-                let gem = bounded (GaussianEm.impute gaussian x trainMask)
+                let gem = GaussianEm.impute gaussian x trainMask
                 let share = Selection.blendSharesGrouped s.Groups shareGrid x gem knn hidden
                 let donors = if share.gt(sc 0.0).any().item<bool>() then Some (keepDonors ()) else None
                 Selection.blend share gem knn, Some share, donors
             | InitialImputation.NearestPixel -> nearestPixel scaler (image s) x trainMask, None, None
-            | InitialImputation.GaussianEm -> bounded (GaussianEm.impute gaussian x trainMask), None, None
+            | InitialImputation.GaussianEm -> GaussianEm.impute gaussian x trainMask, None, None
             | InitialImputation.RandomDraw -> Fill.randomDrawImpute (deriveSeed s.Seed 2) x trainMask, None, None
             | InitialImputation.Mean -> Fill.meanImpute x trainMask, None, None
             | InitialImputation.Median -> Fill.medianImpute x trainMask, None, None
@@ -243,16 +232,16 @@ module Starts =
         | InitialImputation.Knn, Some donors, _ -> Knn.imputeCancellable s.KnnNeighbours donors ct x mask
         | InitialImputation.Auto, _, _ when start.Weights.IsSome ->
             use scope = torch.NewDisposeScope()
-            let gem = bounded s mask (GaussianEm.impute start.Gaussian x mask)
+            let gem = GaussianEm.impute start.Gaussian x mask
             // Without donors kNN's weight is 0 everywhere, so any stand-in of the right shape will do.
             let knn = match start.Donors with Some donors -> Knn.imputeCancellable s.KnnNeighbours donors ct x mask | None -> gem
-            let others = start.Extra |> Array.map (fun (_, fitted) -> bounded s mask (fitted.Fill(x, mask, ct)))
+            let others = start.Extra |> Array.map (fun (_, fitted) -> fitted.Fill(x, mask, ct))
             (Selection.blendAll start.Weights.Value (Array.append [| gem; knn |] others)).MoveToOuterDisposeScope()
         | InitialImputation.Auto, Some donors, Some share ->
-            Selection.blend share (bounded s mask (GaussianEm.impute start.Gaussian x mask)) (Knn.imputeCancellable s.KnnNeighbours donors ct x mask)
+            Selection.blend share (GaussianEm.impute start.Gaussian x mask) (Knn.imputeCancellable s.KnnNeighbours donors ct x mask)
         | InitialImputation.NearestPixel, _, _ -> nearestPixel scaler (image s) x mask
         | InitialImputation.Zero, _, _ when likeImages s -> Fill.zeroImpute x mask
-        | _ -> bounded s mask (GaussianEm.impute start.Gaussian x mask)
+        | _ -> GaussianEm.impute start.Gaussian x mask
 
     /// <see cref="applyCancellable"/> without a token.
     let apply (s: StartSettings) (scaler: Scaler.MinMax) (start: Start) (x: Tensor) (mask: Tensor) : Tensor =

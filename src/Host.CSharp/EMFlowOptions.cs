@@ -162,7 +162,7 @@ public sealed record EMFlowOptions
     /// the next iteration would start from imputations the hold-out already rejected. Default true. Ignored without a
     /// hold-out.</summary>
     public bool StopAfterWorseIteration { get; init; } = true;
-    /// <summary>Clamp every imputed value, the start's (each candidate of its blend before the blend is chosen) and each re-imputation's, to the range of its feature's observed values at Fit, so that a linear extrapolation or a region the flow models poorly cannot send an imputation far outside anything seen. Default true; false leaves the conditional means as they are.</summary>
+    /// <summary>Clamp every re-imputed value to the range of its feature's observed values at Fit, so that a region the flow models poorly cannot send an imputation far outside anything seen. Default true; false leaves the conditional means as they are.</summary>
     public bool ClampToObservedRange { get; init; } = true;
     /// <summary>Width of the images when each row is one image in row-major order (pixel (r, c) at column r · width + c); required by <see cref="EMFlow.InitialImputation.NearestPixel"/>, and width · height must equal the number of columns p. Default null (not images).</summary>
     public int? ImageWidth { get; init; }
@@ -228,7 +228,7 @@ public sealed record EMFlowOptions
         SuperBatchSize, FlowConfig(features, Seed),
         new StartSettings(InitialImputation, StartEm, KnnNeighbours, KnnMaxDonors,
             ImageWidth is int w && ImageHeight is int h ? FSharpOption<Tuple<int, int>>.Some(Tuple.Create(w, h)) : FSharpOption<Tuple<int, int>>.None,
-            Seed, (startCandidates ?? Array.Empty<IStartCandidate>()).ToArray(), (columnGroups ?? Array.Empty<int>()).ToArray(), ClampToObservedRange),
+            Seed, (startCandidates ?? Array.Empty<IStartCandidate>()).ToArray(), (columnGroups ?? Array.Empty<int>()).ToArray()),
         ValidationFraction, HoldOutLikeMissingness, Patience, StopAfterWorseIteration, ClampToObservedRange, Seed);
 
     internal void Validate(int rows, int columns)
