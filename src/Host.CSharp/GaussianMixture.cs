@@ -112,16 +112,9 @@ internal sealed class GaussianMixture
         {
             _logDets[c] = 2 * Cholesky(covariances[c], p, l, null, 1e-12);
             InvertLower(l, p, inverse);
-            // Λ = L⁻ᵀ L⁻¹.
+            // Λ = Σ⁻¹ = L⁻ᵀ L⁻¹.
             var lambda = new double[p, p];
-            for (int a = 0; a < p; a++)
-                for (int b = 0; b <= a; b++)
-                {
-                    double v = 0;
-                    for (int t = a; t < p; t++) v += inverse[t, a] * inverse[t, b];
-                    lambda[a, b] = v;
-                    lambda[b, a] = v;
-                }
+            GramOfLower(inverse, p, lambda);
             _precisions[c] = lambda;
         }
     }
@@ -145,6 +138,19 @@ internal sealed class GaussianMixture
                 else l[a, b] = v / l[b, b];
             }
         return halfLogDet;
+    }
+
+    // wᵀ w of the (n, n) lower-triangular w into the symmetric g: (wᵀ w)[a, b] sums w[t, a] w[t, b] over t ≥ max(a, b).
+    private static void GramOfLower(double[,] w, int n, double[,] g)
+    {
+        for (int a = 0; a < n; a++)
+            for (int b = 0; b <= a; b++)
+            {
+                double v = 0;
+                for (int t = a; t < n; t++) v += w[t, a] * w[t, b];
+                g[a, b] = v;
+                g[b, a] = v;
+            }
     }
 
     // The inverse of the (n, n) lower-triangular l into w, itself lower-triangular.
@@ -352,17 +358,8 @@ internal sealed class GaussianMixture
                 if (covariance)
                 {
                     // Conditional covariance Λ_MM⁻¹ = L⁻ᵀ L⁻¹ = Wᵀ W with W = L⁻¹.
-                    var W = row.W;
-                    InvertLower(L, m, W);
-                    var cc = row.ConditionalCov[c];
-                    for (int a = 0; a < m; a++)
-                        for (int b = 0; b <= a; b++)
-                        {
-                            double v = 0;
-                            for (int t = a; t < m; t++) v += W[t, a] * W[t, b];
-                            cc[a, b] = v;
-                            cc[b, a] = v;
-                        }
+                    InvertLower(L, m, row.W);
+                    GramOfLower(row.W, m, row.ConditionalCov[c]);
                 }
             }
             logs[c] = Math.Log(_weights[c]) - 0.5 * (quad + logDet + o * Math.Log(2 * Math.PI));
