@@ -287,12 +287,14 @@ internal sealed class GaussianMixture
             ConditionalCov = Enumerable.Range(0, k).Select(_ => new double[p, p]).ToArray();
             L = new double[p, p];
             W = new double[p, p];
-            Alpha = new double[p];
-            Beta = new double[p];
+            Deviation = new double[p];
+            Correction = new double[p];
         }
         public readonly int[] Observed, Missing;
         public int ObservedCount, MissingCount;
-        public readonly double[] Resp, Alpha, Beta;
+        public readonly double[] Resp;
+        // x_O − μ_O, and Λ_MO (x_O − μ_O) solved in place into the conditional mean's correction Λ_MM⁻¹ Λ_MO (x_O − μ_O).
+        public readonly double[] Deviation, Correction;
         public readonly double[][] Completed;
         public readonly double[][,] ConditionalCov;
         public readonly double[,] L, W;
@@ -309,8 +311,8 @@ internal sealed class GaussianMixture
         var observed = row.Observed;
         var missing = row.Missing;
         var logs = row.Resp;
-        var d = row.Alpha;
-        var r = row.Beta;
+        var d = row.Deviation;
+        var r = row.Correction;
         var L = row.L;
         for (int c = 0; c < k; c++)
         {

@@ -94,7 +94,6 @@ public class EMFlowImputerTests
         Assert.Equal(imputer.History, loaded.History);
     }
 
-    /// <summary>The model as <see cref="EMFlowImputer.Load"/> reads it back from a file <see cref="EMFlowImputer.Save"/> wrote.</summary>
     [Fact]
     public void Weighting_rows_by_their_observed_share_trains_another_flow_that_keeps_observed_cells_and_reloads_with_its_setting()
     {
@@ -112,6 +111,7 @@ public class EMFlowImputerTests
         Assert.Equal(weighted.Transform(data), loaded.Transform(data));
     }
 
+    /// <summary>The model as <see cref="EMFlowImputer.Load"/> reads it back from a file <see cref="EMFlowImputer.Save"/> wrote.</summary>
     private static EMFlowImputer SavedAndLoaded(EMFlowImputer imputer)
     {
         var path = Path.Combine(Path.GetTempPath(), $"emflow-{Guid.NewGuid():N}.model");
