@@ -192,6 +192,36 @@ public sealed class ForestImputerTests
             }
     }
 
+    [Fact]
+    public void Where_the_gaps_lie_beyond_a_bend_the_linear_base_is_not_chosen()
+    {
+        // Column 2 follows column 0 linearly up to 0.6 and is flat beyond; its gaps are exactly the rows with
+        // x0 > 0.75, so a ridge fitted on the observed rows extrapolates its slope into them while trees stay at the
+        // flat edge. Over the observed rows the relation looks nearly linear, and a check drawn uniformly from them
+        // takes the ridge; the check held out toward the gaps must not.
+        var rng = new Random(21);
+        int n = 600;
+        var data = new double[n, 3];
+        var truth = new double[n, 3];
+        for (int i = 0; i < n; i++)
+        {
+            double x0 = rng.NextDouble(), x1 = rng.NextDouble();
+            truth[i, 0] = data[i, 0] = x0;
+            truth[i, 1] = data[i, 1] = x1;
+            truth[i, 2] = Math.Min(x0, 0.6) + 0.3 * x1 + 0.01 * (rng.NextDouble() - 0.5);
+            data[i, 2] = x0 > 0.75 ? double.NaN : truth[i, 2];
+        }
+        var options = new ForestOptions { Trees = 50, Leaves = 16, MaxSweeps = 3, Seed = 3 };
+        using var plain = new ForestImputer(options);
+        using var always = new ForestImputer(options with { LinearBase = ForestLinearBase.Always });
+        using var chosen = new ForestImputer(options with { LinearBase = ForestLinearBase.WhereItHelps });
+        var withoutBase = plain.FitTransform(data);
+        var withBase = always.FitTransform(data);
+        AssertBitForBit(withoutBase, chosen.FitTransform(data));
+        double without = Rmse(truth, withoutBase, data, 2), with = Rmse(truth, withBase, data, 2);
+        Assert.True(without < with, $"RMSE {without:F4} without the base, {with:F4} with it");
+    }
+
     /// <summary>The mixed test table one-hot encoded as MixedImputer encodes it: x, y, colour=0, colour=1, colour=2, z.</summary>
     private static double[,] Encoded(double[,] data)
     {
