@@ -63,6 +63,8 @@ public sealed record Method(string Name, Func<IImputationMethod> Create)
             "forest" => Of(name, () => new ForestImputer(new ForestOptions { Seed = seed })),
             "forest-fastforest" => Of(name, () => new ForestImputer(new ForestOptions { Seed = seed, Trainer = ForestTrainer.FastForest })),
             "forest-linear" => Of(name, () => new ForestImputer(new ForestOptions { Seed = seed, LinearBase = ForestLinearBase.Always })),
+            "forest-avg4" => Of(name, () => new ForestImputer(new ForestOptions { Seed = seed, Repeats = 4 })),
+            "forest-avg2" => Of(name, () => new ForestImputer(new ForestOptions { Seed = seed, Repeats = 2 })),
             "forest-linear-chosen" => Of(name, () => new ForestImputer(new ForestOptions { Seed = seed, LinearBase = ForestLinearBase.WhereItHelps })),
             "emflow" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed }))),
             "emflow-shaped-holdout" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOutLikeMissingness = true }))),
@@ -71,6 +73,8 @@ public sealed record Method(string Name, Func<IImputationMethod> Create)
             // The Auto start with the tree ensembles as a third candidate of the blend (EMFlow.Forest's ForestStart).
             "emflow-forest" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed }), new[] { new ForestStart() })),
             "emflow-forest-shaped" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOutLikeMissingness = true }), new[] { new ForestStart() })),
+            // The command line's default (shaped hold-out, forest in the start) with the forest's linear base chosen per feature.
+            "emflow-forest-linear-shaped" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOutLikeMissingness = true }), new[] { new ForestStart(new ForestOptions { LinearBase = ForestLinearBase.WhereItHelps }) })),
             "emflow-forest-shaped-weighted" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOutLikeMissingness = true, ObservedShareWeight = 4 }), new[] { new ForestStart() })),
             "emflow-paper" => Of(name, () => new EMFlowImputer(adjust(EMFlowOptions.Paper with { Seed = seed }))),
             // The competitors run their own papers' settings; only the thread count follows the EMFlow adjustment.
@@ -87,7 +91,7 @@ public sealed record Method(string Name, Func<IImputationMethod> Create)
             "emflow-forest-mean-shaped" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOutLikeMissingness = true }), new IStartCandidate[] { new ForestStart(), new MeanStart() })),
             "emflow-gmm" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed }), new IStartCandidate[] { new MixtureStart() })),
             "mcflow" => Of(name, () => new McFlowImputer(new McFlowOptions { Seed = seed, TorchThreads = adjust(new EMFlowOptions()).TorchThreads })),
-            _ => throw new ArgumentException($"Unknown method '{name}'; expected one of {string.Join(", ", StandardNames.Concat(CompetitorNames).Concat(TreeNames).Concat(VariantNames).Concat(new[] { "gmm", "emflow-gmm", "emflow-forest-gmm", "emflow-forest-gmm-shaped", "emflow-forest-mean-shaped" }))}.", nameof(name)),
+            _ => throw new ArgumentException($"Unknown method '{name}'; expected one of {string.Join(", ", StandardNames.Concat(CompetitorNames).Concat(TreeNames).Concat(VariantNames).Concat(new[] { "gmm", "emflow-gmm", "emflow-forest-gmm", "emflow-forest-gmm-shaped", "emflow-forest-mean-shaped", "emflow-forest-linear-shaped" }))}.", nameof(name)),
         };
     }
 
@@ -106,8 +110,9 @@ public sealed record Method(string Name, Func<IImputationMethod> Create)
     /// run only when named: "forest" (LightGBM gbdt, the default trainer), "forest-fastforest" (ML.NET's FastForest random
     /// forest), "forest-linear" (LightGBM on the residuals of a ridge regression for every numeric feature,
     /// <see cref="ForestLinearBase.Always"/>), "forest-linear-chosen" (the same where a hold-out of the training rows
-    /// favours it, <see cref="ForestLinearBase.WhereItHelps"/>).</summary>
-    public static IReadOnlyList<string> TreeNames { get; } = new[] { "forest", "forest-fastforest", "forest-linear", "forest-linear-chosen" };
+    /// favours it, <see cref="ForestLinearBase.WhereItHelps"/>), "forest-avg2" and "forest-avg4" (the imputations of 2 or 4
+    /// runs averaged, <see cref="ForestOptions.Repeats"/>).</summary>
+    public static IReadOnlyList<string> TreeNames { get; } = new[] { "forest", "forest-fastforest", "forest-linear", "forest-linear-chosen", "forest-avg2", "forest-avg4" };
 
     /// <summary>The paper's deep competitors, also accepted by <see cref="Standard"/> but run only when named (they
     /// train for minutes per fold): "gain", "miwae", "mcflow".</summary>

@@ -72,6 +72,7 @@ public sealed class ForestImputer : Imputer
         if (!(o.FeatureFraction > 0 && o.FeatureFraction <= 1)) throw new ArgumentOutOfRangeException(nameof(o.FeatureFraction), o.FeatureFraction, "FeatureFraction must be in (0, 1].");
         if (!(o.LearningRate > 0)) throw new ArgumentOutOfRangeException(nameof(o.LearningRate), o.LearningRate, "LearningRate must be positive.");
         if (o.Threads < 1) throw new ArgumentOutOfRangeException(nameof(o.Threads), o.Threads, "Threads must be at least 1.");
+        if (o.Repeats < 1) throw new ArgumentOutOfRangeException(nameof(o.Repeats), o.Repeats, "Repeats must be at least 1.");
         if (!Enum.IsDefined(o.Trainer)) throw new ArgumentOutOfRangeException(nameof(o.Trainer), o.Trainer, "Unknown trainer.");
         if (!Enum.IsDefined(o.LinearBase)) throw new ArgumentOutOfRangeException(nameof(o.LinearBase), o.LinearBase, "Unknown linear base setting.");
     }
@@ -141,9 +142,44 @@ public sealed class ForestImputer : Imputer
     private double[,] FitCore(Tensor x, Tensor mask, IReadOnlyList<int>? groups, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
-        var clock = Stopwatch.StartNew();
         var values = Tensors.toArray2D(x);
         var missing = Tensors.toMask2D(mask);
+        int repeats = Options.Repeats;
+        var runs = new Fitted[repeats];
+        var imputations = new double[repeats][,];
+        for (int r = 0; r < repeats; r++)
+            (runs[r], imputations[r]) = FitRun(values, missing, groups, RunSeed(r), progress, cancellationToken);
+        _fitted = runs[0] with { Others = runs[1..] };
+        return Average(values, missing, imputations);
+    }
+
+    /// <summary>The seed of run r: <see cref="ForestOptions.Seed"/> itself for the first, so that one run is what the
+    /// imputer always fitted, and a stream derived from it for each further run.</summary>
+    private long RunSeed(int r) => r == 0 ? Options.Seed : Tensors.deriveSeed(Options.Seed, int.MinValue + r);
+
+    /// <summary>The runs' imputations averaged cell by cell over the missing cells; observed cells are copied from
+    /// <paramref name="values"/> untouched (a mean of equal numbers need not round back to the number).</summary>
+    private static double[,] Average(double[,] values, bool[,] missing, double[][,] imputations)
+    {
+        if (imputations.Length == 1) return imputations[0];
+        var result = (double[,])values.Clone();
+        int n = values.GetLength(0), p = values.GetLength(1);
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < p; j++)
+                if (missing[i, j])
+                {
+                    double sum = 0;
+                    foreach (var imputed in imputations) sum += imputed[i, j];
+                    result[i, j] = sum / imputations.Length;
+                }
+        return result;
+    }
+
+    /// <summary>One missForest run: sweeps over the features until the change grows. Returns its models and its kept
+    /// imputation of the rows.</summary>
+    private (Fitted, double[,]) FitRun(double[,] values, bool[,] missing, IReadOnlyList<int>? groups, long runSeed, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
+    {
+        var clock = Stopwatch.StartNew();
         int n = values.GetLength(0), p = values.GetLength(1);
         var widths = Widths(groups, p);
         var means = new double[p];
@@ -169,7 +205,7 @@ public sealed class ForestImputer : Imputer
         bool Linear(double[,] table, int j, int width) => (bool)(linearFor[j] ??= Options.LinearBase switch
         {
             ForestLinearBase.Always => width == 1,
-            ForestLinearBase.WhereItHelps => width == 1 && LinearHelps(table, Rows(missing, j, wantMissing: false), Rows(missing, j, wantMissing: true), j, Tensors.deriveSeed(Options.Seed, (Options.MaxSweeps + 2) * p + j)),
+            ForestLinearBase.WhereItHelps => width == 1 && LinearHelps(table, Rows(missing, j, wantMissing: false), Rows(missing, j, wantMissing: true), j, Tensors.deriveSeed(runSeed, (Options.MaxSweeps + 2) * p + j)),
             _ => false,
         });
         var sweeps = new List<FeatureModel?[]>();
@@ -183,7 +219,7 @@ public sealed class ForestImputer : Imputer
             {
                 cancellationToken.ThrowIfCancellationRequested();
                 int j = incomplete[k];
-                var model = Train(current, Rows(missing, j, wantMissing: false), j, widths[j], Tensors.deriveSeed(Options.Seed, s * p + j), Linear(current, j, widths[j]));
+                var model = Train(current, Rows(missing, j, wantMissing: false), j, widths[j], Tensors.deriveSeed(runSeed, s * p + j), Linear(current, j, widths[j]));
                 models[j] = model;
                 model.Apply(_ml, current, Rows(missing, j, wantMissing: true), j);
                 progress?.Report(new TrainingProgress("forest sweep", s, Options.MaxSweeps, k + 1, incomplete.Length, double.NaN, double.NaN, clock.Elapsed));
@@ -215,12 +251,11 @@ public sealed class ForestImputer : Imputer
         {
             cancellationToken.ThrowIfCancellationRequested();
             int j = full[k];
-            complete[j] = Train(kept, Rows(missing, j, wantMissing: false), j, widths[j], Tensors.deriveSeed(Options.Seed, (Options.MaxSweeps + 1) * p + j), Linear(kept, j, widths[j]));
+            complete[j] = Train(kept, Rows(missing, j, wantMissing: false), j, widths[j], Tensors.deriveSeed(runSeed, (Options.MaxSweeps + 1) * p + j), Linear(kept, j, widths[j]));
             progress?.Report(new TrainingProgress("forest complete features", sweeps.Count, Options.MaxSweeps, k + 1, full.Length, double.NaN, double.NaN, clock.Elapsed));
         }
         cancellationToken.ThrowIfCancellationRequested();
-        _fitted = new Fitted(Options, means, order, sweeps.ToArray(), complete, changes.ToArray());
-        return kept;
+        return (new Fitted(Options, means, order, sweeps.ToArray(), complete, changes.ToArray()), kept);
     }
 
     /// <inheritdoc />
@@ -229,9 +264,15 @@ public sealed class ForestImputer : Imputer
     /// <remarks>The token is checked before each feature of each sweep.</remarks>
     protected override Tensor TransformScaled(Tensor x, Tensor mask, CancellationToken cancellationToken)
     {
-        var f = State;
-        var current = Tensors.toArray2D(x);
+        var values = Tensors.toArray2D(x);
         var missing = Tensors.toMask2D(mask);
+        var runs = State.Others.Prepend(State).ToArray();
+        return Tensors.ofArray2D(Average(values, missing, runs.Select(f => TransformRun(f, values, missing, cancellationToken)).ToArray()));
+    }
+
+    private double[,] TransformRun(Fitted f, double[,] values, bool[,] missing, CancellationToken cancellationToken)
+    {
+        var current = (double[,])values.Clone();
         int m = current.GetLength(0), p = current.GetLength(1);
         for (int i = 0; i < m; i++)
             for (int j = 0; j < p; j++)
@@ -246,7 +287,7 @@ public sealed class ForestImputer : Imputer
                 if (rows.Length == 0) continue;
                 model.Apply(_ml, current, rows, j);
             }
-        return Tensors.ofArray2D(current);
+        return current;
     }
 
     private static int[] Rows(bool[,] missing, int j, bool wantMissing)
@@ -677,7 +718,12 @@ public sealed class ForestImputer : Imputer
         }
     }
 
-    internal sealed record Fitted(ForestOptions Options, double[] Means, int[] Order, FeatureModel?[][] Sweeps, FeatureModel?[] Complete, double[] Changes);
+    /// <summary>One run's models; <see cref="Others"/> holds the further runs of <see cref="ForestOptions.Repeats"/>
+    /// (empty for one run), whose imputations are averaged with this one's.</summary>
+    internal sealed record Fitted(ForestOptions Options, double[] Means, int[] Order, FeatureModel?[][] Sweeps, FeatureModel?[] Complete, double[] Changes)
+    {
+        public Fitted[] Others { get; init; } = Array.Empty<Fitted>();
+    }
 
     /// <summary>Writes the fitted model (settings, scaler, means, order, every kept model, column names) to one
     /// file with a SHA-256 checksum of its content.</summary>

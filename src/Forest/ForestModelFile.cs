@@ -12,14 +12,15 @@ namespace EMFlow;
 /// features' models, the sweep changes and the column names. Each tree model is the bytes ML.NET's
 /// <c>Model.Save</c> writes. Format 2 adds the models of categorical columns (one classifier, or constants, per group
 /// of K indicator columns, stored at the group's first column); format 3 adds <see cref="ForestOptions.LinearBase"/>
-/// and the ridge part of each numeric model fitted with it. Files of formats 1 and 2 still load, as fitted without the
-/// linear base. A file whose checksum or length does not match, or whose content cannot be read, raises
+/// and the ridge part of each numeric model fitted with it; format 4 appends the further runs of
+/// <see cref="ForestOptions.Repeats"/> after the column names. Files of formats 1 and 2 still load, as fitted without the
+/// linear base, and files of formats 1 to 3 as one run. A file whose checksum or length does not match, or whose content cannot be read, raises
 /// <see cref="InvalidDataException"/> naming the file.
 /// </summary>
 internal static class ForestModelFile
 {
     private const string Magic = "EMFLOW-FOREST";
-    private const int Version = 3;
+    private const int Version = 4;
 
     public static void Save(string path, Scaler.MinMax scaler, ForestImputer.Fitted f, IReadOnlyList<string>? names, Func<FeatureModel, int, byte[]> serialize)
     {
@@ -47,7 +48,25 @@ internal static class ForestModelFile
             ChecksummedFile.WriteArray(w, f.Changes);
             w.Write(names?.Count ?? -1);
             foreach (var name in names ?? Array.Empty<string>()) w.Write(name);
+            // Format 4: the further runs of ForestOptions.Repeats, each as the first run's part above.
+            if (f.Others.Length > 0)
+            {
+                w.Write(f.Others.Length);
+                foreach (var run in f.Others) WriteRun(w, run, p, serialize);
+            }
         }
+    }
+
+    private static void WriteRun(BinaryWriter w, ForestImputer.Fitted f, int p, Func<FeatureModel, int, byte[]> serialize)
+    {
+        ChecksummedFile.WriteArray(w, f.Means);
+        w.Write(f.Order.Length);
+        foreach (var j in f.Order) w.Write(j);
+        w.Write(f.Sweeps.Length);
+        foreach (var sweep in f.Sweeps)
+            foreach (var m in sweep) WriteModel(w, m, p, serialize);
+        foreach (var m in f.Complete) WriteModel(w, m, p, serialize);
+        ChecksummedFile.WriteArray(w, f.Changes);
     }
 
     public static (Scaler.MinMax Scaler, ForestImputer.Fitted Fitted, string[]? Names) Load(string path, Func<byte[], int, LinearBase?, FeatureModel> deserialize)
@@ -85,27 +104,7 @@ internal static class ForestModelFile
                 if (!document.RootElement.TryGetProperty(nameof(ForestOptions.LinearBase), out _)) options = options with { LinearBase = ForestLinearBase.None };
             var scaler = new Scaler.MinMax(ChecksummedFile.ReadArray(r), ChecksummedFile.ReadArray(r));
             int p = scaler.Features;
-            var means = ChecksummedFile.ReadArray(r);
-            int count = r.ReadInt32();
-            // Only a group's first column is in the order, so a table with categorical columns lists fewer than p.
-            if (count < 1 || count > p || means.Length != p) throw new InvalidDataException($"it stores {count} features in its order for {p} columns");
-            var order = new int[count];
-            for (int k = 0; k < count; k++)
-            {
-                order[k] = r.ReadInt32();
-                if (order[k] < 0 || order[k] >= p) throw new InvalidDataException($"feature {order[k]} is out of range");
-            }
-            int sweeps = r.ReadInt32();
-            if (sweeps < 1 || sweeps > Math.Max(1, options.MaxSweeps)) throw new InvalidDataException($"{sweeps} kept sweeps is not a count this format writes");
-            var models = new FeatureModel?[sweeps][];
-            for (int s = 0; s < sweeps; s++)
-            {
-                models[s] = new FeatureModel?[p];
-                for (int j = 0; j < p; j++) models[s][j] = ReadModel(r, p, deserialize);
-            }
-            var complete = new FeatureModel?[p];
-            for (int j = 0; j < p; j++) complete[j] = ReadModel(r, p, deserialize);
-            var changes = ChecksummedFile.ReadArray(r);
+            var first = ReadRun(r, options, p, deserialize);
             string[]? names = null;
             int nameCount = r.ReadInt32();
             if (nameCount >= 0)
@@ -114,9 +113,44 @@ internal static class ForestModelFile
                 names = new string[nameCount];
                 for (int j = 0; j < nameCount; j++) names[j] = r.ReadString();
             }
+            var others = Array.Empty<ForestImputer.Fitted>();
+            if (r.BaseStream.Position != r.BaseStream.Length)
+            {
+                int count = r.ReadInt32();
+                if (count != options.Repeats - 1) throw new InvalidDataException($"it stores {count} further runs for {options.Repeats} repeats");
+                others = new ForestImputer.Fitted[count];
+                for (int k = 0; k < count; k++) others[k] = ReadRun(r, options, p, deserialize);
+            }
+            else if (options.Repeats != 1) throw new InvalidDataException($"it stores 1 run for {options.Repeats} repeats");
             if (r.BaseStream.Position != r.BaseStream.Length) throw new InvalidDataException("unread bytes follow the content");
-            return (scaler, new ForestImputer.Fitted(options, means, order, models, complete, changes), names);
+            return (scaler, first with { Others = others }, names);
         }
+    }
+
+    private static ForestImputer.Fitted ReadRun(BinaryReader r, ForestOptions options, int p, Func<byte[], int, LinearBase?, FeatureModel> deserialize)
+    {
+        var means = ChecksummedFile.ReadArray(r);
+        int count = r.ReadInt32();
+        // Only a group's first column is in the order, so a table with categorical columns lists fewer than p.
+        if (count < 1 || count > p || means.Length != p) throw new InvalidDataException($"it stores {count} features in its order for {p} columns");
+        var order = new int[count];
+        for (int k = 0; k < count; k++)
+        {
+            order[k] = r.ReadInt32();
+            if (order[k] < 0 || order[k] >= p) throw new InvalidDataException($"feature {order[k]} is out of range");
+        }
+        int sweeps = r.ReadInt32();
+        if (sweeps < 1 || sweeps > Math.Max(1, options.MaxSweeps)) throw new InvalidDataException($"{sweeps} kept sweeps is not a count this format writes");
+        var models = new FeatureModel?[sweeps][];
+        for (int s = 0; s < sweeps; s++)
+        {
+            models[s] = new FeatureModel?[p];
+            for (int j = 0; j < p; j++) models[s][j] = ReadModel(r, p, deserialize);
+        }
+        var complete = new FeatureModel?[p];
+        for (int j = 0; j < p; j++) complete[j] = ReadModel(r, p, deserialize);
+        var changes = ChecksummedFile.ReadArray(r);
+        return new ForestImputer.Fitted(options, means, order, models, complete, changes);
     }
 
     private static InvalidDataException Damaged(string path, string why, Exception? inner = null) =>

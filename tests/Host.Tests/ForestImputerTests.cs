@@ -87,13 +87,13 @@ public sealed class ForestImputerTests
             // the options' LinearBase, which format 1 lacked and its models read the same without: "EMFLOW-FOREST"
             // (1 + 13 bytes), then the version.
             var bytes = File.ReadAllBytes(path);
-            Assert.Equal(3, BitConverter.ToInt32(bytes, 14));
+            Assert.Equal(4, BitConverter.ToInt32(bytes, 14));
             BitConverter.GetBytes(1).CopyTo(bytes, 14);
             File.WriteAllBytes(path, bytes);
             using (var old = ForestImputer.Load(path)) AssertBitForBit(forest.Transform(probe), old.Transform(probe));
-            BitConverter.GetBytes(4).CopyTo(bytes, 14);
+            BitConverter.GetBytes(5).CopyTo(bytes, 14);
             File.WriteAllBytes(path, bytes);
-            Assert.Contains("format 4", Assert.Throws<InvalidDataException>(() => ForestImputer.Load(path)).Message);
+            Assert.Contains("format 5", Assert.Throws<InvalidDataException>(() => ForestImputer.Load(path)).Message);
         }
         finally
         {
@@ -190,6 +190,48 @@ public sealed class ForestImputerTests
                 double with = Rmse(t, a, d, j), without = Rmse(t, b, d, j);
                 Assert.True(with < 0.25 * without && with < 0.01, $"{trainer}, column {j}: RMSE {with:F4} with the linear base, {without:F4} without");
             }
+    }
+
+    [Fact]
+    public void Repeats_average_the_runs_on_missing_cells_only_and_survive_Save_and_Load()
+    {
+        var (_, data) = TestData.Table(120);
+        var (_, probe) = TestData.Table(40, seed: 3);
+        var one = Small(ForestTrainer.LightGbm) with { Seed = 11 };
+        using var first = new ForestImputer(one);
+        using var second = new ForestImputer(one with { Seed = Tensors.deriveSeed(11, int.MinValue + 1) });
+        using var both = new ForestImputer(one with { Repeats = 2 });
+        Assert.Throws<ArgumentOutOfRangeException>("Repeats", () => new ForestImputer(one with { Repeats = 0 }).Fit(data));
+        foreach (var (input, a, b, averaged) in new[]
+                 {
+                     (data, first.FitTransform(data), second.FitTransform(data), both.FitTransform(data)),
+                     (probe, first.Transform(probe), second.Transform(probe), both.Transform(probe)),
+                 })
+        {
+            AssertObservedKept(input, averaged);
+            bool differ = false;
+            for (int i = 0; i < input.GetLength(0); i++)
+                for (int j = 0; j < input.GetLength(1); j++)
+                    if (double.IsNaN(input[i, j]))
+                    {
+                        // Averaged on the [0, 1] scale before unscaling: equal to a few ulps.
+                        Assert.Equal((a[i, j] + b[i, j]) / 2, averaged[i, j], 1e-12);
+                        differ |= a[i, j] != b[i, j];
+                    }
+            Assert.True(differ, "the two runs imputed alike: their seeds did not reach the trees");
+        }
+        var path = Path.Combine(Path.GetTempPath(), $"forest-repeats-{Guid.NewGuid():N}.model");
+        try
+        {
+            both.Save(path);
+            using var loaded = ForestImputer.Load(path);
+            Assert.Equal(2, loaded.Options.Repeats);
+            AssertBitForBit(both.Transform(probe), loaded.Transform(probe));
+        }
+        finally
+        {
+            File.Delete(path);
+        }
     }
 
     [Fact]

@@ -4,10 +4,10 @@ namespace EMFlow.Tests;
 /// <summary>The contract on the imputers of the EMFlow library, and on one written outside it.</summary>
 public sealed class ImputerContractTests : ImputerContract
 {
-    public static TheoryData<string> Imputers => new() { "mean", "median", "gaussian-em", "knn", "emflow", "emflow-knn-start", "nearest-pixel", "emflow-images", "outside-midrange", "forest", "forest-fastforest", "forest-linear", "emflow-forest", "emflow-mixture" };
+    public static TheoryData<string> Imputers => new() { "mean", "median", "gaussian-em", "knn", "emflow", "emflow-knn-start", "nearest-pixel", "emflow-images", "outside-midrange", "forest", "forest-fastforest", "forest-linear", "forest-averaged", "emflow-forest", "emflow-mixture" };
 
     /// <summary>Imputers that fill a feature from that feature's own values; the image imputers copy neighbouring pixels instead.</summary>
-    public static TheoryData<string> FeatureWiseImputers => new() { "mean", "median", "gaussian-em", "knn", "emflow", "emflow-knn-start", "outside-midrange", "forest", "forest-fastforest", "forest-linear", "emflow-forest", "emflow-mixture" };
+    public static TheoryData<string> FeatureWiseImputers => new() { "mean", "median", "gaussian-em", "knn", "emflow", "emflow-knn-start", "outside-midrange", "forest", "forest-fastforest", "forest-linear", "forest-averaged", "emflow-forest", "emflow-mixture" };
 
     protected override Imputer Create(string name) => name switch
     {
@@ -25,6 +25,7 @@ public sealed class ImputerContractTests : ImputerContract
         "forest" => new ForestImputer(new ForestOptions { Trees = 10, Leaves = 8, MaxSweeps = 3 }),
         "forest-fastforest" => new ForestImputer(new ForestOptions { Trainer = ForestTrainer.FastForest, Trees = 10, Leaves = 8, MaxSweeps = 3 }),
         "forest-linear" => new ForestImputer(new ForestOptions { Trees = 10, Leaves = 8, MaxSweeps = 3, LinearBase = ForestLinearBase.WhereItHelps }),
+        "forest-averaged" => new ForestImputer(new ForestOptions { Trees = 10, Leaves = 8, MaxSweeps = 3, Repeats = 2 }),
         "emflow-forest" => new EMFlowImputer(TestData.QuickEMFlow(), new[] { new ForestStart(new ForestOptions { Trees = 10, Leaves = 8, MaxSweeps = 3 }) }),
         "emflow-mixture" => new EMFlowImputer(TestData.QuickEMFlow(), new IStartCandidate[] { new MixtureStart() }),
         _ => throw new ArgumentException(name),
