@@ -75,6 +75,8 @@ public sealed record Method(string Name, Func<IImputationMethod> Create)
             "emflow-forest-shaped" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOutLikeMissingness = true }), new[] { new ForestStart() })),
             // The command line's default (shaped hold-out, forest in the start) with the forest's linear base chosen per feature.
             "emflow-forest-linear-shaped" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOutLikeMissingness = true }), new[] { new ForestStart(new ForestOptions { LinearBase = ForestLinearBase.WhereItHelps }) })),
+            // The same with the forest's imputations averaged over four runs (ForestOptions.Repeats).
+            "emflow-forest-avg4-shaped" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOutLikeMissingness = true }), new[] { new ForestStart(new ForestOptions { Repeats = 4 }) })),
             "emflow-forest-shaped-weighted" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOutLikeMissingness = true, ObservedShareWeight = 4 }), new[] { new ForestStart() })),
             "emflow-paper" => Of(name, () => new EMFlowImputer(adjust(EMFlowOptions.Paper with { Seed = seed }))),
             // The competitors run their own papers' settings; only the thread count follows the EMFlow adjustment.
@@ -91,7 +93,7 @@ public sealed record Method(string Name, Func<IImputationMethod> Create)
             "emflow-forest-mean-shaped" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOutLikeMissingness = true }), new IStartCandidate[] { new ForestStart(), new MeanStart() })),
             "emflow-gmm" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed }), new IStartCandidate[] { new MixtureStart() })),
             "mcflow" => Of(name, () => new McFlowImputer(new McFlowOptions { Seed = seed, TorchThreads = adjust(new EMFlowOptions()).TorchThreads })),
-            _ => throw new ArgumentException($"Unknown method '{name}'; expected one of {string.Join(", ", StandardNames.Concat(CompetitorNames).Concat(TreeNames).Concat(VariantNames).Concat(new[] { "gmm", "emflow-gmm", "emflow-forest-gmm", "emflow-forest-gmm-shaped", "emflow-forest-mean-shaped", "emflow-forest-linear-shaped" }))}.", nameof(name)),
+            _ => throw new ArgumentException($"Unknown method '{name}'; expected one of {string.Join(", ", StandardNames.Concat(CompetitorNames).Concat(TreeNames).Concat(VariantNames).Concat(new[] { "gmm", "emflow-gmm", "emflow-forest-gmm", "emflow-forest-gmm-shaped", "emflow-forest-mean-shaped", "emflow-forest-linear-shaped", "emflow-forest-avg4-shaped" }))}.", nameof(name)),
         };
     }
 
