@@ -65,6 +65,9 @@ public static class App
           --hold-out HOW          which observed cells are held out to choose the start's blend and the iteration:
                                   missingness (default; drawn in proportion to each column's missing share) or
                                   uniform
+          --forest-repeats N      independent forest runs averaged, in the start and with --method forest
+                                  (default 1; each run costs one forest fit, and averaging four scored lower on
+                                  28 of 30 folds measured)
           --seed S                seed of every random choice (default 0)
           --threads T             torch threads (default 1)
           --multiple K            also write K sampled imputations OUTPUT.1.csv ... OUTPUT.K.csv (emflow only),

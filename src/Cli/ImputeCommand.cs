@@ -16,7 +16,7 @@ internal static class ImputeCommand
 {
     private static readonly HashSet<string> Flags = new() { "--quiet", "--skip-non-numeric", "--stream" };
     private static readonly Dictionary<string, string> Aliases = new() { ["-o"] = "--output", ["-q"] = "--quiet" };
-    private static readonly string[] FitSettings = { "--iterations", "--epochs", "--batch-size", "--learning-rate", "--seed", "--threads", "--start", "--hold-out" };
+    private static readonly string[] FitSettings = { "--iterations", "--epochs", "--batch-size", "--learning-rate", "--seed", "--threads", "--start", "--hold-out", "--forest-repeats" };
 
     public static void Run(string[] words, IAnsiConsole console, bool interactive, TextWriter stderr, CancellationToken ct)
     {
@@ -37,11 +37,13 @@ internal static class ImputeCommand
         bool stream = a.Flag("--stream");
         int sampleRows = a.Int("--sample-rows", EMFlowImputer.DefaultSampleRows, min: 2);
         var given = FitSettings.Where(s => a.Text(s) is not null).ToList();
+        // Averaged runs cost one forest fit each; they paid on every table measured (bench/README.md, "Averaging runs").
+        var forest = new ForestOptions { Repeats = a.Int("--forest-repeats", 1, min: 1) };
         // The default: the tree ensembles join the start's blend as a third candidate; the mixture on request.
         var (start, startCandidates) = a.Text("--start") switch
         {
-            null or "auto-forest" => (InitialImputation.Auto, new IStartCandidate[] { new ForestStart() }),
-            "auto-forest-mixture" => (InitialImputation.Auto, new IStartCandidate[] { new ForestStart(), new MixtureStart() }),
+            null or "auto-forest" => (InitialImputation.Auto, new IStartCandidate[] { new ForestStart(forest) }),
+            "auto-forest-mixture" => (InitialImputation.Auto, new IStartCandidate[] { new ForestStart(forest), new MixtureStart() }),
             "auto" => (InitialImputation.Auto, Array.Empty<IStartCandidate>()),
             "auto-mixture" => (InitialImputation.Auto, new IStartCandidate[] { new MixtureStart() }),
             "gaussian-em" => (InitialImputation.GaussianEm, Array.Empty<IStartCandidate>()),
@@ -68,6 +70,8 @@ internal static class ImputeCommand
             },
         };
         a.RejectUnknown(1);
+        if (a.Text("--forest-repeats") is not null && method == "emflow" && !startCandidates.OfType<ForestStart>().Any())
+            throw new UsageException($"--forest-repeats applies to a start with the forest (auto-forest or auto-forest-mixture); --start is {a.Text("--start")}");
 
         if (a.Positional.Count == 0) throw new UsageException("impute needs an input file: emflow impute INPUT.csv -o OUTPUT.csv");
         var input = a.Positional[0];
@@ -79,8 +83,8 @@ internal static class ImputeCommand
             // A forest model saves and loads too (ForestImputer.Save / Load); the other methods keep no model file.
             bool files = method == "forest";
             var emflowOnly = new[] { ("--multiple", multiple > 0), ("--model", !files && modelOut is not null), ("--load", !files && modelIn is not null) }
-                .Concat(given.Where(g => g != "--seed").Select(g => (g, true))).FirstOrDefault(o => o.Item2).Item1;
-            if (emflowOnly is not null) throw new UsageException($"{emflowOnly} applies to --method emflow{(emflowOnly is "--model" or "--load" ? " or forest" : "")} only");
+                .Concat(given.Where(g => g != "--seed" && !(files && g == "--forest-repeats")).Select(g => (g, true))).FirstOrDefault(o => o.Item2).Item1;
+            if (emflowOnly is not null) throw new UsageException($"{emflowOnly} applies to --method emflow{(emflowOnly is "--model" or "--load" or "--forest-repeats" ? " or forest" : "")} only");
         }
         if (a.Text("--sample-rows") is not null && !stream) throw new UsageException("--sample-rows applies to --stream only");
         if (stream)
@@ -113,7 +117,7 @@ internal static class ImputeCommand
 
         if (stream)
         {
-            RunStreamed(input, output, token, skip, separator, blockRows, sampleRows, options, startCandidates, modelOut, quiet, console, interactive, stderr, ct);
+            RunStreamed(input, output, token, skip, separator, blockRows, sampleRows, options, forest, startCandidates, modelOut, quiet, console, interactive, stderr, ct);
             return;
         }
 
@@ -191,7 +195,7 @@ internal static class ImputeCommand
                     + $"{string.Join(", ", table.CategoricalColumns.Select(c => $"'{c}'"))} (pass text columns through with --skip-non-numeric, or fit a model on a table with them)");
             if (table.NumericColumns.Count == 0 && pngDir is not null)
                 throw new UsageException($"--png-dir shows numeric columns; {input} has none");
-            RunMixed(table, source, blockRows, input, output, method, options, startCandidates, multiple, report, pngDir, quiet, console, interactive, stderr, ct, mixedModel, modelIn, modelOut);
+            RunMixed(table, source, blockRows, input, output, method, options, forest, startCandidates, multiple, report, pngDir, quiet, console, interactive, stderr, ct, mixedModel, modelIn, modelOut);
             return;
         }
         var data = table.ToMatrix();
@@ -202,7 +206,7 @@ internal static class ImputeCommand
         ReportData? details = null;
         string[] fitSummary = Array.Empty<string>();
         string label = method;
-        using (Imputer imputer = modelIn is null ? Create(method, options, startCandidates) : method == "forest" ? ForestImputer.Load(modelIn) : EMFlowImputer.Load(modelIn))
+        using (Imputer imputer = modelIn is null ? Create(method, options, forest, startCandidates) : method == "forest" ? ForestImputer.Load(modelIn) : EMFlowImputer.Load(modelIn))
         {
             // The model's column order: the table's, or, for a saved model that stores names, the order it was fitted in.
             var order = Enumerable.Range(0, table.NumericColumns.Count).ToArray();
@@ -247,7 +251,7 @@ internal static class ImputeCommand
                 Write(table.WithImputed(draws[k]), Numbered(output, k + 1), source, blockRows);
             if (modelOut is not null)
             {
-                if (imputer is ForestImputer forest) forest.Save(modelOut);
+                if (imputer is ForestImputer trees) trees.Save(modelOut);
                 else ((EMFlowImputer)imputer).Save(modelOut);
             }
         }
@@ -268,12 +272,12 @@ internal static class ImputeCommand
     /// <c>--stream</c>: EMFlow fitted on the file read block by block (<see cref="EMFlowImputer.FitStream"/>), then the
     /// file imputed block by block; neither holds the table.
     /// </summary>
-    private static void RunStreamed(string input, string output, string? token, bool skip, char? separator, int blockRows, int sampleRows, EMFlowOptions options, IStartCandidate[] startCandidates,
+    private static void RunStreamed(string input, string output, string? token, bool skip, char? separator, int blockRows, int sampleRows, EMFlowOptions options, ForestOptions forest, IStartCandidate[] startCandidates,
         string? modelOut, bool quiet, IAnsiConsole console, bool interactive, TextWriter stderr, CancellationToken ct)
     {
         var clock = Stopwatch.StartNew();
         var (columns, passed, read) = StreamFit.Open(input, token, skip, separator, ct);
-        using var imputer = (EMFlowImputer)Create("emflow", options, startCandidates);
+        using var imputer = (EMFlowImputer)Create("emflow", options, forest, startCandidates);
         Fitting.Run(console, interactive && !quiet, $"emflow on {Path.GetFileName(input)}, streamed", progress =>
             imputer.FitStream(read, columns, sampleRows, progress, ct), quiet ? null : stderr);
         var fitSeconds = clock.Elapsed.TotalSeconds;
@@ -315,7 +319,7 @@ internal static class ImputeCommand
     /// <param name="loaded">A model read with --load (owned by the caller), or null to fit one.</param>
     /// <param name="modelIn">The file it was read from.</param>
     /// <param name="modelOut">Where --model saves the fitted model, or null.</param>
-    private static void RunMixed(Table table, ParquetInput? source, int blockRows, string input, string output, string method, EMFlowOptions options, IStartCandidate[] startCandidates, int multiple,
+    private static void RunMixed(Table table, ParquetInput? source, int blockRows, string input, string output, string method, EMFlowOptions options, ForestOptions forest, IStartCandidate[] startCandidates, int multiple,
         string? report, string? pngDir, bool quiet, IAnsiConsole console, bool interactive, TextWriter stderr, CancellationToken ct,
         MixedImputer? loaded, string? modelIn, string? modelOut)
     {
@@ -327,7 +331,7 @@ internal static class ImputeCommand
         var label = loaded is null ? method : $"the model in {modelIn}";
         if (loaded is null && !quiet)
             foreach (var line in IdentifierWarnings(table)) stderr.WriteLine($"emflow: {line}");
-        using (var fitted = loaded is null ? new MixedImputer(Create(method, options, startCandidates)) : null)
+        using (var fitted = loaded is null ? new MixedImputer(Create(method, options, forest, startCandidates)) : null)
         {
             var imputer = loaded ?? fitted!;
             if (loaded is null)
@@ -506,14 +510,14 @@ internal static class ImputeCommand
         return output[..^ext.Length] + "." + k.ToString(CultureInfo.InvariantCulture) + ext;
     }
 
-    private static Imputer Create(string method, EMFlowOptions options, IStartCandidate[] startCandidates) => method switch
+    private static Imputer Create(string method, EMFlowOptions options, ForestOptions forest, IStartCandidate[] startCandidates) => method switch
     {
         "mean" => new MeanImputer(SimpleStrategy.Mean),
         "median" => new MeanImputer(SimpleStrategy.Median),
         "gaussian-em" => new GaussianEmImputer(),
         "knn" => new KnnImputer(),
-        // missForest-style trees (EMFlow.Forest); --seed is its one setting here.
-        "forest" => new ForestImputer(new ForestOptions { Seed = options.Seed }),
+        // missForest-style trees (EMFlow.Forest); --seed and --forest-repeats are its settings here.
+        "forest" => new ForestImputer(forest with { Seed = options.Seed }),
         _ => new EMFlowImputer(options, startCandidates),
     };
 

@@ -68,8 +68,9 @@ public sealed record ForestOptions
     /// <summary>Independent missForest runs, each with its own seed stream (the first with <see cref="Seed"/> itself),
     /// whose imputations of each missing cell are averaged, at Fit and at Transform. A boosted model per feature is
     /// a noisy learner and the sweeps compound its noise: on Concrete one fold's RMSE ranged over .113-.130 across
-    /// four seeds, and the average of those four runs scored at or below the best of them on three folds of three
-    /// (bench/README.md, "Averaging runs"). Costs one fit per run. Default 1.</summary>
+    /// four seeds, and the average of those four runs scored 6-7% below the seeds' mean on each of three folds
+    /// (bench/README.md, "Averaging runs"). Costs one fit per run, and Transform imputes with every run. Default
+    /// 1.</summary>
     public int Repeats { get; init; } = 1;
 
     /// <summary>Threads of each trainer. Default 1, which makes a fit bit-for-bit reproducible; more threads may

@@ -87,6 +87,53 @@ public sealed class CliTests : IDisposable
         Assert.Equal(File.ReadAllLines(first), File.ReadAllLines(second));
     }
 
+    [Fact]
+    public void Forest_repeats_change_the_imputation_and_their_model_reloads_with_every_run()
+    {
+        var input = WriteInput(withText: true);
+        var model = PathOf("forest-avg.model");
+        var one = PathOf("forest-one.csv");
+        var two = PathOf("forest-two.csv");
+        var again = PathOf("forest-two-again.csv");
+        var common = new[] { "--method", "forest", "--missing", "?", "--skip-non-numeric", "--quiet" };
+        var fit = Run(new[] { "impute", input, "-o", one }.Concat(common).ToArray());
+        Assert.True(fit.Code == 0, fit.Err);
+        fit = Run(new[] { "impute", input, "-o", two, "--forest-repeats", "2", "--model", model }.Concat(common).ToArray());
+        Assert.True(fit.Code == 0, fit.Err);
+        var load = Run(new[] { "impute", input, "-o", again, "--load", model }.Concat(common).ToArray());
+        Assert.True(load.Code == 0, load.Err);
+        Assert.Equal(File.ReadAllLines(two), File.ReadAllLines(again));
+        // The second run has seeds of its own, so the average moves the missing cells (and only those).
+        var before = File.ReadAllLines(input);
+        var a = File.ReadAllLines(one);
+        var b = File.ReadAllLines(two);
+        int moved = 0;
+        for (int i = 1; i < before.Length; i++)
+        {
+            var (raw, x, y) = (Fields(before[i]), Fields(a[i]), Fields(b[i]));
+            for (int j = 0; j < raw.Length; j++)
+            {
+                if (raw[j] is not ("?" or "" or "NA")) Assert.Equal(x[j], y[j]);
+                else if (x[j] != y[j]) moved++;
+            }
+        }
+        Assert.True(moved > 0, "two averaged runs imputed every missing cell as one run did");
+    }
+
+    [Theory]
+    [InlineData("--forest-repeats 0", "--forest-repeats")]
+    [InlineData("--forest-repeats two", "--forest-repeats")]
+    [InlineData("--method knn --forest-repeats 2", "--forest-repeats applies to --method emflow or forest only")]
+    [InlineData("--start knn --forest-repeats 2", "--forest-repeats applies to a start with the forest")]
+    public void Forest_repeats_where_they_do_not_apply_or_out_of_range_exit_2_with_one_line(string option, string named)
+    {
+        var input = WriteInput();
+        var (code, _, err) = Run(new[] { "impute", input, "-o", PathOf("out.csv"), "--missing", "?" }.Concat(option.Split(' ')).ToArray());
+        Assert.Equal(App.BadInput, code);
+        Assert.Contains(named, err);
+        Assert.Single(err.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+    }
+
     /// <summary>Splits a line of the test table, whose only quoted field holds one comma.</summary>
     private static string[] Fields(string line)
     {
@@ -511,6 +558,23 @@ public sealed class CliTests : IDisposable
         (code, _, err) = Run("impute", input, "-o", again, "--missing", "?", "--load", model, "--quiet");
         Assert.True(code == 0, err);
         Assert.Equal(File.ReadAllLines(fitted), File.ReadAllLines(again));
+    }
+
+    [Fact]
+    public void A_start_with_averaged_forest_runs_reloads_from_its_model_file()
+    {
+        var input = WriteInput();
+        var model = PathOf("forest-avg-start.model");
+        var fitted = PathOf("avg-fitted.csv");
+        var (code, _, err) = Run(new[] { "impute", input, "-o", fitted, "--missing", "?", "--forest-repeats", "2", "--model", model }.Concat(Quick).ToArray());
+        Assert.True(code == 0, err);
+        var again = PathOf("avg-again.csv");
+        (code, _, err) = Run("impute", input, "-o", again, "--missing", "?", "--load", model, "--quiet");
+        Assert.True(code == 0, err);
+        Assert.Equal(File.ReadAllLines(fitted), File.ReadAllLines(again));
+        (code, _, err) = Run("impute", input, "-o", again, "--missing", "?", "--load", model, "--forest-repeats", "2", "--quiet");
+        Assert.Equal(App.BadInput, code);
+        Assert.Contains("--forest-repeats does not apply", err);
     }
 
     [Fact]
