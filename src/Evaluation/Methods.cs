@@ -90,12 +90,10 @@ public sealed record Method(string Name, Func<IImputationMethod> Create)
             // The Auto start blending Gaussian EM, kNN, the forest and that mixture.
             "emflow-forest-gmm" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed }), new IStartCandidate[] { new ForestStart(), new MixtureStart() })),
             "emflow-forest-gmm-shaped" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOutLikeMissingness = true }), new IStartCandidate[] { new ForestStart(), new MixtureStart() })),
-            // The same with the mixture's imputations clamped to each feature's observed range (MixtureStart(true)).
-            "emflow-forest-gmmclamp-shaped" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOutLikeMissingness = true }), new IStartCandidate[] { new ForestStart(), new MixtureStart(clampToObservedRange: true) })),
             "emflow-forest-mean-shaped" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOutLikeMissingness = true }), new IStartCandidate[] { new ForestStart(), new MeanStart() })),
             "emflow-gmm" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed }), new IStartCandidate[] { new MixtureStart() })),
             "mcflow" => Of(name, () => new McFlowImputer(new McFlowOptions { Seed = seed, TorchThreads = adjust(new EMFlowOptions()).TorchThreads })),
-            _ => throw new ArgumentException($"Unknown method '{name}'; expected one of {string.Join(", ", StandardNames.Concat(CompetitorNames).Concat(TreeNames).Concat(VariantNames).Concat(new[] { "gmm", "emflow-gmm", "emflow-forest-gmm", "emflow-forest-gmm-shaped", "emflow-forest-mean-shaped", "emflow-forest-linear-shaped", "emflow-forest-avg4-shaped", "emflow-forest-gmmclamp-shaped" }))}.", nameof(name)),
+            _ => throw new ArgumentException($"Unknown method '{name}'; expected one of {string.Join(", ", StandardNames.Concat(CompetitorNames).Concat(TreeNames).Concat(VariantNames).Concat(new[] { "gmm", "emflow-gmm", "emflow-forest-gmm", "emflow-forest-gmm-shaped", "emflow-forest-mean-shaped", "emflow-forest-linear-shaped", "emflow-forest-avg4-shaped" }))}.", nameof(name)),
         };
     }
 

@@ -56,9 +56,6 @@ internal sealed class GaussianMixture
         return (Fit(train, best, new Random(rng.Next()), ct), best, scores);
     }
 
-    /// <summary>Features of each component, p.</summary>
-    public int Features => _means[0].Length;
-
     public void Write(BinaryWriter w)
     {
         int k = _weights.Length, p = _means[0].Length;
@@ -471,19 +468,6 @@ public sealed class MixtureStart : IStartCandidate
     /// A K with fewer than 2 (p + 1) rows per component is not tried.</summary>
     public static IReadOnlyList<int> Components { get; } = new[] { 1, 2, 4, 8, 16 };
 
-    /// <summary>A candidate whose imputations are the mixture's, unclamped.</summary>
-    public MixtureStart() : this(false) { }
-
-    /// <summary>A candidate whose imputed entries are clamped, when <paramref name="clampToObservedRange"/>, to the
-    /// range of each feature's observed entries at Fit.</summary>
-    public MixtureStart(bool clampToObservedRange) => ClampToObservedRange = clampToObservedRange;
-
-    /// <summary>Whether imputed entries are kept inside the range of the feature's observed entries at Fit (at
-    /// Transform too). Under MAR the rows a feature misses can lie where the mixture's conditional means run far beyond
-    /// anything observed: on one Breast cancer fold the mixture took a fifth of the blend and the fold's RMSE from .116
-    /// to .213 (bench/README.md, "A Gaussian mixture").</summary>
-    public bool ClampToObservedRange { get; }
-
     /// <summary>"gmm".</summary>
     public string Name => "gmm";
 
@@ -497,8 +481,8 @@ public sealed class MixtureStart : IStartCandidate
         var clock = System.Diagnostics.Stopwatch.StartNew();
         var (mixture, _, _) = GaussianMixture.Choose(values, seed, ct, (done, count) =>
             progress?.Report(new TrainingProgress("mixture components tried", done, count, 0, 0, double.NaN, double.NaN, clock.Elapsed)));
-        var fitted = new Fitted(mixture, ClampToObservedRange ? ObservedRange(values) : null);
-        return Tuple.Create<IFittedStartCandidate, Tensor>(fitted, Tensors.ofArray2D(fitted.Impute(values)));
+        var fitted = new Fitted(mixture);
+        return Tuple.Create<IFittedStartCandidate, Tensor>(fitted, Tensors.ofArray2D(mixture.Impute(values)));
     }
 
     // The mixture works on arrays with NaN where an entry is missing; the start hands over scaled rows and a mask.
@@ -512,66 +496,24 @@ public sealed class MixtureStart : IStartCandidate
         return values;
     }
 
-    // (lowest, highest) observed entry per feature; NaN for a feature with none, which is then left unclamped.
-    private static (double[] Low, double[] High) ObservedRange(double[,] values)
-    {
-        int n = values.GetLength(0), p = values.GetLength(1);
-        var low = Enumerable.Repeat(double.NaN, p).ToArray();
-        var high = Enumerable.Repeat(double.NaN, p).ToArray();
-        for (int i = 0; i < n; i++)
-            for (int j = 0; j < p; j++)
-            {
-                double v = values[i, j];
-                if (double.IsNaN(v)) continue;
-                if (!(v >= low[j])) low[j] = v;
-                if (!(v <= high[j])) high[j] = v;
-            }
-        return (low, high);
-    }
-
     /// <inheritdoc />
-    /// <remarks>A payload written before the range existed ends after the mixture, and imputes unclamped as it did.</remarks>
     public IFittedStartCandidate Load(byte[] bytes)
     {
         using var r = new BinaryReader(new MemoryStream(bytes));
-        var mixture = GaussianMixture.Read(r);
-        if (r.BaseStream.Position == r.BaseStream.Length) return new Fitted(mixture, null);
-        int p = r.ReadInt32();
-        if (p != mixture.Features) throw new InvalidDataException($"the mixture start stores a range for {p} features, its mixture has {mixture.Features}");
-        var low = new double[p];
-        var high = new double[p];
-        for (int j = 0; j < p; j++) (low[j], high[j]) = (r.ReadDouble(), r.ReadDouble());
-        if (r.BaseStream.Position != r.BaseStream.Length) throw new InvalidDataException("unread bytes follow the mixture start");
-        return new Fitted(mixture, (low, high));
+        return new Fitted(GaussianMixture.Read(r));
     }
 
-    private sealed class Fitted(GaussianMixture mixture, (double[] Low, double[] High)? range) : IFittedStartCandidate
+    private sealed class Fitted(GaussianMixture mixture) : IFittedStartCandidate
     {
-        public Tensor Fill(Tensor x, Tensor mask, CancellationToken ct) => Tensors.ofArray2D(Impute(WithNaN(x, mask)));
-
-        /// <summary>The mixture's imputation of <paramref name="values"/> (NaN where missing), clamped if asked.</summary>
-        public double[,] Impute(double[,] values)
+        public Tensor Fill(Tensor x, Tensor mask, CancellationToken ct)
         {
-            var imputed = mixture.Impute(values);
-            if (range is not var (low, high)) return imputed;
-            for (int i = 0; i < imputed.GetLength(0); i++)
-                for (int j = 0; j < imputed.GetLength(1); j++)
-                    if (double.IsNaN(values[i, j]) && !double.IsNaN(low[j])) imputed[i, j] = Math.Clamp(imputed[i, j], low[j], high[j]);
-            return imputed;
+            return Tensors.ofArray2D(mixture.Impute(WithNaN(x, mask)));
         }
 
         public byte[] Save()
         {
             var stream = new MemoryStream();
-            using (var w = new BinaryWriter(stream))
-            {
-                mixture.Write(w);
-                if (range is var (low, high))
-                {
-                    w.Write(low.Length);
-                    for (int j = 0; j < low.Length; j++) { w.Write(low[j]); w.Write(high[j]); }
-                }
-            }
+            using (var w = new BinaryWriter(stream)) mixture.Write(w);
             return stream.ToArray();
         }
 

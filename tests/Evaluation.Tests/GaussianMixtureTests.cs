@@ -84,51 +84,6 @@ public class GaussianMixtureTests
     }
 
     [Fact]
-    public void Clamped_it_stops_at_the_observed_range_where_unclamped_it_runs_beyond_and_its_payload_keeps_the_range()
-    {
-        // b = 2a, and b is missing on the rows where a is largest: the conditional mean there runs past every observed b.
-        const int n = 200;
-        var rng = new Random(5);
-        var values = new double[n, 2];
-        var hidden = new double[n, 2];
-        double top = double.MinValue;
-        for (int i = 0; i < n; i++)
-        {
-            values[i, 0] = 0.5 * i / (n - 1.0);
-            values[i, 1] = 2 * values[i, 0] + 0.01 * Normal(rng);
-            if (i >= 160) (hidden[i, 1], values[i, 1]) = (1.0, 0.0);
-            else top = Math.Max(top, values[i, 1]);
-        }
-        using var x = Tensors.ofArray2D(values);
-        using var mask = Tensors.ofArray2D(hidden);
-        var (plain, plainRows) = new MixtureStart().Fit(x, mask, Array.Empty<int>(), 7, null!, CancellationToken.None).ToValueTuple();
-        var clamp = new MixtureStart(clampToObservedRange: true);
-        var (clamped, clampedRows) = clamp.Fit(x, mask, Array.Empty<int>(), 7, null!, CancellationToken.None).ToValueTuple();
-        using (plain)
-        using (clamped)
-        using (plainRows)
-        using (clampedRows)
-        {
-            var unclampedFill = Tensors.toArray2D(plainRows);
-            var clampedFill = Tensors.toArray2D(clampedRows);
-            Assert.True(unclampedFill[n - 1, 1] > top + 0.1, $"unclamped {unclampedFill[n - 1, 1]:F3}, highest observed {top:F3}");
-            for (int i = 0; i < n; i++)
-            {
-                Assert.Equal(values[i, 0], clampedFill[i, 0]);
-                if (i < 160) Assert.Equal(values[i, 1], clampedFill[i, 1]);
-                else Assert.Equal(Math.Min(unclampedFill[i, 1], top), clampedFill[i, 1], 12);
-            }
-            using var reloaded = clamp.Load(clamped.Save());
-            using var refilled = reloaded.Fill(x, mask, CancellationToken.None);
-            TestData.AssertBitForBit(clampedFill, Tensors.toArray2D(refilled));
-            // A payload without the range (one written by an unclamped candidate) still loads, unclamped.
-            using var old = clamp.Load(plain.Save());
-            using var oldFill = old.Fill(x, mask, CancellationToken.None);
-            TestData.AssertBitForBit(unclampedFill, Tensors.toArray2D(oldFill));
-        }
-    }
-
-    [Fact]
     public void Imputes_clustered_rows_far_better_than_one_Gaussian_keeps_observed_entries_and_repeats_with_its_seed()
     {
         var (complete, data) = Clusters(600, seed: 1);
