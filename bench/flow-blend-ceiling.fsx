@@ -13,6 +13,7 @@
 #r "EMFlow.Bench/bin/Release/net10.0/EMFlow.Forest.dll"
 #r "EMFlow.Bench/bin/Release/net10.0/EMFlow.Evaluation.dll"
 #r "EMFlow.Bench/bin/Release/net10.0/Microsoft.ML.LightGbm.dll"
+#load "BenchTable.fsx"
 open System
 open TorchSharp
 open EMFlow
@@ -29,19 +30,7 @@ let args = fsi.CommandLineArgs
 let name = args[1]
 let folds = args[2].Split(',') |> Array.map int
 let iters = if args.Length > 3 then int args[3] else 2
-let dataDir =
-    match Environment.GetEnvironmentVariable "EMFLOW_DATA" with
-    | null | "" -> IO.Path.Combine(__SOURCE_DIRECTORY__, "..", "..", "shared", "data")
-    | d -> d
-let path = IO.Path.Combine(dataDir, name, name + ".csv")
-let keep = name <> "letter" && name <> "spam" && name <> "breast_cancer"
-let cols, values0 = CsvTable.Read(path).ToTuple()
-let values =
-    if keep || cols[cols.Length-1] <> "target" then values0
-    else Array2D.init (values0.GetLength 0) (values0.GetLength 1 - 1) (fun i j -> values0[i, j])
-let popt = ProtocolOptions(Folds = 5, Seed = 0L, Mechanism = Mechanism.Mcar(0.2))
-let table = Protocol.Prepare(values, popt)
-let foldIds = Protocol.AssignFolds(table.KeptRows.Length, 5, Tensors.deriveSeed 0L 1)
+let table, foldIds = BenchTable.load name (Mechanism.Mcar 0.2)
 let p = table.Values.GetLength 1
 for f in folds do
     let split = Protocol.Split(table, foldIds, f)

@@ -11,6 +11,7 @@
 #r "EMFlow.Bench/bin/Release/net10.0/EMFlow.Forest.dll"
 #r "EMFlow.Bench/bin/Release/net10.0/EMFlow.Evaluation.dll"
 #r "EMFlow.Bench/bin/Release/net10.0/Microsoft.ML.LightGbm.dll"
+#load "BenchTable.fsx"
 open System
 open System.IO
 open EMFlow
@@ -27,17 +28,7 @@ if args.Length < 2 then failwith "usage: dotnet fsi bench/forest-seeds.fsx TABLE
 let name = args[0]
 let folds = args[1].Split(',') |> Array.map int
 let seeds = if args.Length > 2 then int args[2] else 4
-let dataDir =
-    match Environment.GetEnvironmentVariable "EMFLOW_DATA" with
-    | null | "" -> Path.Combine(__SOURCE_DIRECTORY__, "..", "..", "shared", "data")
-    | d -> d
-let keepTarget = name <> "letter" && name <> "spam" && name <> "breast_cancer"
-let cols, raw = CsvTable.Read(Path.Combine(dataDir, name, name + ".csv")).ToTuple()
-let values =
-    if keepTarget || cols[cols.Length - 1] <> "target" then raw
-    else Array2D.init (raw.GetLength 0) (raw.GetLength 1 - 1) (fun i j -> raw[i, j])
-let table = Protocol.Prepare(values, ProtocolOptions(Folds = 5, Seed = 0L, Mechanism = Mechanism.Mcar(0.2)))
-let foldIds = Protocol.AssignFolds(table.KeptRows.Length, 5, Tensors.deriveSeed 0L 1)
+let table, foldIds = BenchTable.load name (Mechanism.Mcar 0.2)
 for f in folds do
     let split = Protocol.Split(table, foldIds, f)
     let outs =

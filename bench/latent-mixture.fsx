@@ -18,6 +18,7 @@
 #r "EMFlow.Bench/bin/Release/net10.0/EMFlow.Core.dll"
 #r "EMFlow.Bench/bin/Release/net10.0/EMFlow.dll"
 #r "EMFlow.Bench/bin/Release/net10.0/EMFlow.Evaluation.dll"
+#load "BenchTable.fsx"
 open System
 open System.IO
 open TorchSharp
@@ -37,17 +38,7 @@ let mechanism = if args.Length > 6 && args[6] = "mar" then Mechanism.Mar() else 
 let weighting = if args.Length > 7 then args[7] else "0"
 let width = if args.Length > 8 then Some (int args[8]) else None
 let layers = if args.Length > 9 then Some (int args[9]) else None
-let dataDir =
-    match Environment.GetEnvironmentVariable "EMFLOW_DATA" with
-    | null | "" -> Path.Combine(__SOURCE_DIRECTORY__, "..", "..", "shared", "data")
-    | d -> d
-let keepTarget = name <> "letter" && name <> "spam" && name <> "breast_cancer"
-let cols, raw = CsvTable.Read(Path.Combine(dataDir, name, name + ".csv")).ToTuple()
-let values =
-    if keepTarget || cols[cols.Length - 1] <> "target" then raw
-    else Array2D.init (raw.GetLength 0) (raw.GetLength 1 - 1) (fun i j -> raw[i, j])
-let table = Protocol.Prepare(values, ProtocolOptions(Folds = 5, Seed = 0L, Mechanism = mechanism))
-let foldIds = Protocol.AssignFolds(table.KeptRows.Length, 5, Tensors.deriveSeed 0L 1)
+let table, foldIds = BenchTable.load name mechanism
 let p = table.Values.GetLength 1
 let f64 = torch.float64
 

@@ -38,14 +38,7 @@ internal static class ForestModelFile
             w.Write(JsonSerializer.Serialize(f.Options));
             ChecksummedFile.WriteArray(w, scaler.Min);
             ChecksummedFile.WriteArray(w, scaler.Max);
-            ChecksummedFile.WriteArray(w, f.Means);
-            w.Write(f.Order.Length);
-            foreach (var j in f.Order) w.Write(j);
-            w.Write(f.Sweeps.Length);
-            foreach (var sweep in f.Sweeps)
-                foreach (var m in sweep) WriteModel(w, m, p, serialize);
-            foreach (var m in f.Complete) WriteModel(w, m, p, serialize);
-            ChecksummedFile.WriteArray(w, f.Changes);
+            WriteRun(w, f, p, serialize);
             w.Write(names?.Count ?? -1);
             foreach (var name in names ?? Array.Empty<string>()) w.Write(name);
             // Format 4: the further runs of ForestOptions.Repeats, each as the first run's part above.
