@@ -65,9 +65,9 @@ public static class App
           --hold-out HOW          which observed cells are held out to choose the start's blend and the iteration:
                                   missingness (default; drawn in proportion to each column's missing share) or
                                   uniform
-          --forest-repeats N      independent forest runs averaged, in the start and with --method forest
-                                  (default 1; each run costs one forest fit, and averaging four scored lower on
-                                  28 of 30 folds measured)
+          --forest-repeats N      independent forest runs averaged, in the start and with --method forest; each
+                                  costs one forest fit (default: in the start 4 on tables of at most 4e6
+                                  rows x columns squared and 1 on larger ones; with --method forest 1)
           --seed S                seed of every random choice (default 0)
           --threads T             torch threads (default 1)
           --multiple K            also write K sampled imputations OUTPUT.1.csv ... OUTPUT.K.csv (emflow only),
@@ -115,9 +115,10 @@ public static class App
                                   features (without it, appendix E's own rate)
           --folds K               cross-validation folds (default 5)
           --methods LIST          comma-separated (default mean,knn,gaussian-em,emflow, emflow being the library's
-                                  defaults); also median, forest, emflow-forest-shaped (what impute runs by default),
-                                  emflow-forest (the same with a uniform hold-out), emflow-paper and the paper's
-                                  competitors gain, miwae, mcflow
+                                  defaults); also median, forest, forest-avg4 (4 runs averaged),
+                                  emflow-forest-sized-shaped (what impute runs by default), emflow-forest-shaped
+                                  (the same with one forest run), emflow-forest (one run, uniform hold-out),
+                                  emflow-paper and the paper's competitors gain, miwae, mcflow
           --seed S                seed of the mask, the folds and the methods (default 0)
           --threads T             torch threads (default 1)
           --mask MASK.csv         a 0/1 CSV with header (1 = hidden) instead of the mechanism

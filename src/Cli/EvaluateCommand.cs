@@ -43,8 +43,8 @@ internal static class EvaluateCommand
             _ => throw new UsageException($"--mechanism must be mcar, mar or mnar; got '{mechanismName}'"),
         };
         foreach (var m in methodNames)
-            if (!Method.StandardNames.Contains(m) && !Method.CompetitorNames.Contains(m) && !Method.TreeNames.Contains(m))
-                throw new UsageException($"unknown method '{m}'; the methods are {string.Join(", ", Method.StandardNames.Concat(Method.CompetitorNames).Concat(Method.TreeNames))}");
+            if (!Method.StandardNames.Contains(m) && !Method.CompetitorNames.Contains(m) && !Method.TreeNames.Contains(m) && !Method.VariantNames.Contains(m))
+                throw new UsageException($"unknown method '{m}'; the methods are {string.Join(", ", Method.StandardNames.Concat(Method.TreeNames).Concat(Method.VariantNames).Concat(Method.CompetitorNames))}");
 
         string[]? categorical = null;
         if (categoricalText is not null)

@@ -37,13 +37,16 @@ internal static class ImputeCommand
         bool stream = a.Flag("--stream");
         int sampleRows = a.Int("--sample-rows", EMFlowImputer.DefaultSampleRows, min: 2);
         var given = FitSettings.Where(s => a.Text(s) is not null).ToList();
-        // Averaged runs cost one forest fit each; they paid on every table measured (bench/README.md, "Averaging runs").
-        var forest = new ForestOptions { Repeats = a.Int("--forest-repeats", 1, min: 1) };
+        // Averaged runs cost one forest fit each (bench/README.md, "Averaging runs"). Without the option the start
+        // averages as many as the table's size allows (ForestStart.Sized) and --method forest fits one.
+        int? repeats = a.Text("--forest-repeats") is null ? null : a.Int("--forest-repeats", 1, min: 1);
+        var forest = new ForestOptions { Repeats = repeats ?? 1 };
+        ForestStart Trees() => repeats is null ? ForestStart.Sized() : new ForestStart(forest);
         // The default: the tree ensembles join the start's blend as a third candidate; the mixture on request.
         var (start, startCandidates) = a.Text("--start") switch
         {
-            null or "auto-forest" => (InitialImputation.Auto, new IStartCandidate[] { new ForestStart(forest) }),
-            "auto-forest-mixture" => (InitialImputation.Auto, new IStartCandidate[] { new ForestStart(forest), new MixtureStart() }),
+            null or "auto-forest" => (InitialImputation.Auto, new IStartCandidate[] { Trees() }),
+            "auto-forest-mixture" => (InitialImputation.Auto, new IStartCandidate[] { Trees(), new MixtureStart() }),
             "auto" => (InitialImputation.Auto, Array.Empty<IStartCandidate>()),
             "auto-mixture" => (InitialImputation.Auto, new IStartCandidate[] { new MixtureStart() }),
             "gaussian-em" => (InitialImputation.GaussianEm, Array.Empty<IStartCandidate>()),

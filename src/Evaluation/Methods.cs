@@ -73,10 +73,14 @@ public sealed record Method(string Name, Func<IImputationMethod> Create)
             // The Auto start with the tree ensembles as a third candidate of the blend (EMFlow.Forest's ForestStart).
             "emflow-forest" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed }), new[] { new ForestStart() })),
             "emflow-forest-shaped" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOutLikeMissingness = true }), new[] { new ForestStart() })),
+            // What `emflow impute` runs by default: the same with the forest's runs averaged as the table's size allows.
+            "emflow-forest-sized-shaped" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOutLikeMissingness = true }), new[] { ForestStart.Sized() })),
             // The command line's default (shaped hold-out, forest in the start) with the forest's linear base chosen per feature.
             "emflow-forest-linear-shaped" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOutLikeMissingness = true }), new[] { new ForestStart(new ForestOptions { LinearBase = ForestLinearBase.WhereItHelps }) })),
             // The same with the forest's imputations averaged over four runs (ForestOptions.Repeats).
             "emflow-forest-avg4-shaped" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOutLikeMissingness = true }), new[] { new ForestStart(new ForestOptions { Repeats = 4 }) })),
+            // The command line's default, but every iteration runs even after one the hold-out scores worse.
+            "emflow-forest-shaped-every-iteration" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOutLikeMissingness = true, StopAfterWorseIteration = false }), new[] { new ForestStart() })),
             "emflow-forest-shaped-weighted" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOutLikeMissingness = true, ObservedShareWeight = 4 }), new[] { new ForestStart() })),
             "emflow-paper" => Of(name, () => new EMFlowImputer(adjust(EMFlowOptions.Paper with { Seed = seed }))),
             // The competitors run their own papers' settings; only the thread count follows the EMFlow adjustment.
@@ -93,7 +97,7 @@ public sealed record Method(string Name, Func<IImputationMethod> Create)
             "emflow-forest-mean-shaped" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOutLikeMissingness = true }), new IStartCandidate[] { new ForestStart(), new MeanStart() })),
             "emflow-gmm" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed }), new IStartCandidate[] { new MixtureStart() })),
             "mcflow" => Of(name, () => new McFlowImputer(new McFlowOptions { Seed = seed, TorchThreads = adjust(new EMFlowOptions()).TorchThreads })),
-            _ => throw new ArgumentException($"Unknown method '{name}'; expected one of {string.Join(", ", StandardNames.Concat(CompetitorNames).Concat(TreeNames).Concat(VariantNames).Concat(new[] { "gmm", "emflow-gmm", "emflow-forest-gmm", "emflow-forest-gmm-shaped", "emflow-forest-mean-shaped", "emflow-forest-linear-shaped", "emflow-forest-avg4-shaped" }))}.", nameof(name)),
+            _ => throw new ArgumentException($"Unknown method '{name}'; expected one of {string.Join(", ", StandardNames.Concat(CompetitorNames).Concat(TreeNames).Concat(VariantNames).Concat(new[] { "gmm", "emflow-gmm", "emflow-forest-gmm", "emflow-forest-gmm-shaped", "emflow-forest-mean-shaped", "emflow-forest-linear-shaped", "emflow-forest-avg4-shaped", "emflow-forest-shaped-every-iteration" }))}.", nameof(name)),
         };
     }
 
@@ -104,9 +108,10 @@ public sealed record Method(string Name, Func<IImputationMethod> Create)
     /// searched per fold), "emflow-shaped-holdout" (<see cref="EMFlowOptions.HoldOutLikeMissingness"/>),
     /// "emflow-auto-start" (<see cref="InitialImputation.Auto"/>), "emflow-knn-start" (<see cref="InitialImputation.Knn"/>),
     /// "emflow-forest" (the Auto start blending Gaussian EM, kNN and <see cref="ForestStart"/>), "emflow-forest-shaped"
-    /// (the same with the hold-out shaped like the missingness), "emflow-forest-shaped-weighted" (the same with
-    /// <see cref="EMFlowOptions.ObservedShareWeight"/> = 4).</summary>
-    public static IReadOnlyList<string> VariantNames { get; } = new[] { "emflow-tuned", "emflow-shaped-holdout", "emflow-auto-start", "emflow-knn-start", "emflow-forest", "emflow-forest-shaped", "emflow-forest-shaped-weighted" };
+    /// (the same with the hold-out shaped like the missingness), "emflow-forest-sized-shaped" (the same with
+    /// <see cref="ForestStart.Sized"/>: what <c>emflow impute</c> runs by default), "emflow-forest-shaped-weighted" (the
+    /// same with <see cref="EMFlowOptions.ObservedShareWeight"/> = 4).</summary>
+    public static IReadOnlyList<string> VariantNames { get; } = new[] { "emflow-tuned", "emflow-shaped-holdout", "emflow-auto-start", "emflow-knn-start", "emflow-forest", "emflow-forest-shaped", "emflow-forest-sized-shaped", "emflow-forest-shaped-weighted" };
 
     /// <summary>The missForest-style <see cref="ForestImputer"/> (EMFlow.Forest), also accepted by <see cref="Standard"/> but
     /// run only when named: "forest" (LightGBM gbdt, the default trainer), "forest-fastforest" (ML.NET's FastForest random

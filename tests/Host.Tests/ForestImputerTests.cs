@@ -402,6 +402,39 @@ public sealed class ForestImputerTests
     }
 
     [Fact]
+    public void A_sized_forest_start_averages_four_runs_on_a_small_table_and_one_beyond_the_size_limit()
+    {
+        Assert.Equal(4, ForestStart.RepeatsFor(5454, 24));
+        Assert.Equal(4, ForestStart.RepeatsFor(ForestStart.AveragedSizeLimit / 100, 10));
+        Assert.Equal(1, ForestStart.RepeatsFor(ForestStart.AveragedSizeLimit / 100 + 1, 10));
+        Assert.Equal(1, ForestStart.RepeatsFor(20000, 16));
+        var data = Stepped(200, 3, out _);
+        var probe = Stepped(40, 4, out _);
+        var options = TestData.QuickEMFlow() with { Iterations = 1, EpochsPerIteration = 1, ValidationFraction = 0.1 };
+        var forest = new ForestOptions { Trees = 10, Leaves = 8, MaxSweeps = 2 };
+        using var sized = new EMFlowImputer(options, new[] { ForestStart.Sized(forest) });
+        using var four = new EMFlowImputer(options, new[] { new ForestStart(forest with { Repeats = 4 }) });
+        using var one = new EMFlowImputer(options, new[] { new ForestStart(forest) });
+        var completed = sized.FitTransform(data);
+        AssertBitForBit(four.FitTransform(data), completed);
+        Assert.NotEqual(Fingerprint(one.FitTransform(data)), Fingerprint(completed));
+        var imputed = sized.Transform(probe);
+        var path = Path.Combine(Path.GetTempPath(), $"emflow-forest-sized-{Guid.NewGuid():N}.model");
+        try
+        {
+            sized.Save(path);
+            using var loaded = EMFlowImputer.Load(path);
+            AssertBitForBit(imputed, loaded.Transform(probe));
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    private static string Fingerprint(double[,] x) => string.Join(",", x.Cast<double>().Select(v => BitConverter.DoubleToInt64Bits(v)));
+
+    [Fact]
     public void A_forest_start_with_the_linear_base_saves_inside_EMFlow_s_model_and_transforms_bit_for_bit()
     {
         var data = Linear(200, 21, out _);

@@ -698,7 +698,7 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
-    public void Evaluate_prints_RMSE_per_method_and_rejects_an_unknown_mechanism()
+    public void Evaluate_prints_RMSE_per_method_runs_the_methods_its_help_names_and_rejects_an_unknown_mechanism()
     {
         var rng = new Random(5);
         var lines = new List<string> { "a,b,c" };
@@ -715,7 +715,14 @@ public sealed class CliTests : IDisposable
         Assert.Contains("forest", stdout);
         Assert.Contains("±", stdout);
         Assert.Equal(App.BadInput, Run("evaluate", input, "--mechanism", "sometimes").Code);
-        Assert.Equal(App.BadInput, Run("evaluate", input, "--methods", "magic").Code);
+        var (magic, _, why) = Run("evaluate", input, "--methods", "magic");
+        Assert.Equal(App.BadInput, magic);
+        Assert.Contains("emflow-forest-sized-shaped", why);
+        // The methods the help names run: what impute runs by default among them.
+        (code, stdout, err) = Run("evaluate", input, "--folds", "2", "--methods", "emflow-forest-sized-shaped,forest-avg4", "--quiet");
+        Assert.True(code == App.Success, err);
+        Assert.Contains("emflow-forest-sized-shaped", stdout);
+        Assert.Contains("forest-avg4", stdout);
     }
 
     /// <summary>Fits and saves a model of the standard input (columns a, b, c).</summary>
