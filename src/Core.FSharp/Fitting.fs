@@ -69,9 +69,6 @@ type FitSettings =
       ValidationFraction: float
       /// Draw the held-out entries in proportion to each column's missing share instead of uniformly.
       HoldOutLikeMissingness: bool
-      /// Draw them in proportion to the missing share times <see cref="Selection.towardGaps"/>, so that within a
-      /// column the rows like the ones missing it are held out more often; overrides HoldOutLikeMissingness.
-      HoldOutTowardGaps: bool
       /// Abandoning an iteration that does not help: after every epoch the held-out entries are re-imputed under the
       /// current flow and latent estimate; an iteration that has not beaten the best model so far after this many
       /// epochs in a row without improving on its own best epoch stops there, keeping that epoch's flow (and latent
@@ -363,9 +360,8 @@ module Fitting =
 
     /// The entries a fit holds out of its rows' observed ones to score iterations: (the mask with them added, the
     /// held-out entries), each (n, p); the same seed and mask draw the same entries.
-    let private holdOutOf (s: FitSettings) (x: Tensor) (mask: Tensor) : Tensor * Tensor =
-        if s.HoldOutTowardGaps then Selection.holdOutTowardGapsGrouped s.Start.Groups (deriveSeed s.Seed 1) s.ValidationFraction x mask
-        elif s.HoldOutLikeMissingness then Selection.holdOutLikeMissingnessGrouped s.Start.Groups (deriveSeed s.Seed 1) s.ValidationFraction mask
+    let private holdOutOf (s: FitSettings) (mask: Tensor) : Tensor * Tensor =
+        if s.HoldOutLikeMissingness then Selection.holdOutLikeMissingnessGrouped s.Start.Groups (deriveSeed s.Seed 1) s.ValidationFraction mask
         else Selection.holdOutGrouped s.Start.Groups (deriveSeed s.Seed 1) s.ValidationFraction mask
 
     /// Fits EMFlow to scaled rows x (n, p) under mask (n, p), 1.0 = missing.
@@ -410,7 +406,7 @@ module Fitting =
         use gen = generator (deriveSeed s.Seed 0)
         send { Phase = "initial imputation"; Iteration = 0; Iterations = s.Iterations; Epoch = 0; Epochs = s.Epochs; L1 = nan; L2 = nan; Elapsed = TimeSpan.Zero }
         use scope = torch.NewDisposeScope()
-        let trainMask, hidden = holdOutOf s x mask
+        let trainMask, hidden = holdOutOf s mask
         // A start candidate's own steps are shown inside the start's phase.
         let startProgress =
             { new IProgress<TrainingProgress> with
@@ -615,7 +611,7 @@ module Fitting =
     /// The token is checked between chunks of rows (OperationCanceledException).
     let chooseSpread (settings: FitSettings) (scaler: Scaler.MinMax) (fit: FitResult) (draws: int) (ct: CancellationToken) (x: Tensor) (mask: Tensor) : float * float =
         use scope = torch.NewDisposeScope()
-        let trainMask, hidden = holdOutOf settings x mask
+        let trainMask, hidden = holdOutOf settings mask
         let rows = hidden.sum(dim = 1L).gt(sc 0.0).nonzero().squeeze(1L)
         if rows.shape[0] = 0L then 1.0, nan
         else

@@ -58,7 +58,6 @@ let private hide (seed: int64) (fraction: float) (groups: int[]) (weight: Tensor
     | Some a ->
         // A cell is drawn at its group's first column, so that no two draws land on one cell.
         let first = torch.tensor(groups |> Array.mapi (fun c g -> if Array.IndexOf(groups, g) = c then 1.0 else 0.0), dtype = dtype)
-        // `weight` gives a weight per column (p) or per entry (n, p).
         let weights = (weight mask * first).expand(mask.shape).flatten().index_select(0L, positions)
         let cells = scalar (first.expand(mask.shape).flatten().index_select(0L, positions).sum())
         let k = int64 (Math.Round(fraction * cells))
@@ -100,42 +99,6 @@ let holdOutLikeMissingnessGrouped (groups: int[]) (seed: int64) (fraction: float
 /// missing shares (MCAR) the draw is uniform in expectation. Same returns and rules as <see cref="holdOut"/>.
 let holdOutLikeMissingness (seed: int64) (fraction: float) (mask: Tensor) : Tensor * Tensor =
     holdOutLikeMissingnessGrouped [||] seed fraction mask
-
-/// Per entry (n, p) of `x` (n, p; missing entries 0 where `mask` (n, p) is 1.0), how much its row looks like the rows
-/// where its column is missing. For column j: the other columns standardized over their observed entries (a missing
-/// entry at its column's mean, 0); d_j, their mean over the rows missing j minus their mean over the rows observing j;
-/// the score z_i · d_j (a linear discriminant with the covariance taken as the identity), centred on the rows
-/// observing j, capped at ±3, exponentiated and divided by its mean over those rows. Under MCAR d_j is noise and the
-/// weights stay near 1; under MAR they lean toward the observed rows nearest the gaps. 1 for a column with no
-/// missing entry.
-let towardGaps (x: Tensor) (mask: Tensor) : Tensor =
-    use scope = torch.NewDisposeScope()
-    let p = mask.shape[1]
-    let observed = oneMinus mask
-    let seen = observed.sum(dim = 0L)
-    let misses = mask.sum(dim = 0L)
-    let mean = (x * observed).sum(dim = 0L) / seen.clamp_min(sc 1.0)
-    let centred = (x - mean) * observed
-    let sd = (centred.pow(sc 2.0).sum(dim = 0L) / seen.clamp_min(sc 1.0)).sqrt().clamp_min(sc 1e-9)
-    let z = centred / sd
-    let shift = z.t().matmul(mask) / misses.clamp_min(sc 1.0) - z.t().matmul(observed) / seen.clamp_min(sc 1.0)
-    // A column does not predict its own gaps, and one without gaps has no direction.
-    let d = shift * oneMinus (torch.eye(p, dtype = dtype)) * misses.gt(sc 0.0).to_type(dtype)
-    let score = z.matmul(d)
-    let centre = (score * observed).sum(dim = 0L) / seen.clamp_min(sc 1.0)
-    let ratio = (score - centre).clamp(sc -3.0, sc 3.0).exp()
-    let norm = (ratio * observed).sum(dim = 0L) / seen.clamp_min(sc 1.0)
-    (ratio / norm).MoveToOuterDisposeScope()
-
-/// <see cref="holdOutLikeMissingnessGrouped"/> with each entry's weight also multiplied by <see cref="towardGaps"/>:
-/// within a column, the observed entries of rows like the ones missing it are drawn more often, so that under MAR
-/// the held-out cells resemble the cells to impute. `x` (n, p) holds the values, missing entries 0. Same returns and
-/// rules as <see cref="holdOut"/>.
-let holdOutTowardGapsGrouped (groups: int[]) (seed: int64) (fraction: float) (x: Tensor) (mask: Tensor) : Tensor * Tensor =
-    use weights = missingShare mask * towardGaps x mask
-    hide seed fraction groups (fun _ -> weights) mask (fun gen positions k ->
-        if k = 0L then torch.zeros(0L, dtype = torch.int64)
-        else torch.multinomial(weights.flatten().index_select(0L, positions), k, replacement = false, generator = gen))
 
 /// RMSE over the hidden entries (1.0 in `hidden`), or NaN when nothing is hidden.
 let score (truth: Tensor) (imputed: Tensor) (hidden: Tensor) : float = Metrics.rmseOrNaN truth imputed hidden

@@ -141,12 +141,6 @@ public sealed record EMFlowOptions
     /// share instead of uniformly (<c>Selection.holdOutLikeMissingness</c>), so that under MAR the selection scores
     /// the features that are actually missing. Default false.</summary>
     public bool HoldOutLikeMissingness { get; init; }
-    /// <summary>Draw the held-out entries in proportion to each column's missing share times how much their row looks
-    /// like the rows missing that column (<c>Selection.towardGaps</c>: a discriminant between the two sets of rows on
-    /// the other columns), so that under MAR the cells that choose the start's blend and the iteration resemble the
-    /// cells to impute; under MCAR the weights stay near 1. Overrides <see cref="HoldOutLikeMissingness"/>. Default
-    /// false.</summary>
-    public bool HoldOutTowardGaps { get; init; }
     /// <summary>The E-step of each batch takes its latent vectors from the L1 pass, computed before the L1 update, instead of
     /// a second pass through the updated flow: about a quarter of a training step's time saved, with the E-step one
     /// optimiser step behind the flow; each epoch's re-anchoring of the latent Gaussian then also uses the L1 pass's
@@ -235,7 +229,7 @@ public sealed record EMFlowOptions
         new StartSettings(InitialImputation, StartEm, KnnNeighbours, KnnMaxDonors,
             ImageWidth is int w && ImageHeight is int h ? FSharpOption<Tuple<int, int>>.Some(Tuple.Create(w, h)) : FSharpOption<Tuple<int, int>>.None,
             Seed, (startCandidates ?? Array.Empty<IStartCandidate>()).ToArray(), (columnGroups ?? Array.Empty<int>()).ToArray()),
-        ValidationFraction, HoldOutLikeMissingness, HoldOutTowardGaps, Patience, StopAfterWorseIteration, ClampToObservedRange, Seed);
+        ValidationFraction, HoldOutLikeMissingness, Patience, StopAfterWorseIteration, ClampToObservedRange, Seed);
 
     internal void Validate(int rows, int columns)
     {

@@ -51,32 +51,6 @@ let tests =
             Expect.equal (scalar ((1.0 - kept).sum(dim = 0L)[1])) 1.0 "never empties a column"
             Expect.throwsT<ArgumentOutOfRangeException> (fun () -> Selection.holdOutLikeMissingness 1L 1.0 mask |> ignore) "fraction 1"
         }
-        test "a hold-out toward the gaps holds out the observed rows most like the missing ones, and stays near uniform under MCAR" {
-            // Column 2 is missing exactly where column 0 is largest (MAR); column 1 is noise.
-            let n = 2000L
-            let gen = generator 12L
-            let x = torch.rand([| n; 3L |], dtype = dtype, generator = gen)
-            let mar = torch.zeros(n, 3L, dtype = dtype)
-            mar.select(1L, 2L).copy_(x.select(1L, 0L).gt(sc 0.7).to_type(dtype)) |> ignore
-            let xm = x * oneMinus mar
-            let trainMask, hidden = Selection.holdOutTowardGapsGrouped [||] 6L 0.05 xm mar
-            Expect.equal (scalar ((hidden * mar).sum())) 0.0 "never a missing entry"
-            Expect.isLessThan (scalar ((trainMask - (mar + hidden)).abs().max())) 1e-15 "training mask adds the hidden entries"
-            Expect.equal (scalar (hidden.sum())) (Math.Round(0.05 * scalar ((1.0 - mar).sum()))) "round(fraction x observed) entries"
-            let inColumn2 = hidden.select(1L, 2L)
-            let heldMean = scalar ((x.select(1L, 0L) * inColumn2).sum()) / scalar (inColumn2.sum())
-            let _, shaped = Selection.holdOutLikeMissingness 6L 0.05 mar
-            let shapedColumn2 = shaped.select(1L, 2L)
-            let shapedMean = scalar ((x.select(1L, 0L) * shapedColumn2).sum()) / scalar (shapedColumn2.sum())
-            // The observed rows of column 2 have column 0 in [0, 0.7]: uniform draws average 0.35, toward the gaps more.
-            Expect.isGreaterThan heldMean (shapedMean + 0.15) (sprintf "toward the gaps %.3f, by missing share %.3f" heldMean shapedMean)
-            let _, again = Selection.holdOutTowardGapsGrouped [||] 6L 0.05 xm mar
-            Expect.isTrue (hidden.eq(again).all().item<bool>()) "same seed"
-            // Under MCAR the direction is noise: every weight stays within a factor of 2 of 1.
-            let mcar = Missingness.mcar 7L 0.2 (int n, 3)
-            let w = Selection.towardGaps (x * oneMinus mcar) mcar
-            Expect.isLessThan (scalar ((w.log().abs() * oneMinus mcar).max())) (log 2.0) "near-uniform weights under MCAR"
-        }
         test "score is the RMSE over hidden entries, NaN with none" {
             let truth = torch.zeros(2L, 2L, dtype = dtype)
             let imputed = torch.tensor([| 3.0; 9.0; 4.0; 9.0 |], dtype = dtype).reshape(2L, 2L)
