@@ -7,25 +7,13 @@
 // held-out cells can keep. Nothing here chooses anything that a result reports.
 // Run after ./build.sh build:  dotnet fsi bench/flow-blend-ceiling.fsx TABLE FOLDS [ITERATIONS]
 //   e.g. dotnet fsi bench/flow-blend-ceiling.fsx concrete 0,1,2,3,4   (tables from ../shared/data or EMFLOW_DATA)
-#r "EMFlow.Bench/bin/Release/net10.0/TorchSharp.dll"
-#r "EMFlow.Bench/bin/Release/net10.0/EMFlow.Core.dll"
-#r "EMFlow.Bench/bin/Release/net10.0/EMFlow.dll"
-#r "EMFlow.Bench/bin/Release/net10.0/EMFlow.Forest.dll"
-#r "EMFlow.Bench/bin/Release/net10.0/EMFlow.Evaluation.dll"
-#r "EMFlow.Bench/bin/Release/net10.0/Microsoft.ML.LightGbm.dll"
+#load "ForestReferences.fsx"
 #load "BenchTable.fsx"
 open System
 open TorchSharp
 open EMFlow
 open EMFlow.Evaluation
 torch.set_num_threads 1
-// dotnet fsi does not read the bench console's dependency file, which tells the runtime where LightGBM's native
-// library is; point ML.NET's wrapper at it.
-Runtime.InteropServices.NativeLibrary.SetDllImportResolver(typeof<Microsoft.ML.Trainers.LightGbm.LightGbmRegressionTrainer>.Assembly,
-    fun name _ _ ->
-        if name = "lib_lightgbm" then
-            Runtime.InteropServices.NativeLibrary.Load(IO.Path.Combine(__SOURCE_DIRECTORY__, "EMFlow.Bench", "bin", "Release", "net10.0", "runtimes", "linux-x64", "native", "lib_lightgbm.so"))
-        else IntPtr.Zero)
 let args = fsi.CommandLineArgs
 let name = args[1]
 let folds = args[2].Split(',') |> Array.map int

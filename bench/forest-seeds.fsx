@@ -5,24 +5,13 @@
 // digits). Nothing here chooses anything: it only reports the spread.
 // Run after ./build.sh build:  dotnet fsi bench/forest-seeds.fsx TABLE FOLDS [SEEDS]
 //   e.g. dotnet fsi bench/forest-seeds.fsx concrete 0,3,4 4   (tables from ../shared/data or EMFLOW_DATA)
-#r "EMFlow.Bench/bin/Release/net10.0/TorchSharp.dll"
-#r "EMFlow.Bench/bin/Release/net10.0/EMFlow.Core.dll"
-#r "EMFlow.Bench/bin/Release/net10.0/EMFlow.dll"
-#r "EMFlow.Bench/bin/Release/net10.0/EMFlow.Forest.dll"
-#r "EMFlow.Bench/bin/Release/net10.0/EMFlow.Evaluation.dll"
-#r "EMFlow.Bench/bin/Release/net10.0/Microsoft.ML.LightGbm.dll"
+#load "ForestReferences.fsx"
 #load "BenchTable.fsx"
 open System
-open System.IO
 open EMFlow
 open EMFlow.Evaluation
 
 TorchSharp.torch.set_num_threads 1
-// dotnet fsi does not read the bench console's dependency file, which says where LightGBM's native library lies.
-Runtime.InteropServices.NativeLibrary.SetDllImportResolver(typeof<Microsoft.ML.Trainers.LightGbm.LightGbmRegressionTrainer>.Assembly,
-    fun name _ _ ->
-        if name <> "lib_lightgbm" then IntPtr.Zero
-        else Runtime.InteropServices.NativeLibrary.Load(Path.Combine(__SOURCE_DIRECTORY__, "EMFlow.Bench", "bin", "Release", "net10.0", "runtimes", "linux-x64", "native", "lib_lightgbm.so")))
 let args = fsi.CommandLineArgs |> Array.skip 1
 if args.Length < 2 then failwith "usage: dotnet fsi bench/forest-seeds.fsx TABLE FOLDS [SEEDS]"
 let name = args[0]

@@ -42,9 +42,9 @@ internal static class EvaluateCommand
             "mnar" => Mechanism.Mnar(),
             _ => throw new UsageException($"--mechanism must be mcar, mar or mnar; got '{mechanismName}'"),
         };
+        var known = Method.StandardNames.Concat(Method.TreeNames).Concat(Method.VariantNames).Concat(Method.CompetitorNames).ToList();
         foreach (var m in methodNames)
-            if (!Method.StandardNames.Contains(m) && !Method.CompetitorNames.Contains(m) && !Method.TreeNames.Contains(m) && !Method.VariantNames.Contains(m))
-                throw new UsageException($"unknown method '{m}'; the methods are {string.Join(", ", Method.StandardNames.Concat(Method.TreeNames).Concat(Method.VariantNames).Concat(Method.CompetitorNames))}");
+            if (!known.Contains(m)) throw new UsageException($"unknown method '{m}'; the methods are {string.Join(", ", known)}");
 
         string[]? categorical = null;
         if (categoricalText is not null)

@@ -120,7 +120,7 @@ internal static class ImputeCommand
 
         if (stream)
         {
-            RunStreamed(input, output, token, skip, separator, blockRows, sampleRows, options, forest, startCandidates, modelOut, quiet, console, interactive, stderr, ct);
+            RunStreamed(input, output, token, skip, separator, blockRows, sampleRows, options, startCandidates, modelOut, quiet, console, interactive, stderr, ct);
             return;
         }
 
@@ -275,12 +275,12 @@ internal static class ImputeCommand
     /// <c>--stream</c>: EMFlow fitted on the file read block by block (<see cref="EMFlowImputer.FitStream"/>), then the
     /// file imputed block by block; neither holds the table.
     /// </summary>
-    private static void RunStreamed(string input, string output, string? token, bool skip, char? separator, int blockRows, int sampleRows, EMFlowOptions options, ForestOptions forest, IStartCandidate[] startCandidates,
+    private static void RunStreamed(string input, string output, string? token, bool skip, char? separator, int blockRows, int sampleRows, EMFlowOptions options, IStartCandidate[] startCandidates,
         string? modelOut, bool quiet, IAnsiConsole console, bool interactive, TextWriter stderr, CancellationToken ct)
     {
         var clock = Stopwatch.StartNew();
         var (columns, passed, read) = StreamFit.Open(input, token, skip, separator, ct);
-        using var imputer = (EMFlowImputer)Create("emflow", options, forest, startCandidates);
+        using var imputer = new EMFlowImputer(options, startCandidates);
         Fitting.Run(console, interactive && !quiet, $"emflow on {Path.GetFileName(input)}, streamed", progress =>
             imputer.FitStream(read, columns, sampleRows, progress, ct), quiet ? null : stderr);
         var fitSeconds = clock.Elapsed.TotalSeconds;
