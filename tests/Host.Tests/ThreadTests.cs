@@ -46,4 +46,25 @@ public sealed class ThreadTests
             set_num_threads(before);
         }
     }
+
+    [Fact]
+    public void SetProcessDefault_sets_the_count_scopes_restore_and_rejects_zero()
+    {
+        int before = get_num_threads();
+        try
+        {
+            TorchThreadScope.SetProcessDefault(2);
+            Assert.Equal(2, get_num_threads());
+            using (new TorchThreadScope(1)) Assert.Equal(1, get_num_threads());
+            Assert.Equal(2, get_num_threads());
+            var e = Assert.Throws<ArgumentOutOfRangeException>(() => TorchThreadScope.SetProcessDefault(0));
+            Assert.Equal("threads", e.ParamName);
+            Assert.Contains("got 0", e.Message);
+            Assert.Equal(2, get_num_threads());
+        }
+        finally
+        {
+            set_num_threads(before);
+        }
+    }
 }
