@@ -57,11 +57,11 @@ public static class App
           --epochs N              training epochs per iteration (default 40)
           --batch-size N          rows per batch (default 256)
           --learning-rate X       Adam learning rate (default 0.001)
-          --start NAME            EMFlow's initial imputation (iteration 0): auto-forest (default; per feature the
-                                  blend of Gaussian EM, kNN and the forest that is best on held-out cells),
-                                  auto-forest-mixture (the same with a Gaussian mixture as a fourth candidate),
-                                  auto (Gaussian EM and kNN only: faster on wide tables), auto-mixture (Gaussian
-                                  EM, kNN and the mixture), gaussian-em or knn
+          --start NAME            EMFlow's initial imputation (iteration 0): auto-forest-mixture (default; per
+                                  feature the blend of Gaussian EM, kNN, the forest and a Gaussian mixture that is
+                                  best on held-out cells), auto-forest (the same without the mixture), auto
+                                  (Gaussian EM and kNN only: faster on wide tables), auto-mixture (Gaussian EM, kNN
+                                  and the mixture), gaussian-em or knn
           --hold-out HOW          which observed cells are held out to choose the start's blend and the iteration:
                                   missingness (default; drawn in proportion to each column's missing share) or
                                   uniform

@@ -42,16 +42,17 @@ internal static class ImputeCommand
         int? repeats = a.Text("--forest-repeats") is null ? null : a.Int("--forest-repeats", 1, min: 1);
         var forest = new ForestOptions { Repeats = repeats ?? 1 };
         ForestStart Trees() => repeats is null ? ForestStart.Sized() : new ForestStart(forest);
-        // The default: the tree ensembles join the start's blend as a third candidate; the mixture on request.
+        // The default: the tree ensembles and the Gaussian mixture join the start's blend as third and fourth
+        // candidates (bench/README.md, "The mixture in the command line's start").
         var (start, startCandidates) = a.Text("--start") switch
         {
-            null or "auto-forest" => (InitialImputation.Auto, new IStartCandidate[] { Trees() }),
-            "auto-forest-mixture" => (InitialImputation.Auto, new IStartCandidate[] { Trees(), new MixtureStart() }),
+            null or "auto-forest-mixture" => (InitialImputation.Auto, new IStartCandidate[] { Trees(), new MixtureStart() }),
+            "auto-forest" => (InitialImputation.Auto, new IStartCandidate[] { Trees() }),
             "auto" => (InitialImputation.Auto, Array.Empty<IStartCandidate>()),
             "auto-mixture" => (InitialImputation.Auto, new IStartCandidate[] { new MixtureStart() }),
             "gaussian-em" => (InitialImputation.GaussianEm, Array.Empty<IStartCandidate>()),
             "knn" => (InitialImputation.Knn, Array.Empty<IStartCandidate>()),
-            var other => throw new UsageException($"--start must be auto-forest, auto-forest-mixture, auto, auto-mixture, gaussian-em or knn; got '{other}'"),
+            var other => throw new UsageException($"--start must be auto-forest-mixture, auto-forest, auto, auto-mixture, gaussian-em or knn; got '{other}'"),
         };
         var defaults = new EMFlowOptions();
         var options = defaults with
@@ -74,7 +75,7 @@ internal static class ImputeCommand
         };
         a.RejectUnknown(1);
         if (a.Text("--forest-repeats") is not null && method == "emflow" && !startCandidates.OfType<ForestStart>().Any())
-            throw new UsageException($"--forest-repeats applies to a start with the forest (auto-forest or auto-forest-mixture); --start is {a.Text("--start")}");
+            throw new UsageException($"--forest-repeats applies to a start with the forest (auto-forest-mixture or auto-forest); --start is {a.Text("--start")}");
 
         if (a.Positional.Count == 0) throw new UsageException("impute needs an input file: emflow impute INPUT.csv -o OUTPUT.csv");
         var input = a.Positional[0];

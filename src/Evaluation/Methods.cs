@@ -94,10 +94,12 @@ public sealed record Method(string Name, Func<IImputationMethod> Create)
             // The Auto start blending Gaussian EM, kNN, the forest and that mixture.
             "emflow-forest-gmm" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed }), new IStartCandidate[] { new ForestStart(), new MixtureStart() })),
             "emflow-forest-gmm-shaped" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOutLikeMissingness = true }), new IStartCandidate[] { new ForestStart(), new MixtureStart() })),
+            // The command line's start (ForestStart.Sized) with the Gaussian mixture as a fourth candidate.
+            "emflow-forest-sized-gmm-shaped" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOutLikeMissingness = true }), new IStartCandidate[] { ForestStart.Sized(), new MixtureStart() })),
             "emflow-forest-mean-shaped" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOutLikeMissingness = true }), new IStartCandidate[] { new ForestStart(), new MeanStart() })),
             "emflow-gmm" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed }), new IStartCandidate[] { new MixtureStart() })),
             "mcflow" => Of(name, () => new McFlowImputer(new McFlowOptions { Seed = seed, TorchThreads = adjust(new EMFlowOptions()).TorchThreads })),
-            _ => throw new ArgumentException($"Unknown method '{name}'; expected one of {string.Join(", ", StandardNames.Concat(CompetitorNames).Concat(TreeNames).Concat(VariantNames).Concat(new[] { "gmm", "emflow-gmm", "emflow-forest-gmm", "emflow-forest-gmm-shaped", "emflow-forest-mean-shaped", "emflow-forest-linear-shaped", "emflow-forest-avg4-shaped", "emflow-forest-shaped-every-iteration" }))}.", nameof(name)),
+            _ => throw new ArgumentException($"Unknown method '{name}'; expected one of {string.Join(", ", StandardNames.Concat(CompetitorNames).Concat(TreeNames).Concat(VariantNames).Concat(new[] { "gmm", "emflow-gmm", "emflow-forest-gmm", "emflow-forest-gmm-shaped", "emflow-forest-sized-gmm-shaped", "emflow-forest-mean-shaped", "emflow-forest-linear-shaped", "emflow-forest-avg4-shaped", "emflow-forest-shaped-every-iteration" }))}.", nameof(name)),
         };
     }
 

@@ -933,7 +933,7 @@ public sealed class CliTests : IDisposable
         // One hold-out error per iteration, the start included, and the kept one marked.
         Assert.Matches(@"^Hold-out RMSE per iteration .*: 0: \d\.\d{4}( \(kept\))?, 1: (\d\.\d{4}|diverged)( \(kept\))?$", lines.Single(l => l.StartsWith("Hold-out RMSE", StringComparison.Ordinal)));
         Assert.Single(lines, l => l.Contains("(kept)", StringComparison.Ordinal));
-        Assert.Matches(@"^Start \(auto, blend of gaussian-em, knn, forest\), weights per feature: a [\d.]+/[\d.]+/[\d.]+; b [\d.]+/[\d.]+/[\d.]+; c [\d.]+/[\d.]+/[\d.]+$", lines.Single(l => l.StartsWith("Start (auto", StringComparison.Ordinal)));
+        Assert.Matches(@"^Start \(auto, blend of gaussian-em, knn, forest, gmm\), weights per feature: a [\d.]+/[\d.]+/[\d.]+/[\d.]+; b [\d.]+/[\d.]+/[\d.]+/[\d.]+; c [\d.]+/[\d.]+/[\d.]+/[\d.]+$", lines.Single(l => l.StartsWith("Start (auto", StringComparison.Ordinal)));
         // The lighter start of the library's default: Gaussian EM and kNN only.
         (code, output, err) = Run(new[] { "impute", input, "-o", PathOf("auto.csv"), "--missing", "?", "--start", "auto" }.Concat(Quick.Where(w => w != "--quiet")).ToArray());
         Assert.True(code == 0, err);
