@@ -116,9 +116,10 @@ public static class App
           --folds K               cross-validation folds (default 5)
           --methods LIST          comma-separated (default mean,knn,gaussian-em,emflow, emflow being the library's
                                   defaults); also median, forest, forest-avg4 (4 runs averaged),
-                                  emflow-forest-sized-shaped (what impute runs by default), emflow-forest-shaped
-                                  (the same with one forest run), emflow-forest (one run, uniform hold-out),
-                                  emflow-paper and the paper's competitors gain, miwae, mcflow
+                                  emflow-forest-sized-gmm-shaped (what impute runs by default),
+                                  emflow-forest-sized-shaped (the same without the mixture), emflow-forest-shaped
+                                  (and one forest run), emflow-forest (one run, uniform hold-out), emflow-paper and
+                                  the paper's competitors gain, miwae, mcflow
           --seed S                seed of the mask, the folds and the methods (default 0)
           --threads T             torch threads (default 1)
           --mask MASK.csv         a 0/1 CSV with header (1 = hidden) instead of the mechanism

@@ -74,7 +74,7 @@ internal static class ImputeCommand
             },
         };
         a.RejectUnknown(1);
-        if (a.Text("--forest-repeats") is not null && method == "emflow" && !startCandidates.OfType<ForestStart>().Any())
+        if (repeats is not null && method == "emflow" && !startCandidates.OfType<ForestStart>().Any())
             throw new UsageException($"--forest-repeats applies to a start with the forest (auto-forest-mixture or auto-forest); --start is {a.Text("--start")}");
 
         if (a.Positional.Count == 0) throw new UsageException("impute needs an input file: emflow impute INPUT.csv -o OUTPUT.csv");

@@ -73,7 +73,7 @@ public sealed record Method(string Name, Func<IImputationMethod> Create)
             // The Auto start with the tree ensembles as a third candidate of the blend (EMFlow.Forest's ForestStart).
             "emflow-forest" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed }), new[] { new ForestStart() })),
             "emflow-forest-shaped" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOutLikeMissingness = true }), new[] { new ForestStart() })),
-            // What `emflow impute` runs by default: the same with the forest's runs averaged as the table's size allows.
+            // The same with the forest's runs averaged as the table's size allows: `emflow impute --start auto-forest`.
             "emflow-forest-sized-shaped" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOutLikeMissingness = true }), new[] { ForestStart.Sized() })),
             // The command line's default (shaped hold-out, forest in the start) with the forest's linear base chosen per feature.
             "emflow-forest-linear-shaped" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOutLikeMissingness = true }), new[] { new ForestStart(new ForestOptions { LinearBase = ForestLinearBase.WhereItHelps }) })),
@@ -94,12 +94,12 @@ public sealed record Method(string Name, Func<IImputationMethod> Create)
             // The Auto start blending Gaussian EM, kNN, the forest and that mixture.
             "emflow-forest-gmm" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed }), new IStartCandidate[] { new ForestStart(), new MixtureStart() })),
             "emflow-forest-gmm-shaped" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOutLikeMissingness = true }), new IStartCandidate[] { new ForestStart(), new MixtureStart() })),
-            // The command line's start (ForestStart.Sized) with the Gaussian mixture as a fourth candidate.
+            // What `emflow impute` runs by default: ForestStart.Sized with the Gaussian mixture as a fourth candidate.
             "emflow-forest-sized-gmm-shaped" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOutLikeMissingness = true }), new IStartCandidate[] { ForestStart.Sized(), new MixtureStart() })),
             "emflow-forest-mean-shaped" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOutLikeMissingness = true }), new IStartCandidate[] { new ForestStart(), new MeanStart() })),
             "emflow-gmm" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed }), new IStartCandidate[] { new MixtureStart() })),
             "mcflow" => Of(name, () => new McFlowImputer(new McFlowOptions { Seed = seed, TorchThreads = adjust(new EMFlowOptions()).TorchThreads })),
-            _ => throw new ArgumentException($"Unknown method '{name}'; expected one of {string.Join(", ", StandardNames.Concat(CompetitorNames).Concat(TreeNames).Concat(VariantNames).Concat(new[] { "gmm", "emflow-gmm", "emflow-forest-gmm", "emflow-forest-gmm-shaped", "emflow-forest-sized-gmm-shaped", "emflow-forest-mean-shaped", "emflow-forest-linear-shaped", "emflow-forest-avg4-shaped", "emflow-forest-shaped-every-iteration" }))}.", nameof(name)),
+            _ => throw new ArgumentException($"Unknown method '{name}'; expected one of {string.Join(", ", StandardNames.Concat(CompetitorNames).Concat(TreeNames).Concat(VariantNames).Concat(new[] { "gmm", "emflow-gmm", "emflow-forest-gmm", "emflow-forest-gmm-shaped", "emflow-forest-mean-shaped", "emflow-forest-linear-shaped", "emflow-forest-avg4-shaped", "emflow-forest-shaped-every-iteration" }))}.", nameof(name)),
         };
     }
 
@@ -111,9 +111,11 @@ public sealed record Method(string Name, Func<IImputationMethod> Create)
     /// "emflow-auto-start" (<see cref="InitialImputation.Auto"/>), "emflow-knn-start" (<see cref="InitialImputation.Knn"/>),
     /// "emflow-forest" (the Auto start blending Gaussian EM, kNN and <see cref="ForestStart"/>), "emflow-forest-shaped"
     /// (the same with the hold-out shaped like the missingness), "emflow-forest-sized-shaped" (the same with
-    /// <see cref="ForestStart.Sized"/>: what <c>emflow impute</c> runs by default), "emflow-forest-shaped-weighted" (the
-    /// same with <see cref="EMFlowOptions.ObservedShareWeight"/> = 4).</summary>
-    public static IReadOnlyList<string> VariantNames { get; } = new[] { "emflow-tuned", "emflow-shaped-holdout", "emflow-auto-start", "emflow-knn-start", "emflow-forest", "emflow-forest-shaped", "emflow-forest-sized-shaped", "emflow-forest-shaped-weighted" };
+    /// <see cref="ForestStart.Sized"/>: <c>emflow impute --start auto-forest</c>), "emflow-forest-sized-gmm-shaped" (the
+    /// same with a <see cref="MixtureStart"/> too: what <c>emflow impute</c> runs by default),
+    /// "emflow-forest-shaped-weighted" (the same as "emflow-forest-shaped" with
+    /// <see cref="EMFlowOptions.ObservedShareWeight"/> = 4).</summary>
+    public static IReadOnlyList<string> VariantNames { get; } = new[] { "emflow-tuned", "emflow-shaped-holdout", "emflow-auto-start", "emflow-knn-start", "emflow-forest", "emflow-forest-shaped", "emflow-forest-sized-shaped", "emflow-forest-sized-gmm-shaped", "emflow-forest-shaped-weighted" };
 
     /// <summary>The missForest-style <see cref="ForestImputer"/> (EMFlow.Forest), also accepted by <see cref="Standard"/> but
     /// run only when named: "forest" (LightGBM gbdt, the default trainer), "forest-fastforest" (ML.NET's FastForest random
