@@ -173,6 +173,15 @@ type AffineCoupling(features: int, kept: bool[], hidden: int, depth: int, seed: 
     /// The index tensors of part A and part B (int64, ascending); owned by the layer.
     member internal _.PartIndices : Tensor * Tensor = keptT, transT
 
+    /// The one dense network that gives s and t (output: raw s, then t, each |B|), when the layer has one.
+    member internal _.JointNetwork : Mlp option =
+        match nets with
+        | Choice2Of3 st -> Some st
+        | _ -> None
+
+    /// The learned per-feature bound of s (|B|), float64.
+    member internal _.Scale : Modules.Parameter = scale
+
     /// <inheritdoc />
     override this.Forward(z: Tensor) =
         checkRows "z" features z

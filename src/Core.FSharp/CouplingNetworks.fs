@@ -115,6 +115,9 @@ type Mlp(name: string, dims: int[], activation: Activation, init: LayerInit, out
     /// The element type the layers compute in (float64 or float32).
     member _.Compute = compute
 
+    /// The nonlinearity between the layers.
+    member _.Activation = activation
+
     /// The learnable parameters, for an optimiser: every weight, then every bias (just the bias when dims[0] = 0).
     member _.Parameters : Modules.Parameter[] = Array.append weights biases
 

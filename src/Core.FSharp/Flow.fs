@@ -185,6 +185,10 @@ type Flow(config: FlowConfig) as this =
     /// The coupling layers, in forward (latent to data) order.
     member _.Couplings: AffineCoupling[] = Array.copy layers
 
+    /// True when each layer keeps what the one before it transformed, so a pass carries the two parts of the rows
+    /// from layer to layer.
+    member internal _.CarriesParts = swapping
+
     /// <inheritdoc />
     override _.Forward(z: Tensor) =
         checkRows "z" config.Features z

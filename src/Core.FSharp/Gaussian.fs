@@ -3,7 +3,10 @@
 /// tolerates a nearly singular covariance.
 module EMFlow.Gaussian
 
+#nowarn "9" // NativePtr over tensors' memory
+
 open System
+open Microsoft.FSharp.NativeInterop
 open TorchSharp
 open EMFlow.Tensors
 
@@ -265,6 +268,120 @@ let private conditionalCore (mu: Tensor) (sigma: Tensor) (l: Tensor) (z: Tensor)
     let imputed = plus (z * oneMinus mask) ((plus mu shift) * mask)
     imputed, rows, (plus covSum covSum.T |> scaleBy 0.5), logDetC
 
+/// Tables of at most this many columns take the E-step by missingness pattern (<see cref="byPattern"/>).
+let private patternColumns = 32
+
+/// One missingness pattern's share of the E-step: observed indices O and missing M, the lower Cholesky factor L of
+/// Σ_OO (|O|, |O|, row-major), V = L⁻¹ Σ_OM (|O|, |M|), the conditional covariance C = Σ_MM − VᵀV (|M|, |M|),
+/// log det Σ_OO, and how many rows have it.
+type private Pattern =
+    { Observed: int[]; Missing: int[]; Factor: float[]; V: float[]; C: float[]; LogDet: float; mutable Rows: int }
+
+/// The pattern's matrices from Σ (p, p, row-major); None when Σ_OO is not positive definite.
+let private patternOf (sigma: float[]) (p: int) (observed: int[]) (missing: int[]) : Pattern option =
+    let o, m = observed.Length, missing.Length
+    let l = Array.zeroCreate<float> (o * o)
+    let mutable ok = true
+    let mutable logDet = 0.0
+    for i in 0 .. o - 1 do
+        for j in 0 .. i do
+            let mutable v = sigma[observed[i] * p + observed[j]]
+            for k in 0 .. j - 1 do v <- v - l[i * o + k] * l[j * o + k]
+            if i = j then
+                // Not positive definite, or not a number: leave it to the batched path, which jitters or raises.
+                if not (v > 0.0) then ok <- false
+                let d = sqrt (max v Double.Epsilon)
+                l[i * o + i] <- d
+                logDet <- logDet + 2.0 * log d
+            else l[i * o + j] <- v / l[j * o + j]
+    if not ok then None
+    else
+        let vm = Array.zeroCreate<float> (o * m)
+        for c in 0 .. m - 1 do
+            for i in 0 .. o - 1 do
+                let mutable v = sigma[observed[i] * p + missing[c]]
+                for k in 0 .. i - 1 do v <- v - l[i * o + k] * vm[k * m + c]
+                vm[i * m + c] <- v / l[i * o + i]
+        let cm = Array.zeroCreate<float> (m * m)
+        for a in 0 .. m - 1 do
+            for b in a .. m - 1 do
+                let mutable v = sigma[missing[a] * p + missing[b]]
+                for k in 0 .. o - 1 do v <- v - vm[k * m + a] * vm[k * m + b]
+                cm[a * m + b] <- v
+                cm[b * m + a] <- v
+        Some { Observed = observed; Missing = missing; Factor = l; V = vm; C = cm; LogDet = logDet; Rows = 0 }
+
+/// The E-step of <see cref="conditional"/> row by row, each distinct missingness pattern factorised once: on tables of
+/// a few columns a batch holds a few dozen patterns, and the batched form's hundred-odd torch calls cost far more than
+/// the arithmetic. Returns the imputed rows (B, p), the covariance sum (p, p) when asked for (else zeros) and the
+/// observed-data log-likelihood per row (B) when asked for (else zeros); None when Σ holds a non-finite entry or a
+/// pattern's Σ_OO is not positive definite, which the batched form handles (jitter, or a clear exception).
+let private byPattern (mu: Tensor) (sigma: Tensor) (z: Tensor) (mask: Tensor) (covariance: bool) (logLik: bool) : (Tensor * Tensor * Tensor) option =
+    let n, p = int z.shape[0], int z.shape[1]
+    let cov = (sigma.to_type(dtype).contiguous()).data<float>().ToArray()
+    let mus = (mu.to_type(dtype).contiguous()).data<float>().ToArray()
+    if not (Array.forall Double.IsFinite cov) then None
+    else
+        use zc = z.to_type(dtype).contiguous()
+        use mc = mask.to_type(dtype).contiguous()
+        let imputed = torch.empty(int64 n, int64 p, dtype = dtype)
+        let ll = torch.zeros(int64 n, dtype = dtype)
+        let pz = address<float> zc
+        let pm = address<float> mc
+        let pi = address<float> imputed
+        let pl = address<float> ll
+        let patterns = Collections.Generic.Dictionary<uint64, Pattern>()
+        let y = Array.zeroCreate<float> p
+        let log2Pi = log (2.0 * Math.PI)
+        let mutable failed = false
+        let mutable r = 0
+        while not failed && r < n do
+            let mutable key = 0UL
+            for j in 0 .. p - 1 do
+                if NativePtr.get pm (r * p + j) > 0.5 then key <- key ||| (1UL <<< j)
+            let found, known = patterns.TryGetValue key
+            let pattern =
+                if found then Some known
+                else
+                    let observed = [| for j in 0 .. p - 1 do if key &&& (1UL <<< j) = 0UL then j |]
+                    let missing = [| for j in 0 .. p - 1 do if key &&& (1UL <<< j) <> 0UL then j |]
+                    let made = patternOf cov p observed missing
+                    made |> Option.iter (fun q -> patterns[key] <- q)
+                    made
+            match pattern with
+            | None -> failed <- true
+            | Some q ->
+                q.Rows <- q.Rows + 1
+                let o, m = q.Observed.Length, q.Missing.Length
+                // y = L⁻¹ (z_O − μ_O); the missing entries are μ_M + Vᵀ y, the log-likelihood −(o log 2π + log det Σ_OO + yᵀy) / 2.
+                let mutable squares = 0.0
+                for i in 0 .. o - 1 do
+                    let mutable v = NativePtr.get pz (r * p + q.Observed[i]) - mus[q.Observed[i]]
+                    for k in 0 .. i - 1 do v <- v - q.Factor[i * o + k] * y[k]
+                    let yi = v / q.Factor[i * o + i]
+                    y[i] <- yi
+                    squares <- squares + yi * yi
+                    NativePtr.set pi (r * p + q.Observed[i]) (NativePtr.get pz (r * p + q.Observed[i]))
+                for c in 0 .. m - 1 do
+                    let mutable v = mus[q.Missing[c]]
+                    for k in 0 .. o - 1 do v <- v + q.V[k * m + c] * y[k]
+                    NativePtr.set pi (r * p + q.Missing[c]) v
+                if logLik && o > 0 then NativePtr.set pl r (-0.5 * (float o * log2Pi + q.LogDet + squares))
+            r <- r + 1
+        if failed then
+            imputed.Dispose()
+            ll.Dispose()
+            None
+        else
+            let sum = Array.zeroCreate<float> (p * p)
+            if covariance then
+                for q in patterns.Values do
+                    let m = q.Missing.Length
+                    for a in 0 .. m - 1 do
+                        for b in 0 .. m - 1 do
+                            sum[q.Missing[a] * p + q.Missing[b]] <- sum[q.Missing[a] * p + q.Missing[b]] + float q.Rows * q.C[a * m + b]
+            Some (imputed, torch.tensor(sum, dtype = dtype).reshape(int64 p, int64 p), ll)
+
 /// Batched E-step (eq. 6, 18-19): each row's missing entries replaced by their conditional mean under
 /// N(μ, Σ), and the sum of the rows' conditional covariances.
 /// <param name="mu">(p) mean.</param>
@@ -277,32 +394,42 @@ let private conditionalCore (mu: Tensor) (sigma: Tensor) (l: Tensor) (z: Tensor)
 /// covariance sum through nΣ − Σ (Σ_i Σ_oo⁻¹) Σ, so none of them projects all p columns.</remarks>
 let conditional (mu: Tensor) (sigma: Tensor) (z: Tensor) (mask: Tensor) : Conditional =
     use scope = torch.NewDisposeScope()
-    let zz = torch.where(mask.gt(sc (0.5)), torch.zeros_like(z), z)
-    let l = cholesky sigma
-    let imputed, _, covSum, logDetC = conditionalCore mu sigma l zz mask false true true
-    // p(x_o) = p(x) / p(x_m | x_o) for any completion; at x_m = ẑ_m the denominator is N(ẑ_m; ẑ_m, C), whose log is
-    // −(m log 2π + log det C) / 2, so the observed-data likelihood comes from one full-Σ density per row.
-    let m = mask.sum(dim = 1L)
-    let logLik = plus (logDensityFactor mu l imputed) (plus (m |> scaleBy (Math.Log(2.0 * Math.PI))) logDetC |> scaleBy 0.5)
-    { Imputed = imputed.MoveToOuterDisposeScope()
-      CovarianceSum = covSum.MoveToOuterDisposeScope()
-      LogLikelihood = logLik.MoveToOuterDisposeScope() }
+    match (if z.shape[1] <= int64 patternColumns then byPattern mu sigma z mask true true else None) with
+    | Some (imputed, covSum, logLik) ->
+        { Imputed = imputed.MoveToOuterDisposeScope(); CovarianceSum = covSum.MoveToOuterDisposeScope(); LogLikelihood = logLik.MoveToOuterDisposeScope() }
+    | None ->
+        let zz = torch.where(mask.gt(sc (0.5)), torch.zeros_like(z), z)
+        let l = cholesky sigma
+        let imputed, _, covSum, logDetC = conditionalCore mu sigma l zz mask false true true
+        // p(x_o) = p(x) / p(x_m | x_o) for any completion; at x_m = ẑ_m the denominator is N(ẑ_m; ẑ_m, C), whose log is
+        // −(m log 2π + log det C) / 2, so the observed-data likelihood comes from one full-Σ density per row.
+        let m = mask.sum(dim = 1L)
+        let logLik = plus (logDensityFactor mu l imputed) (plus (m |> scaleBy (Math.Log(2.0 * Math.PI))) logDetC |> scaleBy 0.5)
+        { Imputed = imputed.MoveToOuterDisposeScope()
+          CovarianceSum = covSum.MoveToOuterDisposeScope()
+          LogLikelihood = logLik.MoveToOuterDisposeScope() }
 
 /// The conditional mean only: (B, p) rows with missing entries imputed, as <see cref="conditional"/> gives them,
 /// without the covariance sum and the likelihood.
 let conditionalMean (mu: Tensor) (sigma: Tensor) (z: Tensor) (mask: Tensor) : Tensor =
     use scope = torch.NewDisposeScope()
-    let zz = torch.where(mask.gt(sc (0.5)), torch.zeros_like(z), z)
-    let imputed, _, _, _ = conditionalCore mu sigma (cholesky sigma) zz mask false false false
-    imputed.MoveToOuterDisposeScope()
+    match (if z.shape[1] <= int64 patternColumns then byPattern mu sigma z mask false false else None) with
+    | Some (imputed, _, _) -> imputed.MoveToOuterDisposeScope()
+    | None ->
+        let zz = torch.where(mask.gt(sc (0.5)), torch.zeros_like(z), z)
+        let imputed, _, _, _ = conditionalCore mu sigma (cholesky sigma) zz mask false false false
+        imputed.MoveToOuterDisposeScope()
 
 /// What online EM needs of a batch's E-step, as <see cref="conditional"/> gives it: (B, p) rows with missing entries
 /// imputed and the (p, p) sum of their conditional covariances, without the likelihood.
 let conditionalStatistics (mu: Tensor) (sigma: Tensor) (z: Tensor) (mask: Tensor) : Tensor * Tensor =
     use scope = torch.NewDisposeScope()
-    let zz = torch.where(mask.gt(sc (0.5)), torch.zeros_like(z), z)
-    let imputed, _, covSum, _ = conditionalCore mu sigma (cholesky sigma) zz mask false true false
-    imputed.MoveToOuterDisposeScope(), covSum.MoveToOuterDisposeScope()
+    match (if z.shape[1] <= int64 patternColumns then byPattern mu sigma z mask true false else None) with
+    | Some (imputed, covSum, _) -> imputed.MoveToOuterDisposeScope(), covSum.MoveToOuterDisposeScope()
+    | None ->
+        let zz = torch.where(mask.gt(sc (0.5)), torch.zeros_like(z), z)
+        let imputed, _, covSum, _ = conditionalCore mu sigma (cholesky sigma) zz mask false true false
+        imputed.MoveToOuterDisposeScope(), covSum.MoveToOuterDisposeScope()
 
 /// Per-row conditional covariances (B, p, p): C of each row in its (missing, missing) block, zero elsewhere.
 /// Memory grows as B p²; used for multiple imputation and checks, not in the training loop.

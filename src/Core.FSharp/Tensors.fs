@@ -3,6 +3,8 @@
 /// shape holding 1.0 where a value is missing and 0.0 where it is observed.
 module EMFlow.Tensors
 
+#nowarn "9" // NativePtr over tensors' memory
+
 open System
 open System.Runtime.InteropServices
 open TorchSharp
@@ -11,6 +13,22 @@ type Tensor = torch.Tensor
 
 /// The element type used throughout: float64, so EM statistics accumulate without float32 drift.
 let dtype = torch.float64
+
+[<UnmanagedFunctionPointer(CallingConvention.Cdecl)>]
+type private DataPointer = delegate of nativeint -> nativeint
+
+// TorchSharp reads a tensor's memory through this export of its own native library, and keeps the address to itself;
+// the library is loaded as TorchSharp's assembly resolves it, so it is the very one TorchSharp uses wherever the host
+// put it (an application's native folder, a notebook kernel's package cache).
+let private dataPointer : Lazy<DataPointer> =
+    lazy
+        (let library = NativeLibrary.Load("LibTorchSharp", typeof<torch.Tensor>.Assembly, Nullable())
+         Marshal.GetDelegateForFunctionPointer<DataPointer>(NativeLibrary.GetExport(library, "THSTensor_data")))
+
+/// The address of a CPU tensor's first element, for loops over a contiguous tensor's memory; valid while the tensor
+/// lives. The element type is the caller's to get right.
+let internal address<'T when 'T: unmanaged> (t: Tensor) : nativeptr<'T> =
+    NativeInterop.NativePtr.ofNativeInt<'T> (dataPointer.Value.Invoke t.Handle)
 
 /// Raises ArgumentNullException for null, ArgumentException unless `x` is a 2-D tensor (n, p); `name` is the
 /// parameter the caller reports.

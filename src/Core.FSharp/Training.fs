@@ -44,7 +44,10 @@ type StepSettings =
       /// γ ≥ 0: each row's term of L1 is weighted by the share of its entries that are observed, to the power γ. A
       /// flow trained on imputed entries as if they were data learns the imputations it is meant to improve; γ > 0
       /// lets the rows that are mostly observed shape it. 0 weights every row alike (the paper's L1).
-      ObservedShareWeight: float }
+      ObservedShareWeight: float
+      /// With LatentFromL1Pass, L1 and its gradient are computed by <c>FusedL1</c> wherever it supports the flow (the
+      /// library's default flow): the same function as autograd's, in far fewer torch calls. False always uses autograd.
+      FusedGradient: bool }
 
 /// Losses of one training-phase step (means over the batch).
 type StepLosses =
@@ -140,17 +143,26 @@ and trainStepWithLatent (settings: StepSettings) (flow: Flow.FlowLayer) (optL1: 
     let e = GaussianEm.withRidge settings.Ridge state.Estimate
     let l1, c, latent =
         if settings.LatentFromL1Pass then
-            let z, logDet = Flow.toLatent flow xHat
-            let l1 = weightedNegativeMean settings.ObservedShareWeight (logDensityOfLatent e z logDet) mask
-            clipAndStep settings flow optL1 l1
+            let l1, z =
+                match flow with
+                | :? Flow.Flow as f when settings.FusedGradient && FusedL1.supports f ->
+                    optL1.ZeroGrad()
+                    let l1, z = FusedL1.lossAndGradient f e settings.ObservedShareWeight xHat mask
+                    // A non-finite gradient would poison every parameter through Adam's moments: ClipAndStep skips the step then.
+                    optL1.ClipAndStep settings.MaxGradNorm |> ignore
+                    l1, z
+                | _ ->
+                    let z, logDet = Flow.toLatent flow xHat
+                    let l1 = weightedNegativeMean settings.ObservedShareWeight (logDensityOfLatent e z logDet) mask
+                    clipAndStep settings flow optL1 l1
+                    scalar l1, z.detach()
             use _ = torch.no_grad()
-            let z = z.detach()
             l1, GaussianEm.conditionalStatistics e.Mu (robust settings.Beta e.Sigma) z mask, Some z
         else
             let l1 = weightedNegativeMean settings.ObservedShareWeight (logDensity flow e xHat) mask
             clipAndStep settings flow optL1 l1
             let c = latentEStep flow e.Mu (robust settings.Beta e.Sigma) xHat mask
-            l1, (c.Imputed, c.CovarianceSum), None
+            scalar l1, (c.Imputed, c.CovarianceSum), None
     let zHat, covarianceSum = c
     let next = stepWith settings.StepSize state zHat covarianceSum
     let estimate = GaussianEm.withRidge settings.Ridge next.Estimate
@@ -164,7 +176,7 @@ and trainStepWithLatent (settings: StepSettings) (flow: Flow.FlowLayer) (optL1: 
     let buffer = { next.Buffer with Batches = next.Buffer.Batches |> List.map (fun (x, s) -> x.MoveToOuterDisposeScope(), s.MoveToOuterDisposeScope()) }
     let suff = next.Sufficient |> Option.map (fun s -> { S1 = s.S1.MoveToOuterDisposeScope(); S2 = s.S2.MoveToOuterDisposeScope() })
     { next with Estimate = kept; Buffer = buffer; Sufficient = suff },
-    { L1 = scalar l1; L2 = scalar l2; Reconstruction = scalar recon },
+    { L1 = l1; L2 = scalar l2; Reconstruction = scalar recon },
     latent |> Option.map (fun z -> z.MoveToOuterDisposeScope())
 
 // Rows per chunk when a pass over the whole table goes through the flow: a dispose scope keeps every coupling's

@@ -151,6 +151,11 @@ public sealed record EMFlowOptions
     /// them; with γ &gt; 0 the mostly observed rows shape it. The latent Gaussian's EM is unchanged. Default 0: every
     /// row alike, the paper's L1.</summary>
     public double ObservedShareWeight { get; init; }
+    /// <summary>With <see cref="LatentFromL1Pass"/>, the flow's loss L1 and its gradient are computed by hand
+    /// (<c>FusedL1</c>) where the flow is the default kind (alternating masks, one dense float32 ReLU network for s and
+    /// t): the same gradient as autograd's to rounding, in a dozen torch calls per coupling instead of about forty, which
+    /// on tables of a few columns is most of a training step's time. Default true; false always uses autograd.</summary>
+    public bool FusedFlowGradient { get; init; } = true;
     /// <summary>Abandoning iterations that do not help, on the hold-out of <see cref="ValidationFraction"/>: after every
     /// epoch the held-out entries are re-imputed under the current flow; an iteration that has not beaten the best model
     /// so far (the start, or an earlier iteration) after this many epochs in a row without improving on its own best
@@ -222,7 +227,7 @@ public sealed record EMFlowOptions
             SecondFlowStep.Paper => Training.SecondStep.Paper,
             SecondFlowStep.ReconstructionOnly => Training.SecondStep.ReconstructionOnly,
             _ => Training.SecondStep.Skip,
-        }, LatentFromL1Pass, ObservedShareWeight),
+        }, LatentFromL1Pass, ObservedShareWeight, FusedFlowGradient),
         BetaSchedule.ToArray(), RefitLatentGaussian,
         SufficientStatisticsUpdate ? OnlineEm.UpdateForm.SufficientStatistics : OnlineEm.UpdateForm.Moments,
         SuperBatchSize, FlowConfig(features, Seed),

@@ -13,7 +13,7 @@ let private problem seed n p rate =
     { Mu = mu; Sigma = sigma }, x, mask
 
 let private settings : Training.StepSettings =
-    { Alpha = 1e3; StepSize = paperStepSize; Beta = 0.0; MaxGradNorm = 10.0; Ridge = 0.0; Second = Training.Paper; LatentFromL1Pass = false; ObservedShareWeight = 0.0 }
+    { Alpha = 1e3; StepSize = paperStepSize; Beta = 0.0; MaxGradNorm = 10.0; Ridge = 0.0; Second = Training.Paper; LatentFromL1Pass = false; ObservedShareWeight = 0.0; FusedGradient = true }
 
 let private wide p = torch.full(int64 p, sc -1e9, dtype = dtype), torch.full(int64 p, sc 1e9, dtype = dtype)
 

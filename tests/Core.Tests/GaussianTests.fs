@@ -81,10 +81,11 @@ let tests =
             let c = Gaussian.conditional mu sigma z mask
             Expect.isLessThan (maxAbs c.CovarianceSum (expected.sum(dim = 0L))) 1e-9 "sum of covariances"
 
-        test "both block forms are exercised and agree with the reference at p = 12" {
-            // Rates of 0.2 and 0.8 send rows to the missing-block and observed-block forms respectively.
+        test "both block forms are exercised and agree with the reference at p = 40" {
+            // Rates of 0.2 and 0.8 send rows to the missing-block and observed-block forms respectively; at p = 40 the
+            // batched forms run, not the per-pattern E-step of narrower tables.
             for rate in [ 0.2; 0.8 ] do
-                let mu, sigma, z, mask = setup 7L 64 12 rate
+                let mu, sigma, z, mask = setup 7L 64 40 rate
                 let expected, covs = perRowReference mu sigma z mask
                 let c = Gaussian.conditional mu sigma z mask
                 Expect.isLessThan (maxAbs c.Imputed expected) 1e-9 (sprintf "means at rate %g" rate)
@@ -172,6 +173,26 @@ let tests =
         test "cholesky rejects NaN with a clear error" {
             let a = torch.tensor([| 1.0; nan; nan; 1.0 |], dtype = dtype).reshape(2L, 2L)
             Expect.throwsT<InvalidOperationException> (fun () -> Gaussian.cholesky a |> ignore) "NaN"
+        }
+
+        test "narrow tables: a pattern whose observed block of Σ is singular falls back to the batched form's jitter" {
+            let v = torch.tensor([| 1.0; 2.0; 3.0 |], dtype = dtype)
+            let singular = v.outer(v)
+            let mu = torch.zeros(3L, dtype = dtype)
+            let z = torch.tensor([| 1.0; 2.0; 0.0; 0.5; 0.0; 0.0 |], dtype = dtype).reshape(2L, 3L)
+            let mask = torch.tensor([| 0.0; 0.0; 1.0; 0.0; 1.0; 1.0 |], dtype = dtype).reshape(2L, 3L)
+            let c = Gaussian.conditional mu singular z mask
+            Expect.isTrue (c.Imputed.isfinite().all().item<bool>()) "finite imputations"
+            // On the line through v: z_2 = 1.5 z_0 once z_0 = 1, z_1 = 2 are seen.
+            Expect.floatClose Accuracy.low (scalar c.Imputed[0, 2]) 3.0 "the line's value"
+        }
+
+        test "narrow tables: NaN in Σ raises the same clear error as wide ones" {
+            let mu = torch.zeros(2L, dtype = dtype)
+            let a = torch.tensor([| 1.0; nan; nan; 1.0 |], dtype = dtype).reshape(2L, 2L)
+            let z = torch.ones(1L, 2L, dtype = dtype)
+            let mask = torch.tensor([| 0.0; 1.0 |], dtype = dtype).reshape(1L, 2L)
+            Expect.throwsT<InvalidOperationException> (fun () -> Gaussian.conditionalMean mu a z mask |> ignore) "NaN"
         }
 
         test "large batches are chunked without changing the result" {
