@@ -41,15 +41,11 @@ let run (setting: string) (seed: int64) =
     let clock = Stopwatch.StartNew()
     let imputed = imputer.FitTransform(incomplete)
     let seconds = clock.Elapsed.TotalSeconds
-    let lo = Array.init p (fun j -> Seq.min (seq { for i in 0 .. rows - 1 -> c[i, j] }))
-    let hi = Array.init p (fun j -> Seq.max (seq { for i in 0 .. rows - 1 -> c[i, j] }))
-    let mutable sum, count = 0.0, 0
-    for i in 0 .. rows - 1 do
-        for j in 0 .. p - 1 do
-            if m[i, j] > 0.5 then
-                sum <- sum + ((imputed[i, j] - c[i, j]) / (hi[j] - lo[j])) ** 2.0
-                count <- count + 1
-    seconds, sqrt (sum / float count), imputer.SelectedIteration
+    // The demo's yardstick (DemoCommand): the complete data's min-max scale, RMSE over the hidden cells.
+    use _ = torch.NewDisposeScope()
+    let scaler = Scaler.fit complete (torch.zeros_like(complete))
+    let rmse = Metrics.rmse (Scaler.transform scaler complete) (Scaler.transform scaler (Tensors.ofArray2D imputed)) mask
+    seconds, rmse, imputer.SelectedIteration
 
 printfn "| setting (epochs:batch:lr:width:depth:layers) | seed | seconds | RMSE | iteration kept |"
 printfn "|---|---|---|---|---|"
