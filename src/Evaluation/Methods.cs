@@ -52,56 +52,62 @@ public sealed record Method(string Name, Func<IImputationMethod> Create)
     /// <exception cref="ArgumentException">An unknown name.</exception>
     public static Method Standard(string name, long seed = 0, Func<EMFlowOptions, EMFlowOptions>? adjust = null)
     {
-        adjust ??= o => o;
-        return name switch
-        {
-            "mean" => Of(name, () => new MeanImputer()),
-            "median" => Of(name, () => new MeanImputer(SimpleStrategy.Median)),
-            "knn" => Of(name, () => new KnnImputer(5)),
-            "gaussian-em" => Of(name, () => new GaussianEmImputer()),
-            // missForest-style tree ensembles (EMFlow.Forest: LightGBM by default, or ML.NET FastForest); run only when named.
-            "forest" => Of(name, () => new ForestImputer(new ForestOptions { Seed = seed })),
-            "forest-fastforest" => Of(name, () => new ForestImputer(new ForestOptions { Seed = seed, Trainer = ForestTrainer.FastForest })),
-            "forest-linear" => Of(name, () => new ForestImputer(new ForestOptions { Seed = seed, LinearBase = ForestLinearBase.Always })),
-            "forest-avg4" => Of(name, () => new ForestImputer(new ForestOptions { Seed = seed, Repeats = 4 })),
-            "forest-avg2" => Of(name, () => new ForestImputer(new ForestOptions { Seed = seed, Repeats = 2 })),
-            "forest-linear-chosen" => Of(name, () => new ForestImputer(new ForestOptions { Seed = seed, LinearBase = ForestLinearBase.WhereItHelps })),
-            "emflow" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed }))),
-            "emflow-shaped-holdout" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOutLikeMissingness = true }))),
-            "emflow-auto-start" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, InitialImputation = InitialImputation.Auto }))),
-            "emflow-knn-start" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, InitialImputation = InitialImputation.Knn }))),
-            // The Auto start with the tree ensembles as a third candidate of the blend (EMFlow.Forest's ForestStart).
-            "emflow-forest" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed }), new[] { new ForestStart() })),
-            "emflow-forest-shaped" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOutLikeMissingness = true }), new[] { new ForestStart() })),
-            // The same with the forest's runs averaged as the table's size allows: `emflow impute --start auto-forest`.
-            "emflow-forest-sized-shaped" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOutLikeMissingness = true }), new[] { ForestStart.Sized() })),
-            // The command line's default (shaped hold-out, forest in the start) with the forest's linear base chosen per feature.
-            "emflow-forest-linear-shaped" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOutLikeMissingness = true }), new[] { new ForestStart(new ForestOptions { LinearBase = ForestLinearBase.WhereItHelps }) })),
-            // The same with the forest's imputations averaged over four runs (ForestOptions.Repeats).
-            "emflow-forest-avg4-shaped" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOutLikeMissingness = true }), new[] { new ForestStart(new ForestOptions { Repeats = 4 }) })),
-            // The command line's default, but every iteration runs even after one the hold-out scores worse.
-            "emflow-forest-shaped-every-iteration" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOutLikeMissingness = true, StopAfterWorseIteration = false }), new[] { new ForestStart() })),
-            "emflow-forest-shaped-weighted" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOutLikeMissingness = true, ObservedShareWeight = 4 }), new[] { new ForestStart() })),
-            "emflow-paper" => Of(name, () => new EMFlowImputer(adjust(EMFlowOptions.Paper with { Seed = seed }))),
-            // The competitors run their own papers' settings; only the thread count follows the EMFlow adjustment.
-            "gain" => Of(name, () => new GainImputer(new GainOptions { Seed = seed, TorchThreads = adjust(new EMFlowOptions()).TorchThreads })),
-            "miwae" => Of(name, () => new MiwaeImputer(new MiwaeOptions { Seed = seed, TorchThreads = adjust(new EMFlowOptions()).TorchThreads })),
-            // Settings chosen per fold on the training rows' own held-out entries (EMFlowTuning), then refitted.
-            "emflow-tuned" => new Method(name, () => new TunedEMFlowMethod(adjust(new EMFlowOptions { Seed = seed }), adjust, seed)),
-            // A Gaussian mixture fitted by EM with missing entries, K chosen on held-out entries: what a latent mixture
-            // imputes before a flow is trained.
-            "gmm" => new Method(name, () => new GaussianMixtureMethod(seed)),
-            // The Auto start blending Gaussian EM, kNN, the forest and that mixture.
-            "emflow-forest-gmm" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed }), new IStartCandidate[] { new ForestStart(), new MixtureStart() })),
-            "emflow-forest-gmm-shaped" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOutLikeMissingness = true }), new IStartCandidate[] { new ForestStart(), new MixtureStart() })),
-            // What `emflow impute` runs by default: ForestStart.Sized with the Gaussian mixture as a fourth candidate.
-            "emflow-forest-sized-gmm-shaped" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOutLikeMissingness = true }), new IStartCandidate[] { ForestStart.Sized(), new MixtureStart() })),
-            "emflow-forest-mean-shaped" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOutLikeMissingness = true }), new IStartCandidate[] { new ForestStart(), new MeanStart() })),
-            "emflow-gmm" => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed }), new IStartCandidate[] { new MixtureStart() })),
-            "mcflow" => Of(name, () => new McFlowImputer(new McFlowOptions { Seed = seed, TorchThreads = adjust(new EMFlowOptions()).TorchThreads })),
-            _ => throw new ArgumentException($"Unknown method '{name}'; expected one of {string.Join(", ", StandardNames.Concat(CompetitorNames).Concat(TreeNames).Concat(VariantNames).Concat(new[] { "gmm", "emflow-gmm", "emflow-forest-gmm", "emflow-forest-gmm-shaped", "emflow-forest-mean-shaped", "emflow-forest-linear-shaped", "emflow-forest-avg4-shaped", "emflow-forest-shaped-every-iteration" }))}.", nameof(name)),
-        };
+        if (name is null || !Factories.TryGetValue(name, out var make))
+            throw new ArgumentException($"Unknown method '{name}'; expected one of {string.Join(", ", Factories.Keys)}.", nameof(name));
+        return make(name, seed, adjust ?? (o => o));
     }
+
+    /// <summary>Every name <see cref="Standard"/> accepts, in the order they are defined.</summary>
+    public static IReadOnlyCollection<string> KnownNames => Factories.Keys;
+
+    // One entry per method, so that the names accepted and the names listed in the error cannot drift apart.
+    private static readonly OrderedDictionary<string, Func<string, long, Func<EMFlowOptions, EMFlowOptions>, Method>> Factories = new()
+    {
+        ["mean"] = (name, seed, adjust) => Of(name, () => new MeanImputer()),
+        ["median"] = (name, seed, adjust) => Of(name, () => new MeanImputer(SimpleStrategy.Median)),
+        ["knn"] = (name, seed, adjust) => Of(name, () => new KnnImputer(5)),
+        ["gaussian-em"] = (name, seed, adjust) => Of(name, () => new GaussianEmImputer()),
+        // missForest-style tree ensembles (EMFlow.Forest: LightGBM by default, or ML.NET FastForest); run only when named.
+        ["forest"] = (name, seed, adjust) => Of(name, () => new ForestImputer(new ForestOptions { Seed = seed })),
+        ["forest-fastforest"] = (name, seed, adjust) => Of(name, () => new ForestImputer(new ForestOptions { Seed = seed, Trainer = ForestTrainer.FastForest })),
+        ["forest-linear"] = (name, seed, adjust) => Of(name, () => new ForestImputer(new ForestOptions { Seed = seed, LinearBase = ForestLinearBase.Always })),
+        ["forest-avg4"] = (name, seed, adjust) => Of(name, () => new ForestImputer(new ForestOptions { Seed = seed, Repeats = 4 })),
+        ["forest-avg2"] = (name, seed, adjust) => Of(name, () => new ForestImputer(new ForestOptions { Seed = seed, Repeats = 2 })),
+        ["forest-linear-chosen"] = (name, seed, adjust) => Of(name, () => new ForestImputer(new ForestOptions { Seed = seed, LinearBase = ForestLinearBase.WhereItHelps })),
+        ["emflow"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed }))),
+        ["emflow-shaped-holdout"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOutLikeMissingness = true }))),
+        ["emflow-auto-start"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, InitialImputation = InitialImputation.Auto }))),
+        ["emflow-knn-start"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, InitialImputation = InitialImputation.Knn }))),
+        // The Auto start with the tree ensembles as a third candidate of the blend (EMFlow.Forest's ForestStart).
+        ["emflow-forest"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed }), new[] { new ForestStart() })),
+        ["emflow-forest-shaped"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOutLikeMissingness = true }), new[] { new ForestStart() })),
+        // The same with the forest's runs averaged as the table's size allows: `emflow impute --start auto-forest`.
+        ["emflow-forest-sized-shaped"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOutLikeMissingness = true }), new[] { ForestStart.Sized() })),
+        // The command line's default (shaped hold-out, forest in the start) with the forest's linear base chosen per feature.
+        ["emflow-forest-linear-shaped"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOutLikeMissingness = true }), new[] { new ForestStart(new ForestOptions { LinearBase = ForestLinearBase.WhereItHelps }) })),
+        // The same with the forest's imputations averaged over four runs (ForestOptions.Repeats).
+        ["emflow-forest-avg4-shaped"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOutLikeMissingness = true }), new[] { new ForestStart(new ForestOptions { Repeats = 4 }) })),
+        // The command line's default, but every iteration runs even after one the hold-out scores worse.
+        ["emflow-forest-shaped-every-iteration"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOutLikeMissingness = true, StopAfterWorseIteration = false }), new[] { new ForestStart() })),
+        ["emflow-forest-shaped-weighted"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOutLikeMissingness = true, ObservedShareWeight = 4 }), new[] { new ForestStart() })),
+        ["emflow-paper"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(EMFlowOptions.Paper with { Seed = seed }))),
+        // The competitors run their own papers' settings; only the thread count follows the EMFlow adjustment.
+        ["gain"] = (name, seed, adjust) => Of(name, () => new GainImputer(new GainOptions { Seed = seed, TorchThreads = adjust(new EMFlowOptions()).TorchThreads })),
+        ["miwae"] = (name, seed, adjust) => Of(name, () => new MiwaeImputer(new MiwaeOptions { Seed = seed, TorchThreads = adjust(new EMFlowOptions()).TorchThreads })),
+        // Settings chosen per fold on the training rows' own held-out entries (EMFlowTuning), then refitted.
+        ["emflow-tuned"] = (name, seed, adjust) => new Method(name, () => new TunedEMFlowMethod(adjust(new EMFlowOptions { Seed = seed }), adjust, seed)),
+        // A Gaussian mixture fitted by EM with missing entries, K chosen on held-out entries: what a latent mixture
+        // imputes before a flow is trained.
+        ["gmm"] = (name, seed, adjust) => new Method(name, () => new GaussianMixtureMethod(seed)),
+        // The Auto start blending Gaussian EM, kNN, the forest and that mixture.
+        ["emflow-forest-gmm"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed }), new IStartCandidate[] { new ForestStart(), new MixtureStart() })),
+        ["emflow-forest-gmm-shaped"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOutLikeMissingness = true }), new IStartCandidate[] { new ForestStart(), new MixtureStart() })),
+        // What `emflow impute` runs by default: ForestStart.Sized with the Gaussian mixture as a fourth candidate.
+        ["emflow-forest-sized-gmm-shaped"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOutLikeMissingness = true }), new IStartCandidate[] { ForestStart.Sized(), new MixtureStart() })),
+        ["emflow-forest-mean-shaped"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOutLikeMissingness = true }), new IStartCandidate[] { new ForestStart(), new MeanStart() })),
+        ["emflow-gmm"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed }), new IStartCandidate[] { new MixtureStart() })),
+        ["mcflow"] = (name, seed, adjust) => Of(name, () => new McFlowImputer(new McFlowOptions { Seed = seed, TorchThreads = adjust(new EMFlowOptions()).TorchThreads })),
+    };
 
     /// <summary>Names accepted by <see cref="Standard"/>, in the order the tables list them.</summary>
     public static IReadOnlyList<string> StandardNames { get; } = new[] { "mean", "median", "knn", "gaussian-em", "emflow", "emflow-paper" };

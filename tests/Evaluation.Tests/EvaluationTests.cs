@@ -244,4 +244,17 @@ public class EvaluationTests
         Assert.True(rmse["forest"] < rmse["mean"], $"forest {rmse["forest"]} mean {rmse["mean"]}");
         Assert.Throws<ArgumentException>(() => Method.Standard("random-forest"));
     }
+
+    [Fact]
+    public void Every_listed_method_name_is_known_and_an_unknown_one_is_refused_with_every_known_name()
+    {
+        var listed = Method.StandardNames.Concat(Method.VariantNames).Concat(Method.TreeNames).Concat(Method.CompetitorNames).ToList();
+        Assert.All(listed, n => Assert.Contains(n, Method.KnownNames));
+        // Naming a method builds it lazily: nothing is fitted here.
+        Assert.All(Method.KnownNames, n => Assert.Equal(n, Method.Standard(n).Name));
+        var error = Assert.Throws<ArgumentException>(() => Method.Standard("random-forest"));
+        Assert.Equal("name", error.ParamName);
+        Assert.Contains("'random-forest'", error.Message);
+        Assert.All(Method.KnownNames, n => Assert.Contains(n, error.Message));
+    }
 }
