@@ -314,73 +314,76 @@ let private patternOf (sigma: float[]) (p: int) (observed: int[]) (missing: int[
 /// The E-step of <see cref="conditional"/> row by row, each distinct missingness pattern factorised once: on tables of
 /// a few columns a batch holds a few dozen patterns, and the batched form's hundred-odd torch calls cost far more than
 /// the arithmetic. Returns the imputed rows (B, p), the covariance sum (p, p) when asked for (else zeros) and the
-/// observed-data log-likelihood per row (B) when asked for (else zeros); None when Σ holds a non-finite entry or a
-/// pattern's Σ_OO is not positive definite, which the batched form handles (jitter, or a clear exception).
+/// observed-data log-likelihood per row (B) when asked for (else zeros); None for a table wider than
+/// <see cref="patternColumns"/>, or when Σ holds a non-finite entry or a pattern's Σ_OO is not positive definite, which
+/// the batched form handles (jitter, or a clear exception).
 let private byPattern (mu: Tensor) (sigma: Tensor) (z: Tensor) (mask: Tensor) (covariance: bool) (logLik: bool) : (Tensor * Tensor * Tensor) option =
     let n, p = int z.shape[0], int z.shape[1]
-    let cov = (sigma.to_type(dtype).contiguous()).data<float>().ToArray()
-    let mus = (mu.to_type(dtype).contiguous()).data<float>().ToArray()
-    if not (Array.forall Double.IsFinite cov) then None
+    if p > patternColumns then None
     else
-        use zc = z.to_type(dtype).contiguous()
-        use mc = mask.to_type(dtype).contiguous()
-        let imputed = torch.empty(int64 n, int64 p, dtype = dtype)
-        let ll = torch.zeros(int64 n, dtype = dtype)
-        let pz = address<float> zc
-        let pm = address<float> mc
-        let pi = address<float> imputed
-        let pl = address<float> ll
-        let patterns = Collections.Generic.Dictionary<uint64, Pattern>()
-        let y = Array.zeroCreate<float> p
-        let log2Pi = log (2.0 * Math.PI)
-        let mutable failed = false
-        let mutable r = 0
-        while not failed && r < n do
-            let mutable key = 0UL
-            for j in 0 .. p - 1 do
-                if NativePtr.get pm (r * p + j) > 0.5 then key <- key ||| (1UL <<< j)
-            let found, known = patterns.TryGetValue key
-            let pattern =
-                if found then Some known
-                else
-                    let observed = [| for j in 0 .. p - 1 do if key &&& (1UL <<< j) = 0UL then j |]
-                    let missing = [| for j in 0 .. p - 1 do if key &&& (1UL <<< j) <> 0UL then j |]
-                    let made = patternOf cov p observed missing
-                    made |> Option.iter (fun q -> patterns[key] <- q)
-                    made
-            match pattern with
-            | None -> failed <- true
-            | Some q ->
-                q.Rows <- q.Rows + 1
-                let o, m = q.Observed.Length, q.Missing.Length
-                // y = L⁻¹ (z_O − μ_O); the missing entries are μ_M + Vᵀ y, the log-likelihood −(o log 2π + log det Σ_OO + yᵀy) / 2.
-                let mutable squares = 0.0
-                for i in 0 .. o - 1 do
-                    let mutable v = NativePtr.get pz (r * p + q.Observed[i]) - mus[q.Observed[i]]
-                    for k in 0 .. i - 1 do v <- v - q.Factor[i * o + k] * y[k]
-                    let yi = v / q.Factor[i * o + i]
-                    y[i] <- yi
-                    squares <- squares + yi * yi
-                    NativePtr.set pi (r * p + q.Observed[i]) (NativePtr.get pz (r * p + q.Observed[i]))
-                for c in 0 .. m - 1 do
-                    let mutable v = mus[q.Missing[c]]
-                    for k in 0 .. o - 1 do v <- v + q.V[k * m + c] * y[k]
-                    NativePtr.set pi (r * p + q.Missing[c]) v
-                if logLik && o > 0 then NativePtr.set pl r (-0.5 * (float o * log2Pi + q.LogDet + squares))
-            r <- r + 1
-        if failed then
-            imputed.Dispose()
-            ll.Dispose()
-            None
+        let cov = (sigma.to_type(dtype).contiguous()).data<float>().ToArray()
+        let mus = (mu.to_type(dtype).contiguous()).data<float>().ToArray()
+        if not (Array.forall Double.IsFinite cov) then None
         else
-            let sum = Array.zeroCreate<float> (p * p)
-            if covariance then
-                for q in patterns.Values do
-                    let m = q.Missing.Length
-                    for a in 0 .. m - 1 do
-                        for b in 0 .. m - 1 do
-                            sum[q.Missing[a] * p + q.Missing[b]] <- sum[q.Missing[a] * p + q.Missing[b]] + float q.Rows * q.C[a * m + b]
-            Some (imputed, torch.tensor(sum, dtype = dtype).reshape(int64 p, int64 p), ll)
+            use zc = z.to_type(dtype).contiguous()
+            use mc = mask.to_type(dtype).contiguous()
+            let imputed = torch.empty(int64 n, int64 p, dtype = dtype)
+            let ll = torch.zeros(int64 n, dtype = dtype)
+            let pz = address<float> zc
+            let pm = address<float> mc
+            let pi = address<float> imputed
+            let pl = address<float> ll
+            let patterns = Collections.Generic.Dictionary<uint64, Pattern>()
+            let y = Array.zeroCreate<float> p
+            let log2Pi = log (2.0 * Math.PI)
+            let mutable failed = false
+            let mutable r = 0
+            while not failed && r < n do
+                let mutable key = 0UL
+                for j in 0 .. p - 1 do
+                    if NativePtr.get pm (r * p + j) > 0.5 then key <- key ||| (1UL <<< j)
+                let found, known = patterns.TryGetValue key
+                let pattern =
+                    if found then Some known
+                    else
+                        let observed = [| for j in 0 .. p - 1 do if key &&& (1UL <<< j) = 0UL then j |]
+                        let missing = [| for j in 0 .. p - 1 do if key &&& (1UL <<< j) <> 0UL then j |]
+                        let made = patternOf cov p observed missing
+                        made |> Option.iter (fun q -> patterns[key] <- q)
+                        made
+                match pattern with
+                | None -> failed <- true
+                | Some q ->
+                    q.Rows <- q.Rows + 1
+                    let o, m = q.Observed.Length, q.Missing.Length
+                    // y = L⁻¹ (z_O − μ_O); the missing entries are μ_M + Vᵀ y, the log-likelihood −(o log 2π + log det Σ_OO + yᵀy) / 2.
+                    let mutable squares = 0.0
+                    for i in 0 .. o - 1 do
+                        let mutable v = NativePtr.get pz (r * p + q.Observed[i]) - mus[q.Observed[i]]
+                        for k in 0 .. i - 1 do v <- v - q.Factor[i * o + k] * y[k]
+                        let yi = v / q.Factor[i * o + i]
+                        y[i] <- yi
+                        squares <- squares + yi * yi
+                        NativePtr.set pi (r * p + q.Observed[i]) (NativePtr.get pz (r * p + q.Observed[i]))
+                    for c in 0 .. m - 1 do
+                        let mutable v = mus[q.Missing[c]]
+                        for k in 0 .. o - 1 do v <- v + q.V[k * m + c] * y[k]
+                        NativePtr.set pi (r * p + q.Missing[c]) v
+                    if logLik && o > 0 then NativePtr.set pl r (-0.5 * (float o * log2Pi + q.LogDet + squares))
+                r <- r + 1
+            if failed then
+                imputed.Dispose()
+                ll.Dispose()
+                None
+            else
+                let sum = Array.zeroCreate<float> (p * p)
+                if covariance then
+                    for q in patterns.Values do
+                        let m = q.Missing.Length
+                        for a in 0 .. m - 1 do
+                            for b in 0 .. m - 1 do
+                                sum[q.Missing[a] * p + q.Missing[b]] <- sum[q.Missing[a] * p + q.Missing[b]] + float q.Rows * q.C[a * m + b]
+                Some (imputed, torch.tensor(sum, dtype = dtype).reshape(int64 p, int64 p), ll)
 
 /// Batched E-step (eq. 6, 18-19): each row's missing entries replaced by their conditional mean under
 /// N(μ, Σ), and the sum of the rows' conditional covariances.
@@ -394,7 +397,7 @@ let private byPattern (mu: Tensor) (sigma: Tensor) (z: Tensor) (mask: Tensor) (c
 /// covariance sum through nΣ − Σ (Σ_i Σ_oo⁻¹) Σ, so none of them projects all p columns.</remarks>
 let conditional (mu: Tensor) (sigma: Tensor) (z: Tensor) (mask: Tensor) : Conditional =
     use scope = torch.NewDisposeScope()
-    match (if z.shape[1] <= int64 patternColumns then byPattern mu sigma z mask true true else None) with
+    match byPattern mu sigma z mask true true with
     | Some (imputed, covSum, logLik) ->
         { Imputed = imputed.MoveToOuterDisposeScope(); CovarianceSum = covSum.MoveToOuterDisposeScope(); LogLikelihood = logLik.MoveToOuterDisposeScope() }
     | None ->
@@ -413,7 +416,7 @@ let conditional (mu: Tensor) (sigma: Tensor) (z: Tensor) (mask: Tensor) : Condit
 /// without the covariance sum and the likelihood.
 let conditionalMean (mu: Tensor) (sigma: Tensor) (z: Tensor) (mask: Tensor) : Tensor =
     use scope = torch.NewDisposeScope()
-    match (if z.shape[1] <= int64 patternColumns then byPattern mu sigma z mask false false else None) with
+    match byPattern mu sigma z mask false false with
     | Some (imputed, _, _) -> imputed.MoveToOuterDisposeScope()
     | None ->
         let zz = torch.where(mask.gt(sc (0.5)), torch.zeros_like(z), z)
@@ -424,7 +427,7 @@ let conditionalMean (mu: Tensor) (sigma: Tensor) (z: Tensor) (mask: Tensor) : Te
 /// imputed and the (p, p) sum of their conditional covariances, without the likelihood.
 let conditionalStatistics (mu: Tensor) (sigma: Tensor) (z: Tensor) (mask: Tensor) : Tensor * Tensor =
     use scope = torch.NewDisposeScope()
-    match (if z.shape[1] <= int64 patternColumns then byPattern mu sigma z mask true false else None) with
+    match byPattern mu sigma z mask true false with
     | Some (imputed, covSum, _) -> imputed.MoveToOuterDisposeScope(), covSum.MoveToOuterDisposeScope()
     | None ->
         let zz = torch.where(mask.gt(sc (0.5)), torch.zeros_like(z), z)
