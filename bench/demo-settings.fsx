@@ -7,17 +7,12 @@
 //   dotnet fsi bench/demo-settings.fsx [seeds, default 6] [setting ...]
 // A setting is epochs:batch:learning-rate:width:depth:layers, for example 20:256:1e-3:128:2:6 (the demo's own, which
 // runs when no setting is given).
-#r "../src/Host.CSharp/bin/Release/net10.0/TorchSharp.dll"
-#r "../src/Host.CSharp/bin/Release/net10.0/EMFlow.Core.dll"
-#r "../src/Host.CSharp/bin/Release/net10.0/EMFlow.dll"
+#load "LibraryProcess.fsx"
 open System
 open System.Diagnostics
 open TorchSharp
 open EMFlow
 
-// As emflow does first: freed native blocks kept for reuse, one torch thread.
-NativeHeap.ReuseFreedBlocks() |> ignore
-torch.set_num_threads 1
 let args = fsi.CommandLineArgs |> Array.skip 1
 let seeds = args |> Array.tryHead |> Option.map int |> Option.defaultValue 6
 let settings =

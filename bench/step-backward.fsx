@@ -5,9 +5,7 @@
 // The flow is the library's default for the demo's table (p = 7: six couplings, one ReLU network of 2 x 128 for s and
 // t, float32 networks), batch 256, its parameters moved off the identity so that every term is non-zero.
 // Run after ./build.sh build:  dotnet fsi bench/step-backward.fsx [rounds, default 3]
-#r "../src/Host.CSharp/bin/Release/net10.0/TorchSharp.dll"
-#r "../src/Host.CSharp/bin/Release/net10.0/EMFlow.Core.dll"
-#r "../src/Host.CSharp/bin/Release/net10.0/EMFlow.dll"
+#load "LibraryProcess.fsx"
 open System
 open System.Diagnostics
 open TorchSharp
@@ -15,8 +13,6 @@ open EMFlow
 open EMFlow.Tensors
 type Tensor = torch.Tensor
 
-NativeHeap.ReuseFreedBlocks() |> ignore
-torch.set_num_threads 1
 let rounds = fsi.CommandLineArgs |> Array.tryItem 1 |> Option.map int |> Option.defaultValue 3
 let p = 7
 let settings = EMFlowOptions(Seed = 1L, TorchThreads = 1).ToFitSettings(p)
