@@ -63,8 +63,9 @@ public static class App
                                   (Gaussian EM and kNN only: faster on wide tables), auto-mixture (Gaussian EM, kNN
                                   and the mixture), gaussian-em or knn
           --hold-out HOW          which observed cells are held out to choose the start's blend and the iteration:
-                                  missingness (default; drawn in proportion to each column's missing share) or
-                                  uniform
+                                  missingness (default; drawn in proportion to each column's missing share),
+                                  propensity (drawn the same, and the blend weighs each held-out cell by its odds
+                                  of being missing given the rest of its row) or uniform
           --forest-repeats N      independent forest runs averaged, in the start and with --method forest; each
                                   costs one forest fit (default: in the start 4 on tables of at most 4e6
                                   rows x columns squared and 1 on larger ones; with --method forest 1)

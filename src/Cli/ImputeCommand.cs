@@ -66,11 +66,12 @@ internal static class ImputeCommand
             InitialImputation = start,
             // Under MAR a uniform hold-out scores mostly cells of features that are never missing (bench/README.md,
             // "Tree ensembles": Concrete MAR .123 against .138 with the forest start).
-            HoldOutLikeMissingness = a.Text("--hold-out") switch
+            HoldOut = a.Text("--hold-out") switch
             {
-                null or "missingness" => true,
-                "uniform" => false,
-                var other => throw new UsageException($"--hold-out must be missingness or uniform; got '{other}'"),
+                null or "missingness" => HoldOutDraw.LikeMissingness,
+                "propensity" => HoldOutDraw.ByPropensity,
+                "uniform" => HoldOutDraw.Uniform,
+                var other => throw new UsageException($"--hold-out must be missingness, propensity or uniform; got '{other}'"),
             },
         };
         a.RejectUnknown(1);

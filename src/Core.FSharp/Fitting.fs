@@ -10,6 +10,16 @@ open System.Threading
 open TorchSharp
 open EMFlow.Tensors
 
+/// Which observed entries a fit holds out to score its iterations and its start's blend.
+type HoldOutDraw =
+    /// Uniformly among the observed entries.
+    | Uniform = 0
+    /// In proportion to each column's missing share (<see cref="Selection.holdOutLikeMissingness"/>).
+    | LikeMissingness = 1
+    /// As LikeMissingness, and the start's blend weighs each held-out entry's error by its odds of being missing given
+    /// the rest of its row (<see cref="Selection.oddsWeights"/>), so that it is chosen for rows like the missing ones.
+    | ByPropensity = 2
+
 /// One iteration of an EMFlow fit.
 type IterationRecord =
     { /// Iteration number, from 1.
@@ -67,8 +77,8 @@ type FitSettings =
       Start: StartSettings
       /// Fraction of the observed entries held out to score each iteration, in [0, 0.5); 0 keeps every iteration.
       ValidationFraction: float
-      /// Draw the held-out entries in proportion to each column's missing share instead of uniformly.
-      HoldOutLikeMissingness: bool
+      /// How the held-out entries are drawn.
+      HoldOut: HoldOutDraw
       /// Abandoning an iteration that does not help: after every epoch the held-out entries are re-imputed under the
       /// current flow and latent estimate; an iteration that has not beaten the best model so far after this many
       /// epochs in a row without improving on its own best epoch stops there, keeping that epoch's flow (and latent
@@ -361,8 +371,15 @@ module Fitting =
     /// The entries a fit holds out of its rows' observed ones to score iterations: (the mask with them added, the
     /// held-out entries), each (n, p); the same seed and mask draw the same entries.
     let private holdOutOf (s: FitSettings) (mask: Tensor) : Tensor * Tensor =
-        if s.HoldOutLikeMissingness then Selection.holdOutLikeMissingnessGrouped s.Start.Groups (deriveSeed s.Seed 1) s.ValidationFraction mask
-        else Selection.holdOutGrouped s.Start.Groups (deriveSeed s.Seed 1) s.ValidationFraction mask
+        match s.HoldOut with
+        | HoldOutDraw.LikeMissingness -> Selection.holdOutLikeMissingnessGrouped s.Start.Groups (deriveSeed s.Seed 1) s.ValidationFraction mask
+        | HoldOutDraw.ByPropensity -> Selection.holdOutLikeMissingnessGrouped s.Start.Groups (deriveSeed s.Seed 1) s.ValidationFraction mask
+        | _ -> Selection.holdOutGrouped s.Start.Groups (deriveSeed s.Seed 1) s.ValidationFraction mask
+
+    /// The held-out entries as the start's blend scores them (n, p): 1.0 each, or their odds weights with ByPropensity.
+    /// Only the blend is weighted; the iterations are scored on the plain held-out entries.
+    let private blendScoreOf (s: FitSettings) (x: Tensor) (mask: Tensor) (hidden: Tensor) : Tensor =
+        if s.HoldOut = HoldOutDraw.ByPropensity then Selection.oddsWeights x mask hidden else hidden
 
     /// Fits EMFlow to scaled rows x (n, p) under mask (n, p), 1.0 = missing.
     /// <param name="settings">The settings; checked by the caller.</param>
@@ -413,7 +430,7 @@ module Fitting =
                 member _.Report p =
                     send { Phase = sprintf "initial imputation (%s %d/%d, %d/%d)" p.Phase p.Iteration p.Iterations p.Epoch p.Epochs
                            Iteration = 0; Iterations = s.Iterations; Epoch = 0; Epochs = s.Epochs; L1 = nan; L2 = nan; Elapsed = TimeSpan.Zero } }
-        let mutable start, xHat = Starts.fit s.Start scaler startProgress ct x trainMask hidden mask
+        let mutable start, xHat = Starts.fit s.Start scaler startProgress ct x trainMask (blendScoreOf s x mask hidden) mask
         let models = ResizeArray<Model>()
         // One epoch's blocks for the next iteration: each block started and re-imputed as new rows are, with the
         // sample's held-out cells hidden. The blocks are made outside the fit's dispose scope and handed over.
@@ -615,7 +632,7 @@ module Fitting =
         let rows = hidden.sum(dim = 1L).gt(sc 0.0).nonzero().squeeze(1L)
         if rows.shape[0] = 0L then 1.0, nan
         else
-            let start, startHat = Starts.fit settings.Start scaler null ct x trainMask hidden mask
+            let start, startHat = Starts.fit settings.Start scaler null ct x trainMask (blendScoreOf settings x mask hidden) mask
             try
                 let lower, upper = bounds settings x.shape[1]
                 let mutable xHat = startHat

@@ -93,6 +93,67 @@ let holdOutLikeMissingnessGrouped (groups: int[]) (seed: int64) (fraction: float
             let weights = (missingShare mask).expand(mask.shape).flatten().index_select(0L, positions)
             torch.multinomial(weights, k, replacement = false, generator = gen))
 
+/// Widest table whose missingness <see cref="missingOdds"/> models: its Newton steps cost O(n · p³).
+[<Literal>]
+let MaxOddsColumns = 128
+
+/// Largest weight one held-out entry takes relative to its column's average in <see cref="oddsWeights"/>.
+[<Literal>]
+let MaxOddsRatio = 20.0
+
+/// Per entry (n, p), the odds that the entry is missing given the other cells of its row, from one ridge-penalised
+/// logistic regression per column of its missingness (`mask`'s column) on every other column, standardised, with
+/// missing cells at the column's observed mean. Columns with no missing or no observed entry get odds 1, and so does
+/// every column of a table wider than <see cref="MaxOddsColumns"/>. x and mask are (n, p), mask 1.0 = missing.
+/// <remarks>Under MAR whether a cell is missing depends on the row's observed cells; the observed entries with high
+/// odds are the ones most like the missing ones, which is what a hold-out should score.</remarks>
+let missingOdds (x: Tensor) (mask: Tensor) : Tensor =
+    use scope = torch.NewDisposeScope()
+    let n, p = x.shape[0], x.shape[1]
+    let odds = torch.ones(n, p, dtype = dtype)
+    if p <= int64 MaxOddsColumns && n > 1L then
+        let observed = oneMinus mask
+        let counts = observed.sum(dim = 0L).clamp_min(sc 1.0)
+        let mean = (x * observed).sum(dim = 0L) / counts
+        let centred = (x - mean) * observed
+        let sd = (centred.pow(sc 2.0).sum(dim = 0L) / counts).sqrt()
+        let z = centred / torch.where(sd.gt(sc 1e-12), sd, torch.ones_like(sd))
+        let design = torch.cat([| z; torch.ones(n, 1L, dtype = dtype) |], dim = 1L) // (n, p + 1)
+        // A mild ridge keeps the Newton steps finite when a column's missingness is perfectly predictable.
+        let ridge = torch.eye(p + 1L, dtype = dtype) |> scaleBy 1e-2
+        let missing = mask.sum(dim = 0L)
+        for j in 0L .. p - 1L do
+            let m = scalar missing[j]
+            if m > 0.0 && m < float n then
+                use inner = torch.NewDisposeScope()
+                let a = design.clone()
+                a.select(1L, j).zero_() |> ignore
+                let y = mask.select(1L, j)
+                let mutable beta = torch.zeros(p + 1L, dtype = dtype)
+                for _ in 1 .. 12 do
+                    let mu = a.mv(beta).sigmoid()
+                    let g = plus (a.t().mv(mu - y) |> scaleBy (1.0 / float n)) (ridge.mv(beta))
+                    let w = mu * oneMinus mu
+                    let h = plus (a.t().matmul(a * w.unsqueeze(1L)) |> scaleBy (1.0 / float n)) ridge
+                    beta <- beta - torch.linalg.solve(h, g)
+                odds.select(1L, j).copy_(a.mv(beta).clamp(sc -30.0, sc 30.0).exp()) |> ignore
+    odds.MoveToOuterDisposeScope()
+
+/// Weights (n, p) for the held-out entries of `hidden` (n, p, 1.0 = held out; x and mask as for
+/// <see cref="missingOdds"/>): each held-out entry's odds of being missing given the rest of its row, relative to the
+/// average of its column's held-out entries, capped at <see cref="MaxOddsRatio"/> times it and scaled so that a
+/// column's weights average 1; 0 elsewhere. Scoring held-out entries with these weights (<see cref="blendWeights"/>
+/// takes them in place of the 0/1 entries) estimates the error on the missing entries rather than on entries like the
+/// observed ones: under MAR the two differ, since the missing cells sit in rows unlike the observed ones. The cap
+/// keeps a few rows of extreme odds from deciding a column alone.
+let oddsWeights (x: Tensor) (mask: Tensor) (hidden: Tensor) : Tensor =
+    use scope = torch.NewDisposeScope()
+    let count = hidden.sum(dim = 0L).clamp_min(sc 1.0)
+    let relativeTo (w: Tensor) = w / (w.sum(dim = 0L) / count).clamp_min(sc 1e-300)
+    let odds = missingOdds x mask * hidden
+    let capped = (relativeTo odds).clamp_max(sc MaxOddsRatio)
+    (relativeTo capped).MoveToOuterDisposeScope()
+
 /// Like <see cref="holdOut"/>, but each observed entry is drawn with probability proportional to its column's
 /// missing share (plus a small floor), so the hidden entries sit where the data are actually missing: under MAR
 /// a uniform hold-out mostly hides cells of the always-observed features, and scores the wrong thing. With equal
@@ -116,7 +177,7 @@ let blendSharesGrouped (groups: int[]) (grid: float[]) (truth: Tensor) (a: Tenso
     use scope = torch.NewDisposeScope()
     let g = groupMatrix groups truth.shape[1]
     let diff = b - a
-    let raw = torch.stack([| for w in grid -> (((plus a (diff |> scaleBy w) - truth) * hidden).pow(sc 2.0)).sum(dim = 0L) |]) // (g, p)
+    let raw = torch.stack([| for w in grid -> ((plus a (diff |> scaleBy w) - truth).pow(sc 2.0) * hidden).sum(dim = 0L) |]) // (g, p)
     let errors = raw |> perGroup g
     let shares = torch.tensor(grid, dtype = dtype)
     let perFeature = shares.index_select(0L, errors.argmin(dim = 0L))
@@ -126,8 +187,9 @@ let blendSharesGrouped (groups: int[]) (grid: float[]) (truth: Tensor) (a: Tenso
     chosen.MoveToOuterDisposeScope()
 
 /// Per feature, the share w in `grid` of imputation b in the blend (1 − w)·a + w·b that has the lowest squared error
-/// on that feature's hidden entries; truth, a, b and hidden are (n, p). A feature without hidden entries takes the
-/// share that is best over all hidden entries, and with nothing hidden every share is 0 (all a). Ties go to the
+/// on that feature's hidden entries; truth, a, b and hidden are (n, p), hidden 1.0 at a held-out entry, or its weight
+/// (<see cref="oddsWeights"/>), 0 elsewhere. A feature without hidden entries takes the share that is best over all
+/// hidden entries, and with nothing hidden every share is 0 (all a). Ties go to the
 /// smaller share. Returns (p).
 let blendShares (grid: float[]) (truth: Tensor) (a: Tensor) (b: Tensor) (hidden: Tensor) : Tensor =
     blendSharesGrouped [||] grid truth a b hidden
@@ -154,7 +216,8 @@ let blendWeightsGrouped (groups: int[]) (grid: float[][]) (prior: float) (truth:
         raise (ArgumentException(sprintf "grid must hold rows of %d weights." candidates.Length, "grid"))
     use scope = torch.NewDisposeScope()
     let k = int64 candidates.Length
-    let residuals = torch.stack([| for c in candidates -> (c - truth) * hidden |], dim = 2L) // (n, p, k)
+    let root = hidden.sqrt()
+    let residuals = torch.stack([| for c in candidates -> (c - truth) * root |], dim = 2L) // (n, p, k)
     let gram = torch.einsum("npk,npl->pkl", residuals, residuals) // (p, k, k)
     let w = torch.tensor(Array.concat grid, dtype = dtype).reshape(int64 grid.Length, k) // (g, k)
     let raw = torch.einsum("gk,pkl,gl->gp", w, gram, w) // (g, p) sums of squares
@@ -171,7 +234,8 @@ let blendWeightsGrouped (groups: int[]) (grid: float[][]) (prior: float) (truth:
 
 /// Per feature, the weights w (k) in `grid` (g, k) of the blend Σ_c w_c·candidates[c] with the lowest squared error
 /// on that feature's hidden entries plus `prior` pseudo-entries at the mean squared error over all features' hidden
-/// entries; truth, each candidate and hidden are (n, p). With prior = 0 each feature is on its own; a feature without
+/// entries; truth, each candidate and hidden are (n, p), hidden 1.0 at a held-out entry, or its weight
+/// (<see cref="oddsWeights"/>: an entry's squared error counts that many times), 0 elsewhere. With prior = 0 each feature is on its own; a feature without
 /// hidden entries takes the weights best over all of them, and with nothing hidden every feature takes the first
 /// candidate. Ties go to the earlier grid row. Returns (p, k).
 /// <remarks>With three candidates the grid has 66 rows, and a feature with a few dozen hidden entries would pick

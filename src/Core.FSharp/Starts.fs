@@ -209,7 +209,8 @@ module Starts =
     /// <param name="progress">Receives the start candidates' steps; may be null.</param>
     /// <param name="x">(n, p) training rows on [0, 1], missing entries 0.</param>
     /// <param name="trainMask">(n, p) 1.0 where missing or held out: what the start may not look at.</param>
-    /// <param name="hidden">(n, p) 1.0 at the held-out entries, which choose the Auto shares.</param>
+    /// <param name="hidden">(n, p) 1.0 at the held-out entries, which choose the Auto shares, or their weights
+    /// (<see cref="Selection.oddsWeights"/>); 0 elsewhere.</param>
     /// <param name="mask">(n, p) 1.0 where missing: the donors kept for new rows observe the held-out entries too.</param>
     /// <returns>The start, owning its tensors (<see cref="dispose"/>), and the filled rows x̂ (n, p).</returns>
     /// <remarks>The work happens in a dispose scope of its own: its temporaries are several (n, p) tensors, which

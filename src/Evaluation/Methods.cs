@@ -75,21 +75,21 @@ public sealed record Method(string Name, Func<IImputationMethod> Create)
         ["forest-avg2"] = (name, seed, adjust) => Of(name, () => new ForestImputer(new ForestOptions { Seed = seed, Repeats = 2 })),
         ["forest-linear-chosen"] = (name, seed, adjust) => Of(name, () => new ForestImputer(new ForestOptions { Seed = seed, LinearBase = ForestLinearBase.WhereItHelps })),
         ["emflow"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed }))),
-        ["emflow-shaped-holdout"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOutLikeMissingness = true }))),
+        ["emflow-shaped-holdout"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOut = HoldOutDraw.LikeMissingness }))),
         ["emflow-auto-start"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, InitialImputation = InitialImputation.Auto }))),
         ["emflow-knn-start"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, InitialImputation = InitialImputation.Knn }))),
         // The Auto start with the tree ensembles as a third candidate of the blend (EMFlow.Forest's ForestStart).
         ["emflow-forest"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed }), new[] { new ForestStart() })),
-        ["emflow-forest-shaped"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOutLikeMissingness = true }), new[] { new ForestStart() })),
+        ["emflow-forest-shaped"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOut = HoldOutDraw.LikeMissingness }), new[] { new ForestStart() })),
         // The same with the forest's runs averaged as the table's size allows: `emflow impute --start auto-forest`.
-        ["emflow-forest-sized-shaped"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOutLikeMissingness = true }), new[] { ForestStart.Sized() })),
+        ["emflow-forest-sized-shaped"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOut = HoldOutDraw.LikeMissingness }), new[] { ForestStart.Sized() })),
         // The command line's default (shaped hold-out, forest in the start) with the forest's linear base chosen per feature.
-        ["emflow-forest-linear-shaped"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOutLikeMissingness = true }), new[] { new ForestStart(new ForestOptions { LinearBase = ForestLinearBase.WhereItHelps }) })),
+        ["emflow-forest-linear-shaped"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOut = HoldOutDraw.LikeMissingness }), new[] { new ForestStart(new ForestOptions { LinearBase = ForestLinearBase.WhereItHelps }) })),
         // The same with the forest's imputations averaged over four runs (ForestOptions.Repeats).
-        ["emflow-forest-avg4-shaped"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOutLikeMissingness = true }), new[] { new ForestStart(new ForestOptions { Repeats = 4 }) })),
+        ["emflow-forest-avg4-shaped"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOut = HoldOutDraw.LikeMissingness }), new[] { new ForestStart(new ForestOptions { Repeats = 4 }) })),
         // The command line's default, but every iteration runs even after one the hold-out scores worse.
-        ["emflow-forest-shaped-every-iteration"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOutLikeMissingness = true, StopAfterWorseIteration = false }), new[] { new ForestStart() })),
-        ["emflow-forest-shaped-weighted"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOutLikeMissingness = true, ObservedShareWeight = 4 }), new[] { new ForestStart() })),
+        ["emflow-forest-shaped-every-iteration"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOut = HoldOutDraw.LikeMissingness, StopAfterWorseIteration = false }), new[] { new ForestStart() })),
+        ["emflow-forest-shaped-weighted"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOut = HoldOutDraw.LikeMissingness, ObservedShareWeight = 4 }), new[] { new ForestStart() })),
         ["emflow-paper"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(EMFlowOptions.Paper with { Seed = seed }))),
         // The competitors run their own papers' settings; only the thread count follows the EMFlow adjustment.
         ["gain"] = (name, seed, adjust) => Of(name, () => new GainImputer(new GainOptions { Seed = seed, TorchThreads = adjust(new EMFlowOptions()).TorchThreads })),
@@ -101,10 +101,12 @@ public sealed record Method(string Name, Func<IImputationMethod> Create)
         ["gmm"] = (name, seed, adjust) => new Method(name, () => new GaussianMixtureMethod(seed)),
         // The Auto start blending Gaussian EM, kNN, the forest and that mixture.
         ["emflow-forest-gmm"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed }), new IStartCandidate[] { new ForestStart(), new MixtureStart() })),
-        ["emflow-forest-gmm-shaped"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOutLikeMissingness = true }), new IStartCandidate[] { new ForestStart(), new MixtureStart() })),
+        ["emflow-forest-gmm-shaped"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOut = HoldOutDraw.LikeMissingness }), new IStartCandidate[] { new ForestStart(), new MixtureStart() })),
         // What `emflow impute` runs by default: ForestStart.Sized with the Gaussian mixture as a fourth candidate.
-        ["emflow-forest-sized-gmm-shaped"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOutLikeMissingness = true }), new IStartCandidate[] { ForestStart.Sized(), new MixtureStart() })),
-        ["emflow-forest-mean-shaped"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOutLikeMissingness = true }), new IStartCandidate[] { new ForestStart(), new MeanStart() })),
+        ["emflow-forest-sized-gmm-shaped"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOut = HoldOutDraw.LikeMissingness }), new IStartCandidate[] { ForestStart.Sized(), new MixtureStart() })),
+        // The same with the hold-out drawn by each entry's odds of being missing (HoldOutDraw.ByPropensity).
+        ["emflow-forest-sized-gmm-propensity"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOut = HoldOutDraw.ByPropensity }), new IStartCandidate[] { ForestStart.Sized(), new MixtureStart() })),
+        ["emflow-forest-mean-shaped"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOut = HoldOutDraw.LikeMissingness }), new IStartCandidate[] { new ForestStart(), new MeanStart() })),
         ["emflow-gmm"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed }), new IStartCandidate[] { new MixtureStart() })),
         ["mcflow"] = (name, seed, adjust) => Of(name, () => new McFlowImputer(new McFlowOptions { Seed = seed, TorchThreads = adjust(new EMFlowOptions()).TorchThreads })),
     };
@@ -113,7 +115,7 @@ public sealed record Method(string Name, Func<IImputationMethod> Create)
     public static IReadOnlyList<string> StandardNames { get; } = new[] { "mean", "median", "knn", "gaussian-em", "emflow", "emflow-paper" };
 
     /// <summary>EMFlow variants accepted by <see cref="Standard"/>, run only when named: "emflow-tuned" (settings
-    /// searched per fold), "emflow-shaped-holdout" (<see cref="EMFlowOptions.HoldOutLikeMissingness"/>),
+    /// searched per fold), "emflow-shaped-holdout" (<see cref="EMFlowOptions.HoldOut"/> = <see cref="HoldOutDraw.LikeMissingness"/>),
     /// "emflow-auto-start" (<see cref="InitialImputation.Auto"/>), "emflow-knn-start" (<see cref="InitialImputation.Knn"/>),
     /// "emflow-forest" (the Auto start blending Gaussian EM, kNN and <see cref="ForestStart"/>), "emflow-forest-shaped"
     /// (the same with the hold-out shaped like the missingness), "emflow-forest-sized-shaped" (the same with

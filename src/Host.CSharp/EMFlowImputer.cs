@@ -471,7 +471,7 @@ public sealed class EMFlowImputer : Imputer
     /// draws, seeded from <see cref="EMFlowOptions.Seed"/>. It costs about the start's fit plus
     /// 10 × <paramref name="draws"/> draws of the held-out rows.</para>
     /// <para>Under MAR the held-out entries are spread over the observed cells (or over the columns' missing shares,
-    /// with <see cref="EMFlowOptions.HoldOutLikeMissingness"/>), so they cannot show how far a model errs in the rows
+    /// with <see cref="EMFlowOptions.HoldOut"/> = <see cref="HoldOutDraw.LikeMissingness"/>), so they cannot show how far a model errs in the rows
     /// the mechanism hides, which lie elsewhere.</para>
     /// </remarks>
     /// <param name="fittedRows">(n, p) the table given to Fit, NaN (or <paramref name="fittedMissing"/>) marking missing values.</param>

@@ -137,10 +137,12 @@ public sealed record EMFlowOptions
     /// last iteration, as the paper does. Default 0.05. Never uses anything but the training data.
     /// </summary>
     public double ValidationFraction { get; init; } = 0.05;
-    /// <summary>Draw the held-out entries of <see cref="ValidationFraction"/> in proportion to each column's missing
-    /// share instead of uniformly (<c>Selection.holdOutLikeMissingness</c>), so that under MAR the selection scores
-    /// the features that are actually missing. Default false.</summary>
-    public bool HoldOutLikeMissingness { get; init; }
+    /// <summary>How the held-out entries of <see cref="ValidationFraction"/> are drawn: uniformly (the default), in
+    /// proportion to each column's missing share (<see cref="HoldOutDraw.LikeMissingness"/>), so that under MAR the
+    /// selection scores the features that are actually missing, or that and, within a column, in proportion to each
+    /// entry's odds of being missing given the rest of its row (<see cref="HoldOutDraw.ByPropensity"/>), so that it
+    /// scores rows like the ones that are missing.</summary>
+    public HoldOutDraw HoldOut { get; init; } = HoldOutDraw.Uniform;
     /// <summary>The E-step of each batch takes its latent vectors from the L1 pass, computed before the L1 update, instead of
     /// a second pass through the updated flow: about a quarter of a training step's time saved, with the E-step one
     /// optimiser step behind the flow; each epoch's re-anchoring of the latent Gaussian then also uses the L1 pass's
@@ -234,7 +236,7 @@ public sealed record EMFlowOptions
         new StartSettings(InitialImputation, StartEm, KnnNeighbours, KnnMaxDonors,
             ImageWidth is int w && ImageHeight is int h ? FSharpOption<Tuple<int, int>>.Some(Tuple.Create(w, h)) : FSharpOption<Tuple<int, int>>.None,
             Seed, (startCandidates ?? Array.Empty<IStartCandidate>()).ToArray(), (columnGroups ?? Array.Empty<int>()).ToArray()),
-        ValidationFraction, HoldOutLikeMissingness, Patience, StopAfterWorseIteration, ClampToObservedRange, Seed);
+        ValidationFraction, HoldOut, Patience, StopAfterWorseIteration, ClampToObservedRange, Seed);
 
     internal void Validate(int rows, int columns)
     {

@@ -51,6 +51,57 @@ let tests =
             Expect.equal (scalar ((1.0 - kept).sum(dim = 0L)[1])) 1.0 "never empties a column"
             Expect.throwsT<ArgumentOutOfRangeException> (fun () -> Selection.holdOutLikeMissingness 1L 1.0 mask |> ignore) "fraction 1"
         }
+        test "missing odds rank rows by how likely their cell is to be missing, given the rest of the row" {
+            // Column 2 goes missing with probability sigmoid(3 x0 - 1.5); columns 0 and 1 are always observed.
+            use gen = generator 21L
+            let x = torch.rand(4000L, 3L, dtype = dtype, generator = gen)
+            let truth = (x.select(1L, 0L) * 3.0 - 1.5).sigmoid()
+            let mask = torch.zeros(4000L, 3L, dtype = dtype)
+            mask.select(1L, 2L).copy_(torch.rand(4000L, dtype = dtype, generator = gen).lt(truth).to_type(dtype)) |> ignore
+            let odds = Selection.missingOdds (x * (1.0 - mask)) mask
+            let estimated = odds.select(1L, 2L)
+            let fitted = estimated / (estimated + 1.0)
+            Expect.isLessThan (scalar ((fitted - truth).abs().max())) 0.08 "the fitted probability is close to the mechanism's"
+            Expect.isTrue (odds.narrow(1L, 0L, 2L).eq(torch.tensor(1.0, dtype = dtype)).all().item<bool>()) "columns never missing: odds 1"
+            let wide = Selection.missingOdds (torch.zeros(10L, Selection.MaxOddsColumns + 1 |> int64, dtype = dtype)) (Missingness.mcar 2L 0.3 (10, Selection.MaxOddsColumns + 1))
+            Expect.isTrue (wide.eq(torch.tensor(1.0, dtype = dtype)).all().item<bool>()) "a table too wide to model: odds 1"
+        }
+        test "odds weights put a held-out column's weight on the rows most like its missing ones, averaging 1" {
+            use gen = generator 22L
+            let x = torch.rand(3000L, 4L, dtype = dtype, generator = gen)
+            let prob = (x.select(1L, 0L) * 4.0 - 2.0).sigmoid()
+            let mask = torch.zeros(3000L, 4L, dtype = dtype)
+            mask.select(1L, 3L).copy_(torch.rand(3000L, dtype = dtype, generator = gen).lt(prob).to_type(dtype)) |> ignore
+            let observed = x * (1.0 - mask)
+            let _, hidden = Selection.holdOutLikeMissingness 5L 0.05 mask
+            let w = Selection.oddsWeights observed mask hidden
+            Expect.equal (scalar ((w * (1.0 - hidden)).abs().sum())) 0.0 "0 off the held-out entries"
+            Expect.isGreaterThan (scalar (w.min())) -1e-15 "never negative"
+            let column = hidden.select(1L, 3L)
+            Expect.floatClose Accuracy.high (scalar (w.select(1L, 3L).sum() / column.sum())) 1.0 "a column's weights average 1"
+            Expect.isLessThan (scalar (w.max())) (Selection.MaxOddsRatio + 1e-9) "capped"
+            let driverMean (weights: torch.Tensor) = scalar ((x.select(1L, 0L) * weights).sum() / weights.sum())
+            let weighted = driverMean (w.select(1L, 3L))
+            let plain = driverMean column
+            let missingRows = driverMean (mask.select(1L, 3L))
+            Expect.isGreaterThan weighted (plain + 0.1) "weighted, the held-out rows move toward the missing rows' driver values"
+            Expect.isLessThan (abs (weighted - missingRows)) 0.05 "and come close to them"
+            Expect.isTrue (w.narrow(1L, 0L, 3L).eq(hidden.narrow(1L, 0L, 3L)).all().item<bool>()) "columns never missing keep weight 1"
+        }
+        test "weighted hidden entries count in proportion to their weight in the blend" {
+            // a is exact on rows 0-1 and off by 1 on rows 2-3, b the other way round; rows 2-3 weigh 3 each.
+            let truth = torch.zeros(4L, 1L, dtype = dtype)
+            let a = torch.tensor([| 0.0; 0.0; 1.0; 1.0 |], dtype = dtype).reshape(4L, 1L)
+            let b = torch.tensor([| 1.0; 1.0; 0.0; 0.0 |], dtype = dtype).reshape(4L, 1L)
+            let plain = torch.ones(4L, 1L, dtype = dtype)
+            let weighted = torch.tensor([| 1.0; 1.0; 3.0; 3.0 |], dtype = dtype).reshape(4L, 1L)
+            let grid = Selection.simplexGrid 2 10
+            Expect.floatClose Accuracy.high ((Selection.blendWeights grid 0.0 truth [| a; b |] plain)[0, 1] |> scalar) 0.5 "equal weights: the middle"
+            // With a's weight w the error is 2(1 - w)^2 + 6 w^2, least at w = 0.25; the grid's nearest are 0.2 and 0.3.
+            let w = (Selection.blendWeights grid 0.0 truth [| a; b |] weighted)[0, 0] |> scalar
+            Expect.isTrue (abs (w - 0.2) < 1e-12 || abs (w - 0.3) < 1e-12) (sprintf "weight of a %g: the rows that weigh more pull toward b, exact there" w)
+            Expect.floatClose Accuracy.high ((Selection.blendShares [| 0.0 .. 0.25 .. 1.0 |] truth a b weighted)[0] |> scalar) 0.75 "the two-candidate share of b the same"
+        }
         test "score is the RMSE over hidden entries, NaN with none" {
             let truth = torch.zeros(2L, 2L, dtype = dtype)
             let imputed = torch.tensor([| 3.0; 9.0; 4.0; 9.0 |], dtype = dtype).reshape(2L, 2L)

@@ -259,7 +259,7 @@ public class EMFlowImputerTests
     public void A_hold_out_shaped_like_the_missingness_fits_and_repeats_with_the_seed()
     {
         var (_, data) = TestData.Table(200);
-        var options = TestData.QuickEMFlow() with { HoldOutLikeMissingness = true, ValidationFraction = 0.1 };
+        var options = TestData.QuickEMFlow() with { HoldOut = HoldOutDraw.LikeMissingness, ValidationFraction = 0.1 };
         using var a = new EMFlowImputer(options);
         using var b = new EMFlowImputer(options);
         var x = a.FitTransform(data);

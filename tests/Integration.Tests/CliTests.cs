@@ -541,7 +541,7 @@ public sealed class CliTests : IDisposable
         Assert.Equal(App.BadInput, Run("impute", input, "-o", PathOf("y.csv"), "--missing", "?", "--method", "mean", "--start", "knn").Code);
         var (badHoldOut, _, why) = Run(new[] { "impute", input, "-o", PathOf("z.csv"), "--missing", "?", "--hold-out", "random" }.Concat(Quick).ToArray());
         Assert.Equal(App.BadInput, badHoldOut);
-        Assert.Contains("--hold-out must be missingness or uniform", why);
+        Assert.Contains("--hold-out must be missingness, propensity or uniform", why);
     }
 
     [Fact]

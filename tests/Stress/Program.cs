@@ -125,7 +125,7 @@ static class StressCases
         // missingness, the reconstruction-only second step and a β schedule.
         new("emflow-variant", () => Impute(() => new EMFlowImputer(SmallEMFlow with
         {
-            SufficientStatisticsUpdate = true, InitialImputation = InitialImputation.Knn, HoldOutLikeMissingness = true,
+            SufficientStatisticsUpdate = true, InitialImputation = InitialImputation.Knn, HoldOut = HoldOutDraw.LikeMissingness,
             SecondStep = SecondFlowStep.ReconstructionOnly, BetaSchedule = new[] { 0.5, 1.0 }, RefitLatentGaussian = false,
             // The paper's flow: float64, separate tanh s and t networks, the E-step after the L1 update, every epoch.
             FlowPrecision = FlowPrecision.Float64, HiddenActivation = HiddenActivation.Tanh, CouplingNetwork = CouplingNetwork.Dense, LatentFromL1Pass = false, Patience = 0,
