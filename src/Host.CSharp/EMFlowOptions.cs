@@ -262,6 +262,7 @@ public sealed record EMFlowOptions
         Require(MaxGradNorm > 0, nameof(MaxGradNorm), MaxGradNorm, "must be positive");
         Require(Enum.IsDefined(SecondStep), nameof(SecondStep), SecondStep, "must be a defined value");
         Require(Enum.IsDefined(InitialImputation), nameof(InitialImputation), InitialImputation, "must be a defined value");
+        Require(Enum.IsDefined(HoldOut), nameof(HoldOut), HoldOut, "must be a defined value");
         Require(StartSweeps >= 1, nameof(StartSweeps), StartSweeps, "must be at least 1");
         Require(Ridge >= 0 && double.IsFinite(Ridge), nameof(Ridge), Ridge, "must be non-negative and finite");
         Require(KnnNeighbours >= 1, nameof(KnnNeighbours), KnnNeighbours, "must be at least 1");

@@ -17,6 +17,7 @@ public class EMFlowImputerTests
     [InlineData(nameof(EMFlowOptions.FlowPrecision))]
     [InlineData(nameof(EMFlowOptions.HiddenActivation))]
     [InlineData(nameof(EMFlowOptions.ObservedShareWeight))]
+    [InlineData(nameof(EMFlowOptions.HoldOut))]
     public void Invalid_settings_throw_at_Fit_naming_the_setting(string setting)
     {
         var bad = setting switch
@@ -34,6 +35,7 @@ public class EMFlowImputerTests
             nameof(EMFlowOptions.FlowPrecision) => TestData.QuickEMFlow() with { FlowPrecision = (FlowPrecision)7 },
             nameof(EMFlowOptions.HiddenActivation) => TestData.QuickEMFlow() with { HiddenActivation = (HiddenActivation)7 },
             nameof(EMFlowOptions.ObservedShareWeight) => TestData.QuickEMFlow() with { ObservedShareWeight = -1 },
+            nameof(EMFlowOptions.HoldOut) => TestData.QuickEMFlow() with { HoldOut = (HoldOutDraw)7 },
             _ => TestData.QuickEMFlow() with { ValidationFraction = 0.9 },
         };
         using var imputer = new EMFlowImputer(bad);
@@ -255,11 +257,13 @@ public class EMFlowImputerTests
     private static double Normal(Random rng) =>
         Math.Sqrt(-2 * Math.Log(1 - rng.NextDouble())) * Math.Cos(2 * Math.PI * rng.NextDouble());
 
-    [Fact]
-    public void A_hold_out_shaped_like_the_missingness_fits_and_repeats_with_the_seed()
+    [Theory]
+    [InlineData(HoldOutDraw.LikeMissingness)]
+    [InlineData(HoldOutDraw.ByPropensity)]
+    public void A_hold_out_shaped_like_the_missingness_fits_and_repeats_with_the_seed(HoldOutDraw draw)
     {
         var (_, data) = TestData.Table(200);
-        var options = TestData.QuickEMFlow() with { HoldOut = HoldOutDraw.LikeMissingness, ValidationFraction = 0.1 };
+        var options = TestData.QuickEMFlow() with { HoldOut = draw, ValidationFraction = 0.1 };
         using var a = new EMFlowImputer(options);
         using var b = new EMFlowImputer(options);
         var x = a.FitTransform(data);
