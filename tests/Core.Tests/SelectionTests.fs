@@ -63,6 +63,9 @@ let tests =
             let fitted = estimated / (estimated + 1.0)
             Expect.isLessThan (scalar ((fitted - truth).abs().max())) 0.08 "the fitted probability is close to the mechanism's"
             Expect.isTrue (odds.narrow(1L, 0L, 2L).eq(torch.tensor(1.0, dtype = dtype)).all().item<bool>()) "columns never missing: odds 1"
+            let mcar = Missingness.mcar 23L 0.3 (4000, 3)
+            let atRandom = Selection.missingOdds (x * (1.0 - mcar)) mcar
+            Expect.isTrue (atRandom.eq(torch.tensor(1.0, dtype = dtype)).all().item<bool>()) "missing completely at random: odds 1, not fitted noise"
             let wide = Selection.missingOdds (torch.zeros(10L, Selection.MaxOddsColumns + 1 |> int64, dtype = dtype)) (Missingness.mcar 2L 0.3 (10, Selection.MaxOddsColumns + 1))
             Expect.isTrue (wide.eq(torch.tensor(1.0, dtype = dtype)).all().item<bool>()) "a table too wide to model: odds 1"
         }
