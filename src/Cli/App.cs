@@ -118,6 +118,7 @@ public static class App
           --methods LIST          comma-separated (default mean,knn,gaussian-em,emflow, emflow being the library's
                                   defaults); also median, forest, forest-avg4 (4 runs averaged),
                                   emflow-forest-sized-gmm-shaped (what impute runs by default),
+                                  emflow-forest-sized-gmm-propensity (the same with --hold-out propensity),
                                   emflow-forest-sized-shaped (the same without the mixture), emflow-forest-shaped
                                   (and one forest run), emflow-forest (one run, uniform hold-out), emflow-paper and
                                   the paper's competitors gain, miwae, mcflow

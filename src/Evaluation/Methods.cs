@@ -121,9 +121,10 @@ public sealed record Method(string Name, Func<IImputationMethod> Create)
     /// (the same with the hold-out shaped like the missingness), "emflow-forest-sized-shaped" (the same with
     /// <see cref="ForestStart.Sized"/>: <c>emflow impute --start auto-forest</c>), "emflow-forest-sized-gmm-shaped" (the
     /// same with a <see cref="MixtureStart"/> too: what <c>emflow impute</c> runs by default),
-    /// "emflow-forest-shaped-weighted" (the same as "emflow-forest-shaped" with
+    /// "emflow-forest-sized-gmm-propensity" (the same with <see cref="HoldOutDraw.ByPropensity"/>:
+    /// <c>emflow impute --hold-out propensity</c>), "emflow-forest-shaped-weighted" (the same as "emflow-forest-shaped" with
     /// <see cref="EMFlowOptions.ObservedShareWeight"/> = 4).</summary>
-    public static IReadOnlyList<string> VariantNames { get; } = new[] { "emflow-tuned", "emflow-shaped-holdout", "emflow-auto-start", "emflow-knn-start", "emflow-forest", "emflow-forest-shaped", "emflow-forest-sized-shaped", "emflow-forest-sized-gmm-shaped", "emflow-forest-shaped-weighted" };
+    public static IReadOnlyList<string> VariantNames { get; } = new[] { "emflow-tuned", "emflow-shaped-holdout", "emflow-auto-start", "emflow-knn-start", "emflow-forest", "emflow-forest-shaped", "emflow-forest-sized-shaped", "emflow-forest-sized-gmm-shaped", "emflow-forest-sized-gmm-propensity", "emflow-forest-shaped-weighted" };
 
     /// <summary>The missForest-style <see cref="ForestImputer"/> (EMFlow.Forest), also accepted by <see cref="Standard"/> but
     /// run only when named: "forest" (LightGBM gbdt, the default trainer), "forest-fastforest" (ML.NET's FastForest random
