@@ -535,6 +535,8 @@ public sealed class CliTests : IDisposable
         var input = WriteInput();
         var (code, _, err) = Run(new[] { "impute", input, "-o", PathOf("knn.csv"), "--missing", "?", "--start", "knn" }.Concat(Quick).ToArray());
         Assert.True(code == 0, err);
+        var (weighed, _, weighedErr) = Run(new[] { "impute", input, "-o", PathOf("odds.csv"), "--missing", "?", "--start", "auto", "--hold-out", "propensity" }.Concat(Quick).ToArray());
+        Assert.True(weighed == 0, weighedErr);
         var (bad, _, message) = Run(new[] { "impute", input, "-o", PathOf("x.csv"), "--missing", "?", "--start", "magic" }.Concat(Quick).ToArray());
         Assert.Equal(App.BadInput, bad);
         Assert.Contains("--start", message);
