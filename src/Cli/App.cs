@@ -63,9 +63,9 @@ public static class App
                                   (Gaussian EM and kNN only: faster on wide tables), auto-mixture (Gaussian EM, kNN
                                   and the mixture), gaussian-em or knn
           --hold-out HOW          which observed cells are held out to choose the start's blend and the iteration:
-                                  missingness (default; drawn in proportion to each column's missing share),
-                                  propensity (drawn the same, and the blend weighs each held-out cell by its odds
-                                  of being missing given the rest of its row) or uniform
+                                  propensity (default; drawn in proportion to each column's missing share, and the
+                                  blend weighs each held-out cell by its odds of being missing given the rest of its
+                                  row), missingness (drawn the same, not weighed) or uniform
           --forest-repeats N      independent forest runs averaged, in the start and with --method forest; each
                                   costs one forest fit (default: in the start 4 on tables of at most 4e6
                                   rows x columns squared and 1 on larger ones; with --method forest 1)
@@ -117,8 +117,8 @@ public static class App
           --folds K               cross-validation folds (default 5)
           --methods LIST          comma-separated (default mean,knn,gaussian-em,emflow, emflow being the library's
                                   defaults); also median, forest, forest-avg4 (4 runs averaged),
-                                  emflow-forest-sized-gmm-shaped (what impute runs by default),
-                                  emflow-forest-sized-gmm-propensity (the same with --hold-out propensity),
+                                  emflow-forest-sized-gmm-propensity (what impute runs by default),
+                                  emflow-forest-sized-gmm-shaped (the same with --hold-out missingness),
                                   emflow-forest-sized-shaped (the same without the mixture), emflow-forest-shaped
                                   (and one forest run), emflow-forest (one run, uniform hold-out), emflow-paper and
                                   the paper's competitors gain, miwae, mcflow

@@ -102,9 +102,10 @@ public sealed record Method(string Name, Func<IImputationMethod> Create)
         // The Auto start blending Gaussian EM, kNN, the forest and that mixture.
         ["emflow-forest-gmm"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed }), new IStartCandidate[] { new ForestStart(), new MixtureStart() })),
         ["emflow-forest-gmm-shaped"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOut = HoldOutDraw.LikeMissingness }), new IStartCandidate[] { new ForestStart(), new MixtureStart() })),
-        // What `emflow impute` runs by default: ForestStart.Sized with the Gaussian mixture as a fourth candidate.
+        // ForestStart.Sized with the Gaussian mixture as a fourth candidate: `emflow impute --hold-out missingness`.
         ["emflow-forest-sized-gmm-shaped"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOut = HoldOutDraw.LikeMissingness }), new IStartCandidate[] { ForestStart.Sized(), new MixtureStart() })),
-        // The same with the hold-out drawn by each entry's odds of being missing (HoldOutDraw.ByPropensity).
+        // The same with each held-out cell weighed by its odds of being missing (HoldOutDraw.ByPropensity): what
+        // `emflow impute` runs by default.
         ["emflow-forest-sized-gmm-propensity"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOut = HoldOutDraw.ByPropensity }), new IStartCandidate[] { ForestStart.Sized(), new MixtureStart() })),
         ["emflow-forest-mean-shaped"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOut = HoldOutDraw.LikeMissingness }), new IStartCandidate[] { new ForestStart(), new MeanStart() })),
         ["emflow-gmm"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed }), new IStartCandidate[] { new MixtureStart() })),
@@ -120,9 +121,9 @@ public sealed record Method(string Name, Func<IImputationMethod> Create)
     /// "emflow-forest" (the Auto start blending Gaussian EM, kNN and <see cref="ForestStart"/>), "emflow-forest-shaped"
     /// (the same with the hold-out shaped like the missingness), "emflow-forest-sized-shaped" (the same with
     /// <see cref="ForestStart.Sized"/>: <c>emflow impute --start auto-forest</c>), "emflow-forest-sized-gmm-shaped" (the
-    /// same with a <see cref="MixtureStart"/> too: what <c>emflow impute</c> runs by default),
-    /// "emflow-forest-sized-gmm-propensity" (the same with <see cref="HoldOutDraw.ByPropensity"/>:
-    /// <c>emflow impute --hold-out propensity</c>), "emflow-forest-shaped-weighted" (the same as "emflow-forest-shaped" with
+    /// same with a <see cref="MixtureStart"/> too: <c>emflow impute --hold-out missingness</c>),
+    /// "emflow-forest-sized-gmm-propensity" (the same with <see cref="HoldOutDraw.ByPropensity"/>: what
+    /// <c>emflow impute</c> runs by default), "emflow-forest-shaped-weighted" (the same as "emflow-forest-shaped" with
     /// <see cref="EMFlowOptions.ObservedShareWeight"/> = 4).</summary>
     public static IReadOnlyList<string> VariantNames { get; } = new[] { "emflow-tuned", "emflow-shaped-holdout", "emflow-auto-start", "emflow-knn-start", "emflow-forest", "emflow-forest-shaped", "emflow-forest-sized-shaped", "emflow-forest-sized-gmm-shaped", "emflow-forest-sized-gmm-propensity", "emflow-forest-shaped-weighted" };
 
