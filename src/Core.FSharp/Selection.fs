@@ -95,7 +95,12 @@ let holdOutLikeMissingnessGrouped (groups: int[]) (seed: int64) (fraction: float
 
 /// Widest table whose missingness <see cref="missingOdds"/> models: its Newton steps cost O(n · p³).
 [<Literal>]
-let MaxOddsColumns = 128
+let MaxOddsColumns = 64
+
+/// Most rows <see cref="missingOdds"/> fits its regressions on; a longer table is thinned to every k-th row for the
+/// fit (about 12 s at 64 columns on one core).
+[<Literal>]
+let MaxOddsRows = 20000
 
 /// Largest weight one held-out entry takes relative to its column's average in <see cref="oddsWeights"/>.
 [<Literal>]
@@ -113,7 +118,8 @@ let private chiSquareUpper (df: int) =
 /// missing cells at the column's observed mean. Columns with no missing or no observed entry get odds 1, and so do
 /// columns whose regression does not beat the intercept alone by a likelihood-ratio test at level 0.001 (missing
 /// completely at random, as far as the data tell), and every column of a table wider than
-/// <see cref="MaxOddsColumns"/>. x and mask are (n, p), mask 1.0 = missing.
+/// <see cref="MaxOddsColumns"/>. On more than <see cref="MaxOddsRows"/> rows the regressions are fitted on every k-th
+/// row, k = ⌈n / MaxOddsRows⌉, and give every row its odds. x and mask are (n, p), mask 1.0 = missing.
 /// <remarks>Under MAR whether a cell is missing depends on the row's observed cells; the observed entries with high
 /// odds are the ones most like the missing ones, which is what a hold-out should score.</remarks>
 let missingOdds (x: Tensor) (mask: Tensor) : Tensor =
@@ -130,20 +136,32 @@ let missingOdds (x: Tensor) (mask: Tensor) : Tensor =
         let design = torch.cat([| z; torch.ones(n, 1L, dtype = dtype) |], dim = 1L) // (n, p + 1)
         // A mild ridge keeps the Newton steps finite when a column's missingness is perfectly predictable.
         let ridge = torch.eye(p + 1L, dtype = dtype) |> scaleBy 1e-2
-        let missing = mask.sum(dim = 0L)
+        // Every stride-th row fits the regressions on a table of more than MaxOddsRows rows, so that their cost stays
+        // bounded; every row then gets its odds from the fitted coefficients.
+        let stride = (n + int64 MaxOddsRows - 1L) / int64 MaxOddsRows
+        let fitRows =
+            if stride = 1L then None
+            else
+                use stop = Scalar.op_Implicit n
+                use step = Scalar.op_Implicit stride
+                Some (torch.arange(scInt 0L, stop, step, dtype = torch.int64))
+        let fitDesign = match fitRows with Some r -> design.index_select(0L, r) | None -> design
+        let fitMask = match fitRows with Some r -> mask.index_select(0L, r) | None -> mask
+        let nFit = fitDesign.shape[0]
+        let missing = fitMask.sum(dim = 0L)
         for j in 0L .. p - 1L do
             let m = scalar missing[j]
-            if m > 0.0 && m < float n then
+            if m > 0.0 && m < float nFit then
                 use inner = torch.NewDisposeScope()
-                let a = design.clone()
+                let a = fitDesign.clone()
                 a.select(1L, j).zero_() |> ignore
-                let y = mask.select(1L, j)
+                let y = fitMask.select(1L, j)
                 let mutable beta = torch.zeros(p + 1L, dtype = dtype)
                 for _ in 1 .. 12 do
                     let mu = a.mv(beta).sigmoid()
-                    let g = plus (a.t().mv(mu - y) |> scaleBy (1.0 / float n)) (ridge.mv(beta))
+                    let g = plus (a.t().mv(mu - y) |> scaleBy (1.0 / float nFit)) (ridge.mv(beta))
                     let w = mu * oneMinus mu
-                    let h = plus (a.t().matmul(a * w.unsqueeze(1L)) |> scaleBy (1.0 / float n)) ridge
+                    let h = plus (a.t().matmul(a * w.unsqueeze(1L)) |> scaleBy (1.0 / float nFit)) ridge
                     beta <- beta - torch.linalg.solve(h, g)
                 let eta = a.mv(beta).clamp(sc -30.0, sc 30.0)
                 // Likelihood-ratio test against the intercept alone: where the rest of the row does not detectably
@@ -151,10 +169,18 @@ let missingOdds (x: Tensor) (mask: Tensor) : Tensor =
                 // log(1 + e^η) as max(η, 0) + log(1 + e^−|η|), which never overflows.
                 let softplus = plus (eta.clamp_min(sc 0.0)) (eta.abs().neg().exp().log1p())
                 let logLik = scalar ((y * eta - softplus).sum())
-                let rate = m / float n
-                let nullLogLik = m * log rate + (float n - m) * log (1.0 - rate)
+                let rate = m / float nFit
+                let nullLogLik = m * log rate + (float nFit - m) * log (1.0 - rate)
                 let gain = 2.0 * (logLik - nullLogLik)
-                if gain > chiSquareUpper (int p - 1) then odds.select(1L, j).copy_(eta.exp()) |> ignore
+                if gain > chiSquareUpper (int p - 1) then
+                    let every =
+                        match fitRows with
+                        | None -> eta
+                        | Some _ ->
+                            let all = design.clone()
+                            all.select(1L, j).zero_() |> ignore
+                            all.mv(beta).clamp(sc -30.0, sc 30.0)
+                    odds.select(1L, j).copy_(every.exp()) |> ignore
     odds.MoveToOuterDisposeScope()
 
 /// Weights (n, p) for the held-out entries of `hidden` (n, p, 1.0 = held out; x and mask as for

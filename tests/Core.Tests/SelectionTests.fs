@@ -63,6 +63,14 @@ let tests =
             let fitted = estimated / (estimated + 1.0)
             Expect.isLessThan (scalar ((fitted - truth).abs().max())) 0.08 "the fitted probability is close to the mechanism's"
             Expect.isTrue (odds.narrow(1L, 0L, 2L).eq(torch.tensor(1.0, dtype = dtype)).all().item<bool>()) "columns never missing: odds 1"
+            // A table longer than MaxOddsRows: the regressions see every third row, and every row gets its odds.
+            let long = 2 * Selection.MaxOddsRows + 1 |> int64
+            let lx = torch.rand(long, 2L, dtype = dtype, generator = gen)
+            let lTruth = (lx.select(1L, 0L) * 3.0 - 1.5).sigmoid()
+            let lMask = torch.zeros(long, 2L, dtype = dtype)
+            lMask.select(1L, 1L).copy_(torch.rand(long, dtype = dtype, generator = gen).lt(lTruth).to_type(dtype)) |> ignore
+            let lOdds = (Selection.missingOdds (lx * (1.0 - lMask)) lMask).select(1L, 1L)
+            Expect.isLessThan (scalar ((lOdds / (lOdds + 1.0) - lTruth).abs().max())) 0.08 "a long table: every row's probability close"
             let mcar = Missingness.mcar 23L 0.3 (4000, 3)
             let atRandom = Selection.missingOdds (x * (1.0 - mcar)) mcar
             Expect.isTrue (atRandom.eq(torch.tensor(1.0, dtype = dtype)).all().item<bool>()) "missing completely at random: odds 1, not fitted noise"
