@@ -372,7 +372,8 @@ module Fitting =
     /// held-out entries), each (n, p); the same seed and mask draw the same entries.
     let private holdOutOf (s: FitSettings) (mask: Tensor) : Tensor * Tensor =
         match s.HoldOut with
-        | HoldOutDraw.LikeMissingness -> Selection.holdOutLikeMissingnessGrouped s.Start.Groups (deriveSeed s.Seed 1) s.ValidationFraction mask
+        // ByPropensity draws as LikeMissingness does; it differs only in how the blend scores the draw (blendScoreOf).
+        | HoldOutDraw.LikeMissingness
         | HoldOutDraw.ByPropensity -> Selection.holdOutLikeMissingnessGrouped s.Start.Groups (deriveSeed s.Seed 1) s.ValidationFraction mask
         | _ -> Selection.holdOutGrouped s.Start.Groups (deriveSeed s.Seed 1) s.ValidationFraction mask
 

@@ -145,16 +145,17 @@ let missingOdds (x: Tensor) (mask: Tensor) : Tensor =
                 use stop = Scalar.op_Implicit n
                 use step = Scalar.op_Implicit stride
                 Some (torch.arange(scInt 0L, stop, step, dtype = torch.int64))
-        let fitDesign = match fitRows with Some r -> design.index_select(0L, r) | None -> design
         let fitMask = match fitRows with Some r -> mask.index_select(0L, r) | None -> mask
-        let nFit = fitDesign.shape[0]
+        let nFit = fitMask.shape[0]
         let missing = fitMask.sum(dim = 0L)
         for j in 0L .. p - 1L do
             let m = scalar missing[j]
             if m > 0.0 && m < float nFit then
                 use inner = torch.NewDisposeScope()
-                let a = fitDesign.clone()
-                a.select(1L, j).zero_() |> ignore
+                // Every row's predictors of column j's missingness: the design without column j.
+                let others = design.clone()
+                others.select(1L, j).zero_() |> ignore
+                let a = match fitRows with Some r -> others.index_select(0L, r) | None -> others
                 let y = fitMask.select(1L, j)
                 let mutable beta = torch.zeros(p + 1L, dtype = dtype)
                 for _ in 1 .. 12 do
@@ -173,13 +174,7 @@ let missingOdds (x: Tensor) (mask: Tensor) : Tensor =
                 let nullLogLik = m * log rate + (float nFit - m) * log (1.0 - rate)
                 let gain = 2.0 * (logLik - nullLogLik)
                 if gain > chiSquareUpper (int p - 1) then
-                    let every =
-                        match fitRows with
-                        | None -> eta
-                        | Some _ ->
-                            let all = design.clone()
-                            all.select(1L, j).zero_() |> ignore
-                            all.mv(beta).clamp(sc -30.0, sc 30.0)
+                    let every = match fitRows with None -> eta | Some _ -> others.mv(beta).clamp(sc -30.0, sc 30.0)
                     odds.select(1L, j).copy_(every.exp()) |> ignore
     odds.MoveToOuterDisposeScope()
 

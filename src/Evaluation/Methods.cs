@@ -83,11 +83,11 @@ public sealed record Method(string Name, Func<IImputationMethod> Create)
         ["emflow-forest-shaped"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOut = HoldOutDraw.LikeMissingness }), new[] { new ForestStart() })),
         // The same with the forest's runs averaged as the table's size allows: `emflow impute --start auto-forest`.
         ["emflow-forest-sized-shaped"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOut = HoldOutDraw.LikeMissingness }), new[] { ForestStart.Sized() })),
-        // The command line's default (shaped hold-out, forest in the start) with the forest's linear base chosen per feature.
+        // "emflow-forest-shaped" with the forest's linear base chosen per feature.
         ["emflow-forest-linear-shaped"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOut = HoldOutDraw.LikeMissingness }), new[] { new ForestStart(new ForestOptions { LinearBase = ForestLinearBase.WhereItHelps }) })),
         // The same with the forest's imputations averaged over four runs (ForestOptions.Repeats).
         ["emflow-forest-avg4-shaped"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOut = HoldOutDraw.LikeMissingness }), new[] { new ForestStart(new ForestOptions { Repeats = 4 }) })),
-        // The command line's default, but every iteration runs even after one the hold-out scores worse.
+        // "emflow-forest-shaped", but every iteration runs even after one the hold-out scores worse.
         ["emflow-forest-shaped-every-iteration"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOut = HoldOutDraw.LikeMissingness, StopAfterWorseIteration = false }), new[] { new ForestStart() })),
         ["emflow-forest-shaped-weighted"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOut = HoldOutDraw.LikeMissingness, ObservedShareWeight = 4 }), new[] { new ForestStart() })),
         ["emflow-paper"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(EMFlowOptions.Paper with { Seed = seed }))),
