@@ -93,6 +93,7 @@ static class StressCases
 {
     // Small seeded data, so each fit takes well under a second and a run makes many of them.
     static readonly double[,] Table = WithMissing(CorrelatedTable(160, 6, seed: 1), 0.2, seed: 2);
+    static readonly double[,] MarTable = WithMissingByFirst(CorrelatedTable(160, 6, seed: 8), seed: 9);
     static readonly (double[,] Images, int[] Labels) Images8 = ImagesOf(96, 8, 8, seed: 3);
     static readonly double[,] Images8Missing = WithMissing(Images8.Images, 0.3, seed: 4);
     static readonly (double[,] Images, int[] Labels) Images12 = ImagesOf(64, 12, 12, seed: 5);
@@ -121,6 +122,11 @@ static class StressCases
         new("forest", () => Impute(() => new ForestImputer(SmallForest), Table)),
         new("emflow-forest", () => Impute(() => new EMFlowImputer(SmallEMFlow, new[] { new ForestStart(SmallForest) }), Table)),
         new("emflow-mixture", () => Impute(() => new EMFlowImputer(SmallEMFlow, new IStartCandidate[] { new MixtureStart() }), Table)),
+        // The command line's default: the four-way start (Gaussian EM, kNN, forest, mixture) scored on held-out cells
+        // weighed by their odds of being missing, on a table whose gaps follow its first column so that the odds are
+        // fitted rather than gated to 1.
+        new("emflow-propensity", () => Impute(() => new EMFlowImputer(SmallEMFlow with { InitialImputation = InitialImputation.Auto, HoldOut = HoldOutDraw.ByPropensity },
+            new IStartCandidate[] { new ForestStart(SmallForest), new MixtureStart() }), MarTable)),
         // The other branches of the fit: sufficient-statistics update, kNN start, a hold-out shaped like the
         // missingness, the reconstruction-only second step and a β schedule.
         new("emflow-variant", () => Impute(() => new EMFlowImputer(SmallEMFlow with
@@ -249,6 +255,20 @@ static class StressCases
         for (int i = 0; i < n; i++)
             for (int j = 0; j < p; j++)
                 if (j != i % p && rng.NextDouble() < rate) y[i, j] = double.NaN;   // each row keeps one entry
+        return y;
+    }
+
+    // Columns 3 to 5 go missing with probability sigmoid(2 z), z the first column standardised: MAR.
+    static double[,] WithMissingByFirst(double[,] x, int seed)
+    {
+        var rng = new Random(seed);
+        var y = (double[,])x.Clone();
+        int n = y.GetLength(0), p = y.GetLength(1);
+        var first = Enumerable.Range(0, n).Select(i => x[i, 0]).ToArray();
+        double mean = first.Average(), sd = Math.Sqrt(first.Select(v => (v - mean) * (v - mean)).Average());
+        for (int i = 0; i < n; i++)
+            for (int j = 3; j < p; j++)
+                if (rng.NextDouble() < 1 / (1 + Math.Exp(-2 * (x[i, 0] - mean) / sd))) y[i, j] = double.NaN;
         return y;
     }
 
