@@ -5,8 +5,9 @@
 // are chosen on them as the start chooses (grid of tenths, prior 100), and the blend is scored on the test fold's
 // hidden cells, each candidate imputing the test rows as fitted (the protocol's score), and on the training rows'
 // really missing cells. No draw and no choice sees either truth.
-// Run after ./build.sh build:  dotnet fsi bench/holdout-draw.fsx TABLE MECHANISM FOLDS [forest]
+// Run after ./build.sh build:  dotnet fsi bench/holdout-draw.fsx TABLE MECHANISM FOLDS [CANDIDATES [DRAWS]]
 //   e.g. dotnet fsi bench/holdout-draw.fsx spam mar 0,1,2,3,4
+// A sixth argument names the draws to run (default the first four): dotnet fsi bench/holdout-draw.fsx spam mar 0 forest missingness,patterns
 #load "ForestReferences.fsx"
 #load "BenchTable.fsx"
 open System
@@ -18,18 +19,63 @@ let args = fsi.CommandLineArgs
 let name = args[1]
 let mechanism = if args[2] = "mar" then Mechanism.Mar() else Mechanism.Mcar 0.2
 let folds = args[3].Split(',') |> Array.map int
-let withForest = args.Length > 4 && args[4] = "forest"
+// A fifth argument adds candidates to mean, kNN and Gaussian EM: "forest" (one run, seed 0), "forest-sized" (the
+// command line's ForestStart.Sized) and "gmm" (MixtureStart), comma-separated.
+let extras = if args.Length > 4 then set (args[4].Split(',')) else Set.empty
 let table, foldIds = BenchTable.load name mechanism
 let p = table.Values.GetLength 1
-let candidates () : (string * Imputer)[] =
-    [| yield "mean", new MeanImputer() :> Imputer
-       yield "knn", new KnnImputer(5) :> Imputer
-       yield "gaussian-em", new GaussianEmImputer() :> Imputer
-       if withForest then yield "forest", new ForestImputer(ForestOptions(Seed = 0L)) :> Imputer |]
+/// A candidate: fitted on the training rows (NaN = missing), it returns their imputation (n, p) and the test rows'.
+type Candidate = float[,] -> float[,] -> torch.Tensor * float[,]
+let ofImputer (make: unit -> Imputer) : Candidate = fun train test ->
+    use imp = make ()
+    let out = imp.FitTransform(train)
+    torch.tensor(out, dtype = torch.float64), imp.Transform(test)
+let ofStart (start: IStartCandidate) : Candidate = fun train test ->
+    let tensors (a: float[,]) =
+        let m = Array2D.map (fun v -> if Double.IsNaN v then 1.0 else 0.0) a
+        torch.tensor(Array2D.map (fun v -> if Double.IsNaN v then 0.0 else v) a, dtype = torch.float64), torch.tensor(m, dtype = torch.float64)
+    let x, m = tensors train
+    let fitted, filled = start.Fit(x, m, [||], 0L, null, Threading.CancellationToken.None)
+    use fitted = fitted
+    let xt, mt = tensors test
+    let t = fitted.Fill(xt, mt, Threading.CancellationToken.None).data<float>().ToArray()
+    filled, Array2D.init (test.GetLength 0) p (fun i j -> t[i * p + j])
+let candidates () : (string * Candidate)[] =
+    [| yield "mean", ofImputer (fun () -> new MeanImputer())
+       yield "knn", ofImputer (fun () -> new KnnImputer(5))
+       yield "gaussian-em", ofImputer (fun () -> new GaussianEmImputer())
+       if extras.Contains "forest" then yield "forest", ofImputer (fun () -> new ForestImputer(ForestOptions(Seed = 0L)))
+       if extras.Contains "forest-sized" then yield "forest", ofStart (ForestStart.Sized())
+       if extras.Contains "gmm" then yield "gmm", ofStart (MixtureStart()) |]
 let names = candidates () |> Array.map fst
 // "odds-drawn" is not a HoldOutDraw: the held-out cells themselves drawn by their odds (column shares as the shaped
 // draw), which takes the observed rows most like the missing ones out of the candidates' fits.
-let draws = [| "uniform", HoldOutDraw.Uniform; "missingness", HoldOutDraw.LikeMissingness; "odds-weighted", HoldOutDraw.ByPropensity; "odds-drawn", enum<HoldOutDraw> 3 |]
+// "patterns" and "patterns-odds" are not HoldOutDraws either: rows drawn uniformly, each given the missingness pattern of
+// a row drawn from those with a missing cell (the pattern's cells that the row observes are held out), so that cells
+// missing together are held out together and a candidate predicts them from the same cells as the real gaps;
+// "patterns-odds" also weighs each held-out cell by its odds, as ByPropensity does.
+let allDraws = [| "uniform", HoldOutDraw.Uniform; "missingness", HoldOutDraw.LikeMissingness; "odds-weighted", HoldOutDraw.ByPropensity; "odds-drawn", enum<HoldOutDraw> 3
+                  "patterns", enum<HoldOutDraw> 4; "patterns-odds", enum<HoldOutDraw> 5 |]
+let draws = if args.Length > 5 then (let keep = set (args[5].Split(',')) in allDraws |> Array.filter (fun (d, _) -> keep.Contains d)) else allDraws[0..3]
+let patternDrawn (mask: torch.Tensor) =
+    let m = mask.data<float>().ToArray()
+    let n, q = int mask.shape[0], int mask.shape[1]
+    let donors = [| for i in 0 .. n - 1 do if Seq.exists (fun j -> m[i * q + j] > 0.5) (seq { 0 .. q - 1 }) then i |]
+    let target = int (Math.Round(0.05 * float (m |> Array.sumBy (fun v -> 1.0 - v))))
+    let rng = Random(1)
+    let hidden = Array.zeroCreate<float> (n * q)
+    let kept = Array.init q (fun j -> Seq.sumBy (fun i -> 1.0 - m[i * q + j]) (seq { 0 .. n - 1 }))
+    let mutable count = 0
+    for i in Seq.sortBy (fun _ -> rng.Next()) (seq { 0 .. n - 1 }) |> Seq.toArray do
+        if count < target then
+            let d = donors[rng.Next donors.Length]
+            for j in 0 .. q - 1 do
+                if m[d * q + j] > 0.5 && m[i * q + j] < 0.5 && kept[j] > 1.0 then
+                    hidden[i * q + j] <- 1.0
+                    kept[j] <- kept[j] - 1.0
+                    count <- count + 1
+    let h = torch.tensor(hidden, dtype = torch.float64).reshape(mask.shape)
+    mask + h, h
 let oddsDrawn (x: torch.Tensor) (mask: torch.Tensor) =
     let observed = 1.0 - mask
     let odds = Selection.missingOdds x mask * observed
@@ -71,30 +117,36 @@ for f in folds do
                 // What the fit does: the shaped draw, each held-out cell's error weighed by its odds.
                 let trainMask, hidden = Selection.holdOutLikeMissingness 1L 0.05 mt
                 trainMask, Selection.oddsWeights xt mt hidden
+            | d when int d = 4 -> patternDrawn mt
+            | d when int d = 5 ->
+                let trainMask, hidden = patternDrawn mt
+                trainMask, Selection.oddsWeights xt mt hidden
             | _ -> oddsDrawn xt mt
         let tm = trainMask.data<float>().ToArray()
         let input = Array2D.init n p (fun i j -> if tm[i * p + j] > 0.5 then nan else x0[i, j])
-        let fitted =
-            candidates () |> Array.map (fun (_, imp) ->
-                use imp = imp
-                let out = imp.FitTransform(input)
-                torch.tensor(out, dtype = torch.float64), imp.Transform(split.TestRows))
-        let filled = fitted |> Array.map fst
-        let w = Selection.blendWeights (Selection.simplexGrid filled.Length 10) 100.0 xt filled hidden
-        let blended = Selection.blendAll w filled
+        let fitted = candidates () |> Array.map (fun (_, fit) -> fit input split.TestRows)
         let arr (t: torch.Tensor) = let a = t.data<float>().ToArray() in Array2D.init n p (fun i j -> a[i * p + j])
-        let blendRmse = scoreOn (arr blended)
-        let wa = w.data<float>().ToArray()
-        let k = filled.Length
-        let testBlend =
-            let tests = fitted |> Array.map snd
-            Array2D.init (split.TestRows.GetLength 0) p (fun i j -> Seq.sum (seq { for c in 0 .. k - 1 -> wa[j * k + c] * tests[c][i, j] }))
-        let testRmse = Protocol.HiddenRmse(table, split, testBlend)
-        add (sprintf "training rows: blend, %s draw" drawName) blendRmse
-        add (sprintf "test fold: blend, %s draw" drawName) testRmse
-        if draw = HoldOutDraw.Uniform then
+        // The blend of every candidate, and with mixture candidates also the blend without the mean (the command
+        // line's start has no mean candidate).
+        let subsets =
+            [| yield "", Array.init names.Length id
+               if extras.Contains "gmm" then yield " without the mean", Array.init (names.Length - 1) ((+) 1) |]
+        for label, which in subsets do
+            let filled = which |> Array.map (fun c -> fst fitted[c])
+            let w = Selection.blendWeights (Selection.simplexGrid filled.Length 10) 100.0 xt filled hidden
+            let blended = Selection.blendAll w filled
+            let blendRmse = scoreOn (arr blended)
+            let wa = w.data<float>().ToArray()
+            let k = filled.Length
+            let testBlend =
+                let tests = which |> Array.map (fun c -> snd fitted[c])
+                Array2D.init (split.TestRows.GetLength 0) p (fun i j -> Seq.sum (seq { for c in 0 .. k - 1 -> wa[j * k + c] * tests[c][i, j] }))
+            let testRmse = Protocol.HiddenRmse(table, split, testBlend)
+            add (sprintf "training rows: blend%s, %s draw" label drawName) blendRmse
+            add (sprintf "test fold: blend%s, %s draw" label drawName) testRmse
+            let shares = w.mean(dimensions = [| 0L |]).data<float>().ToArray()
+            printfn "fold %d %-12s blend%s %.4f, test %.4f  mean weights %s" f drawName label blendRmse testRmse (String.Join(" ", Array.map2 (sprintf "%s %.2f") (which |> Array.map (fun c -> names[c])) shares))
+        if drawName = fst draws[0] then
             fitted |> Array.iteri (fun c (t, test) -> add ("training rows: " + names[c]) (scoreOn (arr t)); add ("test fold: " + names[c]) (Protocol.HiddenRmse(table, split, test)))
-        let shares = w.mean(dimensions = [| 0L |]).data<float>().ToArray()
-        printfn "fold %d %-12s blend %.4f, test %.4f  mean weights %s" f drawName blendRmse testRmse (String.Join(" ", Array.map2 (sprintf "%s %.2f") names shares))
 printfn "\n%s %s, folds %s: RMSE (mean over folds)" name args[2] args[3]
 for kv in results |> Seq.sortBy (fun kv -> kv.Key) do printfn "%-44s %.4f" kv.Key (Seq.average kv.Value)

@@ -65,7 +65,9 @@ public static class App
           --hold-out HOW          which observed cells are held out to choose the start's blend and the iteration:
                                   propensity (default; drawn in proportion to each column's missing share, and the
                                   blend weighs each held-out cell by its odds of being missing given the rest of its
-                                  row), missingness (drawn the same, not weighed) or uniform
+                                  row), missingness (drawn the same, not weighed), patterns (whole rows' missingness
+                                  patterns lent to other rows, so cells that go missing together are held out
+                                  together) or uniform
           --forest-repeats N      independent forest runs averaged, in the start and with --method forest; each
                                   costs one forest fit (default: in the start 4 on tables of at most 4e6
                                   rows x columns squared and 1 on larger ones; with --method forest 1)

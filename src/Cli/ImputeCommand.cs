@@ -73,7 +73,8 @@ internal static class ImputeCommand
                 null or "propensity" => HoldOutDraw.ByPropensity,
                 "missingness" => HoldOutDraw.LikeMissingness,
                 "uniform" => HoldOutDraw.Uniform,
-                var other => throw new UsageException($"--hold-out must be missingness, propensity or uniform; got '{other}'"),
+                "patterns" => HoldOutDraw.LikeMissingPatterns,
+                var other => throw new UsageException($"--hold-out must be missingness, patterns, propensity or uniform; got '{other}'"),
             },
         };
         a.RejectUnknown(1);

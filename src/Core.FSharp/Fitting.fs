@@ -19,6 +19,9 @@ type HoldOutDraw =
     /// As LikeMissingness, and the start's blend weighs each held-out entry's error by its odds of being missing given
     /// the rest of its row (<see cref="Selection.oddsWeights"/>), so that it is chosen for rows like the missing ones.
     | ByPropensity = 2
+    /// Whole missingness patterns: each drawn row borrows the pattern of a row with gaps, and the cells of it that the
+    /// row observes are held out together (<see cref="Selection.holdOutLikePatternsGrouped"/>).
+    | LikeMissingPatterns = 3
 
 /// One iteration of an EMFlow fit.
 type IterationRecord =
@@ -375,6 +378,7 @@ module Fitting =
         // ByPropensity draws as LikeMissingness does; it differs only in how the blend scores the draw (blendScoreOf).
         | HoldOutDraw.LikeMissingness
         | HoldOutDraw.ByPropensity -> Selection.holdOutLikeMissingnessGrouped s.Start.Groups (deriveSeed s.Seed 1) s.ValidationFraction mask
+        | HoldOutDraw.LikeMissingPatterns -> Selection.holdOutLikePatternsGrouped s.Start.Groups (deriveSeed s.Seed 1) s.ValidationFraction mask
         | _ -> Selection.holdOutGrouped s.Start.Groups (deriveSeed s.Seed 1) s.ValidationFraction mask
 
     /// The held-out entries as the start's blend scores them (n, p): 1.0 each, or their odds weights with ByPropensity.

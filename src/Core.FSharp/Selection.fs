@@ -200,6 +200,57 @@ let oddsWeights (x: Tensor) (mask: Tensor) (hidden: Tensor) : Tensor =
 let holdOutLikeMissingness (seed: int64) (fraction: float) (mask: Tensor) : Tensor * Tensor =
     holdOutLikeMissingnessGrouped [||] seed fraction mask
 
+/// Hides observed entries of (n, p) `mask` in whole missingness patterns: rows taken in a seeded random order each
+/// borrow the pattern of a row drawn (seeded, uniformly) from those with a missing entry, and the pattern's entries
+/// that the row observes are held out, until round(fraction · observed entries) are. A row never loses its last
+/// observed entry and a column never its last observed entry; a column group (see <see cref="groupMatrix"/>) is held
+/// out whole or not at all. Without a missing entry anywhere there is no pattern to borrow, and the draw is
+/// <see cref="holdOutGrouped"/>'s. Same returns and rules as <see cref="holdOut"/>.
+/// <remarks>Cells that go missing together are held out together, so each candidate of the start predicts a held-out
+/// cell from the same kind of partial row as it predicts a real gap. Under MAR whole blocks of a row go missing at
+/// once; a cell-by-cell draw leaves the rest of the block observed, where an imputer that feeds its own imputations
+/// back into its predictors (the forest) looks better than on the real gaps.</remarks>
+let holdOutLikePatternsGrouped (groups: int[]) (seed: int64) (fraction: float) (mask: Tensor) : Tensor * Tensor =
+    if not (fraction >= 0.0 && fraction < 1.0) then
+        raise (ArgumentOutOfRangeException("fraction", fraction, sprintf "must be in [0, 1); got %g" fraction))
+    let n, p = int mask.shape[0], int mask.shape[1]
+    let m = mask.to_type(dtype).contiguous().data<float>().ToArray()
+    let missingAt i j = m[i * p + j] > 0.5
+    let donors = [| for i in 0 .. n - 1 do if Seq.exists (missingAt i) (seq { 0 .. p - 1 }) then i |]
+    if donors.Length = 0 then holdOutGrouped groups seed fraction mask
+    else
+        let group = if groups.Length = p then groups else Array.init p id
+        let groupSize = group |> Array.countBy id |> dict
+        let left = Array.init p (fun j -> Seq.sumBy (fun i -> if missingAt i j then 0 else 1) (seq { 0 .. n - 1 }))
+        let target = int (Math.Round(fraction * float (Array.sum left)))
+        let rng = Random(int (deriveSeed seed 0 &&& 0x7fffffffL))
+        let order = Array.init n id
+        for k in n - 1 .. -1 .. 1 do
+            let r = rng.Next(k + 1)
+            let t = order[k]
+            order[k] <- order[r]
+            order[r] <- t
+        let hidden = Array.zeroCreate<float> (n * p)
+        let mutable count = 0
+        let mutable k = 0
+        while count < target && k < n do
+            let i = order[k]
+            let d = donors[rng.Next donors.Length]
+            let observedInRow = Seq.sumBy (fun j -> if missingAt i j then 0 else 1) (seq { 0 .. p - 1 })
+            let borrowed = [| for j in 0 .. p - 1 do if missingAt d j && not (missingAt i j) then j |]
+            if borrowed.Length > 0 && borrowed.Length < observedInRow then
+                for g in borrowed |> Array.map (fun j -> group[j]) |> Array.distinct do
+                    let cells = borrowed |> Array.filter (fun j -> group[j] = g)
+                    let whole = cells.Length = groupSize[g]
+                    if whole && cells |> Array.forall (fun j -> left[j] > 1) then
+                        for j in cells do
+                            hidden[i * p + j] <- 1.0
+                            left[j] <- left[j] - 1
+                            count <- count + 1
+            k <- k + 1
+        let h = torch.tensor(hidden, dtype = dtype).reshape(int64 n, int64 p)
+        plus mask h, h
+
 /// RMSE over the hidden entries (1.0 in `hidden`), or NaN when nothing is hidden.
 let score (truth: Tensor) (imputed: Tensor) (hidden: Tensor) : float = Metrics.rmseOrNaN truth imputed hidden
 

@@ -51,6 +51,51 @@ let tests =
             Expect.equal (scalar ((1.0 - kept).sum(dim = 0L)[1])) 1.0 "never empties a column"
             Expect.throwsT<ArgumentOutOfRangeException> (fun () -> Selection.holdOutLikeMissingness 1L 1.0 mask |> ignore) "fraction 1"
         }
+        test "a hold-out of whole patterns hides blocks that some row really misses, about the requested share" {
+            // Columns 0-4 always observed; 5-7 go missing together in 40% of rows, 8 alone in another 10%.
+            use gen = generator 31L
+            let u = torch.rand(3000L, dtype = dtype, generator = gen)
+            let block = u.lt(sc 0.4).to_type(dtype).unsqueeze(1L).expand(3000L, 3L)
+            let alone = (u.ge(sc 0.4) * u.lt(sc 0.5)).to_type(dtype).unsqueeze(1L)
+            let mask = torch.cat([| torch.zeros(3000L, 5L, dtype = dtype); block; alone |], 1L).contiguous()
+            let trainMask, hidden = Selection.holdOutLikePatternsGrouped [||] 4L 0.05 mask
+            Expect.equal (scalar ((hidden * mask).sum())) 0.0 "never a missing entry"
+            Expect.isLessThan (scalar ((trainMask - (mask + hidden)).abs().max())) 1e-15 "training mask adds the hidden entries"
+            let target = Math.Round(0.05 * scalar ((1.0 - mask).sum()))
+            let count = scalar (hidden.sum())
+            Expect.isTrue (count >= target && count < target + 9.0) (sprintf "round(fraction x observed) entries, plus at most one row's pattern: %g for %g" count target)
+            Expect.equal (scalar (hidden.narrow(1L, 0L, 5L).sum())) 0.0 "nothing hidden in the columns that never go missing"
+            let b = hidden.narrow(1L, 5L, 3L)
+            Expect.isTrue (b.eq(b.narrow(1L, 0L, 1L).expand(3000L, 3L)).all().item<bool>()) "columns 5-7 held out together, as they go missing"
+            Expect.equal (scalar ((b.narrow(1L, 0L, 1L) * hidden.narrow(1L, 8L, 1L)).sum())) 0.0 "no row mixes two patterns"
+            let _, again = Selection.holdOutLikePatternsGrouped [||] 4L 0.05 mask
+            Expect.isTrue (hidden.eq(again).all().item<bool>()) "same seed"
+            let _, other = Selection.holdOutLikePatternsGrouped [||] 5L 0.05 mask
+            Expect.isFalse (hidden.eq(other).all().item<bool>()) "another seed, another draw"
+            // A row never loses its last observed entry, a column never its last one.
+            let sparse = torch.ones(40L, 3L, dtype = dtype)
+            sparse.select(1L, 0L).zero_() |> ignore
+            sparse[0, 1] <- torch.tensor(0.0, dtype = dtype)
+            let kept, _ = Selection.holdOutLikePatternsGrouped [||] 3L 0.9 sparse
+            Expect.isTrue ((1.0 - kept).sum(dim = 1L).ge(sc 1.0).all().item<bool>()) "every row keeps an observed entry"
+            Expect.equal (scalar ((1.0 - kept).sum(dim = 0L)[1])) 1.0 "the only observed entry of column 1 stays"
+            // Nothing missing: no pattern to lend, so the uniform draw.
+            let full = torch.zeros(200L, 4L, dtype = dtype)
+            let uniform, _ = Selection.holdOutGrouped [||] 6L 0.1 full
+            let patterns, _ = Selection.holdOutLikePatternsGrouped [||] 6L 0.1 full
+            Expect.isTrue (uniform.eq(patterns).all().item<bool>()) "the uniform draw where nothing is missing"
+            Expect.throwsT<ArgumentOutOfRangeException> (fun () -> Selection.holdOutLikePatternsGrouped [||] 1L 1.0 mask |> ignore) "fraction 1"
+        }
+        test "a hold-out of whole patterns keeps a column group whole" {
+            // Columns 1-3 are one categorical column's indicators; a pattern that misses the group misses all three.
+            let groups = [| 0; 1; 1; 1; 2 |]
+            let cells = Missingness.mcar 6L 0.3 (2000, 3)
+            let mask = torch.cat([| cells.narrow(1L, 0L, 1L); cells.narrow(1L, 1L, 1L).expand(2000L, 3L); cells.narrow(1L, 2L, 1L) |], 1L).contiguous()
+            let _, hidden = Selection.holdOutLikePatternsGrouped groups 7L 0.1 mask
+            let block = hidden.narrow(1L, 1L, 3L)
+            Expect.isTrue (block.eq(block.narrow(1L, 0L, 1L).expand(2000L, 3L)).all().item<bool>()) "no group hidden in part"
+            Expect.isGreaterThan (scalar (block.sum())) 0.0 "the group is held out in some rows"
+        }
         test "missing odds rank rows by how likely their cell is to be missing, given the rest of the row" {
             // Column 2 goes missing with probability sigmoid(3 x0 - 1.5); columns 0 and 1 are always observed.
             use gen = generator 21L
