@@ -141,7 +141,9 @@ public sealed record EMFlowOptions
     /// proportion to each column's missing share (<see cref="HoldOutDraw.LikeMissingness"/>), so that under MAR the
     /// selection scores the features that are actually missing, or that and, within a column, in proportion to each
     /// entry's odds of being missing given the rest of its row (<see cref="HoldOutDraw.ByPropensity"/>), so that it
-    /// scores rows like the ones that are missing.</summary>
+    /// scores rows like the ones that are missing, or in whole missingness patterns, each lent by a row with gaps to
+    /// another row (<see cref="HoldOutDraw.LikeMissingPatterns"/>), so that cells that go missing together are held
+    /// out together.</summary>
     public HoldOutDraw HoldOut { get; init; } = HoldOutDraw.Uniform;
     /// <summary>The E-step of each batch takes its latent vectors from the L1 pass, computed before the L1 update, instead of
     /// a second pass through the updated flow: about a quarter of a training step's time saved, with the E-step one

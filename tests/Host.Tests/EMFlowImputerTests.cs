@@ -260,6 +260,7 @@ public class EMFlowImputerTests
     [Theory]
     [InlineData(HoldOutDraw.LikeMissingness)]
     [InlineData(HoldOutDraw.ByPropensity)]
+    [InlineData(HoldOutDraw.LikeMissingPatterns)]
     public void A_hold_out_shaped_like_the_missingness_fits_and_repeats_with_the_seed(HoldOutDraw draw)
     {
         var (_, data) = TestData.Table(200);

@@ -537,13 +537,15 @@ public sealed class CliTests : IDisposable
         Assert.True(code == 0, err);
         var (weighed, _, weighedErr) = Run(new[] { "impute", input, "-o", PathOf("odds.csv"), "--missing", "?", "--start", "auto", "--hold-out", "propensity" }.Concat(Quick).ToArray());
         Assert.True(weighed == 0, weighedErr);
+        var (patterns, _, patternsErr) = Run(new[] { "impute", input, "-o", PathOf("patterns.csv"), "--missing", "?", "--start", "auto", "--hold-out", "patterns" }.Concat(Quick).ToArray());
+        Assert.True(patterns == 0, patternsErr);
         var (bad, _, message) = Run(new[] { "impute", input, "-o", PathOf("x.csv"), "--missing", "?", "--start", "magic" }.Concat(Quick).ToArray());
         Assert.Equal(App.BadInput, bad);
         Assert.Contains("--start", message);
         Assert.Equal(App.BadInput, Run("impute", input, "-o", PathOf("y.csv"), "--missing", "?", "--method", "mean", "--start", "knn").Code);
         var (badHoldOut, _, why) = Run(new[] { "impute", input, "-o", PathOf("z.csv"), "--missing", "?", "--hold-out", "random" }.Concat(Quick).ToArray());
         Assert.Equal(App.BadInput, badHoldOut);
-        Assert.Contains("--hold-out must be missingness, propensity or uniform", why);
+        Assert.Contains("--hold-out must be missingness, patterns, propensity or uniform", why);
     }
 
     [Fact]
