@@ -46,7 +46,8 @@ let candidates () : (string * Candidate)[] =
        yield "gaussian-em", ofImputer (fun () -> new GaussianEmImputer())
        if extras.Contains "forest" then yield "forest", ofImputer (fun () -> new ForestImputer(ForestOptions(Seed = 0L)))
        if extras.Contains "forest-sized" then yield "forest", ofStart (ForestStart.Sized())
-       if extras.Contains "gmm" then yield "gmm", ofStart (MixtureStart()) |]
+       if extras.Contains "gmm" then yield "gmm", ofStart (MixtureStart())
+       if extras.Contains "mean-start" then yield "mean-start", ofStart (MeanStart()) |]
 let names = candidates () |> Array.map fst
 // "odds-drawn" is not a HoldOutDraw: the held-out cells themselves drawn by their odds (column shares as the shaped
 // draw), which takes the observed rows most like the missing ones out of the candidates' fits.

@@ -19,7 +19,8 @@ public sealed class MeanStart : IStartCandidate
         // Cached scalars (Tensors.sc): a temporary Scalar finalised on another thread can crash TorchSharp.
         var observed = Tensors.oneMinus(mask);
         // A column with nothing observed never reaches a start: EMFlow rejects it first.
-        var means = (x * observed).sum(0) / observed.sum(0);
+        // 0L, not 0: a literal 0 converts to ScalarType too, and sum(ScalarType) would sum the whole table.
+        var means = (x * observed).sum(0L) / observed.sum(0L);
         var fitted = new Fitted(means.to_type(ScalarType.Float64).data<double>().ToArray());
         return Tuple.Create<IFittedStartCandidate, Tensor>(fitted, fitted.Fill(x, mask, ct).MoveToOuterDisposeScope());
     }

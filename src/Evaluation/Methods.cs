@@ -108,6 +108,7 @@ public sealed record Method(string Name, Func<IImputationMethod> Create)
         // `emflow impute` runs by default.
         ["emflow-forest-sized-gmm-propensity"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOut = HoldOutDraw.ByPropensity }), new IStartCandidate[] { ForestStart.Sized(), new MixtureStart() })),
         ["emflow-forest-sized-gmm-patterns"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOut = HoldOutDraw.LikeMissingPatterns }), new IStartCandidate[] { ForestStart.Sized(), new MixtureStart() })),
+        ["emflow-forest-sized-gmm-mean-propensity"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOut = HoldOutDraw.ByPropensity }), new IStartCandidate[] { ForestStart.Sized(), new MixtureStart(), new MeanStart() })),
         ["emflow-forest-sized-gmm-mean-patterns"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOut = HoldOutDraw.LikeMissingPatterns }), new IStartCandidate[] { ForestStart.Sized(), new MixtureStart(), new MeanStart() })),
         ["emflow-forest-mean-shaped"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOut = HoldOutDraw.LikeMissingness }), new IStartCandidate[] { new ForestStart(), new MeanStart() })),
         ["emflow-gmm"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed }), new IStartCandidate[] { new MixtureStart() })),
@@ -126,10 +127,10 @@ public sealed record Method(string Name, Func<IImputationMethod> Create)
     /// same with a <see cref="MixtureStart"/> too: <c>emflow impute --hold-out missingness</c>),
     /// "emflow-forest-sized-gmm-propensity" (the same with <see cref="HoldOutDraw.ByPropensity"/>: what
     /// <c>emflow impute</c> runs by default), "emflow-forest-sized-gmm-patterns" (the same with
-    /// <see cref="HoldOutDraw.LikeMissingPatterns"/>: <c>emflow impute --hold-out patterns</c>), "emflow-forest-sized-gmm-mean-patterns" (that with the column mean as a fifth
-    /// candidate, <see cref="MeanStart"/>), "emflow-forest-shaped-weighted" (the same as "emflow-forest-shaped" with
+    /// <see cref="HoldOutDraw.LikeMissingPatterns"/>: <c>emflow impute --hold-out patterns</c>), "emflow-forest-sized-gmm-mean-propensity" and
+    /// "emflow-forest-sized-gmm-mean-patterns" (the two with the column mean as a fifth candidate, <see cref="MeanStart"/>), "emflow-forest-shaped-weighted" (the same as "emflow-forest-shaped" with
     /// <see cref="EMFlowOptions.ObservedShareWeight"/> = 4).</summary>
-    public static IReadOnlyList<string> VariantNames { get; } = new[] { "emflow-tuned", "emflow-shaped-holdout", "emflow-auto-start", "emflow-knn-start", "emflow-forest", "emflow-forest-shaped", "emflow-forest-sized-shaped", "emflow-forest-sized-gmm-shaped", "emflow-forest-sized-gmm-propensity", "emflow-forest-sized-gmm-patterns", "emflow-forest-sized-gmm-mean-patterns", "emflow-forest-shaped-weighted" };
+    public static IReadOnlyList<string> VariantNames { get; } = new[] { "emflow-tuned", "emflow-shaped-holdout", "emflow-auto-start", "emflow-knn-start", "emflow-forest", "emflow-forest-shaped", "emflow-forest-sized-shaped", "emflow-forest-sized-gmm-shaped", "emflow-forest-sized-gmm-propensity", "emflow-forest-sized-gmm-patterns", "emflow-forest-sized-gmm-mean-propensity", "emflow-forest-sized-gmm-mean-patterns", "emflow-forest-shaped-weighted" };
 
     /// <summary>The missForest-style <see cref="ForestImputer"/> (EMFlow.Forest), also accepted by <see cref="Standard"/> but
     /// run only when named: "forest" (LightGBM gbdt, the default trainer), "forest-fastforest" (ML.NET's FastForest random
