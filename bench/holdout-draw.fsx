@@ -21,6 +21,8 @@ let mechanism = if args[2] = "mar" then Mechanism.Mar() else Mechanism.Mcar 0.2
 let folds = args[3].Split(',') |> Array.map int
 // A fifth argument adds candidates to mean, kNN and Gaussian EM: "forest" (one run, seed 0), "forest-sized" (the
 // command line's ForestStart.Sized) and "gmm" (MixtureStart), comma-separated.
+// EMFLOW_DRAW_SEED (default 1) seeds every draw, to see how much the choice moves with the draw alone.
+let drawSeed = match Environment.GetEnvironmentVariable "EMFLOW_DRAW_SEED" with null | "" -> 1L | v -> int64 v
 let extras = if args.Length > 4 then set (args[4].Split(',')) else Set.empty
 let table, foldIds = BenchTable.load name mechanism
 let p = table.Values.GetLength 1
@@ -63,7 +65,7 @@ let patternDrawn (mask: torch.Tensor) =
     let n, q = int mask.shape[0], int mask.shape[1]
     let donors = [| for i in 0 .. n - 1 do if Seq.exists (fun j -> m[i * q + j] > 0.5) (seq { 0 .. q - 1 }) then i |]
     let target = int (Math.Round(0.05 * float (m |> Array.sumBy (fun v -> 1.0 - v))))
-    let rng = Random(1)
+    let rng = Random(int drawSeed)
     let hidden = Array.zeroCreate<float> (n * q)
     let kept = Array.init q (fun j -> Seq.sumBy (fun i -> 1.0 - m[i * q + j]) (seq { 0 .. n - 1 }))
     let mutable count = 0
@@ -84,7 +86,7 @@ let oddsDrawn (x: torch.Tensor) (mask: torch.Tensor) =
     let weights = (mask.mean(dimensions = [| 0L |]) + 1e-3) * relative
     let positions = observed.flatten().nonzero().squeeze(1L)
     let k = int64 (Math.Round(0.05 * float positions.shape[0]))
-    use gen = new torch.Generator(1UL)
+    use gen = new torch.Generator(uint64 drawSeed)
     let chosen = positions.index_select(0L, torch.multinomial(weights.flatten().index_select(0L, positions), k, replacement = false, generator = gen))
     let hidden = torch.zeros(mask.numel(), dtype = torch.float64).index_fill(0L, chosen, 1.0).reshape(mask.shape)
     mask + hidden, hidden
@@ -112,11 +114,11 @@ for f in folds do
     for drawName, draw in draws do
         let trainMask, hidden =
             match draw with
-            | HoldOutDraw.Uniform -> Selection.holdOut 1L 0.05 mt
-            | HoldOutDraw.LikeMissingness -> Selection.holdOutLikeMissingness 1L 0.05 mt
+            | HoldOutDraw.Uniform -> Selection.holdOut drawSeed 0.05 mt
+            | HoldOutDraw.LikeMissingness -> Selection.holdOutLikeMissingness drawSeed 0.05 mt
             | HoldOutDraw.ByPropensity ->
                 // What the fit does: the shaped draw, each held-out cell's error weighed by its odds.
-                let trainMask, hidden = Selection.holdOutLikeMissingness 1L 0.05 mt
+                let trainMask, hidden = Selection.holdOutLikeMissingness drawSeed 0.05 mt
                 trainMask, Selection.oddsWeights xt mt hidden
             | d when int d = 4 -> patternDrawn mt
             | d when int d = 5 ->
