@@ -21,8 +21,13 @@ let mechanism = if args[2] = "mar" then Mechanism.Mar() else Mechanism.Mcar 0.2
 let folds = args[3].Split(',') |> Array.map int
 // A fifth argument adds candidates to mean, kNN and Gaussian EM: "forest" (one run, seed 0), "forest-sized" (the
 // command line's ForestStart.Sized) and "gmm" (MixtureStart), comma-separated.
-// EMFLOW_DRAW_SEED (default 1) seeds every draw, to see how much the choice moves with the draw alone.
-let drawSeed = match Environment.GetEnvironmentVariable "EMFLOW_DRAW_SEED" with null | "" -> 1L | v -> int64 v
+// EMFLOW_DRAW_SEED (default 1) seeds every draw, to see how much the choice moves with the draw alone. A list
+// ("1,2,3") repeats each draw with each seed, candidates fitted anew each time, and also scores the blends averaged
+// over the seeds: the test imputations averaged, and the weights averaged and applied to the first seed's candidates.
+let drawSeeds =
+    match Environment.GetEnvironmentVariable "EMFLOW_DRAW_SEED" with
+    | null | "" -> [| 1L |]
+    | v -> v.Split(',') |> Array.map int64
 let extras = if args.Length > 4 then set (args[4].Split(',')) else Set.empty
 let table, foldIds = BenchTable.load name mechanism
 let p = table.Values.GetLength 1
@@ -60,7 +65,7 @@ let names = candidates () |> Array.map fst
 let allDraws = [| "uniform", HoldOutDraw.Uniform; "missingness", HoldOutDraw.LikeMissingness; "odds-weighted", HoldOutDraw.ByPropensity; "odds-drawn", enum<HoldOutDraw> 3
                   "patterns", enum<HoldOutDraw> 4; "patterns-odds", enum<HoldOutDraw> 5 |]
 let draws = if args.Length > 5 then (let keep = set (args[5].Split(',')) in allDraws |> Array.filter (fun (d, _) -> keep.Contains d)) else allDraws[0..3]
-let patternDrawn (mask: torch.Tensor) =
+let patternDrawn (drawSeed: int64) (mask: torch.Tensor) =
     let m = mask.data<float>().ToArray()
     let n, q = int mask.shape[0], int mask.shape[1]
     let donors = [| for i in 0 .. n - 1 do if Seq.exists (fun j -> m[i * q + j] > 0.5) (seq { 0 .. q - 1 }) then i |]
@@ -79,7 +84,7 @@ let patternDrawn (mask: torch.Tensor) =
                     count <- count + 1
     let h = torch.tensor(hidden, dtype = torch.float64).reshape(mask.shape)
     mask + h, h
-let oddsDrawn (x: torch.Tensor) (mask: torch.Tensor) =
+let oddsDrawn (drawSeed: int64) (x: torch.Tensor) (mask: torch.Tensor) =
     let observed = 1.0 - mask
     let odds = Selection.missingOdds x mask * observed
     let relative = (odds / (odds.sum(dim = 0L) / observed.sum(dim = 0L).clamp_min(1.0)).clamp_min(1e-300)).clamp_max(Selection.MaxOddsRatio)
@@ -111,45 +116,65 @@ for f in folds do
                     s <- s + d * d
                     c <- c + 1
         sqrt (s / float c)
-    for drawName, draw in draws do
-        let trainMask, hidden =
-            match draw with
-            | HoldOutDraw.Uniform -> Selection.holdOut drawSeed 0.05 mt
-            | HoldOutDraw.LikeMissingness -> Selection.holdOutLikeMissingness drawSeed 0.05 mt
-            | HoldOutDraw.ByPropensity ->
-                // What the fit does: the shaped draw, each held-out cell's error weighed by its odds.
-                let trainMask, hidden = Selection.holdOutLikeMissingness drawSeed 0.05 mt
-                trainMask, Selection.oddsWeights xt mt hidden
-            | d when int d = 4 -> patternDrawn mt
-            | d when int d = 5 ->
-                let trainMask, hidden = patternDrawn mt
-                trainMask, Selection.oddsWeights xt mt hidden
-            | _ -> oddsDrawn xt mt
-        let tm = trainMask.data<float>().ToArray()
-        let input = Array2D.init n p (fun i j -> if tm[i * p + j] > 0.5 then nan else x0[i, j])
-        let fitted = candidates () |> Array.map (fun (_, fit) -> fit input split.TestRows)
-        let arr (t: torch.Tensor) = let a = t.data<float>().ToArray() in Array2D.init n p (fun i j -> a[i * p + j])
-        // The blend of every candidate, and with mixture candidates also the blend without the mean (the command
-        // line's start has no mean candidate).
-        let subsets =
-            [| yield "", Array.init names.Length id
-               if extras.Contains "gmm" then yield " without the mean", Array.init (names.Length - 1) ((+) 1) |]
-        for label, which in subsets do
-            let filled = which |> Array.map (fun c -> fst fitted[c])
-            let w = Selection.blendWeights (Selection.simplexGrid filled.Length 10) 100.0 xt filled hidden
-            let blended = Selection.blendAll w filled
-            let blendRmse = scoreOn (arr blended)
-            let wa = w.data<float>().ToArray()
-            let k = filled.Length
-            let testBlend =
+    // Per (draw, subset): each seed's test blend, its weights (p, k) and its candidates' test imputations.
+    let perSeed = Collections.Generic.Dictionary<string, ResizeArray<float[,] * float[] * float[,][]>>()
+    for drawSeed in drawSeeds do
+        for drawName, draw in draws do
+            let trainMask, hidden =
+                match draw with
+                | HoldOutDraw.Uniform -> Selection.holdOut drawSeed 0.05 mt
+                | HoldOutDraw.LikeMissingness -> Selection.holdOutLikeMissingness drawSeed 0.05 mt
+                | HoldOutDraw.ByPropensity ->
+                    // What the fit does: the shaped draw, each held-out cell's error weighed by its odds.
+                    let trainMask, hidden = Selection.holdOutLikeMissingness drawSeed 0.05 mt
+                    trainMask, Selection.oddsWeights xt mt hidden
+                | d when int d = 4 -> patternDrawn drawSeed mt
+                | d when int d = 5 ->
+                    let trainMask, hidden = patternDrawn drawSeed mt
+                    trainMask, Selection.oddsWeights xt mt hidden
+                | _ -> oddsDrawn drawSeed xt mt
+            let tm = trainMask.data<float>().ToArray()
+            let input = Array2D.init n p (fun i j -> if tm[i * p + j] > 0.5 then nan else x0[i, j])
+            let fitted = candidates () |> Array.map (fun (_, fit) -> fit input split.TestRows)
+            let arr (t: torch.Tensor) = let a = t.data<float>().ToArray() in Array2D.init n p (fun i j -> a[i * p + j])
+            // The blend of every candidate, and with mixture candidates also the blend without the mean (the command
+            // line's start has no mean candidate).
+            let subsets =
+                [| yield "", Array.init names.Length id
+                   if extras.Contains "gmm" then yield " without the mean", Array.init (names.Length - 1) ((+) 1) |]
+            for label, which in subsets do
+                let filled = which |> Array.map (fun c -> fst fitted[c])
+                let w = Selection.blendWeights (Selection.simplexGrid filled.Length 10) 100.0 xt filled hidden
+                let blended = Selection.blendAll w filled
+                let blendRmse = scoreOn (arr blended)
+                let wa = w.data<float>().ToArray()
+                let k = filled.Length
                 let tests = which |> Array.map (fun c -> snd fitted[c])
-                Array2D.init (split.TestRows.GetLength 0) p (fun i j -> Seq.sum (seq { for c in 0 .. k - 1 -> wa[j * k + c] * tests[c][i, j] }))
-            let testRmse = Protocol.HiddenRmse(table, split, testBlend)
-            add (sprintf "training rows: blend%s, %s draw" label drawName) blendRmse
-            add (sprintf "test fold: blend%s, %s draw" label drawName) testRmse
-            let shares = w.mean(dimensions = [| 0L |]).data<float>().ToArray()
-            printfn "fold %d %-12s blend%s %.4f, test %.4f  mean weights %s" f drawName label blendRmse testRmse (String.Join(" ", Array.map2 (sprintf "%s %.2f") (which |> Array.map (fun c -> names[c])) shares))
-        if drawName = fst draws[0] then
-            fitted |> Array.iteri (fun c (t, test) -> add ("training rows: " + names[c]) (scoreOn (arr t)); add ("test fold: " + names[c]) (Protocol.HiddenRmse(table, split, test)))
+                let testBlend =
+                    Array2D.init (split.TestRows.GetLength 0) p (fun i j -> Seq.sum (seq { for c in 0 .. k - 1 -> wa[j * k + c] * tests[c][i, j] }))
+                let testRmse = Protocol.HiddenRmse(table, split, testBlend)
+                let key = sprintf "blend%s, %s draw" label drawName
+                if not (perSeed.ContainsKey key) then perSeed[key] <- ResizeArray()
+                perSeed[key].Add((testBlend, wa, tests))
+                add ("training rows: " + key) blendRmse
+                add ("test fold: " + key) testRmse
+                let shares = w.mean(dimensions = [| 0L |]).data<float>().ToArray()
+                printfn "fold %d seed %d %-12s blend%s %.4f, test %.4f  mean weights %s" f drawSeed drawName label blendRmse testRmse (String.Join(" ", Array.map2 (sprintf "%s %.2f") (which |> Array.map (fun c -> names[c])) shares))
+            if drawName = fst draws[0] && drawSeed = drawSeeds[0] then
+                fitted |> Array.iteri (fun c (t, test) -> add ("training rows: " + names[c]) (scoreOn (arr t)); add ("test fold: " + names[c]) (Protocol.HiddenRmse(table, split, test)))
+    if drawSeeds.Length > 1 then
+        for kv in perSeed do
+            let runs = kv.Value.ToArray()
+            let m = split.TestRows.GetLength 0
+            let r = float runs.Length
+            let averaged = Array2D.init m p (fun i j -> runs |> Array.sumBy (fun (b, _, _) -> b[i, j]) |> fun v -> v / r)
+            let _, _, firstTests = runs[0]
+            let k = firstTests.Length
+            let meanWeights = Array.init (p * k) (fun e -> runs |> Array.sumBy (fun (_, w, _) -> w[e]) |> fun v -> v / r)
+            let reweighed = Array2D.init m p (fun i j -> Seq.sum (seq { for c in 0 .. k - 1 -> meanWeights[j * k + c] * firstTests[c][i, j] }))
+            let a, b = Protocol.HiddenRmse(table, split, averaged), Protocol.HiddenRmse(table, split, reweighed)
+            add (sprintf "test fold: %s, %d draws' blends averaged" kv.Key runs.Length) a
+            add (sprintf "test fold: %s, %d draws' weights averaged" kv.Key runs.Length) b
+            printfn "fold %d %s: %d draws' blends averaged %.4f, weights averaged %.4f" f kv.Key runs.Length a b
 printfn "\n%s %s, folds %s: RMSE (mean over folds)" name args[2] args[3]
 for kv in results |> Seq.sortBy (fun kv -> kv.Key) do printfn "%-44s %.4f" kv.Key (Seq.average kv.Value)
