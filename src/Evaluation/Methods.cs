@@ -108,6 +108,10 @@ public sealed record Method(string Name, Func<IImputationMethod> Create)
         // `emflow impute` runs by default.
         ["emflow-forest-sized-gmm-propensity"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOut = HoldOutDraw.ByPropensity }), new IStartCandidate[] { ForestStart.Sized(), new MixtureStart() })),
         ["emflow-forest-sized-gmm-patterns"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOut = HoldOutDraw.LikeMissingPatterns }), new IStartCandidate[] { ForestStart.Sized(), new MixtureStart() })),
+        // The command line's default fitted three times with seeds seed, seed + 1 and seed + 2 (each its own hold-out
+        // draw and candidate seeds), the imputations averaged.
+        ["emflow-forest-sized-gmm-propensity-avg3"] = (name, seed, adjust) => new Method(name, () => new AveragedMethod(Enumerable.Range(0, 3).Select(r =>
+            (IImputationMethod)new ImputerMethod(new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed + r, HoldOut = HoldOutDraw.ByPropensity }), new IStartCandidate[] { ForestStart.Sized(), new MixtureStart() }))))),
         ["emflow-forest-sized-gmm-mean-propensity"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOut = HoldOutDraw.ByPropensity }), new IStartCandidate[] { ForestStart.Sized(), new MixtureStart(), new MeanStart() })),
         ["emflow-forest-sized-gmm-mean-patterns"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOut = HoldOutDraw.LikeMissingPatterns }), new IStartCandidate[] { ForestStart.Sized(), new MixtureStart(), new MeanStart() })),
         ["emflow-forest-mean-shaped"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOut = HoldOutDraw.LikeMissingness }), new IStartCandidate[] { new ForestStart(), new MeanStart() })),

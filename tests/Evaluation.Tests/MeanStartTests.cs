@@ -22,3 +22,36 @@ public class MeanStartTests
         Assert.Equal(new double[,] { { 2, 5 } }, Tensors.toArray2D(loaded.Fill(rows, rowMask, CancellationToken.None)));
     }
 }
+
+/// <summary>Several seeded fits of one method averaged (bench methods only).</summary>
+public class AveragedMethodTests
+{
+    private sealed class Constant(double value) : IImputationMethod
+    {
+        public int Fits;
+        public void Fit(double[,] train) => Fits++;
+        public double[,] Transform(double[,] rows)
+        {
+            var r = (double[,])rows.Clone();
+            for (int i = 0; i < r.GetLength(0); i++)
+                for (int j = 0; j < r.GetLength(1); j++)
+                    if (double.IsNaN(r[i, j])) r[i, j] = value;
+            return r;
+        }
+        public void Dispose() { }
+    }
+
+    [Fact]
+    public void Averages_each_missing_cell_over_the_runs_and_keeps_observed_cells()
+    {
+        var a = new Constant(1.0);
+        var b = new Constant(4.0);
+        using var averaged = new AveragedMethod(new IImputationMethod[] { a, b });
+        var rows = new double[,] { { double.NaN, 7 }, { 3, double.NaN } };
+        averaged.Fit(rows);
+        Assert.Equal(1, a.Fits);
+        Assert.Equal(1, b.Fits);
+        Assert.Equal(new double[,] { { 2.5, 7 }, { 3, 2.5 } }, averaged.Transform(rows));
+        Assert.Throws<ArgumentException>(() => new AveragedMethod(Array.Empty<IImputationMethod>()));
+    }
+}
