@@ -37,6 +37,11 @@ public interface IMixedImputationMethod : IImputationMethod
 /// <param name="Create">Makes a new, unfitted method; called once per fold.</param>
 public sealed record Method(string Name, Func<IImputationMethod> Create)
 {
+    // EMFlow with the command line's start (ForestStart.Sized and the Gaussian mixture beside Gaussian EM and kNN),
+    // the given hold-out draw, and any further candidates after those two.
+    private static EMFlowImputer SizedForestAndMixture(long seed, Func<EMFlowOptions, EMFlowOptions> adjust, HoldOutDraw holdOut, params IStartCandidate[] more) =>
+        new(adjust(new EMFlowOptions { Seed = seed, HoldOut = holdOut }), new IStartCandidate[] { ForestStart.Sized(), new MixtureStart() }.Concat(more).ToArray());
+
     /// <summary>A method backed by an <see cref="Imputer"/> created fresh for each fold.</summary>
     public static Method Of(string name, Func<Imputer> create)
     {
@@ -103,17 +108,17 @@ public sealed record Method(string Name, Func<IImputationMethod> Create)
         ["emflow-forest-gmm"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed }), new IStartCandidate[] { new ForestStart(), new MixtureStart() })),
         ["emflow-forest-gmm-shaped"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOut = HoldOutDraw.LikeMissingness }), new IStartCandidate[] { new ForestStart(), new MixtureStart() })),
         // ForestStart.Sized with the Gaussian mixture as a fourth candidate: `emflow impute --hold-out missingness`.
-        ["emflow-forest-sized-gmm-shaped"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOut = HoldOutDraw.LikeMissingness }), new IStartCandidate[] { ForestStart.Sized(), new MixtureStart() })),
+        ["emflow-forest-sized-gmm-shaped"] = (name, seed, adjust) => Of(name, () => SizedForestAndMixture(seed, adjust, HoldOutDraw.LikeMissingness)),
         // The same with each held-out cell weighed by its odds of being missing (HoldOutDraw.ByPropensity): what
         // `emflow impute` runs by default.
-        ["emflow-forest-sized-gmm-propensity"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOut = HoldOutDraw.ByPropensity }), new IStartCandidate[] { ForestStart.Sized(), new MixtureStart() })),
-        ["emflow-forest-sized-gmm-patterns"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOut = HoldOutDraw.LikeMissingPatterns }), new IStartCandidate[] { ForestStart.Sized(), new MixtureStart() })),
+        ["emflow-forest-sized-gmm-propensity"] = (name, seed, adjust) => Of(name, () => SizedForestAndMixture(seed, adjust, HoldOutDraw.ByPropensity)),
+        ["emflow-forest-sized-gmm-patterns"] = (name, seed, adjust) => Of(name, () => SizedForestAndMixture(seed, adjust, HoldOutDraw.LikeMissingPatterns)),
         // The command line's default fitted three times with seeds seed, seed + 1 and seed + 2 (each its own hold-out
         // draw and candidate seeds), the imputations averaged.
         ["emflow-forest-sized-gmm-propensity-avg3"] = (name, seed, adjust) => new Method(name, () => new AveragedMethod(Enumerable.Range(0, 3).Select(r =>
-            (IImputationMethod)new ImputerMethod(new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed + r, HoldOut = HoldOutDraw.ByPropensity }), new IStartCandidate[] { ForestStart.Sized(), new MixtureStart() }))))),
-        ["emflow-forest-sized-gmm-mean-propensity"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOut = HoldOutDraw.ByPropensity }), new IStartCandidate[] { ForestStart.Sized(), new MixtureStart(), new MeanStart() })),
-        ["emflow-forest-sized-gmm-mean-patterns"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOut = HoldOutDraw.LikeMissingPatterns }), new IStartCandidate[] { ForestStart.Sized(), new MixtureStart(), new MeanStart() })),
+            (IImputationMethod)new ImputerMethod(SizedForestAndMixture(seed + r, adjust, HoldOutDraw.ByPropensity))))),
+        ["emflow-forest-sized-gmm-mean-propensity"] = (name, seed, adjust) => Of(name, () => SizedForestAndMixture(seed, adjust, HoldOutDraw.ByPropensity, new MeanStart())),
+        ["emflow-forest-sized-gmm-mean-patterns"] = (name, seed, adjust) => Of(name, () => SizedForestAndMixture(seed, adjust, HoldOutDraw.LikeMissingPatterns, new MeanStart())),
         ["emflow-forest-mean-shaped"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOut = HoldOutDraw.LikeMissingness }), new IStartCandidate[] { new ForestStart(), new MeanStart() })),
         ["emflow-gmm"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed }), new IStartCandidate[] { new MixtureStart() })),
         ["mcflow"] = (name, seed, adjust) => Of(name, () => new McFlowImputer(new McFlowOptions { Seed = seed, TorchThreads = adjust(new EMFlowOptions()).TorchThreads })),
