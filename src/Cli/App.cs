@@ -68,6 +68,8 @@ public static class App
                                   row), missingness (drawn the same, not weighed), patterns (whole rows' missingness
                                   patterns lent to other rows, so cells that go missing together are held out
                                   together) or uniform
+          --start-draws N         hold-out draws the start's blend is fitted on and averaged over; each costs one
+                                  fit of the start (default 1)
           --forest-repeats N      independent forest runs averaged, in the start and with --method forest; each
                                   costs one forest fit (default: in the start 4 on tables of at most 4e6
                                   rows x columns squared and 1 on larger ones; with --method forest 1)

@@ -16,7 +16,7 @@ internal static class ImputeCommand
 {
     private static readonly HashSet<string> Flags = new() { "--quiet", "--skip-non-numeric", "--stream" };
     private static readonly Dictionary<string, string> Aliases = new() { ["-o"] = "--output", ["-q"] = "--quiet" };
-    private static readonly string[] FitSettings = { "--iterations", "--epochs", "--batch-size", "--learning-rate", "--seed", "--threads", "--start", "--hold-out", "--forest-repeats" };
+    private static readonly string[] FitSettings = { "--iterations", "--epochs", "--batch-size", "--learning-rate", "--seed", "--threads", "--start", "--hold-out", "--start-draws", "--forest-repeats" };
 
     public static void Run(string[] words, IAnsiConsole console, bool interactive, TextWriter stderr, CancellationToken ct)
     {
@@ -76,10 +76,13 @@ internal static class ImputeCommand
                 "patterns" => HoldOutDraw.LikeMissingPatterns,
                 var other => throw new UsageException($"--hold-out must be missingness, patterns, propensity or uniform; got '{other}'"),
             },
+            StartDraws = a.Int("--start-draws", defaults.StartDraws, min: 1),
         };
         a.RejectUnknown(1);
         if (repeats is not null && method == "emflow" && !startCandidates.OfType<ForestStart>().Any())
             throw new UsageException($"--forest-repeats applies to a start with the forest (auto-forest-mixture or auto-forest); --start is {a.Text("--start")}");
+        if (a.Text("--start-draws") is not null && method == "emflow" && startCandidates.Length == 0)
+            throw new UsageException($"--start-draws applies to a start with candidates (auto-forest-mixture, auto-forest or auto-mixture); --start is {a.Text("--start")}");
 
         if (a.Positional.Count == 0) throw new UsageException("impute needs an input file: emflow impute INPUT.csv -o OUTPUT.csv");
         var input = a.Positional[0];

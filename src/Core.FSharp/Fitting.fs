@@ -82,6 +82,10 @@ type FitSettings =
       ValidationFraction: float
       /// How the held-out entries are drawn.
       HoldOut: HoldOutDraw
+      /// Hold-out draws the Auto start with candidates is fitted on and averaged over, at least 1: the first is the
+      /// fit's own hold-out, and each further one holds out as many other entries on top of it, so that no member
+      /// sees the entries that score the iterations (<see cref="Starts.average"/>). Each costs a fit of the start.
+      StartDraws: int
       /// Abandoning an iteration that does not help: after every epoch the held-out entries are re-imputed under the
       /// current flow and latent estimate; an iteration that has not beaten the best model so far after this many
       /// epochs in a row without improving on its own best epoch stops there, keeping that epoch's flow (and latent
@@ -373,18 +377,43 @@ module Fitting =
 
     /// The entries a fit holds out of its rows' observed ones to score iterations: (the mask with them added, the
     /// held-out entries), each (n, p); the same seed and mask draw the same entries.
-    let private holdOutOf (s: FitSettings) (mask: Tensor) : Tensor * Tensor =
+    let private holdOutWith (s: FitSettings) (seed: int64) (mask: Tensor) : Tensor * Tensor =
         match s.HoldOut with
         // ByPropensity draws as LikeMissingness does; it differs only in how the blend scores the draw (blendScoreOf).
         | HoldOutDraw.LikeMissingness
-        | HoldOutDraw.ByPropensity -> Selection.holdOutLikeMissingnessGrouped s.Start.Groups (deriveSeed s.Seed 1) s.ValidationFraction mask
-        | HoldOutDraw.LikeMissingPatterns -> Selection.holdOutLikePatternsGrouped s.Start.Groups (deriveSeed s.Seed 1) s.ValidationFraction mask
-        | _ -> Selection.holdOutGrouped s.Start.Groups (deriveSeed s.Seed 1) s.ValidationFraction mask
+        | HoldOutDraw.ByPropensity -> Selection.holdOutLikeMissingnessGrouped s.Start.Groups seed s.ValidationFraction mask
+        | HoldOutDraw.LikeMissingPatterns -> Selection.holdOutLikePatternsGrouped s.Start.Groups seed s.ValidationFraction mask
+        | _ -> Selection.holdOutGrouped s.Start.Groups seed s.ValidationFraction mask
+
+    let private holdOutOf (s: FitSettings) (mask: Tensor) : Tensor * Tensor = holdOutWith s (deriveSeed s.Seed 1) mask
 
     /// The held-out entries as the start's blend scores them (n, p): 1.0 each, or their odds weights with ByPropensity.
     /// Only the blend is weighted; the iterations are scored on the plain held-out entries.
     let private blendScoreOf (s: FitSettings) (x: Tensor) (mask: Tensor) (hidden: Tensor) : Tensor =
         if s.HoldOut = HoldOutDraw.ByPropensity then Selection.oddsWeights x mask hidden else hidden
+
+    /// The start fitted without the held-out entries (trainMask) and its fill of x (n, p): on the fit's own hold-out,
+    /// or with StartDraws > 1 averaged over that many draws (<see cref="Starts.average"/>). Draw k ≥ 2 holds out its
+    /// entries among those trainMask observes, with a seed of its own, and its candidates take a seed of their own.
+    let private startOf (s: FitSettings) (scaler: Scaler.MinMax) (progress: IProgress<TrainingProgress>) (ct: CancellationToken)
+                        (x: Tensor) (mask: Tensor) (trainMask: Tensor) (hidden: Tensor) : Start * Tensor =
+        let first = Starts.fit s.Start scaler progress ct x trainMask (blendScoreOf s x mask hidden) mask
+        let averaged = s.StartDraws > 1 && s.Start.Kind = InitialImputation.Auto && s.Start.Candidates.Length > 0 && scalar (hidden.sum()) > 0.0
+        if not averaged then first
+        else
+            let members = ResizeArray [ first ]
+            try
+                for k in 2 .. s.StartDraws do
+                    use scope = torch.NewDisposeScope()
+                    let more, drawn = holdOutWith s (deriveSeed s.Seed (60 + k)) trainMask
+                    let start, filled = Starts.fit { s.Start with Seed = deriveSeed s.Start.Seed (60 + k) } scaler progress ct x more (blendScoreOf s x mask drawn) mask
+                    members.Add((start, filled.MoveToOuterDisposeScope()))
+            with _ ->
+                for start, filled in members do
+                    Starts.dispose start
+                    filled.Dispose()
+                reraise ()
+            Starts.average x trainMask (members.ToArray())
 
     /// Fits EMFlow to scaled rows x (n, p) under mask (n, p), 1.0 = missing.
     /// <param name="settings">The settings; checked by the caller.</param>
@@ -435,7 +464,7 @@ module Fitting =
                 member _.Report p =
                     send { Phase = sprintf "initial imputation (%s %d/%d, %d/%d)" p.Phase p.Iteration p.Iterations p.Epoch p.Epochs
                            Iteration = 0; Iterations = s.Iterations; Epoch = 0; Epochs = s.Epochs; L1 = nan; L2 = nan; Elapsed = TimeSpan.Zero } }
-        let mutable start, xHat = Starts.fit s.Start scaler startProgress ct x trainMask (blendScoreOf s x mask hidden) mask
+        let mutable start, xHat = startOf s scaler startProgress ct x mask trainMask hidden
         let models = ResizeArray<Model>()
         // One epoch's blocks for the next iteration: each block started and re-imputed as new rows are, with the
         // sample's held-out cells hidden. The blocks are made outside the fit's dispose scope and handed over.
@@ -637,7 +666,7 @@ module Fitting =
         let rows = hidden.sum(dim = 1L).gt(sc 0.0).nonzero().squeeze(1L)
         if rows.shape[0] = 0L then 1.0, nan
         else
-            let start, startHat = Starts.fit settings.Start scaler null ct x trainMask (blendScoreOf settings x mask hidden) mask
+            let start, startHat = startOf settings scaler null ct x mask trainMask hidden
             try
                 let lower, upper = bounds settings x.shape[1]
                 let mutable xHat = startHat

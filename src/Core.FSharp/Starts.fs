@@ -99,7 +99,10 @@ type Start =
       Extra: (IStartCandidate * IFittedStartCandidate)[]
       /// (p, 2 + Extra.Length) weights of Gaussian EM, kNN and each extra candidate per feature, rows summing to 1;
       /// present with extra candidates (KnnShare is then its second column).
-      Weights: Tensor option }
+      Weights: Tensor option
+      /// Hold-out draws the start was fitted on and averaged over (<see cref="Starts.average"/>), at least 1: Extra
+      /// holds that many fits of the candidates one after another, each fitted without its own draw's entries.
+      Draws: int }
 
 /// Fitting and applying the start.
 [<RequireQualifiedAccess>]
@@ -201,7 +204,8 @@ module Starts =
               KnnShare = share |> Option.map (fun t -> t.DetachFromDisposeScope())
               Donors = donors |> Option.map Knn.keep
               Extra = extra.ToArray()
-              Weights = weights |> Option.map (fun t -> t.DetachFromDisposeScope()) }
+              Weights = weights |> Option.map (fun t -> t.DetachFromDisposeScope())
+              Draws = 1 }
         start, xHat.MoveToOuterDisposeScope()
 
     /// Fits the start on scaled rows x (n, p) and fills them.
@@ -221,6 +225,51 @@ module Starts =
         with _ ->
             for _, fitted in extra do fitted.Dispose()
             reraise ()
+
+    /// One start from several fitted on other hold-out draws of the same rows x (n, p): per feature, Gaussian EM's and
+    /// kNN's weights are the members' mean, and each member's other candidates join the blend with their weights
+    /// divided by the member count, so new rows get the mean of the members' blends (Gaussian EM and kNN being the same
+    /// fit in each member once the fit ends: the Gaussian is refitted on every entry and the donors keep every row).
+    /// A blend chosen on one draw of a few hundred cells per feature moves with the draw; the mean of blends whose
+    /// candidates each missed other cells moves less and errs less (bagging).
+    /// <param name="x">(n, p) the rows, missing entries 0.</param>
+    /// <param name="trainMask">(n, p) 1.0 where missing or held out by the first member's draw: the entries the
+    /// returned fill x̂ imputes. Every member must have been fitted without them.</param>
+    /// <param name="members">The fitted members, each with its fill of the rows, (n, p); the first one's Gaussian is
+    /// kept. Each needs Weights (a start with candidates). The function takes ownership of them.</param>
+    /// <returns>The averaged start and x̂ (n, p): observed entries of x (under trainMask) unchanged, the others the
+    /// members' mean.</returns>
+    let average (x: Tensor) (trainMask: Tensor) (members: (Start * Tensor)[]) : Start * Tensor =
+        if members.Length = 0 then invalidArg "members" "needs at least one member"
+        if members |> Array.exists (fun (m, _) -> m.Weights.IsNone) then invalidArg "members" "every member needs blend weights (a start with candidates)"
+        let first = fst members[0]
+        try
+            use scope = torch.NewDisposeScope()
+            let k = float members.Length
+            let weights = members |> Array.map (fun (m, _) -> m.Weights.Value)
+            let meanOf (column: int64) = (torch.stack([| for w in weights -> w.select(1L, column) |], 1L).mean([| 1L |], keepdim = true))
+            let others = [| for w in weights -> w.narrow(1L, 2L, w.shape[1] - 2L) / sc k |]
+            let w = torch.cat(Array.append [| meanOf 0L; meanOf 1L |] others, 1L).contiguous()
+            let observed = x * oneMinus trainMask
+            let mutable sum = torch.zeros_like(x)
+            for _, filled in members do sum <- plus sum (filled * trainMask)
+            let xHat = plus observed (sum / sc k)
+            let donors = members |> Array.tryPick (fun (m, _) -> m.Donors)
+            let start =
+                { first with
+                    KnnShare = Some (w.select(1L, 1L).contiguous().DetachFromDisposeScope())
+                    Donors = donors
+                    Extra = members |> Array.collect (fun (m, _) -> m.Extra)
+                    Weights = Some (w.DetachFromDisposeScope())
+                    Draws = members |> Array.sumBy (fun (m, _) -> m.Draws) }
+            for m, _ in members do
+                if not (obj.ReferenceEquals(m, first)) then OnlineEm.disposeEstimate m.Gaussian
+                m.KnnShare |> Option.iter (fun t -> t.Dispose())
+                m.Weights |> Option.iter (fun t -> t.Dispose())
+                m.Donors |> Option.iter (fun d -> if not (donors |> Option.exists (fun kept -> obj.ReferenceEquals(kept, d))) then Knn.dispose d)
+            start, xHat.MoveToOuterDisposeScope()
+        finally
+            for _, filled in members do filled.Dispose()
 
     /// Fills new scaled rows x (m, p) under mask (m, p) as the training rows were: nearest pixels (or zero) for
     /// images, kNN from the kept training rows or its blend with Gaussian EM when that was the start, else the

@@ -91,9 +91,19 @@ public sealed class EMFlowImputer : Imputer
     }
 
     /// <summary>Names of the start's blended imputers, in the column order of <see cref="StartWeights"/>:
-    /// "gaussian-em", "knn", then each start candidate's name.</summary>
+    /// "gaussian-em", "knn", then each start candidate's name; with a start averaged over k hold-out draws
+    /// (<see cref="EMFlowOptions.StartDraws"/>) each candidate appears once per draw, as "forest", "forest 2", …, "forest k".</summary>
     /// <exception cref="InvalidOperationException">Before Fit.</exception>
-    public IReadOnlyList<string> StartNames => new[] { "gaussian-em", "knn" }.Concat(Fitted.Start.Extra.Select(e => e.Item1.Name)).ToArray();
+    public IReadOnlyList<string> StartNames
+    {
+        get
+        {
+            var start = Fitted.Start;
+            int perDraw = start.Extra.Length / start.Draws;
+            return new[] { "gaussian-em", "knn" }
+                .Concat(start.Extra.Select((e, i) => i < perDraw ? e.Item1.Name : $"{e.Item1.Name} {i / perDraw + 1}")).ToArray();
+        }
+    }
 
     /// <summary>(p, k) weight of each of the start's imputers (<see cref="StartNames"/>) per feature, each row summing
     /// to 1: with start candidates, chosen per feature on the held-out entries in multiples of 0.1; otherwise the
@@ -561,7 +571,9 @@ public sealed class EMFlowImputer : Imputer
     public static EMFlowImputer Load(string path)
     {
         var m = ModelFile.Load(path);
-        var imputer = new EMFlowImputer(m.Options, m.Fit.Start.Extra.Select(e => e.Item1).ToArray());
+        // A start averaged over several draws holds its candidates once per draw.
+        var start = m.Fit.Start;
+        var imputer = new EMFlowImputer(m.Options, start.Extra.Take(start.Extra.Length / start.Draws).Select(e => e.Item1).ToArray());
         imputer.SetScaler(m.Scaler);
         imputer.SetColumnNames(m.ColumnNames);
         imputer._fit = m.Fit;

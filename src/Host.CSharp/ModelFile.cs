@@ -10,7 +10,8 @@ namespace EMFlow;
 /// Gaussian-EM fit, and each kept iteration's latent Gaussian and flow parameters (by name), all little-endian.
 /// </summary>
 /// <remarks>Format 3 (4 when the start has candidates from other assemblies, which it adds after the kNN donors:
-/// each candidate's type, name and saved state, and the blend weights): the header (magic, version), the SHA-256 of the payload (32 bytes) and the payload's length
+/// each candidate's type, name and saved state, and the blend weights; 5 when that start was averaged over several
+/// hold-out draws, which adds their count after the weights): the header (magic, version), the SHA-256 of the payload (32 bytes) and the payload's length
 /// (int64), then the payload, which ends with the column names (count, −1 for none, then each name). A file whose
 /// checksum or length does not match, or whose content cannot be read, raises <see cref="InvalidDataException"/>
 /// naming the file. Formats 1 and 2 carry no checksum and no names; they still load, and damage found while reading
@@ -19,9 +20,9 @@ internal static class ModelFile
 {
     private const string Magic = "EMFLOW-MODEL";
     // Format 2 adds the start the fit used and, for a kNN start, the donor rows; format 3 a checksum and the column
-    // names; format 4 the start's other candidates (their type, name and saved state) and blend weights. Formats 1 to
-    // 3 still load.
-    private const int Version = 4;
+    // names; format 4 the start's other candidates (their type, name and saved state) and blend weights; format 5 the
+    // number of hold-out draws the start was averaged over. Formats 1 to 4 still load.
+    private const int Version = 5;
 
     internal sealed record Contents(EMFlowOptions Options, Scaler.MinMax Scaler, FitResult Fit, string[]? ColumnNames);
 
@@ -30,9 +31,10 @@ internal static class ModelFile
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         if (Directory.Exists(path)) throw new ArgumentException($"'{path}' is a folder; give a file name for the model.", nameof(path));
-        // A model without start candidates is written as format 3, so readers of that format still open it.
+        // A model is written in the oldest format that holds it, so older readers still open it.
         bool candidates = fit.Start.Extra.Length > 0 || fit.Start.Weights is not null;
-        ChecksummedFile.Write(path, Magic, candidates ? Version : 3, w =>
+        int version = fit.Start.Draws > 1 ? 5 : candidates ? 4 : 3;
+        ChecksummedFile.Write(path, Magic, version, w =>
         {
             w.Write(JsonSerializer.Serialize(options));
             ChecksummedFile.WriteArray(w, scaler.Min);
@@ -51,6 +53,7 @@ internal static class ModelFile
                 WriteTensor(w, donors.Observed);
             }
             if (candidates) WriteCandidates(w, fit.Start);
+            if (version >= 5) w.Write(fit.Start.Draws);
             w.Write(fit.Selected);
             foreach (var model in fit.Models.Take(fit.Selected))
             {
@@ -199,6 +202,12 @@ internal static class ModelFile
             }
             if (r.ReadBoolean()) weights = ReadTensor(r);
         }
+        int draws = 1;
+        if (version >= 5)
+        {
+            draws = r.ReadInt32();
+            if (draws < 1 || extra.Count % draws != 0) throw new InvalidDataException($"a start averaged over {draws} draws cannot hold {extra.Count} candidates");
+        }
         int count = r.ReadInt32();
         var models = new List<Model>();
         int p = scaler.Min.Length;
@@ -223,7 +232,7 @@ internal static class ModelFile
             knnShare is null ? FSharpOption<Tensor>.None : FSharpOption<Tensor>.Some(knnShare),
             donors is null ? FSharpOption<Knn.Donors>.None : FSharpOption<Knn.Donors>.Some(donors),
             extra.ToArray(),
-            weights is null ? FSharpOption<Tensor>.None : FSharpOption<Tensor>.Some(weights));
+            weights is null ? FSharpOption<Tensor>.None : FSharpOption<Tensor>.Some(weights), draws);
         var fit = new FitResult(startState, models.ToArray(), models.Count, history.ToArray(), epochs.ToArray(), double.NaN, initialRmse);
         string[]? names = null;
         if (version >= 3)

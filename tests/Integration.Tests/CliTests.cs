@@ -539,6 +539,14 @@ public sealed class CliTests : IDisposable
         Assert.True(weighed == 0, weighedErr);
         var (patterns, _, patternsErr) = Run(new[] { "impute", input, "-o", PathOf("patterns.csv"), "--missing", "?", "--start", "auto", "--hold-out", "patterns" }.Concat(Quick).ToArray());
         Assert.True(patterns == 0, patternsErr);
+        var (draws, _, drawsErr) = Run(new[] { "impute", input, "-o", PathOf("draws.csv"), "--missing", "?", "--start", "auto-mixture", "--start-draws", "2" }.Concat(Quick).ToArray());
+        Assert.True(draws == 0, drawsErr);
+        var (noCandidates, _, noCandidatesWhy) = Run(new[] { "impute", input, "-o", PathOf("d.csv"), "--missing", "?", "--start", "auto", "--start-draws", "2" }.Concat(Quick).ToArray());
+        Assert.Equal(App.BadInput, noCandidates);
+        Assert.Contains("--start-draws applies to a start with candidates", noCandidatesWhy);
+        var (zeroDraws, _, zeroWhy) = Run(new[] { "impute", input, "-o", PathOf("e.csv"), "--missing", "?", "--start-draws", "0" }.Concat(Quick).ToArray());
+        Assert.Equal(App.BadInput, zeroDraws);
+        Assert.Contains("--start-draws", zeroWhy);
         var (bad, _, message) = Run(new[] { "impute", input, "-o", PathOf("x.csv"), "--missing", "?", "--start", "magic" }.Concat(Quick).ToArray());
         Assert.Equal(App.BadInput, bad);
         Assert.Contains("--start", message);
