@@ -397,8 +397,14 @@ module Fitting =
     /// entries among those trainMask observes, with a seed of its own, and its candidates take a seed of their own.
     let private startOf (s: FitSettings) (scaler: Scaler.MinMax) (progress: IProgress<TrainingProgress>) (ct: CancellationToken)
                         (x: Tensor) (mask: Tensor) (trainMask: Tensor) (hidden: Tensor) : Start * Tensor =
-        let first = Starts.fit s.Start scaler progress ct x trainMask (blendScoreOf s x mask hidden) mask
         let averaged = s.StartDraws > 1 && s.Start.Kind = InitialImputation.Auto && s.Start.Candidates.Length > 0 && scalar (hidden.sum()) > 0.0
+        // The candidates' steps repeat once per draw, so each says which draw it belongs to.
+        let progressOf (k: int) =
+            if not averaged || isNull progress then progress
+            else
+                { new IProgress<TrainingProgress> with
+                    member _.Report p = progress.Report { p with Phase = sprintf "%s, draw %d/%d" p.Phase k s.StartDraws } }
+        let first = Starts.fit s.Start scaler (progressOf 1) ct x trainMask (blendScoreOf s x mask hidden) mask
         if not averaged then first
         else
             let members = ResizeArray [ first ]
@@ -406,7 +412,7 @@ module Fitting =
                 for k in 2 .. s.StartDraws do
                     use scope = torch.NewDisposeScope()
                     let more, drawn = holdOutWith s (deriveSeed s.Seed (60 + k)) trainMask
-                    let start, filled = Starts.fit { s.Start with Seed = deriveSeed s.Start.Seed (60 + k) } scaler progress ct x more (blendScoreOf s x mask drawn) mask
+                    let start, filled = Starts.fit { s.Start with Seed = deriveSeed s.Start.Seed (60 + k) } scaler (progressOf k) ct x more (blendScoreOf s x mask drawn) mask
                     members.Add((start, filled.MoveToOuterDisposeScope()))
             with _ ->
                 for start, filled in members do

@@ -489,9 +489,4 @@ public sealed class ForestImputerTests
             }
         return Math.Sqrt(sum / Math.Max(count, 1));
     }
-
-    private sealed class Sink(Action<TrainingProgress> report) : IProgress<TrainingProgress>
-    {
-        public void Report(TrainingProgress value) => report(value);
-    }
 }

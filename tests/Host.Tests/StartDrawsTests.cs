@@ -17,6 +17,7 @@ public sealed class StartDrawsTests
         public Tuple<IFittedStartCandidate, Tensor> Fit(Tensor x, Tensor mask, int[] groups, long seed, IProgress<TrainingProgress>? progress, CancellationToken ct)
         {
             Masks.Add(Tensors.toArray(mask.flatten()));
+            progress?.Report(new TrainingProgress("recording", 1, 1, 1, 1, double.NaN, double.NaN, TimeSpan.Zero));
             using var scope = NewDisposeScope();
             var observed = Tensors.oneMinus(mask);
             var means = ((x * observed).sum(0L) / observed.sum(0L)).to_type(ScalarType.Float64).data<double>().ToArray();
@@ -59,9 +60,12 @@ public sealed class StartDrawsTests
         var (_, data) = Table(300);
         var candidate = new Recording();
         using var imputer = new EMFlowImputer(Options(3), new[] { candidate });
-        var completed = imputer.FitTransform(data);
+        var seen = new List<TrainingProgress>();
+        var completed = imputer.FitTransform(data, progress: new Sink(seen.Add));
 
         Assert.Equal(3, candidate.Masks.Count);
+        // A user watching the start sees which draw each candidate's steps belong to.
+        for (int k = 1; k <= 3; k++) Assert.Contains(seen, q => q.Phase.Contains($"recording, draw {k}/3"));
         int n = data.GetLength(0), p = data.GetLength(1);
         int observed = 0, hiddenFromAll = 0;
         var own = new int[3];

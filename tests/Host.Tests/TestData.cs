@@ -56,3 +56,9 @@ internal static class TestData
                 Assert.Equal(BitConverter.DoubleToInt64Bits(expected[i, j]), BitConverter.DoubleToInt64Bits(actual[i, j]));
     }
 }
+
+/// <summary>Progress reported on the caller's thread, as it happens (<see cref="Progress{T}"/> would post it).</summary>
+internal sealed class Sink(Action<TrainingProgress> report) : IProgress<TrainingProgress>
+{
+    public void Report(TrainingProgress value) => report(value);
+}
