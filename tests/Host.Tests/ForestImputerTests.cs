@@ -386,19 +386,7 @@ public sealed class ForestImputerTests
             && Rmse(probeTruth, imputed, probe, 7) < Rmse(probeTruth, without, probe, 7),
             "the forest in the start imputes the threshold columns of new rows better than Gaussian EM and kNN alone");
 
-        var path = Path.Combine(Path.GetTempPath(), $"emflow-forest-{Guid.NewGuid():N}.model");
-        try
-        {
-            a.Save(path);
-            using var loaded = EMFlowImputer.Load(path);
-            Assert.Equal(a.StartNames, loaded.StartNames);
-            Assert.IsType<ForestStart>(Assert.Single(loaded.StartCandidates));
-            AssertBitForBit(imputed, loaded.Transform(probe));
-        }
-        finally
-        {
-            File.Delete(path);
-        }
+        AssertReloads<ForestStart>(a, probe, imputed);
     }
 
     [Fact]

@@ -47,6 +47,25 @@ internal static class TestData
                 else Assert.True(double.IsFinite(imputed[i, j]));
     }
 
+    /// <summary>Saves the model, loads it back and checks that the loaded one names the same start, holds a single
+    /// start candidate of type <typeparamref name="TCandidate"/>, and imputes probe exactly as imputed.</summary>
+    public static void AssertReloads<TCandidate>(EMFlowImputer fitted, double[,] probe, double[,] imputed)
+    {
+        var path = Path.Combine(Path.GetTempPath(), $"emflow-{Guid.NewGuid():N}.model");
+        try
+        {
+            fitted.Save(path);
+            using var loaded = EMFlowImputer.Load(path);
+            Assert.Equal(fitted.StartNames, loaded.StartNames);
+            Assert.IsType<TCandidate>(Assert.Single(loaded.StartCandidates));
+            AssertBitForBit(imputed, loaded.Transform(probe));
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
     public static void AssertBitForBit(double[,] expected, double[,] actual)
     {
         Assert.Equal(expected.GetLength(0), actual.GetLength(0));
