@@ -124,6 +124,7 @@ public static class App
                                   emflow-forest-sized-gmm-propensity (what impute runs by default),
                                   emflow-forest-sized-gmm-shaped (the same with --hold-out missingness),
                                   emflow-forest-sized-gmm-patterns (the same with --hold-out patterns),
+                                  emflow-forest-sized-gmm-propensity-draws3 (the same with --start-draws 3),
                                   emflow-forest-sized-shaped (the same without the mixture), emflow-forest-shaped
                                   (and one forest run), emflow-forest (one run, uniform hold-out), emflow-paper and
                                   the paper's competitors gain, miwae, mcflow

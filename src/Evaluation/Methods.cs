@@ -120,6 +120,7 @@ public sealed record Method(string Name, Func<IImputationMethod> Create)
         // The command line's default with its start averaged over three hold-out draws (EMFlowOptions.StartDraws):
         // `emflow impute --start-draws 3`.
         ["emflow-forest-sized-gmm-propensity-draws3"] = (name, seed, adjust) => Of(name, () => SizedForestAndMixture(seed, o => adjust(o) with { StartDraws = 3 }, HoldOutDraw.ByPropensity)),
+        ["emflow-forest-sized-gmm-mean-propensity-draws3"] = (name, seed, adjust) => Of(name, () => SizedForestAndMixture(seed, o => adjust(o) with { StartDraws = 3 }, HoldOutDraw.ByPropensity, new MeanStart())),
         ["emflow-forest-sized-gmm-mean-propensity"] = (name, seed, adjust) => Of(name, () => SizedForestAndMixture(seed, adjust, HoldOutDraw.ByPropensity, new MeanStart())),
         ["emflow-forest-sized-gmm-mean-patterns"] = (name, seed, adjust) => Of(name, () => SizedForestAndMixture(seed, adjust, HoldOutDraw.LikeMissingPatterns, new MeanStart())),
         ["emflow-forest-mean-shaped"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOut = HoldOutDraw.LikeMissingness }), new IStartCandidate[] { new ForestStart(), new MeanStart() })),
@@ -142,7 +143,7 @@ public sealed record Method(string Name, Func<IImputationMethod> Create)
     /// <see cref="HoldOutDraw.LikeMissingPatterns"/>: <c>emflow impute --hold-out patterns</c>), "emflow-forest-sized-gmm-mean-propensity" and
     /// "emflow-forest-sized-gmm-mean-patterns" (the two with the column mean as a fifth candidate, <see cref="MeanStart"/>), "emflow-forest-shaped-weighted" (the same as "emflow-forest-shaped" with
     /// <see cref="EMFlowOptions.ObservedShareWeight"/> = 4).</summary>
-    public static IReadOnlyList<string> VariantNames { get; } = new[] { "emflow-tuned", "emflow-shaped-holdout", "emflow-auto-start", "emflow-knn-start", "emflow-forest", "emflow-forest-shaped", "emflow-forest-sized-shaped", "emflow-forest-sized-gmm-shaped", "emflow-forest-sized-gmm-propensity", "emflow-forest-sized-gmm-patterns", "emflow-forest-sized-gmm-propensity-draws3", "emflow-forest-sized-gmm-mean-propensity", "emflow-forest-sized-gmm-mean-patterns", "emflow-forest-shaped-weighted" };
+    public static IReadOnlyList<string> VariantNames { get; } = new[] { "emflow-tuned", "emflow-shaped-holdout", "emflow-auto-start", "emflow-knn-start", "emflow-forest", "emflow-forest-shaped", "emflow-forest-sized-shaped", "emflow-forest-sized-gmm-shaped", "emflow-forest-sized-gmm-propensity", "emflow-forest-sized-gmm-patterns", "emflow-forest-sized-gmm-propensity-draws3", "emflow-forest-sized-gmm-mean-propensity-draws3", "emflow-forest-sized-gmm-mean-propensity", "emflow-forest-sized-gmm-mean-patterns", "emflow-forest-shaped-weighted" };
 
     /// <summary>The missForest-style <see cref="ForestImputer"/> (EMFlow.Forest), also accepted by <see cref="Standard"/> but
     /// run only when named: "forest" (LightGBM gbdt, the default trainer), "forest-fastforest" (ML.NET's FastForest random
