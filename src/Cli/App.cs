@@ -69,7 +69,7 @@ public static class App
                                   patterns lent to other rows, so cells that go missing together are held out
                                   together) or uniform
           --start-draws N         hold-out draws the start's blend is fitted on and averaged over; each costs one
-                                  fit of the start (default 1)
+                                  fit of the start's candidates (default 3; 1 is about three times faster there)
           --forest-repeats N      independent forest runs averaged, in the start and with --method forest; each
                                   costs one forest fit (default: in the start 4 on tables of at most 4e6
                                   rows x columns squared and 1 on larger ones; with --method forest 1)
@@ -121,10 +121,10 @@ public static class App
           --folds K               cross-validation folds (default 5)
           --methods LIST          comma-separated (default mean,knn,gaussian-em,emflow, emflow being the library's
                                   defaults); also median, forest, forest-avg4 (4 runs averaged),
-                                  emflow-forest-sized-gmm-propensity (what impute runs by default),
-                                  emflow-forest-sized-gmm-shaped (the same with --hold-out missingness),
-                                  emflow-forest-sized-gmm-patterns (the same with --hold-out patterns),
-                                  emflow-forest-sized-gmm-propensity-draws3 (the same with --start-draws 3),
+                                  emflow-forest-sized-gmm-propensity-draws3 (what impute runs by default),
+                                  emflow-forest-sized-gmm-propensity (the same with --start-draws 1),
+                                  emflow-forest-sized-gmm-shaped (and --hold-out missingness),
+                                  emflow-forest-sized-gmm-patterns (and --hold-out patterns),
                                   emflow-forest-sized-shaped (the same without the mixture), emflow-forest-shaped
                                   (and one forest run), emflow-forest (one run, uniform hold-out), emflow-paper and
                                   the paper's competitors gain, miwae, mcflow

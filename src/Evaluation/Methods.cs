@@ -109,18 +109,17 @@ public sealed record Method(string Name, Func<IImputationMethod> Create)
         ["emflow-forest-gmm-shaped"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOut = HoldOutDraw.LikeMissingness }), new IStartCandidate[] { new ForestStart(), new MixtureStart() })),
         // ForestStart.Sized with the Gaussian mixture as a fourth candidate: `emflow impute --hold-out missingness`.
         ["emflow-forest-sized-gmm-shaped"] = (name, seed, adjust) => Of(name, () => SizedForestAndMixture(seed, adjust, HoldOutDraw.LikeMissingness)),
-        // The same with each held-out cell weighed by its odds of being missing (HoldOutDraw.ByPropensity): what
-        // `emflow impute` runs by default.
+        // The same with each held-out cell weighed by its odds of being missing (HoldOutDraw.ByPropensity):
+        // `emflow impute --start-draws 1`.
         ["emflow-forest-sized-gmm-propensity"] = (name, seed, adjust) => Of(name, () => SizedForestAndMixture(seed, adjust, HoldOutDraw.ByPropensity)),
         ["emflow-forest-sized-gmm-patterns"] = (name, seed, adjust) => Of(name, () => SizedForestAndMixture(seed, adjust, HoldOutDraw.LikeMissingPatterns)),
         // The command line's default fitted three times with seeds seed, seed + 1 and seed + 2 (each its own hold-out
         // draw and candidate seeds), the imputations averaged.
         ["emflow-forest-sized-gmm-propensity-avg3"] = (name, seed, adjust) => new Method(name, () => new AveragedMethod(Enumerable.Range(0, 3).Select(r =>
             (IImputationMethod)new ImputerMethod(SizedForestAndMixture(seed + r, adjust, HoldOutDraw.ByPropensity))))),
-        // The command line's default with its start averaged over three hold-out draws (EMFlowOptions.StartDraws):
-        // `emflow impute --start-draws 3`.
+        // The same with its start averaged over three hold-out draws (EMFlowOptions.StartDraws): what `emflow
+        // impute` runs by default.
         ["emflow-forest-sized-gmm-propensity-draws3"] = (name, seed, adjust) => Of(name, () => SizedForestAndMixture(seed, o => adjust(o) with { StartDraws = 3 }, HoldOutDraw.ByPropensity)),
-        ["emflow-forest-sized-gmm-mean-propensity-draws3"] = (name, seed, adjust) => Of(name, () => SizedForestAndMixture(seed, o => adjust(o) with { StartDraws = 3 }, HoldOutDraw.ByPropensity, new MeanStart())),
         ["emflow-forest-sized-gmm-mean-propensity"] = (name, seed, adjust) => Of(name, () => SizedForestAndMixture(seed, adjust, HoldOutDraw.ByPropensity, new MeanStart())),
         ["emflow-forest-sized-gmm-mean-patterns"] = (name, seed, adjust) => Of(name, () => SizedForestAndMixture(seed, adjust, HoldOutDraw.LikeMissingPatterns, new MeanStart())),
         ["emflow-forest-mean-shaped"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOut = HoldOutDraw.LikeMissingness }), new IStartCandidate[] { new ForestStart(), new MeanStart() })),
@@ -138,12 +137,14 @@ public sealed record Method(string Name, Func<IImputationMethod> Create)
     /// (the same with the hold-out shaped like the missingness), "emflow-forest-sized-shaped" (the same with
     /// <see cref="ForestStart.Sized"/>: <c>emflow impute --start auto-forest</c>), "emflow-forest-sized-gmm-shaped" (the
     /// same with a <see cref="MixtureStart"/> too: <c>emflow impute --hold-out missingness</c>),
-    /// "emflow-forest-sized-gmm-propensity" (the same with <see cref="HoldOutDraw.ByPropensity"/>: what
-    /// <c>emflow impute</c> runs by default), "emflow-forest-sized-gmm-patterns" (the same with
+    /// "emflow-forest-sized-gmm-propensity" (the same with <see cref="HoldOutDraw.ByPropensity"/>:
+    /// <c>emflow impute --start-draws 1</c>), "emflow-forest-sized-gmm-propensity-draws3" (that with its start averaged
+    /// over three hold-out draws, <see cref="EMFlowOptions.StartDraws"/>: what <c>emflow impute</c> runs by default),
+    /// "emflow-forest-sized-gmm-patterns" (the same with
     /// <see cref="HoldOutDraw.LikeMissingPatterns"/>: <c>emflow impute --hold-out patterns</c>), "emflow-forest-sized-gmm-mean-propensity" and
     /// "emflow-forest-sized-gmm-mean-patterns" (the two with the column mean as a fifth candidate, <see cref="MeanStart"/>), "emflow-forest-shaped-weighted" (the same as "emflow-forest-shaped" with
     /// <see cref="EMFlowOptions.ObservedShareWeight"/> = 4).</summary>
-    public static IReadOnlyList<string> VariantNames { get; } = new[] { "emflow-tuned", "emflow-shaped-holdout", "emflow-auto-start", "emflow-knn-start", "emflow-forest", "emflow-forest-shaped", "emflow-forest-sized-shaped", "emflow-forest-sized-gmm-shaped", "emflow-forest-sized-gmm-propensity", "emflow-forest-sized-gmm-patterns", "emflow-forest-sized-gmm-propensity-draws3", "emflow-forest-sized-gmm-mean-propensity-draws3", "emflow-forest-sized-gmm-mean-propensity", "emflow-forest-sized-gmm-mean-patterns", "emflow-forest-shaped-weighted" };
+    public static IReadOnlyList<string> VariantNames { get; } = new[] { "emflow-tuned", "emflow-shaped-holdout", "emflow-auto-start", "emflow-knn-start", "emflow-forest", "emflow-forest-shaped", "emflow-forest-sized-shaped", "emflow-forest-sized-gmm-shaped", "emflow-forest-sized-gmm-propensity", "emflow-forest-sized-gmm-patterns", "emflow-forest-sized-gmm-propensity-draws3", "emflow-forest-sized-gmm-mean-propensity", "emflow-forest-sized-gmm-mean-patterns", "emflow-forest-shaped-weighted" };
 
     /// <summary>The missForest-style <see cref="ForestImputer"/> (EMFlow.Forest), also accepted by <see cref="Standard"/> but
     /// run only when named: "forest" (LightGBM gbdt, the default trainer), "forest-fastforest" (ML.NET's FastForest random

@@ -562,7 +562,7 @@ public sealed class CliTests : IDisposable
         var (code, output, err) = Run(new[] { "impute", input, "-o", fitted, "--missing", "?", "--start", "auto-forest", "--model", model }.Concat(Quick.Where(w => w != "--quiet")).ToArray());
         Assert.True(code == 0, err);
         var lines = output.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-        Assert.Matches(@"^Start \(auto, blend of gaussian-em, knn, forest\), weights per feature: a [\d.]+/[\d.]+/[\d.]+; b ", lines.Single(l => l.StartsWith("Start (auto", StringComparison.Ordinal)));
+        Assert.Matches(@"^Start \(auto, blend of gaussian-em, knn, forest; 3 hold-out draws averaged\), weights per feature: a [\d.]+/[\d.]+/[\d.]+; b ", lines.Single(l => l.StartsWith("Start (auto", StringComparison.Ordinal)));
         var again = PathOf("again.csv");
         (code, _, err) = Run("impute", input, "-o", again, "--missing", "?", "--load", model, "--quiet");
         Assert.True(code == 0, err);
@@ -610,7 +610,7 @@ public sealed class CliTests : IDisposable
         Assert.True(code == 0, err);
         var lines = output.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         var weights = string.Join("/", Enumerable.Repeat(@"[\d.]+", candidates));
-        Assert.Matches($@"^Start \(auto, blend of {names}\), weights per feature: a {weights}; b ", lines.Single(l => l.StartsWith("Start (auto", StringComparison.Ordinal)));
+        Assert.Matches($@"^Start \(auto, blend of {names}; 3 hold-out draws averaged\), weights per feature: a {weights}; b ", lines.Single(l => l.StartsWith("Start (auto", StringComparison.Ordinal)));
         var again = PathOf("again.csv");
         (code, _, err) = Run("impute", input, "-o", again, "--missing", "?", "--load", model, "--quiet");
         Assert.True(code == 0, err);
@@ -728,9 +728,9 @@ public sealed class CliTests : IDisposable
         Assert.Equal(App.BadInput, magic);
         Assert.Contains("emflow-forest-sized-shaped", why);
         // The methods the help names run: what impute runs by default among them.
-        (code, stdout, err) = Run("evaluate", input, "--folds", "2", "--methods", "emflow-forest-sized-gmm-propensity,emflow-forest-sized-shaped,forest-avg4", "--quiet");
+        (code, stdout, err) = Run("evaluate", input, "--folds", "2", "--methods", "emflow-forest-sized-gmm-propensity-draws3,emflow-forest-sized-shaped,forest-avg4", "--quiet");
         Assert.True(code == App.Success, err);
-        Assert.Contains("emflow-forest-sized-gmm-propensity", stdout);
+        Assert.Contains("emflow-forest-sized-gmm-propensity-draws3", stdout);
         Assert.Contains("emflow-forest-sized-shaped", stdout);
         Assert.Contains("forest-avg4", stdout);
     }
@@ -943,7 +943,7 @@ public sealed class CliTests : IDisposable
         // One hold-out error per iteration, the start included, and the kept one marked.
         Assert.Matches(@"^Hold-out RMSE per iteration .*: 0: \d\.\d{4}( \(kept\))?, 1: (\d\.\d{4}|diverged)( \(kept\))?$", lines.Single(l => l.StartsWith("Hold-out RMSE", StringComparison.Ordinal)));
         Assert.Single(lines, l => l.Contains("(kept)", StringComparison.Ordinal));
-        Assert.Matches(@"^Start \(auto, blend of gaussian-em, knn, forest, gmm\), weights per feature: a [\d.]+/[\d.]+/[\d.]+/[\d.]+; b [\d.]+/[\d.]+/[\d.]+/[\d.]+; c [\d.]+/[\d.]+/[\d.]+/[\d.]+$", lines.Single(l => l.StartsWith("Start (auto", StringComparison.Ordinal)));
+        Assert.Matches(@"^Start \(auto, blend of gaussian-em, knn, forest, gmm; 3 hold-out draws averaged\), weights per feature: a [\d.]+/[\d.]+/[\d.]+/[\d.]+; b [\d.]+/[\d.]+/[\d.]+/[\d.]+; c [\d.]+/[\d.]+/[\d.]+/[\d.]+$", lines.Single(l => l.StartsWith("Start (auto", StringComparison.Ordinal)));
         // The lighter start of the library's default: Gaussian EM and kNN only.
         (code, output, err) = Run(new[] { "impute", input, "-o", PathOf("auto.csv"), "--missing", "?", "--start", "auto" }.Concat(Quick.Where(w => w != "--quiet")).ToArray());
         Assert.True(code == 0, err);
