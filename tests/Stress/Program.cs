@@ -123,9 +123,9 @@ static class StressCases
         new("emflow-forest", () => Impute(() => new EMFlowImputer(SmallEMFlow, new[] { new ForestStart(SmallForest) }), Table)),
         new("emflow-mixture", () => Impute(() => new EMFlowImputer(SmallEMFlow, new IStartCandidate[] { new MixtureStart() }), Table)),
         // The command line's default: the four-way start (Gaussian EM, kNN, forest, mixture) scored on held-out cells
-        // weighed by their odds of being missing, on a table whose gaps follow its first column so that the odds are
-        // fitted rather than gated to 1.
-        new("emflow-propensity", () => Impute(() => new EMFlowImputer(SmallEMFlow with { InitialImputation = InitialImputation.Auto, HoldOut = HoldOutDraw.ByPropensity },
+        // weighed by their odds of being missing and averaged over three hold-out draws, on a table whose gaps follow
+        // its first column so that the odds are fitted rather than gated to 1.
+        new("emflow-propensity", () => Impute(() => new EMFlowImputer(SmallEMFlow with { InitialImputation = InitialImputation.Auto, HoldOut = HoldOutDraw.ByPropensity, StartDraws = 3 },
             new IStartCandidate[] { new ForestStart(SmallForest), new MixtureStart() }), MarTable)),
         // The other branches of the fit: sufficient-statistics update, kNN start, a hold-out shaped like the
         // missingness, the reconstruction-only second step and a β schedule.
