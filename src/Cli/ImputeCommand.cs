@@ -497,7 +497,7 @@ internal static class ImputeCommand
             // A start averaged over hold-out draws holds each candidate once per draw; a reader wants one weight per
             // candidate, so each candidate's draws are summed.
             var starts = flow.StartCandidates.Select(s => s.Name).Prepend("knn").Prepend("gaussian-em").ToArray();
-            int others = starts.Length - 2, draws = others == 0 ? 1 : (w.GetLength(1) - 2) / others;
+            int others = starts.Length - 2, draws = flow.StartDrawsUsed;
             double Weight(int j, int k) => k < 2 ? w[j, k] : Enumerable.Range(0, draws).Sum(d => w[j, 2 + d * others + k - 2]);
             var averaged = draws > 1 ? $"; {draws} hold-out draws averaged" : "";
             if (w.GetLength(0) == names.Count)

@@ -105,6 +105,12 @@ public sealed class EMFlowImputer : Imputer
         }
     }
 
+    /// <summary>How many hold-out draws the fitted start averages (<see cref="EMFlowOptions.StartDraws"/>): 1 for a
+    /// start without candidates or with no held-out cells, which has nothing to average. A reloaded model keeps the
+    /// count it was fitted with. <see cref="StartNames"/> lists each candidate this many times.</summary>
+    /// <exception cref="InvalidOperationException">Before Fit.</exception>
+    public int StartDrawsUsed => Fitted.Start.Draws;
+
     /// <summary>(p, k) weight of each of the start's imputers (<see cref="StartNames"/>) per feature, each row summing
     /// to 1: with start candidates, chosen per feature on the held-out entries in multiples of 0.1; otherwise the
     /// Gaussian-EM and kNN shares (<see cref="KnnShare"/>).</summary>

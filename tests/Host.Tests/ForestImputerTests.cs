@@ -364,6 +364,7 @@ public sealed class ForestImputerTests
         var completed = a.FitTransform(data);
         AssertBitForBit(completed, b.FitTransform(data));
         Assert.Equal(new[] { "gaussian-em", "knn", "forest" }, a.StartNames);
+        Assert.Equal(1, a.StartDrawsUsed);
         var w = a.StartWeights;
         Assert.Equal(8, w.GetLength(0));
         Assert.Equal(3, w.GetLength(1));

@@ -59,6 +59,7 @@ public sealed class StartDrawsTests
         Assert.False(candidate.Masks[1].SequenceEqual(candidate.Masks[2]));
 
         Assert.Equal(new[] { "gaussian-em", "knn", "recording", "recording 2", "recording 3" }, imputer.StartNames);
+        Assert.Equal(3, imputer.StartDrawsUsed);
         var w = imputer.StartWeights;
         Assert.Equal(5, w.GetLength(1));
         for (int j = 0; j < p; j++)

@@ -57,6 +57,7 @@ internal static class TestData
             fitted.Save(path);
             using var loaded = EMFlowImputer.Load(path);
             Assert.Equal(fitted.StartNames, loaded.StartNames);
+            Assert.Equal(fitted.StartDrawsUsed, loaded.StartDrawsUsed);
             Assert.IsType<TCandidate>(Assert.Single(loaded.StartCandidates));
             AssertBitForBit(imputed, loaded.Transform(probe));
         }
