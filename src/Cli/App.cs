@@ -70,9 +70,10 @@ public static class App
                                   together) or uniform
           --start-draws N         hold-out draws the start's blend is fitted on and averaged over; each costs one
                                   fit of the start's candidates (default 3; 1 is about three times faster there)
-          --forest-repeats N      independent forest runs averaged, in the start and with --method forest; each
-                                  costs one forest fit (default: in the start 4 on tables of at most 4e6
-                                  rows x columns squared and 1 on larger ones; with --method forest 1)
+          --forest-repeats N      independent forest runs averaged, in the start (runs of 100 trees) and with
+                                  --method forest (runs of 25); each costs one forest run (default: in the start
+                                  4 on tables of at most 4e6 rows x columns squared and 1 on larger ones; with
+                                  --method forest 4)
           --seed S                seed of every random choice (default 0)
           --threads T             torch threads (default 1)
           --multiple K            also write K sampled imputations OUTPUT.1.csv ... OUTPUT.K.csv (emflow only),

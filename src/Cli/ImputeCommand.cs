@@ -38,10 +38,11 @@ internal static class ImputeCommand
         int sampleRows = a.Int("--sample-rows", EMFlowImputer.DefaultSampleRows, min: 2);
         var given = FitSettings.Where(s => a.Text(s) is not null).ToList();
         // Averaged runs cost one forest fit each (bench/README.md, "Averaging runs"). Without the option the start
-        // averages as many as the table's size allows (ForestStart.Sized) and --method forest fits one.
+        // averages as many runs of 100 trees as the table's size allows (ForestStart.Sized), and --method forest
+        // averages the library's default four runs of 25 trees.
         int? repeats = a.Text("--forest-repeats") is null ? null : a.Int("--forest-repeats", 1, min: 1);
-        var forest = new ForestOptions { Repeats = repeats ?? 1 };
-        ForestStart Trees() => repeats is null ? ForestStart.Sized() : new ForestStart(forest);
+        var forest = repeats is { } r ? new ForestOptions { Repeats = r } : new ForestOptions();
+        ForestStart Trees() => repeats is { } r ? new ForestStart(ForestOptions.OneRun with { Repeats = r }) : ForestStart.Sized();
         // The default: the tree ensembles and the Gaussian mixture join the start's blend as third and fourth
         // candidates (bench/README.md, "The mixture in the command line's start").
         var (start, startCandidates) = a.Text("--start") switch

@@ -73,12 +73,18 @@ public sealed record Method(string Name, Func<IImputationMethod> Create)
         ["knn"] = (name, seed, adjust) => Of(name, () => new KnnImputer(5)),
         ["gaussian-em"] = (name, seed, adjust) => Of(name, () => new GaussianEmImputer()),
         // missForest-style tree ensembles (EMFlow.Forest: LightGBM by default, or ML.NET FastForest); run only when named.
-        ["forest"] = (name, seed, adjust) => Of(name, () => new ForestImputer(new ForestOptions { Seed = seed })),
-        ["forest-fastforest"] = (name, seed, adjust) => Of(name, () => new ForestImputer(new ForestOptions { Seed = seed, Trainer = ForestTrainer.FastForest })),
-        ["forest-linear"] = (name, seed, adjust) => Of(name, () => new ForestImputer(new ForestOptions { Seed = seed, LinearBase = ForestLinearBase.Always })),
-        ["forest-avg4"] = (name, seed, adjust) => Of(name, () => new ForestImputer(new ForestOptions { Seed = seed, Repeats = 4 })),
-        ["forest-avg2"] = (name, seed, adjust) => Of(name, () => new ForestImputer(new ForestOptions { Seed = seed, Repeats = 2 })),
-        ["forest-linear-chosen"] = (name, seed, adjust) => Of(name, () => new ForestImputer(new ForestOptions { Seed = seed, LinearBase = ForestLinearBase.WhereItHelps })),
+        // "forest" and its variants are one run of 100 trees (ForestOptions.OneRun, the earlier default) with one
+        // setting changed; "forest-small4-chosen" is ForestImputer's default.
+        ["forest"] = (name, seed, adjust) => Of(name, () => new ForestImputer(ForestOptions.OneRun with { Seed = seed })),
+        ["forest-fastforest"] = (name, seed, adjust) => Of(name, () => new ForestImputer(ForestOptions.OneRun with { Seed = seed, Trainer = ForestTrainer.FastForest })),
+        ["forest-linear"] = (name, seed, adjust) => Of(name, () => new ForestImputer(ForestOptions.OneRun with { Seed = seed, LinearBase = ForestLinearBase.Always })),
+        ["forest-avg4"] = (name, seed, adjust) => Of(name, () => new ForestImputer(ForestOptions.OneRun with { Seed = seed, Repeats = 4 })),
+        ["forest-avg2"] = (name, seed, adjust) => Of(name, () => new ForestImputer(ForestOptions.OneRun with { Seed = seed, Repeats = 2 })),
+        ["forest-linear-chosen"] = (name, seed, adjust) => Of(name, () => new ForestImputer(ForestOptions.OneRun with { Seed = seed, LinearBase = ForestLinearBase.WhereItHelps })),
+        // Four runs of 25 trees at 4 times the learning rate, averaged: about the trees of one run of 100.
+        ["forest-small4"] = (name, seed, adjust) => Of(name, () => new ForestImputer(new ForestOptions { Seed = seed, LinearBase = ForestLinearBase.None })),
+        ["forest-small4-linear"] = (name, seed, adjust) => Of(name, () => new ForestImputer(new ForestOptions { Seed = seed, LinearBase = ForestLinearBase.Always })),
+        ["forest-small4-chosen"] = (name, seed, adjust) => Of(name, () => new ForestImputer(new ForestOptions { Seed = seed })),
         ["emflow"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed }))),
         ["emflow-shaped-holdout"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOut = HoldOutDraw.LikeMissingness }))),
         ["emflow-auto-start"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, InitialImputation = InitialImputation.Auto }))),
@@ -89,9 +95,9 @@ public sealed record Method(string Name, Func<IImputationMethod> Create)
         // The same with the forest's runs averaged as the table's size allows: `emflow impute --start auto-forest`.
         ["emflow-forest-sized-shaped"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOut = HoldOutDraw.LikeMissingness }), new[] { ForestStart.Sized() })),
         // "emflow-forest-shaped" with the forest's linear base chosen per feature.
-        ["emflow-forest-linear-shaped"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOut = HoldOutDraw.LikeMissingness }), new[] { new ForestStart(new ForestOptions { LinearBase = ForestLinearBase.WhereItHelps }) })),
+        ["emflow-forest-linear-shaped"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOut = HoldOutDraw.LikeMissingness }), new[] { new ForestStart(ForestOptions.OneRun with { LinearBase = ForestLinearBase.WhereItHelps }) })),
         // The same with the forest's imputations averaged over four runs (ForestOptions.Repeats).
-        ["emflow-forest-avg4-shaped"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOut = HoldOutDraw.LikeMissingness }), new[] { new ForestStart(new ForestOptions { Repeats = 4 }) })),
+        ["emflow-forest-avg4-shaped"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOut = HoldOutDraw.LikeMissingness }), new[] { new ForestStart(ForestOptions.OneRun with { Repeats = 4 }) })),
         // "emflow-forest-shaped", but every iteration runs even after one the hold-out scores worse.
         ["emflow-forest-shaped-every-iteration"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOut = HoldOutDraw.LikeMissingness, StopAfterWorseIteration = false }), new[] { new ForestStart() })),
         ["emflow-forest-shaped-weighted"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOut = HoldOutDraw.LikeMissingness, ObservedShareWeight = 4 }), new[] { new ForestStart() })),
@@ -120,6 +126,9 @@ public sealed record Method(string Name, Func<IImputationMethod> Create)
         // The same with its start averaged over three hold-out draws (EMFlowOptions.StartDraws): what `emflow
         // impute` runs by default.
         ["emflow-forest-sized-gmm-propensity-draws3"] = (name, seed, adjust) => Of(name, () => SizedForestAndMixture(seed, o => adjust(o) with { StartDraws = 3 }, HoldOutDraw.ByPropensity)),
+        // The same with ForestImputer's default forest (four runs of 25 trees, the linear base where it helps) in
+        // the start instead of the sized runs of 100 trees.
+        ["emflow-forest-default-gmm-propensity-draws3"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOut = HoldOutDraw.ByPropensity, StartDraws = 3 }), new IStartCandidate[] { new ForestStart(new ForestOptions()), new MixtureStart() })),
         ["emflow-forest-sized-gmm-mean-propensity"] = (name, seed, adjust) => Of(name, () => SizedForestAndMixture(seed, adjust, HoldOutDraw.ByPropensity, new MeanStart())),
         ["emflow-forest-sized-gmm-mean-patterns"] = (name, seed, adjust) => Of(name, () => SizedForestAndMixture(seed, adjust, HoldOutDraw.LikeMissingPatterns, new MeanStart())),
         ["emflow-forest-mean-shaped"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOut = HoldOutDraw.LikeMissingness }), new IStartCandidate[] { new ForestStart(), new MeanStart() })),
@@ -144,15 +153,18 @@ public sealed record Method(string Name, Func<IImputationMethod> Create)
     /// <see cref="HoldOutDraw.LikeMissingPatterns"/>: <c>emflow impute --hold-out patterns</c>), "emflow-forest-sized-gmm-mean-propensity" and
     /// "emflow-forest-sized-gmm-mean-patterns" (the two with the column mean as a fifth candidate, <see cref="MeanStart"/>), "emflow-forest-shaped-weighted" (the same as "emflow-forest-shaped" with
     /// <see cref="EMFlowOptions.ObservedShareWeight"/> = 4).</summary>
-    public static IReadOnlyList<string> VariantNames { get; } = new[] { "emflow-tuned", "emflow-shaped-holdout", "emflow-auto-start", "emflow-knn-start", "emflow-forest", "emflow-forest-shaped", "emflow-forest-sized-shaped", "emflow-forest-sized-gmm-shaped", "emflow-forest-sized-gmm-propensity", "emflow-forest-sized-gmm-patterns", "emflow-forest-sized-gmm-propensity-draws3", "emflow-forest-sized-gmm-mean-propensity", "emflow-forest-sized-gmm-mean-patterns", "emflow-forest-shaped-weighted" };
+    public static IReadOnlyList<string> VariantNames { get; } = new[] { "emflow-tuned", "emflow-shaped-holdout", "emflow-auto-start", "emflow-knn-start", "emflow-forest", "emflow-forest-shaped", "emflow-forest-sized-shaped", "emflow-forest-sized-gmm-shaped", "emflow-forest-sized-gmm-propensity", "emflow-forest-sized-gmm-patterns", "emflow-forest-sized-gmm-propensity-draws3", "emflow-forest-default-gmm-propensity-draws3", "emflow-forest-sized-gmm-mean-propensity", "emflow-forest-sized-gmm-mean-patterns", "emflow-forest-shaped-weighted" };
 
     /// <summary>The missForest-style <see cref="ForestImputer"/> (EMFlow.Forest), also accepted by <see cref="Standard"/> but
-    /// run only when named: "forest" (LightGBM gbdt, the default trainer), "forest-fastforest" (ML.NET's FastForest random
+    /// run only when named: "forest-small4-chosen" (<see cref="ForestImputer"/>'s default options: four runs of 25 trees
+    /// averaged, the linear base where it helps), "forest-small4" and "forest-small4-linear" (the same with
+    /// <see cref="ForestLinearBase.None"/> or <see cref="ForestLinearBase.Always"/>); and one run of 100 trees
+    /// (<see cref="ForestOptions.OneRun"/>): "forest" (LightGBM gbdt), "forest-fastforest" (ML.NET's FastForest random
     /// forest), "forest-linear" (LightGBM on the residuals of a ridge regression for every numeric feature,
-    /// <see cref="ForestLinearBase.Always"/>), "forest-linear-chosen" (the same where a hold-out of the training rows
-    /// favours it, <see cref="ForestLinearBase.WhereItHelps"/>), "forest-avg2" and "forest-avg4" (the imputations of 2 or 4
+    /// <see cref="ForestLinearBase.Always"/>), "forest-linear-chosen" (the same where it helps,
+    /// <see cref="ForestLinearBase.WhereItHelps"/>), "forest-avg2" and "forest-avg4" (the imputations of 2 or 4
     /// runs averaged, <see cref="ForestOptions.Repeats"/>).</summary>
-    public static IReadOnlyList<string> TreeNames { get; } = new[] { "forest", "forest-fastforest", "forest-linear", "forest-linear-chosen", "forest-avg2", "forest-avg4" };
+    public static IReadOnlyList<string> TreeNames { get; } = new[] { "forest", "forest-fastforest", "forest-linear", "forest-linear-chosen", "forest-avg2", "forest-avg4", "forest-small4", "forest-small4-linear", "forest-small4-chosen" };
 
     /// <summary>The paper's deep competitors, also accepted by <see cref="Standard"/> but run only when named (they
     /// train for minutes per fold): "gain", "miwae", "mcflow".</summary>

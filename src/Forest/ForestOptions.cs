@@ -19,12 +19,14 @@ public enum ForestLinearBase
     None,
     /// <summary>Ridge plus trees on its residuals for every numeric feature.</summary>
     Always,
-    /// <summary>For each numeric feature, ridge plus trees only where it beats trees alone twice on the feature's
-    /// observed training rows: in a 3-fold cross-validation, and on the fifth of those rows that lie furthest toward
-    /// the feature's gaps, held out from both fits (so a ridge that would extrapolate into MAR gaps is caught there).
-    /// Decided once, when the feature's first model is fitted, at the price of eight extra fits per feature. On a
-    /// table with strongly non-linear relations (Letter) the ridge under the trees costs a little; this keeps the gain
-    /// where the relations are near linear (bench/README.md, "A linear base under the trees").</summary>
+    /// <summary>For each numeric feature, ridge plus trees only where the feature's gaps lie among its observed rows
+    /// (the other columns' means over the rows that miss it differ from their means over the rows that have it by no
+    /// more than chance allows) and ridge plus trees beats trees alone twice on the feature's observed training rows:
+    /// in a 3-fold cross-validation, and on the fifth of those rows that lie furthest toward the feature's gaps, held
+    /// out from both fits. Decided once per feature, when its first model of the first run is fitted, at the price of
+    /// eight extra fits per feature. The default: on near-linear tables (Breast cancer, Concrete) the ridge carries
+    /// what trees approximate by a staircase; where the gaps lie apart from the observed rows (MAR) the ridge would
+    /// extrapolate into them, and it lost there (bench/README.md, "The default forest").</summary>
     WhereItHelps,
 }
 
@@ -37,8 +39,10 @@ public sealed record ForestOptions
     /// <summary>Most sweeps over the features (missForest's <c>maxiter</c>). Default 10.</summary>
     public int MaxSweeps { get; init; } = 10;
 
-    /// <summary>Trees per feature model (boosting rounds for LightGBM). Default 100.</summary>
-    public int Trees { get; init; } = 100;
+    /// <summary>Trees per feature model (boosting rounds for LightGBM). Default 25: with <see cref="LearningRate"/>
+    /// 0.4 and <see cref="Repeats"/> 4, about the work of one run of 100 trees at 0.1, and it imputed better on
+    /// every table measured (bench/README.md, "The default forest").</summary>
+    public int Trees { get; init; } = 25;
 
     /// <summary>Most leaves per tree. Default 32.</summary>
     public int Leaves { get; init; } = 32;
@@ -50,17 +54,18 @@ public sealed record ForestOptions
     /// Default 0.7.</summary>
     public double FeatureFraction { get; init; } = 0.7;
 
-    /// <summary>Learning rate of <see cref="ForestTrainer.LightGbm"/>; unused by FastForest. Default 0.1.</summary>
-    public double LearningRate { get; init; } = 0.1;
+    /// <summary>Learning rate of <see cref="ForestTrainer.LightGbm"/>; unused by FastForest. Default 0.4 (see
+    /// <see cref="Trees"/>).</summary>
+    public double LearningRate { get; init; } = 0.4;
 
     /// <summary>Whether a numeric feature's model is a ridge regression on the other features plus the tree ensemble
     /// fitted to the ridge's residuals (prediction = ridge + trees, kept inside the range of the feature's observed
     /// values). Trees approximate a linear relation by a staircase, which needs many leaves and rows per step; on
     /// near-linear tables (Breast cancer, Concrete) the ridge carries the linear part and the trees only the rest.
     /// Categorical columns (groups of indicators, one classifier each) keep the plain classifier. Default
-    /// <see cref="ForestLinearBase.None"/>: under MAR gaps the ridge extrapolates into the region the gaps cover and
-    /// lost to trees alone on Air Quality and Breast cancer (bench/README.md, "A linear base under the trees").</summary>
-    public ForestLinearBase LinearBase { get; init; } = ForestLinearBase.None;
+    /// <see cref="ForestLinearBase.WhereItHelps"/>; <see cref="ForestLinearBase.Always"/> lost to trees alone under MAR
+    /// on Air Quality and Breast cancer (bench/README.md, "A linear base under the trees").</summary>
+    public ForestLinearBase LinearBase { get; init; } = ForestLinearBase.WhereItHelps;
 
     /// <summary>Seed of every model (each feature and sweep gets its own stream derived from it). Default 0.</summary>
     public long Seed { get; init; }
@@ -69,9 +74,14 @@ public sealed record ForestOptions
     /// whose imputations of each missing cell are averaged, at Fit and at Transform. A boosted model per feature is
     /// a noisy learner and the sweeps compound its noise: on Concrete one fold's RMSE ranged over .113-.130 across
     /// four seeds, and the average of those four runs scored 6-7% below the seeds' mean on each of three folds
-    /// (bench/README.md, "Averaging runs"). Costs one fit per run, and Transform imputes with every run. Default
-    /// 1.</summary>
-    public int Repeats { get; init; } = 1;
+    /// (bench/README.md, "Averaging runs"). Costs one fit per run, and Transform imputes with every run. Default 4,
+    /// of <see cref="Trees"/> 25 each.</summary>
+    public int Repeats { get; init; } = 4;
+
+    /// <summary>One missForest run of 100 trees at learning rate 0.1, trees alone: the forest EMFlow's start blends
+    /// (<see cref="ForestStart"/>'s default), with which that start was measured, and the forest's earlier default.
+    /// Since its seed is replaced by the one EMFlow derives, the start's forest needs nothing else.</summary>
+    public static ForestOptions OneRun { get; } = new() { Trees = 100, LearningRate = 0.1, Repeats = 1, LinearBase = ForestLinearBase.None };
 
     /// <summary>Threads of each trainer. Default 1, which makes a fit bit-for-bit reproducible; more threads may
     /// change the last bits of the trees.</summary>

@@ -17,7 +17,8 @@ namespace EMFlow;
 /// </example>
 public sealed class ForestStart : IStartCandidate
 {
-    /// <summary>A candidate with the default <see cref="ForestOptions"/>; model files create it this way to load one.</summary>
+    /// <summary>A candidate with <see cref="ForestOptions.OneRun"/>, the forest the start was measured with; model files
+    /// create it this way to load one.</summary>
     public ForestStart() : this(null) { }
 
     /// <summary>A candidate with the given forest settings; its <see cref="ForestOptions.Seed"/> is replaced by the one
@@ -26,7 +27,7 @@ public sealed class ForestStart : IStartCandidate
 
     private ForestStart(ForestOptions? options, bool sized)
     {
-        Options = options ?? new ForestOptions();
+        Options = options ?? ForestOptions.OneRun;
         SizedRepeats = sized;
     }
 

@@ -8,7 +8,7 @@ namespace EMFlow.Tests;
 public sealed class ForestImputerTests
 {
     private static ForestOptions Small(ForestTrainer trainer = ForestTrainer.FastForest, ForestLinearBase linear = ForestLinearBase.None) =>
-        new() { Trainer = trainer, Trees = 10, Leaves = 8, MaxSweeps = 4, Seed = 7, LinearBase = linear };
+        ForestOptions.OneRun with { Trainer = trainer, Trees = 10, Leaves = 8, MaxSweeps = 4, Seed = 7, LinearBase = linear };
 
 
     [Theory, InlineData(ForestTrainer.FastForest, ForestLinearBase.None), InlineData(ForestTrainer.LightGbm, ForestLinearBase.None),
@@ -173,7 +173,7 @@ public sealed class ForestImputerTests
     {
         var data = Linear(400, 11, out var truth);
         var probe = Linear(100, 12, out var probeTruth);
-        var options = new ForestOptions { Trainer = trainer, Trees = 50, Leaves = 16, MaxSweeps = 3, Seed = 3 };
+        var options = ForestOptions.OneRun with { Trainer = trainer, Trees = 50, Leaves = 16, MaxSweeps = 3, Seed = 3 };
         using var plain = new ForestImputer(options);
         using var linear = new ForestImputer(options with { LinearBase = ForestLinearBase.Always });
         using var chosen = new ForestImputer(options with { LinearBase = ForestLinearBase.WhereItHelps });
@@ -190,6 +190,32 @@ public sealed class ForestImputerTests
                 double with = Rmse(t, a, d, j), without = Rmse(t, b, d, j);
                 Assert.True(with < 0.25 * without && with < 0.01, $"{trainer}, column {j}: RMSE {with:F4} with the linear base, {without:F4} without");
             }
+    }
+
+    [Fact]
+    public void Where_the_gaps_lie_apart_from_the_observed_rows_the_linear_base_is_not_chosen_even_on_a_linear_table()
+    {
+        // The exactly linear table above, but columns 3 and 4 go missing mostly where column 0 is large (MAR): a ridge
+        // fitted on the observed rows would predict in a region it was not fitted on. On such a table it would do
+        // well, but on real MAR tables it lost, and the check cannot tell the two apart from the observed rows.
+        var rng = new Random(5);
+        var data = Linear(400, 11, out var truth);
+        for (int i = 0; i < 400; i++)
+            for (int j = 3; j < 5; j++)
+                data[i, j] = truth[i, 0] > 0.5 && rng.NextDouble() < 0.4 ? double.NaN : truth[i, j];
+        var options = ForestOptions.OneRun with { Trees = 50, Leaves = 16, MaxSweeps = 3, Seed = 3 };
+        using var plain = new ForestImputer(options);
+        using var chosen = new ForestImputer(options with { LinearBase = ForestLinearBase.WhereItHelps });
+        AssertBitForBit(plain.FitTransform(data), chosen.FitTransform(data));
+
+        // The same rows missing the same number of cells at random: the base is chosen, as on the table above.
+        var shuffled = (double[,])truth.Clone();
+        for (int i = 0; i < 400; i++)
+            for (int j = 3; j < 5; j++)
+                shuffled[i, j] = double.IsNaN(data[(i * 7 + 3) % 400, j]) ? double.NaN : truth[i, j];
+        using var always = new ForestImputer(options with { LinearBase = ForestLinearBase.Always });
+        using var chosenAtRandom = new ForestImputer(options with { LinearBase = ForestLinearBase.WhereItHelps });
+        AssertBitForBit(always.FitTransform(shuffled), chosenAtRandom.FitTransform(shuffled));
     }
 
     [Fact]
@@ -253,7 +279,7 @@ public sealed class ForestImputerTests
             truth[i, 2] = Math.Min(x0, 0.6) + 0.3 * x1 + 0.01 * (rng.NextDouble() - 0.5);
             data[i, 2] = x0 > 0.75 ? double.NaN : truth[i, 2];
         }
-        var options = new ForestOptions { Trees = 50, Leaves = 16, MaxSweeps = 3, Seed = 3 };
+        var options = ForestOptions.OneRun with { Trees = 50, Leaves = 16, MaxSweeps = 3, Seed = 3 };
         using var plain = new ForestImputer(options);
         using var always = new ForestImputer(options with { LinearBase = ForestLinearBase.Always });
         using var chosen = new ForestImputer(options with { LinearBase = ForestLinearBase.WhereItHelps });
@@ -323,7 +349,7 @@ public sealed class ForestImputerTests
     {
         var (complete, data) = MixedTestData.Table(300, seed: 8);
         var options = TestData.QuickEMFlow() with { Iterations = 1, EpochsPerIteration = 1, ValidationFraction = 0.2 };
-        using var mixed = new MixedImputer(new EMFlowImputer(options, new[] { new ForestStart(new ForestOptions { Trees = 20, Leaves = 8, MaxSweeps = 2 }) }));
+        using var mixed = new MixedImputer(new EMFlowImputer(options, new[] { new ForestStart(ForestOptions.OneRun with { Trees = 20, Leaves = 8, MaxSweeps = 2 }) }));
         var completed = mixed.FitTransform(data, MixedTestData.Kinds);
         var w = ((EMFlowImputer)mixed.Inner).StartWeights;
         Assert.Equal(6, w.GetLength(0));
@@ -358,7 +384,7 @@ public sealed class ForestImputerTests
         var data = Stepped(400, 1, out _);
         var probe = Stepped(80, 2, out var probeTruth);
         var options = TestData.QuickEMFlow() with { Iterations = 1, EpochsPerIteration = 1, ValidationFraction = 0.1 };
-        var forest = new ForestOptions { Trees = 100, Leaves = 8, MaxSweeps = 3 };
+        var forest = ForestOptions.OneRun with { Trees = 100, Leaves = 8, MaxSweeps = 3 };
         using var a = new EMFlowImputer(options, new[] { new ForestStart(forest) });
         using var b = new EMFlowImputer(options, new[] { new ForestStart(forest) });
         var completed = a.FitTransform(data);
@@ -400,7 +426,7 @@ public sealed class ForestImputerTests
         var data = Stepped(200, 3, out _);
         var probe = Stepped(40, 4, out _);
         var options = TestData.QuickEMFlow() with { Iterations = 1, EpochsPerIteration = 1, ValidationFraction = 0.1 };
-        var forest = new ForestOptions { Trees = 10, Leaves = 8, MaxSweeps = 2 };
+        var forest = ForestOptions.OneRun with { Trees = 10, Leaves = 8, MaxSweeps = 2 };
         using var sized = new EMFlowImputer(options, new[] { ForestStart.Sized(forest) });
         using var four = new EMFlowImputer(options, new[] { new ForestStart(forest with { Repeats = 4 }) });
         using var one = new EMFlowImputer(options, new[] { new ForestStart(forest) });
@@ -429,7 +455,7 @@ public sealed class ForestImputerTests
         var data = Linear(200, 21, out _);
         var probe = Linear(40, 22, out _);
         var options = TestData.QuickEMFlow() with { Iterations = 1, EpochsPerIteration = 1, ValidationFraction = 0.1 };
-        using var imputer = new EMFlowImputer(options, new[] { new ForestStart(new ForestOptions { Trees = 10, Leaves = 8, MaxSweeps = 2, LinearBase = ForestLinearBase.Always }) });
+        using var imputer = new EMFlowImputer(options, new[] { new ForestStart(ForestOptions.OneRun with { Trees = 10, Leaves = 8, MaxSweeps = 2, LinearBase = ForestLinearBase.Always }) });
         imputer.Fit(data);
         var imputed = imputer.Transform(probe);
         var path = Path.Combine(Path.GetTempPath(), $"emflow-forest-linear-{Guid.NewGuid():N}.model");
@@ -453,7 +479,7 @@ public sealed class ForestImputerTests
         Assert.Throws<ArgumentException>(() => new EMFlowImputer(null, new IStartCandidate[] { null! }));
         var data = Stepped(150, 3, out _);
         var options = TestData.QuickEMFlow() with { Iterations = 1, EpochsPerIteration = 1 };
-        using var imputer = new EMFlowImputer(options, new[] { new ForestStart(new ForestOptions { Trees = 5, Leaves = 4, MaxSweeps = 2 }) });
+        using var imputer = new EMFlowImputer(options, new[] { new ForestStart(ForestOptions.OneRun with { Trees = 5, Leaves = 4, MaxSweeps = 2 }) });
         var seen = new List<TrainingProgress>();
         imputer.Fit(data, progress: new Sink(seen.Add));
         Assert.Contains(seen, p => p.Phase.StartsWith("initial imputation (forest sweep 1/2, 1/", StringComparison.Ordinal) && p.Iteration == 0);
