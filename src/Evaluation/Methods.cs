@@ -73,9 +73,11 @@ public sealed record Method(string Name, Func<IImputationMethod> Create)
         ["knn"] = (name, seed, adjust) => Of(name, () => new KnnImputer(5)),
         ["gaussian-em"] = (name, seed, adjust) => Of(name, () => new GaussianEmImputer()),
         // missForest-style tree ensembles (EMFlow.Forest: LightGBM by default, or ML.NET FastForest); run only when named.
-        // "forest" and its variants are one run of 100 trees (ForestOptions.OneRun, the earlier default) with one
-        // setting changed; "forest-small4-chosen" is ForestImputer's default.
-        ["forest"] = (name, seed, adjust) => Of(name, () => new ForestImputer(ForestOptions.OneRun with { Seed = seed })),
+        // "forest" is ForestImputer's default, as `emflow impute --method forest` runs it ("forest-small4-chosen" names
+        // the same); "forest-one-run" (the default before four runs of 25 trees were) and the variants below it are
+        // one run of 100 trees (ForestOptions.OneRun) with one setting changed.
+        ["forest"] = (name, seed, adjust) => Of(name, () => new ForestImputer(new ForestOptions { Seed = seed })),
+        ["forest-one-run"] = (name, seed, adjust) => Of(name, () => new ForestImputer(ForestOptions.OneRun with { Seed = seed })),
         ["forest-fastforest"] = (name, seed, adjust) => Of(name, () => new ForestImputer(ForestOptions.OneRun with { Seed = seed, Trainer = ForestTrainer.FastForest })),
         ["forest-linear"] = (name, seed, adjust) => Of(name, () => new ForestImputer(ForestOptions.OneRun with { Seed = seed, LinearBase = ForestLinearBase.Always })),
         ["forest-avg4"] = (name, seed, adjust) => Of(name, () => new ForestImputer(ForestOptions.OneRun with { Seed = seed, Repeats = 4 })),
@@ -156,15 +158,15 @@ public sealed record Method(string Name, Func<IImputationMethod> Create)
     public static IReadOnlyList<string> VariantNames { get; } = new[] { "emflow-tuned", "emflow-shaped-holdout", "emflow-auto-start", "emflow-knn-start", "emflow-forest", "emflow-forest-shaped", "emflow-forest-sized-shaped", "emflow-forest-sized-gmm-shaped", "emflow-forest-sized-gmm-propensity", "emflow-forest-sized-gmm-patterns", "emflow-forest-sized-gmm-propensity-draws3", "emflow-forest-default-gmm-propensity-draws3", "emflow-forest-sized-gmm-mean-propensity", "emflow-forest-sized-gmm-mean-patterns", "emflow-forest-shaped-weighted" };
 
     /// <summary>The missForest-style <see cref="ForestImputer"/> (EMFlow.Forest), also accepted by <see cref="Standard"/> but
-    /// run only when named: "forest-small4-chosen" (<see cref="ForestImputer"/>'s default options: four runs of 25 trees
-    /// averaged, the linear base where it helps), "forest-small4" and "forest-small4-linear" (the same with
+    /// run only when named: "forest" and "forest-small4-chosen" (<see cref="ForestImputer"/>'s default options: four runs
+    /// of 25 trees averaged, the linear base where it helps), "forest-small4" and "forest-small4-linear" (the same with
     /// <see cref="ForestLinearBase.None"/> or <see cref="ForestLinearBase.Always"/>); and one run of 100 trees
-    /// (<see cref="ForestOptions.OneRun"/>): "forest" (LightGBM gbdt), "forest-fastforest" (ML.NET's FastForest random
+    /// (<see cref="ForestOptions.OneRun"/>): "forest-one-run" (LightGBM gbdt), "forest-fastforest" (ML.NET's FastForest random
     /// forest), "forest-linear" (LightGBM on the residuals of a ridge regression for every numeric feature,
     /// <see cref="ForestLinearBase.Always"/>), "forest-linear-chosen" (the same where it helps,
     /// <see cref="ForestLinearBase.WhereItHelps"/>), "forest-avg2" and "forest-avg4" (the imputations of 2 or 4
     /// runs averaged, <see cref="ForestOptions.Repeats"/>).</summary>
-    public static IReadOnlyList<string> TreeNames { get; } = new[] { "forest", "forest-fastforest", "forest-linear", "forest-linear-chosen", "forest-avg2", "forest-avg4", "forest-small4", "forest-small4-linear", "forest-small4-chosen" };
+    public static IReadOnlyList<string> TreeNames { get; } = new[] { "forest", "forest-one-run", "forest-fastforest", "forest-linear", "forest-linear-chosen", "forest-avg2", "forest-avg4", "forest-small4", "forest-small4-linear", "forest-small4-chosen" };
 
     /// <summary>The paper's deep competitors, also accepted by <see cref="Standard"/> but run only when named (they
     /// train for minutes per fold): "gain", "miwae", "mcflow".</summary>
