@@ -70,10 +70,8 @@ public static class App
                                   together) or uniform
           --start-draws N         hold-out draws the start's blend is fitted on and averaged over; each costs one
                                   fit of the start's candidates (default 3; 1 is about three times faster there)
-          --forest-repeats N      independent forest runs averaged, in the start (runs of 100 trees) and with
-                                  --method forest (runs of 25); each costs one forest run (default: in the start
-                                  4 on tables of at most 4e6 rows x columns squared and 1 on larger ones; with
-                                  --method forest 4)
+          --forest-repeats N      independent forest runs of 25 trees averaged, in the start and with --method
+                                  forest; each costs one run (default 4)
           --seed S                seed of every random choice (default 0)
           --threads T             torch threads (default 1)
           --multiple K            also write K sampled imputations OUTPUT.1.csv ... OUTPUT.K.csv (emflow only),
@@ -121,9 +119,12 @@ public static class App
                                   features (without it, appendix E's own rate)
           --folds K               cross-validation folds (default 5)
           --methods LIST          comma-separated (default mean,knn,gaussian-em,emflow, emflow being the library's
-                                  defaults); also median, forest, forest-avg4 (4 runs averaged),
-                                  emflow-forest-sized-gmm-propensity-draws3 (what impute runs by default),
-                                  emflow-forest-sized-gmm-propensity (the same with --start-draws 1),
+                                  defaults); also median, forest (as --method forest), forest-one-run (one
+                                  run of 100 trees), forest-avg4 (4 such runs averaged),
+                                  emflow-forest-default-gmm-propensity-draws3 (what impute runs by default),
+                                  emflow-forest-sized-gmm-propensity-draws3 (the same with the forest's runs of
+                                  100 trees sized to the table),
+                                  emflow-forest-sized-gmm-propensity (and --start-draws 1),
                                   emflow-forest-sized-gmm-shaped (and --hold-out missingness),
                                   emflow-forest-sized-gmm-patterns (and --hold-out patterns),
                                   emflow-forest-sized-shaped (the same without the mixture), emflow-forest-shaped

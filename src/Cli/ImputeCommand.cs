@@ -37,12 +37,12 @@ internal static class ImputeCommand
         bool stream = a.Flag("--stream");
         int sampleRows = a.Int("--sample-rows", EMFlowImputer.DefaultSampleRows, min: 2);
         var given = FitSettings.Where(s => a.Text(s) is not null).ToList();
-        // Averaged runs cost one forest fit each (bench/README.md, "Averaging runs"). Without the option the start
-        // averages as many runs of 100 trees as the table's size allows (ForestStart.Sized), and --method forest
-        // averages the library's default four runs of 25 trees.
+        // The start and --method forest both use the library's default forest, four averaged runs of 25 trees: in
+        // the start it scored level with or below the sized runs of 100 trees on most tables, in about half the
+        // seconds on tables up to Review's size (bench/README.md, "The default forest in EMFlow's start").
         int? repeats = a.Text("--forest-repeats") is null ? null : a.Int("--forest-repeats", 1, min: 1);
         var forest = repeats is { } r ? new ForestOptions { Repeats = r } : new ForestOptions();
-        ForestStart Trees() => repeats is { } r ? new ForestStart(ForestOptions.OneRun with { Repeats = r }) : ForestStart.Sized();
+        ForestStart Trees() => new(forest);
         // The default: the tree ensembles and the Gaussian mixture join the start's blend as third and fourth
         // candidates (bench/README.md, "The mixture in the command line's start").
         var (start, startCandidates) = a.Text("--start") switch

@@ -92,8 +92,8 @@ public sealed record Method(string Name, Func<IImputationMethod> Create)
         ["emflow-auto-start"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, InitialImputation = InitialImputation.Auto }))),
         ["emflow-knn-start"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, InitialImputation = InitialImputation.Knn }))),
         // The Auto start with the tree ensembles as a third candidate of the blend (EMFlow.Forest's ForestStart).
-        ["emflow-forest"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed }), new[] { new ForestStart() })),
-        ["emflow-forest-shaped"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOut = HoldOutDraw.LikeMissingness }), new[] { new ForestStart() })),
+        ["emflow-forest"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed }), new[] { new ForestStart(ForestOptions.OneRun) })),
+        ["emflow-forest-shaped"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOut = HoldOutDraw.LikeMissingness }), new[] { new ForestStart(ForestOptions.OneRun) })),
         // The same with the forest's runs averaged as the table's size allows: `emflow impute --start auto-forest`.
         ["emflow-forest-sized-shaped"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOut = HoldOutDraw.LikeMissingness }), new[] { ForestStart.Sized() })),
         // "emflow-forest-shaped" with the forest's linear base chosen per feature.
@@ -101,8 +101,8 @@ public sealed record Method(string Name, Func<IImputationMethod> Create)
         // The same with the forest's imputations averaged over four runs (ForestOptions.Repeats).
         ["emflow-forest-avg4-shaped"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOut = HoldOutDraw.LikeMissingness }), new[] { new ForestStart(ForestOptions.OneRun with { Repeats = 4 }) })),
         // "emflow-forest-shaped", but every iteration runs even after one the hold-out scores worse.
-        ["emflow-forest-shaped-every-iteration"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOut = HoldOutDraw.LikeMissingness, StopAfterWorseIteration = false }), new[] { new ForestStart() })),
-        ["emflow-forest-shaped-weighted"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOut = HoldOutDraw.LikeMissingness, ObservedShareWeight = 4 }), new[] { new ForestStart() })),
+        ["emflow-forest-shaped-every-iteration"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOut = HoldOutDraw.LikeMissingness, StopAfterWorseIteration = false }), new[] { new ForestStart(ForestOptions.OneRun) })),
+        ["emflow-forest-shaped-weighted"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOut = HoldOutDraw.LikeMissingness, ObservedShareWeight = 4 }), new[] { new ForestStart(ForestOptions.OneRun) })),
         ["emflow-paper"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(EMFlowOptions.Paper with { Seed = seed }))),
         // The competitors run their own papers' settings; only the thread count follows the EMFlow adjustment.
         ["gain"] = (name, seed, adjust) => Of(name, () => new GainImputer(new GainOptions { Seed = seed, TorchThreads = adjust(new EMFlowOptions()).TorchThreads })),
@@ -113,8 +113,8 @@ public sealed record Method(string Name, Func<IImputationMethod> Create)
         // imputes before a flow is trained.
         ["gmm"] = (name, seed, adjust) => new Method(name, () => new GaussianMixtureMethod(seed)),
         // The Auto start blending Gaussian EM, kNN, the forest and that mixture.
-        ["emflow-forest-gmm"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed }), new IStartCandidate[] { new ForestStart(), new MixtureStart() })),
-        ["emflow-forest-gmm-shaped"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOut = HoldOutDraw.LikeMissingness }), new IStartCandidate[] { new ForestStart(), new MixtureStart() })),
+        ["emflow-forest-gmm"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed }), new IStartCandidate[] { new ForestStart(ForestOptions.OneRun), new MixtureStart() })),
+        ["emflow-forest-gmm-shaped"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOut = HoldOutDraw.LikeMissingness }), new IStartCandidate[] { new ForestStart(ForestOptions.OneRun), new MixtureStart() })),
         // ForestStart.Sized with the Gaussian mixture as a fourth candidate: `emflow impute --hold-out missingness`.
         ["emflow-forest-sized-gmm-shaped"] = (name, seed, adjust) => Of(name, () => SizedForestAndMixture(seed, adjust, HoldOutDraw.LikeMissingness)),
         // The same with each held-out cell weighed by its odds of being missing (HoldOutDraw.ByPropensity):
@@ -129,11 +129,11 @@ public sealed record Method(string Name, Func<IImputationMethod> Create)
         // impute` runs by default.
         ["emflow-forest-sized-gmm-propensity-draws3"] = (name, seed, adjust) => Of(name, () => SizedForestAndMixture(seed, o => adjust(o) with { StartDraws = 3 }, HoldOutDraw.ByPropensity)),
         // The same with ForestImputer's default forest (four runs of 25 trees, the linear base where it helps) in
-        // the start instead of the sized runs of 100 trees.
-        ["emflow-forest-default-gmm-propensity-draws3"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOut = HoldOutDraw.ByPropensity, StartDraws = 3 }), new IStartCandidate[] { new ForestStart(new ForestOptions()), new MixtureStart() })),
+        // the start instead of the sized runs of 100 trees: what `emflow impute` runs by default.
+        ["emflow-forest-default-gmm-propensity-draws3"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOut = HoldOutDraw.ByPropensity, StartDraws = 3 }), new IStartCandidate[] { new ForestStart(), new MixtureStart() })),
         ["emflow-forest-sized-gmm-mean-propensity"] = (name, seed, adjust) => Of(name, () => SizedForestAndMixture(seed, adjust, HoldOutDraw.ByPropensity, new MeanStart())),
         ["emflow-forest-sized-gmm-mean-patterns"] = (name, seed, adjust) => Of(name, () => SizedForestAndMixture(seed, adjust, HoldOutDraw.LikeMissingPatterns, new MeanStart())),
-        ["emflow-forest-mean-shaped"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOut = HoldOutDraw.LikeMissingness }), new IStartCandidate[] { new ForestStart(), new MeanStart() })),
+        ["emflow-forest-mean-shaped"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed, HoldOut = HoldOutDraw.LikeMissingness }), new IStartCandidate[] { new ForestStart(ForestOptions.OneRun), new MeanStart() })),
         ["emflow-gmm"] = (name, seed, adjust) => Of(name, () => new EMFlowImputer(adjust(new EMFlowOptions { Seed = seed }), new IStartCandidate[] { new MixtureStart() })),
         ["mcflow"] = (name, seed, adjust) => Of(name, () => new McFlowImputer(new McFlowOptions { Seed = seed, TorchThreads = adjust(new EMFlowOptions()).TorchThreads })),
     };

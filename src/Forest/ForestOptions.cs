@@ -78,9 +78,8 @@ public sealed record ForestOptions
     /// of <see cref="Trees"/> 25 each.</summary>
     public int Repeats { get; init; } = 4;
 
-    /// <summary>One missForest run of 100 trees at learning rate 0.1, trees alone: the forest EMFlow's start blends
-    /// (<see cref="ForestStart"/>'s default), with which that start was measured, and the forest's earlier default.
-    /// Since its seed is replaced by the one EMFlow derives, the start's forest needs nothing else.</summary>
+    /// <summary>One missForest run of 100 trees at learning rate 0.1, trees alone: the forest's earlier default, and the
+    /// runs <see cref="ForestStart.Sized"/> averages.</summary>
     public static ForestOptions OneRun { get; } = new() { Trees = 100, LearningRate = 0.1, Repeats = 1, LinearBase = ForestLinearBase.None };
 
     /// <summary>Threads of each trainer. Default 1, which makes a fit bit-for-bit reproducible; more threads may

@@ -17,8 +17,8 @@ namespace EMFlow;
 /// </example>
 public sealed class ForestStart : IStartCandidate
 {
-    /// <summary>A candidate with <see cref="ForestOptions.OneRun"/>, the forest the start was measured with; model files
-    /// create it this way to load one.</summary>
+    /// <summary>A candidate with <see cref="ForestImputer"/>'s default <see cref="ForestOptions"/> (four averaged runs of
+    /// 25 trees, the linear base where it helps), the command line's; model files create it this way to load one.</summary>
     public ForestStart() : this(null) { }
 
     /// <summary>A candidate with the given forest settings; its <see cref="ForestOptions.Seed"/> is replaced by the one
@@ -27,14 +27,15 @@ public sealed class ForestStart : IStartCandidate
 
     private ForestStart(ForestOptions? options, bool sized)
     {
-        Options = options ?? ForestOptions.OneRun;
+        Options = options ?? new ForestOptions();
         SizedRepeats = sized;
     }
 
     /// <summary>A candidate whose <see cref="ForestOptions.Repeats"/> follows the size of the table it is fitted on:
-    /// <see cref="RepeatsFor"/>(rows, columns) runs averaged, whatever <paramref name="options"/> says. The command
-    /// line's default start.</summary>
-    public static ForestStart Sized(ForestOptions? options = null) => new(options, true);
+    /// <see cref="RepeatsFor"/>(rows, columns) runs averaged, whatever <paramref name="options"/> says; without options,
+    /// runs of <see cref="ForestOptions.OneRun"/>. The command line's start before its forest became the default
+    /// one (bench/README.md, "The default forest in EMFlow's start").</summary>
+    public static ForestStart Sized(ForestOptions? options = null) => new(options ?? ForestOptions.OneRun, true);
 
     /// <summary>Whether <see cref="ForestOptions.Repeats"/> is chosen by <see cref="RepeatsFor"/> at Fit.</summary>
     public bool SizedRepeats { get; }

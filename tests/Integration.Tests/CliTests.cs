@@ -728,9 +728,9 @@ public sealed class CliTests : IDisposable
         Assert.Equal(App.BadInput, magic);
         Assert.Contains("emflow-forest-sized-shaped", why);
         // The methods the help names run: what impute runs by default among them.
-        (code, stdout, err) = Run("evaluate", input, "--folds", "2", "--methods", "emflow-forest-sized-gmm-propensity-draws3,emflow-forest-sized-shaped,forest-avg4", "--quiet");
+        (code, stdout, err) = Run("evaluate", input, "--folds", "2", "--methods", "emflow-forest-default-gmm-propensity-draws3,emflow-forest-sized-shaped,forest-avg4", "--quiet");
         Assert.True(code == App.Success, err);
-        Assert.Contains("emflow-forest-sized-gmm-propensity-draws3", stdout);
+        Assert.Contains("emflow-forest-default-gmm-propensity-draws3", stdout);
         Assert.Contains("emflow-forest-sized-shaped", stdout);
         Assert.Contains("forest-avg4", stdout);
     }
